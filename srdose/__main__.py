@@ -1,0 +1,3 @@
+from srdose.cli import main
+
+main()

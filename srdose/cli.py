@@ -1,0 +1,299 @@
+"""The ``srdose`` command.
+
+Exit codes scripts can trust: 0 all done; 1 done, but some datasets were
+quarantined (or some checks failed); 2 a usage or configuration error;
+3 srdose could not run (database unreachable, disk full, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from srdose import __version__
+from srdose.config import ConfigError, Settings, load
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+console = Console(stderr=True)
+out = Console()
+
+
+class Context:
+    """What every command gets: the settings and, on demand, the database."""
+
+    def __init__(self, settings: Settings, db_url: Optional[str]):
+        self.settings = settings
+        self.db_url = db_url or settings.database_url
+        self._store = None
+
+    def pseudonymiser(self):
+        from srdose.pseudonym import Pseudonymiser, load_or_create_secret
+
+        return Pseudonymiser(load_or_create_secret(self.settings.site_secret_path))
+
+    def store(self, write: bool = True):
+        if self._store is None:
+            from srdose.store import DoseStore
+
+            try:
+                self._store = DoseStore(self.db_url, self.pseudonymiser() if write else None)
+            except PermissionError as exc:
+                fail(str(exc), EXIT_USAGE)
+            except Exception as exc:
+                fail(f"cannot open the database {_safe_url(self.db_url)}: {type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0][:300]}\nCheck --db / SRDOSE_DATABASE_URL and that the "
+                     "server is running.", EXIT_FAILED)
+        return self._store
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+def fail(message: str, code: int = EXIT_FAILED):
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", metavar="FILE", help="TOML config file (default: $SRDOSE_CONFIG, ./srdose.toml, ~/.config/srdose/srdose.toml).")
+@click.option("--db", "db_url", metavar="URL", help="SQLAlchemy database URL (default: a SQLite file in the data directory).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="srdose")
+@click.pass_context
+def main(ctx: click.Context, config_file: Optional[str], db_url: Optional[str], verbose: int) -> None:
+    """srdose: breast-screening radiation dose from DICOM dose reports.
+
+    Receive RDSRs, parse them into a pseudonymised database, recalculate the
+    mean glandular dose and report it. Run `srdose COMMAND --help` for each
+    command.
+    """
+    try:
+        settings = load(config_file)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    level = {0: settings["log_level"], 1: "INFO", 2: "DEBUG"}.get(verbose, "DEBUG")
+    logging.basicConfig(level=level if isinstance(level, int) else str(level).upper(),
+                        format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not verbose:
+        # one line per quarantined file is for -v; the summary says how many
+        logging.getLogger("srdose.ingest").setLevel(logging.WARNING)
+    ctx.obj = Context(settings, db_url)
+
+
+# --- ingest ------------------------------------------------------------------
+
+def print_summary(summary, store) -> None:
+    table = Table(title="Ingest summary", show_header=True)
+    table.add_column("outcome")
+    table.add_column("datasets", justify="right")
+    labels = {
+        "ingested": "ingested",
+        "replaced": "ingested, replacing an earlier RDSR",
+        "duplicate": "already held (unchanged)",
+        "superseded": "older than an RDSR already held",
+        "covered": "image header covered by an RDSR",
+    }
+    for key, label in labels.items():
+        if summary.outcomes.get(key):
+            table.add_row(label, str(summary.outcomes[key]))
+    for kind, n in sorted(summary.quarantined.items()):
+        table.add_row(f"[red]quarantined: {kind}[/]", str(n))
+    table.add_row("[bold]files read[/]", f"[bold]{summary.files}[/]")
+    table.add_row("irradiation events added", str(summary.events))
+    out.print(table)
+    counts = store.counts()
+    out.print(f"database: {counts['devices']} units, {counts['studies']} studies, "
+              f"{counts['events']} events, {counts['quarantine']} quarantined in all")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=None, help="Files per transaction (default from config: 200).")
+@click.pass_obj
+def ingest(obj: Context, paths, batch_size) -> None:
+    """Ingest DICOM dose objects from files or folders (recursively).
+
+    Reads X-Ray Radiation Dose SRs (and Enhanced/Comprehensive SRs holding a
+    dose report) and MG image headers. Anything else goes to the quarantine
+    folder with a JSON note saying why. Exit code 1 when anything was
+    quarantined.
+    """
+    import time
+
+    from srdose.ingest import Ingestor, iter_files
+    from srdose.quarantine import QuarantineFolder
+
+    store = obj.store()
+    ingestor = Ingestor(store, QuarantineFolder(obj.settings.quarantine_dir),
+                        batch_size or obj.settings["ingest"]["batch_size"])
+    files = list(iter_files(paths))
+    started = time.monotonic()
+    with progress_bar() as bar:
+        task = bar.add_task("ingesting", total=len(files), rate="")
+
+        def tick(path, result):
+            done = bar.tasks[task].completed + 1
+            rate = done / max(time.monotonic() - started, 1e-6)
+            bar.update(task, advance=1, rate=f"{rate:.0f} files/s")
+
+        summary = ingestor.ingest_paths(files, progress=tick)
+    print_summary(summary, store)
+    if summary.n_quarantined:
+        console.print(f"[yellow]{summary.n_quarantined} dataset(s) quarantined in "
+                      f"{obj.settings.quarantine_dir} (see the .json beside each file).[/]")
+        sys.exit(EXIT_PARTIAL)
+
+
+# --- export ------------------------------------------------------------------
+
+@main.group()
+def export() -> None:
+    """Export data as CSV or XLSX."""
+
+
+@export.command("events")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default=None, help="Default: from the file suffix, else csv.")
+@click.option("--from", "since", metavar="YYYY-MM-DD", help="First study date.")
+@click.option("--to", "until", metavar="YYYY-MM-DD", help="Last study date.")
+@click.option("--unit", "serial", metavar="SERIAL", help="Only this unit (device serial number).")
+@click.pass_obj
+def export_events_cmd(obj: Context, out_path: Path, fmt, since, until, serial) -> None:
+    """One row per irradiation event (pseudonymised), in the documented column order."""
+    from srdose.export import export_events
+
+    def day(text):
+        return text.replace("-", "") if text else None
+
+    n = export_events(obj.store(write=False), out_path, fmt, since=day(since), until=day(until), serial=serial)
+    console.print(f"wrote {n} events to {out_path}")
+
+
+# --- synth -------------------------------------------------------------------
+
+@main.command()
+@click.option("--vendor", type=click.Choice(["hologic", "ge", "giotto", "siemens", "fujifilm", "all"]), default="hologic", show_default=True)
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=20, show_default=True, help="Studies (one RDSR each).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--units", type=click.IntRange(1, 1000), default=1, show_default=True, help="Distinct X-ray units per vendor.")
+@click.option("--images", is_flag=True, help="Also write the MG image headers of each study.")
+def synth(vendor, count, out_dir: Path, seed, units, images) -> None:
+    """Write realistic synthetic mammography RDSRs imitating a vendor's structure."""
+    from srdose import synth as S
+
+    vendors = S.VENDORS if vendor == "all" else (vendor,)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with progress_bar() as bar:
+        task = bar.add_task("writing", total=count * len(vendors), rate="")
+        for i, v in enumerate(vendors):
+            files = S.generate(v, count, out_dir, seed=seed + i, units=units, images=images,
+                               progress=lambda *_: bar.update(task, advance=1))
+            written += len(files)
+    console.print(f"wrote {written} files to {out_dir}")
+
+
+# --- db ----------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_obj
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Create the schema or bring it up to date."""
+    from srdose.store.database import current_revision, make_engine, upgrade
+
+    engine = make_engine(obj.db_url)
+    try:
+        upgrade(engine, revision)
+        console.print(f"{_safe_url(obj.db_url)} is at revision {current_revision(engine)}")
+    except Exception as exc:
+        fail(f"upgrade failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(obj: Context) -> None:
+    """Print the schema revision of the database and the newest one srdose knows."""
+    from srdose.store.database import current_revision, head_revision, make_engine
+
+    engine = make_engine(obj.db_url)
+    try:
+        out.print(f"database: {current_revision(engine) or '(empty)'}  srdose: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@main.command("config")
+@click.pass_obj
+def show_config(obj: Context) -> None:
+    """Print the settings in force and where they came from."""
+    import json
+
+    s = obj.settings
+    out.print(f"# config file: {s.source or '(none: defaults and environment)'}")
+    out.print(f"# database: {_safe_url(obj.db_url)}")
+    out.print(f"# site secret: {s.site_secret_path}")
+    out.print(f"# quarantine: {s.quarantine_dir}")
+    out.print(json.dumps(s.values, indent=2, default=str))
+
+
+def _register_optional() -> None:
+    """Commands from later pipeline stages, registered when present."""
+    try:
+        from srdose.physics.mc_cli import mc
+    except ImportError:
+        return
+    main.add_command(mc)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,185 @@
+"""Configuration: one TOML file, environment variables override it.
+
+Where the file is looked for, first found wins:
+
+1. ``--config FILE`` on the command line;
+2. ``$SRDOSE_CONFIG``;
+3. ``./srdose.toml``;
+4. ``~/.config/srdose/srdose.toml``.
+
+No file is needed: every setting has a default. An environment variable
+``SRDOSE_<KEY>`` overrides a top-level key and ``SRDOSE_<SECTION>__<KEY>`` a
+key in a section, e.g. ``SRDOSE_DATABASE_URL=postgresql+psycopg://...`` or
+``SRDOSE_LISTENER__PORT=11113``. ``srdose config`` prints what is in force.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+DEFAULTS: dict[str, Any] = {
+    # Where srdose keeps its database, secret, spool and quarantine.
+    "data_dir": "~/.local/share/srdose",
+    # SQLAlchemy URL; empty means a SQLite file in data_dir.
+    "database_url": "",
+    # The key for patient pseudonyms (HMAC-SHA256); created on first run, mode 0600.
+    "site_secret": "",
+    # Datasets that could not be ingested, each with a .json reason beside it.
+    "quarantine_dir": "",
+    "log_level": "INFO",
+    "ingest": {
+        # Files per database transaction: larger is faster, smaller loses less on a crash.
+        "batch_size": 200,
+    },
+    "listener": {
+        "aet": "SRDOSE",
+        "port": 11112,
+        "host": "0.0.0.0",
+        "allow": [],  # calling AE titles; empty allows any
+        "spool_dir": "",
+        "archive_dir": "",
+        "after_ingest": "delete",  # delete | keep | archive
+        "max_pdu": 0,  # 0: pynetdicom's default (16382); 0 also accepted from peers
+        "max_associations": 16,
+        "acse_timeout": 30,
+        "dimse_timeout": 30,
+        "network_timeout": 60,
+        "tls_cert": "",
+        "tls_key": "",
+        "tls_ca": "",
+    },
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _merge(base: dict, extra: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key not in base:
+            raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            out[key] = _merge(base[key], value, f"{where} [{key}]")
+        else:
+            out[key] = value
+    return out
+
+
+def _coerce(default: Any, text: str, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            return text.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, list):
+            return [p.strip() for p in text.split(",") if p.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={text!r}: {exc}") from exc
+    return text
+
+
+def _env(cfg: dict, environ) -> dict:
+    for key, default in cfg.items():
+        if isinstance(default, dict):
+            for sub, subdefault in default.items():
+                name = f"SRDOSE_{key.upper()}__{sub.upper()}"
+                if name in environ:
+                    default[sub] = _coerce(subdefault, environ[name], name)
+        else:
+            name = f"SRDOSE_{key.upper()}"
+            if name in environ:
+                cfg[key] = _coerce(default, environ[name], name)
+    return cfg
+
+
+def find_config_file(explicit: Optional[str], environ=None) -> Optional[Path]:
+    environ = os.environ if environ is None else environ
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    if environ.get("SRDOSE_CONFIG"):
+        path = Path(environ["SRDOSE_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"SRDOSE_CONFIG points to {path}, which does not exist")
+        return path
+    for candidate in (Path("srdose.toml"), Path("~/.config/srdose/srdose.toml").expanduser()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings:
+    """The settings in force, with derived paths.
+
+    Parameters
+    ----------
+    values
+        The merged settings (defaults, file, environment).
+    source
+        The config file they came from, if any.
+    """
+
+    def __init__(self, values: dict, source: Optional[Path] = None):
+        self.values = values
+        self.source = source
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values["data_dir"]).expanduser()
+
+    def _path(self, key: str, default: str, section: Optional[str] = None) -> Path:
+        value = (self.values[section] if section else self.values)[key]
+        return Path(value).expanduser() if value else self.data_dir / default
+
+    @property
+    def database_url(self) -> str:
+        return self.values["database_url"] or f"sqlite:///{self.data_dir / 'srdose.sqlite'}"
+
+    @property
+    def site_secret_path(self) -> Path:
+        return self._path("site_secret", "site-secret.key")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self._path("quarantine_dir", "quarantine")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._path("spool_dir", "spool", "listener")
+
+    @property
+    def archive_dir(self) -> Path:
+        return self._path("archive_dir", "archive", "listener")
+
+
+def load(explicit: Optional[str] = None, environ=None) -> Settings:
+    """Load the settings: defaults, then the TOML file, then the environment."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(explicit, environ)
+    values = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values = _merge(values, tomllib.load(fh), str(path))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return Settings(_env(values, environ), path)

@@ -1,0 +1,152 @@
+"""Ingest: DICOM files or received datasets → parse → store, or quarantine.
+
+:class:`Ingestor` is what ``srdose ingest`` and the listener's worker share.
+A dataset either ends in the database or in the quarantine folder with its
+reason; nothing stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+from srdose.parse import Refused, read_bytes
+from srdose.quarantine import QuarantineFolder
+from srdose.store import DoseStore, Outcome
+
+log = logging.getLogger("srdose.ingest")
+
+#: Names that are never dose objects in a DICOM folder.
+SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
+
+
+@dataclass
+class Summary:
+    """Counts for the end-of-run summary."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    quarantined: Counter = field(default_factory=Counter)
+    events: int = 0
+    files: int = 0
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def merge(self, other: "Summary") -> None:
+        self.outcomes.update(other.outcomes)
+        self.quarantined.update(other.quarantined)
+        self.events += other.events
+        self.files += other.files
+
+
+@dataclass
+class Result:
+    """What happened to one dataset."""
+
+    outcome: str  # an Outcome value, or "quarantined"
+    sop_instance_uid: Optional[str] = None
+    events: int = 0
+    reason: Optional[str] = None
+    kind: Optional[str] = None
+
+
+def iter_files(paths: Iterable[os.PathLike]) -> Iterator[Path]:
+    """Files under ``paths`` (files or folders, recursively), in a stable order."""
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                for name in sorted(names):
+                    if name in SKIP_NAMES or name.startswith("."):
+                        continue
+                    yield Path(root) / name
+        elif p.exists():
+            yield p
+        else:
+            raise FileNotFoundError(f"{p} does not exist")
+
+
+class Ingestor:
+    """Parses datasets and writes them to a :class:`DoseStore`.
+
+    Parameters
+    ----------
+    store
+        The database, with a pseudonymiser.
+    quarantine
+        Where refused datasets go.
+    batch_size
+        Datasets per transaction. Each dataset is written inside a SAVEPOINT,
+        so one failing write rolls back only itself.
+    """
+
+    def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200):
+        self.store = store
+        self.quarantine = quarantine
+        self.batch_size = max(1, int(batch_size))
+
+    def _quarantine(self, conn, data: bytes, sha: str, exc_kind: str, reason: str,
+                    origin: Optional[str], sop_uid: Optional[str] = None) -> Result:
+        stored = self.quarantine.put(data, sha, exc_kind, reason, origin)
+        self.store.add_quarantine(conn, exc_kind, reason, sha, sop_uid, str(stored), origin)
+        log.info("quarantined %s: %s", sha[:12], reason)
+        return Result("quarantined", sop_uid, 0, reason, exc_kind)
+
+    def ingest_one(self, conn, data: bytes, origin: Optional[str] = None,
+                   what: str = "dataset") -> Result:
+        """Parse and store one dataset inside the caller's transaction."""
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            report = read_bytes(data, what)
+        except Refused as exc:
+            return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin)
+        except Exception as exc:  # a parser bug must not stop the run or lose the file
+            log.exception("unexpected error parsing %s", sha[:12])
+            return self._quarantine(
+                conn, data, sha, "error",
+                f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
+                "this is a bug in srdose: please report it with this file", origin)
+        try:
+            with conn.begin_nested():
+                outcome = self.store.add(conn, report, sha, origin)
+        except Exception as exc:
+            log.exception("could not store %s", report.sop_instance_uid)
+            return self._quarantine(
+                conn, data, sha, "store_error",
+                f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:200]})",
+                origin, report.sop_instance_uid)
+        n_events = len(report.events) if outcome in (Outcome.INGESTED, Outcome.REPLACED) else 0
+        return Result(outcome.value, report.sop_instance_uid, n_events)
+
+    def ingest_paths(self, paths: Iterable[os.PathLike],
+                     progress: Optional[Callable[[Path, Result], None]] = None) -> Summary:
+        """Ingest every file under ``paths``; ``progress`` is called per file."""
+        summary = Summary()
+        files = list(iter_files(paths))
+        for start in range(0, len(files), self.batch_size):
+            batch = files[start:start + self.batch_size]
+            with self.store.begin() as conn:
+                for path in batch:
+                    try:
+                        data = path.read_bytes()
+                    except OSError as exc:
+                        result = Result("unreadable", reason=f"cannot read {path}: {exc.strerror}",
+                                        kind="unreadable")
+                    else:
+                        result = self.ingest_one(conn, data, origin=str(path), what=path.name)
+                    summary.files += 1
+                    summary.events += result.events
+                    if result.outcome in ("quarantined", "unreadable"):
+                        summary.quarantined[result.kind] += 1
+                    else:
+                        summary.outcomes[result.outcome] += 1
+                    if progress:
+                        progress(path, result)
+        return summary

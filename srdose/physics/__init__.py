@@ -1,0 +1,1 @@
+"""Dose physics: pure functions on numpy arrays, free of I/O."""

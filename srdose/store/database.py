@@ -1,0 +1,414 @@
+"""Database access: engine set-up, migrations, and writing dose reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterator, Optional
+
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from srdose.parse.records import DoseReport, IrradiationEvent
+from srdose.pseudonym import Pseudonymiser
+from srdose.store import models as M
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class Outcome(str, enum.Enum):
+    """What writing one dose report did."""
+
+    INGESTED = "ingested"
+    DUPLICATE = "duplicate"  # this SOP instance was already held
+    REPLACED = "replaced"  # superset of an earlier RDSR of the study, which it replaced
+    SUPERSEDED = "superseded"  # an earlier RDSR of the study already holds all its events
+    COVERED = "covered"  # MG image whose exposure an RDSR of the study already reports
+
+
+def _alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic), creating it if empty."""
+    from alembic import command
+
+    cfg = _alembic_config(str(engine.url))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> Optional[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings srdose relies on.
+
+    SQLite: WAL (readers do not block the listener's writer), foreign keys
+    on, and transactions begun explicitly so that SAVEPOINTs work (the
+    pysqlite driver otherwise manages transactions itself).
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+_EVENT_COLUMNS = [
+    f.name for f in fields(IrradiationEvent)
+    if f.name not in ("pulses", "filters", "flags", "view_modifiers")
+]
+
+
+def _event_key(ev) -> str:
+    """What identifies one exposure across an RDSR and its images."""
+    if ev.event_uid:
+        return "uid:" + ev.event_uid
+    return f"t:{ev.datetime_started}|{ev.laterality}|{ev.view}"
+
+
+def _dt_seconds(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    text = value.split("+")[0].split("-")[0].split(".")[0]
+    for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text[: len(fmt) + 2], fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+#: An image and an RDSR event with no shared UID are the same exposure when
+#: laterality and view agree and their start times are this close.
+SAME_EXPOSURE_SECONDS = 10.0
+
+
+class DoseStore:
+    """A srdose database.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL, e.g. ``sqlite:////data/srdose.sqlite`` or
+        ``postgresql+psycopg://srdose@localhost/srdose``.
+    pseudonymiser
+        Turns patient IDs and accession numbers into keyed pseudonyms; needed
+        to write, not to read.
+    migrate
+        Bring the schema to the current revision on opening.
+    """
+
+    def __init__(self, url: str, pseudonymiser: Optional[Pseudonymiser] = None, migrate: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        self.pseudonymiser = pseudonymiser
+        self._devices: dict[tuple, int] = {}
+        if migrate:
+            upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; commits on success, rolls back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # --- writing -------------------------------------------------------------
+
+    def has_sop_instance(self, conn: Connection, sop_instance_uid: str) -> bool:
+        return conn.execute(
+            select(M.SourceObject.id).where(M.SourceObject.sop_instance_uid == sop_instance_uid)
+        ).first() is not None
+
+    def _device_id(self, conn: Connection, report: DoseReport, now: dt.datetime) -> int:
+        d = report.device
+        identity = (d.manufacturer or "", d.model or "", d.serial or "")
+        device_id = self._devices.get(identity)
+        if device_id is None:
+            row = conn.execute(
+                select(M.Device.id).where(
+                    M.Device.manufacturer == identity[0],
+                    M.Device.model == identity[1],
+                    M.Device.serial == identity[2],
+                )
+            ).first()
+            if row is None:
+                device_id = conn.execute(
+                    insert(M.Device).values(
+                        manufacturer=identity[0], model=identity[1], serial=identity[2],
+                        station=d.station, institution=d.institution, department=d.department,
+                        software=d.software, first_seen=now, last_seen=now,
+                    )
+                ).inserted_primary_key[0]
+            else:
+                device_id = row[0]
+            self._devices[identity] = device_id
+        # the station name is a label that can change: keep the latest
+        conn.execute(
+            update(M.Device).where(M.Device.id == device_id).values(
+                station=d.station, institution=d.institution, department=d.department,
+                software=d.software, last_seen=now,
+            )
+        )
+        return device_id
+
+    def _study_id(self, conn: Connection, report: DoseReport, device_id: int) -> int:
+        st = report.study
+        row = conn.execute(
+            select(M.Study.id).where(M.Study.study_instance_uid == st.study_instance_uid)
+        ).first()
+        if row is not None:
+            return row[0]
+        p = self.pseudonymiser
+        if p is None:
+            raise RuntimeError("DoseStore needs a Pseudonymiser to write studies")
+        return conn.execute(
+            insert(M.Study).values(
+                study_instance_uid=st.study_instance_uid, device_id=device_id,
+                study_date=st.study_date, study_time=st.study_time,
+                description=st.description, procedure=st.procedure,
+                patient_pseudonym=p.patient(st.patient_id),
+                accession_pseudonym=p.accession(st.accession),
+                age_years=st.age_years, sex=st.sex,
+            )
+        ).inserted_primary_key[0]
+
+    def _events_of(self, conn: Connection, source_ids: list[int]) -> list:
+        if not source_ids:
+            return []
+        return conn.execute(
+            select(M.Event.id, M.Event.source_object_id, M.Event.event_uid, M.Event.datetime_started,
+                   M.Event.laterality, M.Event.view).where(M.Event.source_object_id.in_(source_ids))
+        ).all()
+
+    def add(self, conn: Connection, report: DoseReport, sha256: str,
+            received_from: Optional[str] = None) -> Outcome:
+        """Write one report inside the caller's transaction.
+
+        Parameters
+        ----------
+        conn
+            A connection in a transaction (see :meth:`begin`).
+        report
+            The parsed report; its patient identifiers are pseudonymised here
+            and go no further.
+        sha256
+            Checksum of the file or dataset as received.
+        received_from
+            Calling AE title or path the object came from.
+        """
+        if self.has_sop_instance(conn, report.sop_instance_uid):
+            return Outcome.DUPLICATE
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        device_id = self._device_id(conn, report, now)
+        study_id = self._study_id(conn, report, device_id)
+        source_id = conn.execute(
+            insert(M.SourceObject).values(
+                sop_instance_uid=report.sop_instance_uid, sop_class_uid=report.sop_class_uid,
+                kind=report.source, study_id=study_id, sha256=sha256, received_at=now,
+                received_from=received_from, flags=";".join(report.flags) or None,
+            )
+        ).inserted_primary_key[0]
+
+        live = conn.execute(
+            select(M.SourceObject.id, M.SourceObject.kind).where(
+                M.SourceObject.study_id == study_id,
+                M.SourceObject.superseded_by.is_(None),
+                M.SourceObject.id != source_id,
+            )
+        ).all()
+        rdsr_ids = [r.id for r in live if r.kind == "rdsr"]
+        image_ids = [r.id for r in live if r.kind == "image"]
+        events = report.events
+        outcome = Outcome.INGESTED
+
+        if report.source == "rdsr":
+            new_keys = {_event_key(e) for e in events}
+            held = self._events_of(conn, rdsr_ids)
+            by_source: dict[int, set] = {}
+            for row in held:
+                by_source.setdefault(row.source_object_id, set()).add(
+                    "uid:" + row.event_uid if row.event_uid else f"t:{row.datetime_started}|{row.laterality}|{row.view}"
+                )
+            for sid in rdsr_ids:
+                old_keys = by_source.get(sid, set())
+                if old_keys <= new_keys:
+                    # the new RDSR says everything the old one did, and maybe more
+                    conn.execute(delete(M.Event).where(M.Event.source_object_id == sid))
+                    conn.execute(delete(M.AccumulatedDose).where(M.AccumulatedDose.source_object_id == sid))
+                    conn.execute(update(M.SourceObject).where(M.SourceObject.id == sid).values(superseded_by=source_id))
+                    outcome = Outcome.REPLACED
+                elif new_keys < old_keys:
+                    conn.execute(update(M.SourceObject).where(M.SourceObject.id == source_id).values(superseded_by=sid))
+                    return Outcome.SUPERSEDED
+                else:
+                    # partly overlapping reports: count each exposure once
+                    events = [e for e in events if _event_key(e) not in old_keys]
+            # the RDSR wins over image headers of the same exposures
+            for row in self._events_of(conn, image_ids):
+                if any(self._same_exposure(row, e) for e in report.events):
+                    conn.execute(delete(M.Event).where(M.Event.id == row.id))
+                    conn.execute(update(M.SourceObject).where(M.SourceObject.id == row.source_object_id)
+                                 .values(superseded_by=source_id))
+        else:
+            held = self._events_of(conn, rdsr_ids + image_ids)
+            if any(self._same_exposure(row, e) for row in held for e in events):
+                conn.execute(update(M.SourceObject).where(M.SourceObject.id == source_id)
+                             .values(superseded_by=held[0].source_object_id))
+                return Outcome.COVERED
+
+        self._insert_events(conn, events, source_id, study_id, device_id)
+        if report.accumulated:
+            conn.execute(insert(M.AccumulatedDose), [
+                {"source_object_id": source_id, "study_id": study_id,
+                 "laterality": a.laterality, "agd_mgy": a.agd_mgy}
+                for a in report.accumulated
+            ])
+        return outcome
+
+    @staticmethod
+    def _same_exposure(row, ev: IrradiationEvent) -> bool:
+        if row.event_uid and ev.event_uid:
+            return row.event_uid == ev.event_uid
+        if row.laterality != ev.laterality or row.view != ev.view:
+            return False
+        a, b = _dt_seconds(row.datetime_started), _dt_seconds(ev.datetime_started)
+        return a is not None and b is not None and abs(a - b) <= SAME_EXPOSURE_SECONDS
+
+    def _insert_events(self, conn: Connection, events: list[IrradiationEvent], source_id: int,
+                       study_id: int, device_id: int) -> None:
+        if not events:
+            return
+        rows = []
+        for ev in events:
+            row = {name: getattr(ev, name) for name in _EVENT_COLUMNS}
+            row.update(source_object_id=source_id, study_id=study_id, device_id=device_id,
+                       flags=";".join(ev.flags) or None,
+                       view_modifiers=";".join(ev.view_modifiers) or None)
+            rows.append(row)
+        ids = conn.execute(
+            insert(M.Event).returning(M.Event.id, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        pulses, filters = [], []
+        for event_id, ev in zip(ids, events):
+            for p in ev.pulses:
+                pulses.append({"event_id": event_id, "pulse_index": p.index, "kvp": p.kvp,
+                               "tube_current_ma": p.tube_current_ma, "exposure_mas": p.exposure_mas,
+                               "pulse_width_ms": p.pulse_width_ms})
+            for i, f in enumerate(ev.filters):
+                filters.append({"event_id": event_id, "filter_index": i, "material": f.material,
+                                "filter_type": f.filter_type, "thickness_min_mm": f.thickness_min_mm,
+                                "thickness_max_mm": f.thickness_max_mm})
+        if pulses:
+            conn.execute(insert(M.Pulse), pulses)
+        if filters:
+            conn.execute(insert(M.Filter), filters)
+
+    def add_quarantine(self, conn: Connection, kind: str, reason: str, sha256: Optional[str],
+                       sop_instance_uid: Optional[str], stored_as: Optional[str],
+                       received_from: Optional[str] = None) -> None:
+        conn.execute(insert(M.Quarantine).values(
+            at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kind=kind, reason=reason[:4000],
+            sha256=sha256, sop_instance_uid=sop_instance_uid, stored_as=stored_as,
+            received_from=received_from,
+        ))
+
+    # --- reading ---------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for summaries and ``srdose status``."""
+        out = {}
+        with self.engine.connect() as conn:
+            for name, model in (("devices", M.Device), ("studies", M.Study),
+                                ("source_objects", M.SourceObject), ("events", M.Event),
+                                ("quarantine", M.Quarantine)):
+                out[name] = conn.execute(select(func.count()).select_from(model)).scalar_one()
+        return out
+
+
+#: Columns of ``srdose export events``, in contract order.
+EVENT_EXPORT_COLUMNS = (
+    "sop_instance_uid", "event_uid", "source", "manufacturer", "model", "device_serial",
+    "station", "study_date", "study_time", "patient_pseudonym", "age_years", "laterality",
+    "view", "acquisition", "kvp", "mas", "exposure_time_ms", "n_pulses", "anode", "filter",
+    "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
+    "entrance_exposure_mgy", "reference_point", "agd_reported_mgy", "flags",
+)
+
+
+def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
+                       serial: Optional[str] = None):
+    """SELECT of the events export, one row per live irradiation event."""
+    E, S, St, D = M.Event, M.SourceObject, M.Study, M.Device
+    q = (
+        select(
+            S.sop_instance_uid, E.event_uid, S.kind.label("source"), D.manufacturer, D.model,
+            D.serial.label("device_serial"), D.station, St.study_date, St.study_time,
+            St.patient_pseudonym, St.age_years, E.laterality, E.view, E.acquisition, E.kvp,
+            E.mas, E.exposure_time_ms, E.n_pulses, E.anode, E.filter_material.label("filter"),
+            E.filter_thickness_mm, E.compressed_thickness_mm, E.compression_force_n, E.hvl_mm,
+            E.entrance_exposure_mgy, E.reference_point, E.agd_mgy.label("agd_reported_mgy"),
+            E.flags,
+        )
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(D, E.device_id == D.id)
+        .where(S.superseded_by.is_(None))
+        .order_by(St.study_date, St.study_time, St.id, E.datetime_started, E.id)
+    )
+    if since:
+        q = q.where(St.study_date >= since)
+    if until:
+        q = q.where(St.study_date <= until)
+    if serial:
+        q = q.where(D.serial == serial)
+    return q
+
+
+def iter_event_rows(store: "DoseStore", **filters) -> Iterator[tuple]:
+    """Rows of the events export, streamed."""
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+            event_export_query(**filters))
+        for row in result:
+            yield tuple(row)

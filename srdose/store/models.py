@@ -1,0 +1,175 @@
+"""The database schema (SQLAlchemy 2 declarative models).
+
+A unit (``Device``) is identified by manufacturer + model + serial number;
+the station name is a label that can change. Patient identifiers never reach
+these tables: ``Study.patient_pseudonym`` and ``Study.accession_pseudonym``
+are keyed HMACs made at ingest (:mod:`srdose.pseudonym`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("manufacturer", "model", "serial", name="uq_device_identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manufacturer: Mapped[str] = mapped_column(String(256), default="")
+    model: Mapped[str] = mapped_column(String(256), default="")
+    serial: Mapped[str] = mapped_column(String(256), default="")
+    station: Mapped[Optional[str]] = mapped_column(String(256))
+    institution: Mapped[Optional[str]] = mapped_column(String(256))
+    department: Mapped[Optional[str]] = mapped_column(String(256))
+    software: Mapped[Optional[str]] = mapped_column(String(256))
+    first_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id"))
+    study_date: Mapped[Optional[str]] = mapped_column(String(8), index=True)
+    study_time: Mapped[Optional[str]] = mapped_column(String(16))
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    procedure: Mapped[Optional[str]] = mapped_column(String(256))
+    patient_pseudonym: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    accession_pseudonym: Mapped[Optional[str]] = mapped_column(String(64))
+    age_years: Mapped[Optional[float]] = mapped_column(Float)
+    sex: Mapped[Optional[str]] = mapped_column(String(16))
+
+
+class SourceObject(Base):
+    """A DICOM object srdose ingested (RDSR or MG image)."""
+
+    __tablename__ = "source_objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # rdsr | image
+    study_id: Mapped[Optional[int]] = mapped_column(ForeignKey("studies.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    received_from: Mapped[Optional[str]] = mapped_column(String(256))
+    # set when a later RDSR for the same study replaced this one
+    superseded_by: Mapped[Optional[int]] = mapped_column(ForeignKey("source_objects.id"))
+    flags: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class Event(Base):
+    """One irradiation event; values in canonical units (kV, mAs, ms, mm, N, mGy)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_study_uid", "study_id", "event_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id"), index=True)
+    event_uid: Mapped[Optional[str]] = mapped_column(String(64))
+    datetime_started: Mapped[Optional[str]] = mapped_column(String(32))
+    event_type: Mapped[Optional[str]] = mapped_column(String(64))
+    acquisition: Mapped[Optional[str]] = mapped_column(String(8))
+    protocol: Mapped[Optional[str]] = mapped_column(Text)
+    label: Mapped[Optional[str]] = mapped_column(Text)
+    view: Mapped[Optional[str]] = mapped_column(String(16))
+    view_modifiers: Mapped[Optional[str]] = mapped_column(String(256))
+    laterality: Mapped[Optional[str]] = mapped_column(String(1))
+    target_region: Mapped[Optional[str]] = mapped_column(String(128))
+    kvp: Mapped[Optional[float]] = mapped_column(Float)
+    mas: Mapped[Optional[float]] = mapped_column(Float)
+    tube_current_ma: Mapped[Optional[float]] = mapped_column(Float)
+    exposure_time_ms: Mapped[Optional[float]] = mapped_column(Float)
+    irradiation_duration_ms: Mapped[Optional[float]] = mapped_column(Float)
+    n_pulses: Mapped[Optional[int]] = mapped_column(Integer)
+    anode: Mapped[Optional[str]] = mapped_column(String(4))
+    filter_material: Mapped[Optional[str]] = mapped_column(String(4))
+    filter_thickness_mm: Mapped[Optional[float]] = mapped_column(Float)
+    focal_spot_mm: Mapped[Optional[float]] = mapped_column(Float)
+    grid: Mapped[Optional[str]] = mapped_column(String(128))
+    compressed_thickness_mm: Mapped[Optional[float]] = mapped_column(Float)
+    compression_force_n: Mapped[Optional[float]] = mapped_column(Float)
+    compression_pressure_kpa: Mapped[Optional[float]] = mapped_column(Float)
+    compression_contact_area_mm2: Mapped[Optional[float]] = mapped_column(Float)
+    hvl_mm: Mapped[Optional[float]] = mapped_column(Float)
+    entrance_exposure_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    reference_point: Mapped[Optional[str]] = mapped_column(String(128))
+    agd_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    positioner_primary_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
+    positioner_primary_end_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
+    positioner_secondary_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
+    source_detector_mm: Mapped[Optional[float]] = mapped_column(Float)
+    source_rp_mm: Mapped[Optional[float]] = mapped_column(Float)
+    dose_area_product_gym2: Mapped[Optional[float]] = mapped_column(Float)
+    flags: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class Pulse(Base):
+    __tablename__ = "pulses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    pulse_index: Mapped[int] = mapped_column(Integer)
+    kvp: Mapped[Optional[float]] = mapped_column(Float)
+    tube_current_ma: Mapped[Optional[float]] = mapped_column(Float)
+    exposure_mas: Mapped[Optional[float]] = mapped_column(Float)
+    pulse_width_ms: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Filter(Base):
+    __tablename__ = "filters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    filter_index: Mapped[int] = mapped_column(Integer)
+    material: Mapped[Optional[str]] = mapped_column(String(4))
+    filter_type: Mapped[Optional[str]] = mapped_column(String(128))
+    thickness_min_mm: Mapped[Optional[float]] = mapped_column(Float)
+    thickness_max_mm: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class AccumulatedDose(Base):
+    __tablename__ = "accumulated_doses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    laterality: Mapped[Optional[str]] = mapped_column(String(1))
+    agd_mgy: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Quarantine(Base):
+    """A dataset that could not be ingested; the file is in the quarantine folder."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    sop_instance_uid: Mapped[Optional[str]] = mapped_column(String(64))
+    stored_as: Mapped[Optional[str]] = mapped_column(String(1024))
+    received_from: Mapped[Optional[str]] = mapped_column(String(256))
