@@ -58,7 +58,13 @@ def postgres_server(tmp_path_factory):
     if url:
         yield url
         return
-    pgdir = tmp_path_factory.mktemp("pg") / "data"
+    import shutil
+    import tempfile
+
+    # not under pytest's tmp folder: that is mode 0700 and postgres runs as its own user
+    base = Path(tempfile.mkdtemp(prefix="srdose-pg-"))
+    base.chmod(0o755)
+    pgdir = base / "data"
     port = str(55000 + os.getpid() % 900)
     try:
         url = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start", str(pgdir), port],
@@ -70,6 +76,7 @@ def postgres_server(tmp_path_factory):
         pytest.skip(f"no PostgreSQL server available: {detail.strip()[:200]}")
     yield url
     subprocess.run([str(REPO / "scripts" / "pg.sh"), "stop", str(pgdir)], check=False, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _fresh_postgres_db(server_url: str) -> str:

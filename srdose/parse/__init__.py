@@ -25,6 +25,7 @@ from pydicom.uid import UID
 from srdose import codes as C
 from srdose.parse.errors import Malformed, NotADoseReport, NotDicom, Refused, Unsupported
 from srdose.parse.image import read_image_event
+from srdose.parse.integrity import check_complete
 from srdose.parse.rdsr import MAX_TEXT, check_dose_sr, read_report
 from srdose.parse.records import (
     AccumulatedDose,
@@ -181,10 +182,11 @@ def _load(ds: Dataset, what: str) -> DoseReport:
 def read_path(path: Union[str, Path]) -> DoseReport:
     """Parse a DICOM file on disk."""
     path = Path(path)
-    with open(path, "rb") as fp:
-        return _load(_read(fp, path.name), path.name)
+    return read_bytes(path.read_bytes(), path.name)
 
 
 def read_bytes(data: bytes, what: str = "dataset") -> DoseReport:
-    """Parse a DICOM Part 10 byte string."""
-    return _load(_read(io.BytesIO(data), what), what)
+    """Parse a DICOM Part 10 byte string, refusing it if it is truncated."""
+    ds = _read(io.BytesIO(data), what)
+    check_complete(data, str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
+    return _load(ds, what)
