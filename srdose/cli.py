@@ -182,6 +182,54 @@ def ingest(obj: Context, paths, batch_size) -> None:
         sys.exit(EXIT_PARTIAL)
 
 
+# --- demo --------------------------------------------------------------------
+
+def sample_data_dir() -> Path:
+    """The repository's sample_data/ (present in a source checkout)."""
+    return Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("srdose-demo"),
+              show_default=True, help="Where the demo keeps its own database (not your real one).")
+@click.pass_obj
+def demo(obj: Context, data_dir: Path) -> None:
+    """Run the pipeline on the sample data, in a folder of its own.
+
+    Ingests sample_data/ (or, outside a source checkout, freshly generated
+    synthetic RDSRs) into a SQLite database under --data-dir, prints the
+    summary and exports the events table.
+    """
+    import copy
+
+    from srdose.export import export_events
+    from srdose.ingest import Ingestor
+    from srdose.quarantine import QuarantineFolder
+
+    values = copy.deepcopy(obj.settings.values)
+    values.update(data_dir=str(data_dir), database_url="", site_secret="", quarantine_dir="")
+    ctx = Context(Settings(values, obj.settings.source), None)
+    source = sample_data_dir()
+    if not any(source.rglob("*.dcm")):
+        from srdose import synth as S
+
+        source = data_dir / "synthetic"
+        for i, vendor in enumerate(S.VENDORS):
+            S.generate(vendor, 5, source, seed=i)
+    console.print(f"demo data directory: {data_dir.resolve()}")
+    console.print(f"ingesting {source}")
+    store = ctx.store()
+    ingestor = Ingestor(store, QuarantineFolder(ctx.settings.quarantine_dir))
+    with progress_bar() as bar:
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix == ".dcm")
+        task = bar.add_task("ingesting", total=len(files), rate="")
+        summary = ingestor.ingest_paths(files, progress=lambda *_: bar.update(task, advance=1))
+    print_summary(summary, store)
+    out_csv = data_dir / "events.csv"
+    n = export_events(store, out_csv)
+    out.print(f"events table ({n} rows): {out_csv}")
+
+
 # --- export ------------------------------------------------------------------
 
 @main.group()
@@ -284,12 +332,17 @@ def show_config(obj: Context) -> None:
 
 
 def _register_optional() -> None:
-    """Commands from later pipeline stages, registered when present."""
-    try:
-        from srdose.physics.mc_cli import mc
-    except ImportError:
-        return
-    main.add_command(mc)
+    """Commands of other pipeline stages, each defined beside its stage."""
+    import importlib
+
+    for module, name in (("srdose.physics.mc_cli", "mc"), ("srdose.recalc.cli", "physics"),
+                         ("srdose.recalc.cli", "recalc"), ("srdose.receive.cli", "listen"),
+                         ("srdose.receive.cli", "status"), ("srdose.receive.cli", "retrieve")):
+        try:
+            command = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(command)
 
 
 _register_optional()
