@@ -24,6 +24,7 @@ from pydicom.uid import UID
 
 from srdose import codes as C
 from srdose.parse.errors import Malformed, NotADoseReport, NotDicom, Refused, Unsupported
+from srdose.parse.content import content_nodes
 from srdose.parse.image import read_image_event
 from srdose.parse.integrity import check_complete
 from srdose.parse.rdsr import MAX_TEXT, check_dose_sr, read_report
@@ -121,8 +122,11 @@ def _need_study_uid(ds: Dataset) -> None:
         raise Malformed("dataset has no Study Instance UID: its events cannot be placed in a study")
 
 
-def read_dataset(ds: Dataset) -> DoseReport:
-    """Parse a dataset already in memory (as the listener receives it).
+def read_dataset(ds: Dataset, nodes=None) -> DoseReport:
+    """Parse a dataset already in memory.
+
+    ``nodes`` is the content tree already read from the encoded bytes, if
+    the caller has it (see :func:`read_bytes`).
 
     Raises
     ------
@@ -136,7 +140,7 @@ def read_dataset(ds: Dataset) -> DoseReport:
     modality = str(ds.get("Modality", "") or "").upper()
     if sop_class in C.DOSE_SR_CLASSES:
         _need_study_uid(ds)
-        nodes = check_dose_sr(ds)
+        nodes = check_dose_sr(ds, nodes)
         report = DoseReport(sop_uid, sop_class, "rdsr", Device(), Study())
         _header(ds, report)
         read_report(ds, nodes, report)
@@ -167,9 +171,12 @@ def _read(fp, what: str) -> Dataset:
     return ds
 
 
-def _load(ds: Dataset, what: str) -> DoseReport:
+def _load(ds: Dataset, what: str, data: Optional[bytes] = None) -> DoseReport:
     try:
-        return read_dataset(ds)
+        nodes = None
+        if data is not None and str(ds.get("SOPClassUID", "")) in C.DOSE_SR_CLASSES:
+            nodes = content_nodes(data, ds)  # fast path: straight from the bytes
+        return read_dataset(ds, nodes)
     except Refused:
         raise
     except RecursionError as exc:
@@ -189,4 +196,4 @@ def read_bytes(data: bytes, what: str = "dataset") -> DoseReport:
     """Parse a DICOM Part 10 byte string, refusing it if it is truncated."""
     ds = _read(io.BytesIO(data), what)
     check_complete(data, str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
-    return _load(ds, what)
+    return _load(ds, what, data)

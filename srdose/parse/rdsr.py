@@ -586,8 +586,13 @@ def root_concept(ds: Dataset) -> Optional[tuple[tuple[str, str], str]]:
     return _code(ds.get("ConceptNameCodeSequence"))
 
 
-def check_dose_sr(ds: Dataset) -> list[Node]:
-    """Refuse an SR that is not a readable dose report; return its nodes."""
+def check_dose_sr(ds: Dataset, nodes: Optional[list[Node]] = None) -> list[Node]:
+    """Refuse an SR that is not a readable dose report; return its nodes.
+
+    ``nodes`` is the content tree when the caller already read it from the
+    encoded bytes (:mod:`srdose.parse.content`); otherwise pydicom's
+    decoded ContentSequence is walked.
+    """
     title = root_concept(ds)
     if title is None:
         raise Malformed("SR has no document title (ConceptNameCodeSequence); cannot tell what it reports")
@@ -596,7 +601,9 @@ def check_dose_sr(ds: Dataset) -> list[Node]:
             f"SR document title is '{title[1]}' ({title[0][1]}), not 113701 "
             "'X-Ray Radiation Dose Report': not a dose report"
         )
-    content = ds.get("ContentSequence")
-    if content is None or len(content) == 0:
+    if nodes is None:
+        content = ds.get("ContentSequence")
+        nodes = walk(content) if content is not None else []
+    if not nodes:
         raise Malformed("dose SR has no ContentSequence: there is nothing to read")
-    return walk(content)
+    return nodes
