@@ -112,6 +112,8 @@ def main(ctx: click.Context, config_file: Optional[str], db_url: Optional[str], 
                         format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if verbose < 2:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     if not verbose:
         # one line per quarantined file is for -v; the summary says how many
         logging.getLogger("srdose.ingest").setLevel(logging.WARNING)

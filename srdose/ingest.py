@@ -56,6 +56,11 @@ class Result:
     kind: Optional[str] = None
 
 
+def bug_reason(exc: BaseException) -> str:
+    return (f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
+            "this is a bug in srdose: please report it with this file")
+
+
 def iter_files(paths: Iterable[os.PathLike]) -> Iterator[Path]:
     """Files under ``paths`` (files or folders, recursively), in a stable order."""
     for p in paths:
@@ -100,19 +105,21 @@ class Ingestor:
         return Result("quarantined", sop_uid, 0, reason, exc_kind)
 
     def ingest_one(self, conn, data: bytes, origin: Optional[str] = None,
-                   what: str = "dataset") -> Result:
-        """Parse and store one dataset inside the caller's transaction."""
-        sha = hashlib.sha256(data).hexdigest()
-        try:
-            report = read_bytes(data, what)
-        except Refused as exc:
-            return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin)
-        except Exception as exc:  # a parser bug must not stop the run or lose the file
-            log.exception("unexpected error parsing %s", sha[:12])
-            return self._quarantine(
-                conn, data, sha, "error",
-                f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
-                "this is a bug in srdose: please report it with this file", origin)
+                   what: str = "dataset", report=None, sha: Optional[str] = None) -> Result:
+        """Parse and store one dataset inside the caller's transaction.
+
+        ``report`` and ``sha`` may be passed when the caller (the listener)
+        has already parsed the dataset, so that it is not parsed twice.
+        """
+        sha = sha or hashlib.sha256(data).hexdigest()
+        if report is None:
+            try:
+                report = read_bytes(data, what)
+            except Refused as exc:
+                return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin)
+            except Exception as exc:  # a parser bug must not stop the run or lose the file
+                log.exception("unexpected error parsing %s", sha[:12])
+                return self._quarantine(conn, data, sha, "error", bug_reason(exc), origin)
         try:
             with conn.begin_nested():
                 outcome = self.store.add(conn, report, sha, origin)

@@ -412,3 +412,26 @@ def iter_event_rows(store: "DoseStore", **filters) -> Iterator[tuple]:
             event_export_query(**filters))
         for row in result:
             yield tuple(row)
+
+
+def reception_counts(store: "DoseStore") -> list[dict]:
+    """Ingested objects and quarantined datasets per source (calling AE or
+    'files'), with the last time each was seen."""
+    S, Q = M.SourceObject, M.Quarantine
+    rows: dict[str, dict] = {}
+
+    def key(origin):
+        return origin if origin and origin.startswith("dicom:") else "files"
+
+    with store.engine.connect() as conn:
+        for origin, n, last in conn.execute(
+                select(S.received_from, func.count(), func.max(S.received_at)).group_by(S.received_from)):
+            r = rows.setdefault(key(origin), {"ingested": 0, "quarantined": 0, "last_seen": None})
+            r["ingested"] += n
+            r["last_seen"] = max(filter(None, [r["last_seen"], str(last)[:19]]), default=None)
+        for origin, n, last in conn.execute(
+                select(Q.received_from, func.count(), func.max(Q.at)).group_by(Q.received_from)):
+            r = rows.setdefault(key(origin), {"ingested": 0, "quarantined": 0, "last_seen": None})
+            r["quarantined"] += n
+            r["last_seen"] = max(filter(None, [r["last_seen"], str(last)[:19]]), default=None)
+    return [{"source": k, **v} for k, v in sorted(rows.items())]

@@ -1,0 +1,121 @@
+"""Commands: ``srdose listen``, ``srdose status``, ``srdose retrieve``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from srdose.cli import EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, Context, console, fail, out, progress_bar
+
+
+def _status_file(obj: Context) -> Path:
+    return obj.settings.data_dir / "listener-status.json"
+
+
+def build_listener(obj: Context, overrides: dict):
+    """Listener, worker and spool from the settings plus command-line overrides."""
+    from srdose.ingest import Ingestor
+    from srdose.quarantine import QuarantineFolder
+    from srdose.receive.scp import Listener, ListenerOptions
+    from srdose.receive.worker import IngestWorker
+    from srdose.spool import Spool
+
+    section = dict(obj.settings["listener"])
+    section.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
+    options = ListenerOptions.from_settings(section)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        fail("--tls-cert and --tls-key go together", EXIT_USAGE)
+    store = obj.store()
+    quarantine = QuarantineFolder(obj.settings.quarantine_dir)
+    spool = Spool(obj.settings.spool_dir, section["after_ingest"], obj.settings.archive_dir)
+    worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
+    return Listener(options, spool, quarantine, worker), worker
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port (default from config: 11112).")
+@click.option("--aet", help="Our AE title (default SRDOSE).")
+@click.option("--host", help="Address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only).")
+@click.option("--allow", multiple=True, metavar="CALLING_AE", help="Accept only these calling AE titles (repeat).")
+@click.option("--max-pdu", type=click.IntRange(0), help="Maximum PDU size we receive (0: unlimited).")
+@click.option("--max-associations", type=click.IntRange(1), help="Simultaneous associations.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Server certificate (PEM): DICOM TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA (PEM) whose client certificates are required.")
+@click.pass_obj
+def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_cert, tls_key, tls_ca) -> None:
+    """Receive dose SRs and MG images over DICOM (a Storage SCP) and ingest them.
+
+    Every dataset is on disk (spooled, fsynced) before the sender hears
+    Success; refused datasets get a failure status and go to quarantine.
+    Whatever an earlier run left in the spool is ingested first. Stops
+    cleanly on SIGTERM or Ctrl-C, finishing the datasets in hand.
+    """
+    listener, worker = build_listener(obj, dict(
+        port=port, aet=aet, host=host, allow=list(allow), max_pdu=max_pdu,
+        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca))
+    worker.start()
+    left = worker.recover()
+    if left:
+        with progress_bar() as bar:
+            task = bar.add_task("ingesting what the spool still held", total=left, rate="")
+            while not worker.idle():
+                bar.update(task, completed=left - worker.queue.unfinished_tasks)
+                time.sleep(0.1)
+            bar.update(task, completed=left)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        console.print(f"{signal.Signals(signum).name}: finishing the datasets in hand, then stopping")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        listener.start()
+    except OSError as exc:
+        worker.stop()
+        fail(f"cannot listen on port {listener.options.port}: {exc.strerror or exc}", EXIT_FAILED)
+    console.print(f"srdose listening as {listener.options.aet} on port {listener.port}; Ctrl-C to stop")
+    while not stop.is_set():
+        stop.wait(0.5)
+    listener.stop()
+    worker.stop(drain=True)
+    console.print(f"stopped: {dict(worker.counts)}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: Context, as_json: bool) -> None:
+    """Counts received / ingested / quarantined / spooled, last seen per calling AE."""
+    from srdose.spool import Spool
+    from srdose.store.database import reception_counts
+
+    store = obj.store(write=False)
+    doc = {"database": reception_counts(store),
+           "spooled": len(Spool(obj.settings.spool_dir).pending()) if obj.settings.spool_dir.exists() else 0}
+    sf = _status_file(obj)
+    if sf.exists():
+        doc["listener"] = json.loads(sf.read_text())
+    if as_json:
+        out.print_json(data=doc)
+        return
+    from rich.table import Table
+
+    table = Table(title="By calling AE / source")
+    for col in ("source", "ingested objects", "quarantined", "last received (UTC)"):
+        table.add_column(col)
+    for row in doc["database"]:
+        table.add_row(row["source"], str(row["ingested"]), str(row["quarantined"]), row["last_seen"] or "")
+    out.print(table)
+    out.print(f"spooled, waiting for ingest: {doc['spooled']}")
+    if "listener" in doc:
+        age = time.time() - doc["listener"]["updated"]
+        out.print(f"listener (status {age:.0f} s old): {doc['listener']['counts']}")
