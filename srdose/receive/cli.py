@@ -119,3 +119,82 @@ def status(obj: Context, as_json: bool) -> None:
     if "listener" in doc:
         age = time.time() - doc["listener"]["updated"]
         out.print(f"listener (status {age:.0f} s old): {doc['listener']['counts']}")
+
+
+@click.command()
+@click.option("--pacs", required=True, metavar="HOST:PORT", help="The PACS's address.")
+@click.option("--pacs-aet", required=True, help="The PACS's AE title.")
+@click.option("--aet", default=None, help="Our AE title (default from config: SRDOSE); also the C-MOVE destination.")
+@click.option("--from", "date_from", required=True, metavar="YYYY-MM-DD", help="First study date.")
+@click.option("--to", "date_to", required=True, metavar="YYYY-MM-DD", help="Last study date.")
+@click.option("--modality", default="MG", show_default=True, help="Modality in study to search for ('' for any).")
+@click.option("--station", help="Only studies from this station name (if the PACS can match it).")
+@click.option("--institution", help="Only studies from this institution (if the PACS can match it).")
+@click.option("--move/--get", "use_move", default=True, help="Retrieve with C-MOVE (default) or C-GET.")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port of our Storage SCP for C-MOVE (default from config).")
+@click.option("--external-listener", is_flag=True, help="C-MOVE to an `srdose listen` already running, instead of our own SCP.")
+@click.pass_obj
+def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, station, institution,
+             use_move, port, external_listener) -> None:
+    """Find dose SRs on a PACS (C-FIND) and retrieve them (C-MOVE or C-GET).
+
+    Only dose SR instances are fetched; studies without one fall back to
+    their MG image headers. Instances already in the database are skipped,
+    so the command can be re-run to resume. Exit 1 if any request failed.
+    """
+    from srdose.receive.retrieve import PacsClient, RetrieveError, RetrieveSummary, plan, wait_until_ingested
+    from srdose.receive.scp import Receiver
+    from srdose.store.database import held_sop_instances
+
+    host, _, pacs_port = pacs.rpartition(":")
+    if not host or not pacs_port.isdigit():
+        fail(f"--pacs must be HOST:PORT, not {pacs!r}", EXIT_USAGE)
+    listener, worker = build_listener(obj, dict(port=port, aet=aet))
+    aet = listener.options.aet
+    client = PacsClient(host, int(pacs_port), pacs_aet, aet)
+    held = held_sop_instances(obj.store())
+    summary = RetrieveSummary()
+    try:
+        dose, images = plan(client, date_from, date_to, modality or None, station, institution,
+                            held.__contains__, summary)
+    except RetrieveError as exc:
+        fail(str(exc), EXIT_FAILED)
+    wanted = dose + images
+    console.print(f"{summary.studies} studies; {summary.dose_instances} dose SRs "
+                  f"({summary.already_held} already held); {len(images)} image headers from "
+                  f"{summary.image_studies} studies without a dose SR")
+    summary.requested = len(wanted)
+    worker.start()
+    if wanted:
+        with progress_bar() as bar:
+            task = bar.add_task("retrieving", total=len(wanted), rate="")
+
+            def stored(_report):
+                summary.received += 1
+                bar.update(task, advance=1)
+
+            receiver = Receiver(listener.spool, listener.quarantine, worker, on_stored=stored)
+            try:
+                if use_move:
+                    listener.receiver = receiver
+                    if not external_listener:
+                        listener.start()
+                    summary.failed_requests = client.move(wanted, aet)
+                    if not external_listener:
+                        listener.stop()
+                else:
+                    summary.failed_requests = client.get(wanted, receiver)
+            except RetrieveError as exc:
+                worker.stop(drain=True)
+                fail(str(exc), EXIT_FAILED)
+            wait_until_ingested(worker)
+    worker.stop(drain=True)
+    counts = dict(worker.counts)
+    out.print(f"retrieved {summary.received} of {summary.requested}; ingest: {counts}")
+    for failure in summary.failed_requests:
+        console.print(f"[red]{failure}[/]")
+    if summary.failed_requests or (use_move and external_listener is False and summary.received < summary.requested):
+        if summary.received < summary.requested:
+            console.print(f"[yellow]{summary.requested - summary.received} instance(s) did not arrive; "
+                          "run the command again to resume[/]")
+        sys.exit(EXIT_PARTIAL)

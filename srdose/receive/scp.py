@@ -15,6 +15,7 @@ For each C-STORE the handler
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import socket
 import ssl
@@ -116,6 +117,88 @@ def _failure(status: int, comment: str) -> Dataset:
     return ds
 
 
+def encoded(event, sop_class: str) -> bytes:
+    """The dataset as a Part 10 file; MG images without their pixel data
+    (srdose reads the header only, and keeps no pixels)."""
+    if sop_class not in C.MG_IMAGE_CLASSES:
+        return event.encoded_dataset(include_meta=True)
+    ds = event.dataset
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.file_meta = event.file_meta
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # no pixels left to be compressed
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class Receiver:
+    """What happens to one C-STORE, for the listener and for C-GET/C-MOVE
+    retrieval alike: check, spool durably, answer, hand to the worker.
+
+    Parameters
+    ----------
+    spool, quarantine, worker
+        Where accepted datasets wait, where refused ones go, who ingests.
+    on_stored
+        Optional callback per accepted dataset (retrieval counts them).
+    """
+
+    def __init__(self, spool: Spool, quarantine: QuarantineFolder, worker: IngestWorker,
+                 on_stored=None):
+        self.spool = spool
+        self.quarantine = quarantine
+        self.worker = worker
+        self.on_stored = on_stored
+        self.per_association: dict[int, int] = {}
+
+    def on_store(self, event):
+        t0 = time.monotonic()
+        calling = event.assoc.requestor.ae_title.strip()
+        sop_class = str(event.request.AffectedSOPClassUID)
+        key = id(event.assoc)
+        self.per_association[key] = self.per_association.get(key, 0) + 1
+        origin = f"dicom:{calling}"
+        try:
+            data = encoded(event, sop_class)
+        except Exception as exc:  # the peer sent something pynetdicom cannot frame
+            log.warning("C-STORE from %s: cannot read the dataset (%s)", calling, exc)
+            return _failure(CANNOT_UNDERSTAND, "cannot read dataset")
+        sha = hashlib.sha256(data).hexdigest()
+        report = None
+        try:
+            report = read_bytes(data, "dataset")
+        except Refused as exc:
+            kind, reason = exc.kind, exc.reason
+        except Exception as exc:
+            log.exception("parser failed on a dataset from %s", calling)
+            kind, reason = "error", bug_reason(exc)
+        if report is None:
+            try:
+                self.quarantine.put(data, sha, kind, reason, origin)
+            except OSError as exc:
+                log.error("cannot quarantine a refused dataset from %s: %s", calling, exc)
+                return _failure(OUT_OF_RESOURCES, "cannot store dataset")
+            self.worker.submit(Received(None, origin, None, sha, kind=kind, reason=reason,
+                                        sop_instance_uid=str(event.request.AffectedSOPInstanceUID or "")))
+            log.info("C-STORE %s from %s: refused (%s) in %.0f ms", UID(sop_class).name, calling,
+                     kind, (time.monotonic() - t0) * 1e3)
+            return _failure(REFUSED_STATUS.get(kind, CANNOT_UNDERSTAND), reason)
+        try:
+            path = self.spool.put(data, calling)
+        except SpoolError as exc:
+            log.error("C-STORE from %s: %s; answering out-of-resources", calling, exc)
+            return _failure(OUT_OF_RESOURCES, "cannot spool dataset")
+        self.worker.submit(Received(path, origin, report, sha))
+        if self.on_stored:
+            self.on_stored(report)
+        log.info("C-STORE %s from %s: spooled in %.0f ms", UID(sop_class).name, calling,
+                 (time.monotonic() - t0) * 1e3)
+        return 0x0000
+
+
+
 @dataclass
 class ListenerOptions:
     """How the listener presents itself and what it accepts."""
@@ -172,6 +255,7 @@ class Listener:
         self.spool = spool
         self.quarantine = quarantine
         self.worker = worker
+        self.receiver = Receiver(spool, quarantine, worker)
         self.server = None
         self.ae = self._make_ae()
         self._assoc_started: dict[int, tuple[float, int]] = {}
@@ -206,55 +290,14 @@ class Listener:
     def _on_closed(self, event, how: str) -> None:
         assoc = event.assoc
         with self._lock:
-            started, n = self._assoc_started.pop(id(assoc), (time.monotonic(), 0))
+            started, _ = self._assoc_started.pop(id(assoc), (time.monotonic(), 0))
+            n = self.receiver.per_association.pop(id(assoc), 0)
         log.info("association %s from %s (%s): %d datasets in %.1f s", how,
                  assoc.requestor.ae_title, assoc.requestor.address, n, time.monotonic() - started)
 
     def _on_rejected(self, event) -> None:
         log.warning("association rejected: calling AE %r from %s", event.assoc.requestor.ae_title,
                     event.assoc.requestor.address)
-
-    def _on_store(self, event):
-        t0 = time.monotonic()
-        calling = event.assoc.requestor.ae_title.strip()
-        sop_class = str(event.request.AffectedSOPClassUID)
-        with self._lock:
-            started, n = self._assoc_started.get(id(event.assoc), (t0, 0))
-            self._assoc_started[id(event.assoc)] = (started, n + 1)
-        origin = f"dicom:{calling}"
-        try:
-            data = event.encoded_dataset(include_meta=True)
-        except Exception as exc:  # the peer sent something pynetdicom cannot frame
-            log.warning("C-STORE from %s: cannot read the dataset (%s)", calling, exc)
-            return _failure(CANNOT_UNDERSTAND, "cannot read dataset")
-        sha = hashlib.sha256(data).hexdigest()
-        report = None
-        try:
-            report = read_bytes(data, "dataset")
-        except Refused as exc:
-            kind, reason = exc.kind, exc.reason
-        except Exception as exc:
-            log.exception("parser failed on a dataset from %s", calling)
-            kind, reason = "error", bug_reason(exc)
-        if report is None:
-            try:
-                self.quarantine.put(data, sha, kind, reason, origin)
-            except OSError as exc:
-                log.error("cannot quarantine a refused dataset from %s: %s", calling, exc)
-                return _failure(OUT_OF_RESOURCES, "cannot store dataset")
-            self.worker.submit(Received(None, origin, None, sha, kind=kind, reason=reason))
-            log.info("C-STORE %s from %s: refused (%s) in %.0f ms", UID(sop_class).name, calling,
-                     kind, (time.monotonic() - t0) * 1e3)
-            return _failure(REFUSED_STATUS.get(kind, CANNOT_UNDERSTAND), reason)
-        try:
-            path = self.spool.put(data, calling)
-        except SpoolError as exc:
-            log.error("C-STORE from %s: %s; answering out-of-resources", calling, exc)
-            return _failure(OUT_OF_RESOURCES, "cannot spool dataset")
-        self.worker.submit(Received(path, origin, report, sha))
-        log.info("C-STORE %s from %s: spooled in %.0f ms", UID(sop_class).name, calling,
-                 (time.monotonic() - t0) * 1e3)
-        return 0x0000
 
     def handlers(self):
         return [
@@ -263,7 +306,7 @@ class Listener:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_closed, ["released"]),
             (evt.EVT_ABORTED, self._on_closed, ["aborted"]),
-            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_STORE, self.receiver.on_store),
         ]
 
     # --- life cycle -----------------------------------------------------------

@@ -30,6 +30,7 @@ class Received:
     sha256: str
     kind: Optional[str] = None  # refusal kind, when refused
     reason: Optional[str] = None
+    sop_instance_uid: Optional[str] = None
 
 
 class IngestWorker:
@@ -147,7 +148,7 @@ class IngestWorker:
             for item in batch:
                 if item.path is None:  # refused at the door: record why
                     self.ingestor.store.add_quarantine(conn, item.kind, item.reason, item.sha256,
-                                                       None, str(self.ingestor.quarantine.root /
+                                                       item.sop_instance_uid or None, str(self.ingestor.quarantine.root /
                                                                  f"{item.sha256}.dcm"), item.origin)
                     results.append("quarantined")
                     continue

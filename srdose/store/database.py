@@ -435,3 +435,11 @@ def reception_counts(store: "DoseStore") -> list[dict]:
             r["quarantined"] += n
             r["last_seen"] = max(filter(None, [r["last_seen"], str(last)[:19]]), default=None)
     return [{"source": k, **v} for k, v in sorted(rows.items())]
+
+
+def held_sop_instances(store: "DoseStore") -> set[str]:
+    """SOP instance UIDs already ingested or quarantined (retrieval skips them)."""
+    with store.engine.connect() as conn:
+        held = set(conn.execute(select(M.SourceObject.sop_instance_uid)).scalars())
+        held.update(u for u in conn.execute(select(M.Quarantine.sop_instance_uid)).scalars() if u)
+    return held

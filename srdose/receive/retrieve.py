@@ -1,0 +1,258 @@
+"""Retrospective extraction: find dose SRs on a PACS and pull them.
+
+1. C-FIND at STUDY level: date range, modality, optional station/institution.
+2. C-FIND at SERIES level: the SR series of each study (and its MG series).
+3. C-FIND at IMAGE level: the SOP instances of those series, keeping the SR
+   classes that can hold a dose report; instances already held are skipped,
+   so a second run fetches nothing new.
+4. C-MOVE (to our own AE, received by an embedded Storage SCP or a running
+   ``srdose listen``) or C-GET (on the same association) of just those
+   instances, batched up to :data:`UIDS_PER_REQUEST` per request (one
+   request's UID list must stay under the 64 KB element limit).
+5. Studies with no dose SR: their MG image headers instead (the listener
+   drops the pixel data).
+
+Everything received goes through the same spool and ingest worker as the
+listener's datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from srdose import codes as C
+from srdose.receive.scp import IMAGE_CLASSES, IMAGE_SYNTAXES, SR_CLASSES, SR_SYNTAXES, Receiver
+
+log = logging.getLogger("srdose.retrieve")
+
+#: ~1,000 UIDs of up to 64 characters fit in one 64 KB element.
+UIDS_PER_REQUEST = 900
+
+
+class RetrieveError(Exception):
+    """The PACS could not be queried or refused a request; the message says which."""
+
+
+@dataclass
+class RetrieveSummary:
+    studies: int = 0
+    dose_instances: int = 0
+    already_held: int = 0
+    requested: int = 0
+    received: int = 0
+    image_studies: int = 0
+    failed_requests: list = field(default_factory=list)
+
+
+def _ok(status) -> bool:
+    return status is not None and getattr(status, "Status", None) in (0x0000,)
+
+
+def _pending(status) -> bool:
+    return status is not None and getattr(status, "Status", None) in (0xFF00, 0xFF01)
+
+
+class PacsClient:
+    """Query/retrieve SCU for one PACS.
+
+    Parameters
+    ----------
+    host, port, pacs_aet
+        The PACS's address and AE title.
+    our_aet
+        Our calling AE title (and C-MOVE destination).
+    """
+
+    def __init__(self, host: str, port: int, pacs_aet: str, our_aet: str, timeout: float = 60):
+        self.host, self.port, self.pacs_aet, self.our_aet = host, int(port), pacs_aet, our_aet
+        self.timeout = timeout
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.our_aet)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        return ae
+
+    def _associate(self, ae: AE, **kw):
+        assoc = ae.associate(self.host, self.port, ae_title=self.pacs_aet, **kw)
+        if not assoc.is_established:
+            raise RetrieveError(
+                f"the PACS {self.pacs_aet}@{self.host}:{self.port} did not accept an association "
+                f"from {self.our_aet}; check the address, the AE titles and that the PACS knows "
+                f"{self.our_aet} (e.g. Orthanc's DicomModalities)")
+        return assoc
+
+    def find(self, identifiers: Iterable[Dataset]) -> list[Dataset]:
+        """C-FIND each identifier on one association; all matches."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(ae)
+        out: list[Dataset] = []
+        try:
+            for ident in identifiers:
+                for status, match in assoc.send_c_find(ident, StudyRootQueryRetrieveInformationModelFind):
+                    if status is None:
+                        raise RetrieveError("the PACS stopped answering a C-FIND (timeout or abort)")
+                    if _pending(status) and match is not None:
+                        out.append(match)
+                    elif not _ok(status) and not _pending(status):
+                        raise RetrieveError(f"C-FIND failed with status 0x{status.Status:04X}")
+        finally:
+            assoc.release()
+        return out
+
+    def move(self, instances: list[tuple[str, str, str]], destination: str) -> list[str]:
+        """C-MOVE instances (study, series, SOP UIDs) to ``destination``;
+        returns the failures."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = self._associate(ae)
+        failures = []
+        try:
+            for ident in _image_requests(instances):
+                last = None
+                for status, _ in assoc.send_c_move(ident, destination,
+                                                   StudyRootQueryRetrieveInformationModelMove):
+                    if status is None:
+                        failures.append("C-MOVE: no answer (timeout or abort)")
+                        break
+                    last = status
+                if last is not None and not _ok(last):
+                    failures.append(f"C-MOVE status 0x{last.Status:04X} "
+                                    f"({int(last.get('NumberOfFailedSuboperations', 0) or 0)} failed)")
+        finally:
+            assoc.release()
+        return failures
+
+    def get(self, instances: list[tuple[str, str, str]], receiver: Receiver) -> list[str]:
+        """C-GET instances; they arrive as C-STOREs on the same association."""
+        ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        roles = []
+        # C-GET's storage sub-operations need us in the SCP role (PS3.4 C.4.3)
+        for uid in SR_CLASSES:
+            ae.add_requested_context(uid, SR_SYNTAXES[:2])
+            roles.append(build_role(uid, scp_role=True))
+        for uid in IMAGE_CLASSES:
+            ae.add_requested_context(uid, IMAGE_SYNTAXES[:2])
+            roles.append(build_role(uid, scp_role=True))
+        assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, receiver.on_store)])
+        failures = []
+        try:
+            for ident in _image_requests(instances):
+                last = None
+                for status, _ in assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet):
+                    if status is None:
+                        failures.append("C-GET: no answer (timeout or abort)")
+                        break
+                    last = status
+                if last is not None and not _ok(last):
+                    failures.append(f"C-GET status 0x{last.Status:04X}")
+        finally:
+            assoc.release()
+        return failures
+
+
+def _image_requests(instances: list[tuple[str, str, str]]) -> Iterable[Dataset]:
+    """IMAGE-level identifiers, one per series, each with a SOP instance
+    list no longer than :data:`UIDS_PER_REQUEST`."""
+    by_series: dict[tuple[str, str], list[str]] = {}
+    for study, series, sop in instances:
+        by_series.setdefault((study, series), []).append(sop)
+    for (study, series), sops in by_series.items():
+        for start in range(0, len(sops), UIDS_PER_REQUEST):
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "IMAGE"
+            ds.StudyInstanceUID = study
+            ds.SeriesInstanceUID = series
+            ds.SOPInstanceUID = sops[start:start + UIDS_PER_REQUEST]
+            yield ds
+
+
+def study_query(date_from: str, date_to: str, modality: Optional[str], station: Optional[str],
+                institution: Optional[str]) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = ""
+    ds.StudyDate = f"{date_from.replace('-', '')}-{date_to.replace('-', '')}"
+    ds.ModalitiesInStudy = modality or ""
+    if station:
+        ds.StationName = station
+    if institution:
+        ds.InstitutionName = institution
+    return ds
+
+
+def _series_query(study_uid: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = ""
+    ds.Modality = ""
+    return ds
+
+
+def _instance_query(study_uid: str, series_uid: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = ""
+    ds.SOPClassUID = ""
+    return ds
+
+
+def plan(client: PacsClient, date_from: str, date_to: str, modality: Optional[str] = "MG",
+         station: Optional[str] = None, institution: Optional[str] = None,
+         held: Callable[[str], bool] = lambda uid: False,
+         summary: Optional[RetrieveSummary] = None) -> tuple[list, list]:
+    """What to fetch: (dose SR instances, MG image instances of studies with no dose SR)."""
+    summary = summary or RetrieveSummary()
+    studies = client.find([study_query(date_from, date_to, modality, station, institution)])
+    study_uids = sorted({str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID")})
+    summary.studies = len(study_uids)
+    series = client.find(_series_query(uid) for uid in study_uids)
+    sr_series = [(str(s.StudyInstanceUID), str(s.SeriesInstanceUID)) for s in series
+                 if str(s.get("Modality", "")).upper() == "SR"]
+    mg_series = [(str(s.StudyInstanceUID), str(s.SeriesInstanceUID)) for s in series
+                 if str(s.get("Modality", "")).upper() == "MG"]
+    dose, with_dose = [], set()
+    for inst in client.find(_instance_query(*s) for s in sr_series):
+        sop_class = str(inst.get("SOPClassUID", "") or "")
+        # a PACS that does not return SOPClassUID: take the instance, ingest decides
+        if sop_class and sop_class not in C.DOSE_SR_CLASSES:
+            continue
+        summary.dose_instances += 1
+        with_dose.add(str(inst.StudyInstanceUID))
+        if held(str(inst.SOPInstanceUID)):
+            summary.already_held += 1
+            continue
+        dose.append((str(inst.StudyInstanceUID), str(inst.SeriesInstanceUID), str(inst.SOPInstanceUID)))
+    images = []
+    fallback = [s for s in mg_series if s[0] not in with_dose]
+    summary.image_studies = len({s[0] for s in fallback})
+    for inst in client.find(_instance_query(*s) for s in fallback):
+        sop_class = str(inst.get("SOPClassUID", "") or "")
+        if sop_class and sop_class not in C.MG_IMAGE_CLASSES:
+            continue
+        if held(str(inst.SOPInstanceUID)):
+            summary.already_held += 1
+            continue
+        images.append((str(inst.StudyInstanceUID), str(inst.SeriesInstanceUID), str(inst.SOPInstanceUID)))
+    return dose, images
+
+
+def wait_until_ingested(worker, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not worker.idle() and time.monotonic() < deadline:
+        time.sleep(0.05)
