@@ -72,6 +72,15 @@ REFUSED_STATUS = {
     "not_dose_report": 0xC002,  # an SR that is not a dose report
     "error": 0xC0FF,
 }
+#: Error Comment (LO, at most 64 characters) per refusal; the full reason is
+#: in the quarantine folder's JSON note and the log.
+REFUSED_COMMENT = {
+    "not_dicom": "malformed dataset; quarantined by srdose",
+    "malformed": "malformed or truncated dataset; quarantined by srdose",
+    "unsupported": "not a mammography dose object; quarantined by srdose",
+    "not_dose_report": "SR is not a dose report; quarantined by srdose",
+    "error": "srdose could not parse this dataset; quarantined",
+}
 
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -184,7 +193,8 @@ class Receiver:
                                         sop_instance_uid=str(event.request.AffectedSOPInstanceUID or "")))
             log.info("C-STORE %s from %s: refused (%s) in %.0f ms", UID(sop_class).name, calling,
                      kind, (time.monotonic() - t0) * 1e3)
-            return _failure(REFUSED_STATUS.get(kind, CANNOT_UNDERSTAND), reason)
+            return _failure(REFUSED_STATUS.get(kind, CANNOT_UNDERSTAND),
+                            REFUSED_COMMENT.get(kind, "refused; quarantined by srdose"))
         try:
             path = self.spool.put(data, calling)
         except SpoolError as exc:
@@ -331,7 +341,9 @@ class Listener:
         # stop the accept loop first: no new associations
         self.server.shutdown()
         deadline = time.monotonic() + grace
-        while self.ae.active_associations and time.monotonic() < deadline:
+        # only associations that are established can have a dataset in hand
+        while (any(a.is_established for a in self.ae.active_associations)
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         self.ae.shutdown()
         self.server = None
