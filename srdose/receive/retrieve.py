@@ -193,6 +193,21 @@ def study_query(date_from: str, date_to: str, modality: Optional[str], station: 
     return ds
 
 
+#: Modalities that carry no images of their own: a study of only these may
+#: hold the dose SR of a mammogram whose images were stored elsewhere.
+NON_IMAGING = {"SR", "KO", "PR", "DOC", "OT", ""}
+
+
+def _wanted_study(match: Dataset, modality: Optional[str]) -> bool:
+    """A study of the asked modality, or one of dose SRs only (a CT study
+    with its CT dose SR is not wanted)."""
+    found = match.get("ModalitiesInStudy", "")
+    found = {found.upper()} if isinstance(found, str) else {str(m).upper() for m in found}
+    if not modality or modality.upper() in found:
+        return True
+    return found <= NON_IMAGING
+
+
 def _series_query(study_uid: str) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = "SERIES"
@@ -218,8 +233,13 @@ def plan(client: PacsClient, date_from: str, date_to: str, modality: Optional[st
          summary: Optional[RetrieveSummary] = None) -> tuple[list, list]:
     """What to fetch: (dose SR instances, MG image instances of studies with no dose SR)."""
     summary = summary or RetrieveSummary()
-    studies = client.find([study_query(date_from, date_to, modality, station, institution)])
-    study_uids = sorted({str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID")})
+    queries = [study_query(date_from, date_to, modality, station, institution)]
+    if modality and modality.upper() != "SR":
+        # dose SRs stored in a study of their own (images sent elsewhere)
+        queries.append(study_query(date_from, date_to, "SR", station, institution))
+    studies = client.find(queries)
+    study_uids = sorted({str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID")
+                         and _wanted_study(s, modality)})
     summary.studies = len(study_uids)
     series = client.find(_series_query(uid) for uid in study_uids)
     sr_series = [(str(s.StudyInstanceUID), str(s.SeriesInstanceUID)) for s in series

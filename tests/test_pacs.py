@@ -1,0 +1,122 @@
+"""Retrieval from a real PACS (Orthanc on 127.0.0.1), and Orthanc's auto-routing
+to `srdose listen`, as a PACS would forward in production."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from pydicom.sequence import Sequence
+
+from srdose import synth
+from srdose.parse import read_path
+from tests import builders as B
+from tests.netutil import ListenerProcess, OrthancServer, free_port, storescu, wait_until
+
+pytestmark = pytest.mark.network
+
+
+def _catalogue(tmp_path):
+    """Studies of three kinds: RDSR + images, RDSR only, images only; plus a
+    non-dose Basic Text SR in an SR series that must not be fetched."""
+    files, dose, fallback = [], [], []
+    for i in range(4):
+        rdsr, images, _ = synth.write_study_with_images("hologic", tmp_path / "both", seed=300, unit=0, index=i)
+        files += [rdsr, *images]
+        dose.append(rdsr)
+    only = synth.generate("ge", 5, tmp_path / "rdsr-only", seed=301)
+    files += only
+    dose += only
+    img_only = synth.generate("hologic", 2, tmp_path / "img-only", seed=302, rdsr=False, images=True)
+    files += img_only
+    fallback += img_only
+    text_sr = B.rdsr()
+    text_sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR: not a dose object
+    text_sr.ConceptNameCodeSequence = Sequence([B.code("18748-4", "LN", "Diagnostic Imaging Report")])
+    text_sr.StudyInstanceUID = read_path(only[0]).study.study_instance_uid
+    path = tmp_path / "text-sr.dcm"
+    path.write_bytes(B.to_bytes(text_sr))
+    files.append(path)
+    return files, dose, fallback
+
+
+def _sops(files):
+    return {read_path(f).sop_instance_uid for f in files}
+
+
+def _run(env, *args):
+    return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("method", ["--move", "--get"])
+def test_retrieve_finds_and_fetches_exactly_the_dose_srs(tmp_path, method):
+    import os
+
+    files, dose, fallback = _catalogue(tmp_path)
+    our_port = free_port()
+    orthanc = OrthancServer(tmp_path / "orthanc", {"srdose": ("SRDOSE", our_port)}).start()
+    try:
+        orthanc.load(files)
+        env = {**os.environ, "SRDOSE_DATA_DIR": str(tmp_path / "data")}
+        args = ["retrieve", "--pacs", f"127.0.0.1:{orthanc.dicom_port}", "--pacs-aet", "ORTHANC",
+                "--aet", "SRDOSE", "--from", "1990-01-01", "--to", "2100-12-31", method, "--port", our_port]
+        r = _run(env, *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lst = ListenerProcess(tmp_path / "data", our_port)  # only for its export helper
+        rows = lst.events()
+        got = Counter(row["sop_instance_uid"] for row in rows)
+        assert set(got) == _sops(dose) | _sops(fallback)  # dose SRs, and headers where no SR
+        sources = Counter(row["source"] for row in rows)
+        assert sources["image"] == len(fallback)
+        expected = sum(len(read_path(f).events) for f in dose) + len(fallback)
+        assert len(rows) == expected
+        assert "quarantined" not in r.stdout  # the Basic Text SR was never fetched
+        # a second run retrieves nothing new
+        r = _run(env, *args)
+        assert r.returncode == 0, r.stderr
+        assert "retrieved 0 of 0" in r.stdout
+        assert len(lst.events()) == expected
+    finally:
+        orthanc.stop()
+
+
+def test_unknown_pacs_says_what_to_check(tmp_path):
+    import os
+
+    env = {**os.environ, "SRDOSE_DATA_DIR": str(tmp_path / "data")}
+    r = _run(env, "retrieve", "--pacs", f"127.0.0.1:{free_port()}", "--pacs-aet", "NOBODY",
+             "--from", "2024-01-01", "--to", "2024-12-31")
+    assert r.returncode == 3
+    assert "did not accept an association" in r.stderr
+
+
+AUTOROUTE = """
+-- Orthanc's documented auto-routing: forward every dose SR as it arrives
+function OnStoredInstance(instanceId, tags, metadata, origin)
+   if origin['RequestOrigin'] ~= 'Lua' and tags['Modality'] == 'SR' then
+      SendToModality(instanceId, 'srdose')
+   end
+end
+"""
+
+
+def test_orthanc_autorouting_to_the_listener(tmp_path):
+    port = free_port()
+    lst = ListenerProcess(tmp_path / "data", port).start()
+    orthanc = OrthancServer(tmp_path / "orthanc", {"srdose": ("SRDOSE", port)}, lua=AUTOROUTE).start()
+    try:
+        files = synth.generate("giotto", 10, tmp_path / "g", seed=400) + synth.generate("siemens", 10, tmp_path / "s", seed=401)
+        orthanc.load(files)
+        expected = sum(len(read_path(f).events) for f in files)
+        wait_until(lambda: len(lst.events()) >= expected, 120, 0.5, "auto-routed RDSRs ingested")
+        rows = lst.events()
+        assert Counter(r["sop_instance_uid"] for r in rows).keys() == _sops(files)
+        assert len(rows) == expected
+        r = lst.srdose("status", "--json")
+        assert "dicom:ORTHANC" in r.stdout
+    finally:
+        orthanc.stop()
+        lst.stop()
