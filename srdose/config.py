@@ -56,6 +56,25 @@ DEFAULTS: dict[str, Any] = {
         "tls_key": "",
         "tls_ca": "",
     },
+    "recalc": {
+        # Flag an event whose recalculated MGD differs from the reported AGD by
+        # more than this fraction (0.25: ratio outside 0.75-1.25).
+        "ratio_band": 0.25,
+        # How far (kV) past a unit's measured kV range its output/HVL fits may
+        # be used; further out the kV is clamped to range ± margin and flagged.
+        "kv_margin": 1.0,
+        # Degree of the output and HVL fits against kV (per target/filter).
+        "fit_degree": 2,
+        # "bundled", a factor-set CSV, or the name of a set used before.
+        "default_factor_set": "bundled",
+        # rdsr method, reference point at a height above the breast support
+        # (Hologic, 4.2 cm): the support-to-detector gap is not in the RDSR.
+        # Used, and flagged, only when the unit has no physics file giving it.
+        "rdsr_support_gap_mm": 0.0,
+        # Siemens DBT: a "sweep" below this mAs is taken to report one
+        # projection only (OpenREM issue #780) and flagged.
+        "dbt_min_sweep_mas": 20.0,
+    },
 }
 
 

@@ -163,33 +163,29 @@ class DoseStore:
     def _device_id(self, conn: Connection, report: DoseReport, now: dt.datetime) -> int:
         d = report.device
         identity = (d.manufacturer or "", d.model or "", d.serial or "")
-        device_id = self._devices.get(identity)
-        if device_id is None:
-            row = conn.execute(
-                select(M.Device.id).where(
-                    M.Device.manufacturer == identity[0],
-                    M.Device.model == identity[1],
-                    M.Device.serial == identity[2],
-                )
-            ).first()
-            if row is None:
-                device_id = conn.execute(
-                    insert(M.Device).values(
-                        manufacturer=identity[0], model=identity[1], serial=identity[2],
-                        station=d.station, institution=d.institution, department=d.department,
-                        software=d.software, first_seen=now, last_seen=now,
-                    )
-                ).inserted_primary_key[0]
-            else:
-                device_id = row[0]
-            self._devices[identity] = device_id
-        # the station name is a label that can change: keep the latest
-        conn.execute(
-            update(M.Device).where(M.Device.id == device_id).values(
-                station=d.station, institution=d.institution, department=d.department,
-                software=d.software, last_seen=now,
+        labels = dict(station=d.station, institution=d.institution, department=d.department,
+                      software=d.software)
+        cached = self._devices.get(identity)
+        if cached is not None and cached[1] == labels and cached[2] == now.date():
+            return cached[0]
+        row = conn.execute(
+            select(M.Device.id).where(
+                M.Device.manufacturer == identity[0],
+                M.Device.model == identity[1],
+                M.Device.serial == identity[2],
             )
-        )
+        ).first()
+        if row is None:
+            device_id = conn.execute(
+                insert(M.Device).values(manufacturer=identity[0], model=identity[1], serial=identity[2],
+                                        first_seen=now, last_seen=now, **labels)
+            ).inserted_primary_key[0]
+        else:
+            device_id = row[0]
+            # the station name is a label that can change: keep the latest
+            conn.execute(update(M.Device).where(M.Device.id == device_id).values(last_seen=now, **labels))
+        # written again when a label changes, and at least once a day (last_seen)
+        self._devices[identity] = (device_id, labels, now.date())
         return device_id
 
     def _study_id(self, conn: Connection, report: DoseReport, device_id: int) -> int:
@@ -373,13 +369,16 @@ EVENT_EXPORT_COLUMNS = (
     "view", "acquisition", "kvp", "mas", "exposure_time_ms", "n_pulses", "anode", "filter",
     "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
     "entrance_exposure_mgy", "reference_point", "agd_reported_mgy", "flags",
+    # MGD recalculation (issue #6, ``srdose recalc``); empty until an event is recalculated
+    "mgd_recalc_mgy", "method", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s", "t_factor",
+    "factor_set", "ratio_recalc_to_reported", "recalc_flags",
 )
 
 
 def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
                        serial: Optional[str] = None):
     """SELECT of the events export, one row per live irradiation event."""
-    E, S, St, D = M.Event, M.SourceObject, M.Study, M.Device
+    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     q = (
         select(
             S.sop_instance_uid, E.event_uid, S.kind.label("source"), D.manufacturer, D.model,
@@ -389,10 +388,13 @@ def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
             E.filter_thickness_mm, E.compressed_thickness_mm, E.compression_force_n, E.hvl_mm,
             E.entrance_exposure_mgy, E.reference_point, E.agd_mgy.label("agd_reported_mgy"),
             E.flags,
+            R.mgd_recalc_mgy, R.method, R.k_mgy, R.hvl_used_mm, R.hvl_source, R.g, R.c, R.s, R.t_factor,
+            R.factor_set, R.ratio_recalc_to_reported, R.flags.label("recalc_flags"),
         )
         .join(S, E.source_object_id == S.id)
         .join(St, E.study_id == St.id)
         .outerjoin(D, E.device_id == D.id)
+        .outerjoin(R, R.event_id == E.id)
         .where(S.superseded_by.is_(None))
         .order_by(St.study_date, St.study_time, St.id, E.datetime_started, E.id)
     )

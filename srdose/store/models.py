@@ -173,3 +173,90 @@ class Quarantine(Base):
     sop_instance_uid: Mapped[Optional[str]] = mapped_column(String(64))
     stored_as: Mapped[Optional[str]] = mapped_column(String(1024))
     received_from: Mapped[Optional[str]] = mapped_column(String(256))
+
+
+# --- MGD recalculation (issue #6) ------------------------------------------------------
+
+
+class PhysicsSet(Base):
+    """One unit's physics measurements (QA), valid from a date (``srdose physics import``).
+
+    The unit is named as in its physics file (serial, and manufacturer when
+    given) rather than by a foreign key: a physicist may load the data before
+    the unit's first dose report arrives. History is kept: an event uses the
+    set valid on its study date.
+    """
+
+    __tablename__ = "physics_sets"
+    __table_args__ = (UniqueConstraint("serial", "manufacturer", "valid_from", name="uq_physics_set_validity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manufacturer: Mapped[str] = mapped_column(String(256), default="")
+    model: Mapped[str] = mapped_column(String(256), default="")
+    serial: Mapped[str] = mapped_column(String(256), index=True)
+    valid_from: Mapped[str] = mapped_column(String(8))  # YYYYMMDD
+    valid_to: Mapped[Optional[str]] = mapped_column(String(8))  # inclusive
+    fdd_mm: Mapped[float] = mapped_column(Float)  # focus-detector distance
+    support_gap_mm: Mapped[float] = mapped_column(Float)  # breast support to detector
+    d_ref_mm: Mapped[float] = mapped_column(Float)  # focus distance of the output measurement
+    measured_by: Mapped[Optional[str]] = mapped_column(String(256))
+    notes: Mapped[Optional[str]] = mapped_column(Text)
+    source_file: Mapped[Optional[str]] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PhysicsPoint(Base):
+    """One measured row: tube output and HVL at a kV for a target/filter."""
+
+    __tablename__ = "physics_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    physics_set_id: Mapped[int] = mapped_column(ForeignKey("physics_sets.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(4))
+    filter_material: Mapped[str] = mapped_column(String(4))
+    filter_mm: Mapped[Optional[float]] = mapped_column(Float)
+    kvp: Mapped[float] = mapped_column(Float)
+    output_ugy_per_mas: Mapped[float] = mapped_column(Float)  # at d_ref, free in air
+    hvl_mm: Mapped[float] = mapped_column(Float)  # mm Al
+
+
+class FactorSetRecord(Base):
+    """A factor set (g, c, s, T tables) that produced recalculated doses."""
+
+    __tablename__ = "factor_sets"
+    __table_args__ = (UniqueConstraint("sha256", name="uq_factor_set_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # bundled | user
+    sha256: Mapped[str] = mapped_column(String(64))
+    provenance: Mapped[str] = mapped_column(Text)  # JSON: sources, ranges, missing tables
+    content: Mapped[Optional[str]] = mapped_column(Text)  # the user CSV as loaded
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class RecalcResult(Base):
+    """The recalculated MGD of one irradiation event (``srdose recalc``)."""
+
+    __tablename__ = "recalc_results"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(16))  # measured | rdsr
+    mgd_recalc_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    k_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    hvl_used_mm: Mapped[Optional[float]] = mapped_column(Float)
+    hvl_source: Mapped[Optional[str]] = mapped_column(String(32))  # measured_fit | rdsr
+    g: Mapped[Optional[float]] = mapped_column(Float)
+    c: Mapped[Optional[float]] = mapped_column(Float)
+    s: Mapped[Optional[float]] = mapped_column(Float)
+    t_factor: Mapped[Optional[float]] = mapped_column(Float)
+    factor_set: Mapped[str] = mapped_column(String(200))  # name@version
+    factor_set_id: Mapped[int] = mapped_column(ForeignKey("factor_sets.id"), index=True)
+    physics_set_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("physics_sets.id", ondelete="SET NULL"), index=True)
+    ratio_recalc_to_reported: Mapped[Optional[float]] = mapped_column(Float)
+    flags: Mapped[Optional[str]] = mapped_column(Text)
+    params_hash: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,272 @@
+"""Benchmark of the MGD recalculation (issue #6).
+
+1. The numpy core (srdose.recalc.engine.compute) on 1,000,000 synthetic
+   events, against a plain-Python per-event loop doing the same arithmetic
+   (timed on a sample, and used as a cross-check of the values).
+2. End-to-end ``srdose recalc`` (a subprocess, as a user runs it) on a SQLite
+   database of 400,000 events, then the no-op re-run.
+
+    python bench/bench_recalc.py [--events 1000000] [--db-events 400000] [--keep DIR]
+
+The events are built from synthetic RDSRs of all five vendor flavours
+(srdose.synth), ingested once and then replicated row by row with SQLAlchemy
+inserts (a benchmark fixture: ingesting 100,000 files would measure the
+parser, not the recalculation). The Hologic unit gets the example physics
+file of sample_data/physics/ (measured method), the others use the rdsr method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from srdose.physics import dance  # noqa: E402
+from srdose.physics.factors import load_bundled  # noqa: E402
+from srdose.recalc.engine import Params, PhysicsFits, compute, prepare  # noqa: E402
+from srdose.recalc.physicsfile import parse  # noqa: E402
+
+EXAMPLE = REPO / "sample_data" / "physics" / "example_synthetic_hologic_unit0.csv"
+
+
+def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
+    """n events shaped like recalc_inputs() output: half measured (Hologic unit), half rdsr (GE, Giotto)."""
+    from srdose.synth.vendors import make_unit
+
+    rng = np.random.default_rng(seed)
+    pf = parse(EXAMPLE)
+    sets = [{"id": 1, "manufacturer": pf.manufacturer, "model": pf.model, "serial": pf.serial,
+             "valid_from": pf.valid_from, "valid_to": None, "fdd_mm": pf.fdd_mm, "support_gap_mm": pf.support_gap_mm,
+             "d_ref_mm": pf.d_ref_mm,
+             "points": [{"target": p.target, "filter_material": p.filter, "filter_mm": p.filter_mm, "kvp": p.kv,
+                         "output_ugy_per_mas": p.output_ugy_per_mas, "hvl_mm": p.hvl_mm_al} for p in pf.points]}]
+    fits = PhysicsFits.build(sets)
+    hol, ge, gio = make_unit("hologic", 0), make_unit("ge", 0), make_unit("giotto", 0)
+    vendor = rng.integers(0, 3, n)  # 0 hologic (measured), 1 GE, 2 Giotto
+    dbt = rng.random(n) < 0.3
+    t = np.round(rng.normal(58, 14, n).clip(15, 120))
+    kv = np.round(np.clip(25 + 0.12 * (t - 20), 25, 35))
+    manu = np.array([hol.manufacturer, ge.manufacturer, gio.manufacturer], dtype=object)[vendor]
+    serial = np.array([hol.serial, ge.serial, gio.serial], dtype=object)[vendor]
+    anode = np.array(["W", "Rh", "W"], dtype=object)[vendor]
+    filt = np.where(vendor == 1, "Ag", np.where((vendor == 0) & dbt, "Al", np.where(vendor == 0, "Rh", "Ag")))
+    fmm = np.where(vendor == 1, np.nan, np.where((vendor == 0) & dbt, 0.7, 0.05))
+    rp = np.where(vendor == 0, "Entrance exposure to a 4.2 cm breast thickness", "At Surface of Patient")
+    sdd = np.array([700.0, 660.0, 685.5])[vendor]
+    inputs = {
+        "event_id": np.arange(n, dtype=np.int64), "device_id": vendor.astype(np.int64),
+        "kvp": kv, "mas": rng.uniform(30, 200, n), "n_pulses": np.ones(n), "filter_thickness_mm": fmm,
+        "compressed_thickness_mm": t, "hvl_mm": 0.3 + 0.01 * kv, "entrance_exposure_mgy": rng.uniform(2, 12, n),
+        "agd_mgy": rng.uniform(0.8, 3.0, n), "source_detector_mm": sdd, "age_years": rng.uniform(38, 75, n),
+        "manufacturer": manu.tolist(), "serial": serial.tolist(), "study_date": ["20240601"] * n,
+        "acquisition": np.where(dbt, "DBT", "2D").tolist(), "anode": anode.tolist(), "filter_material": filt.tolist(),
+        "reference_point": rp.tolist(),
+    }
+    return inputs, fits
+
+
+def _interp_py(grid, h, t):
+    """Scalar version of dance.interpolate (the peer): bisect + the same formula."""
+    def pos(axis, x):
+        if axis is None or len(axis) == 1:
+            return 0, 0.0
+        xc = min(max(x, axis[0]), axis[-1])
+        i = min(max(bisect.bisect_right(axis, xc) - 1, 0), len(axis) - 2)
+        return i, (xc - axis[i]) / (axis[i + 1] - axis[i])
+    hv = None if grid.hvl is None else grid.hvl.tolist()
+    tv = None if grid.thickness is None else grid.thickness.tolist()
+    i, wi = pos(hv, h)
+    j, wj = pos(tv, t)
+    v = grid.values
+    nh, nt = v.shape
+    i1, j1 = min(i + 1, nh - 1), min(j + 1, nt - 1)
+    f = math.log if grid.log_thickness else (lambda x: x)
+    lo = f(v[i, j]) + wj * (f(v[i, j1]) - f(v[i, j]))
+    hi = f(v[i1, j]) + wj * (f(v[i1, j1]) - f(v[i1, j]))
+    if grid.log_thickness:
+        lo, hi = math.exp(lo), math.exp(hi)
+    return lo + wi * (hi - lo)
+
+
+def python_loop(b, fits, fs, params, idx) -> list:
+    """MGD per event, one event at a time in plain Python (the peer)."""
+    out = []
+    for k in idx.tolist():
+        t_mm = float(b.thickness_mm[k])
+        if b.fit_index[k] >= 0:
+            f = int(b.fit_index[k])
+            lo, hi = fits.kv_range[f] + np.array([-params.kv_margin, params.kv_margin])
+            x = min(max(float(b.kvp[k]), lo), hi)
+            a, bb, c = fits.coef_out[f]
+            y = (a * x + bb) * x + c
+            a, bb, c = fits.coef_hvl[f]
+            hvl = (a * x + bb) * x + c
+            K = y * b.mas[k] / 1000.0 * (b.d_ref_mm[k] / (b.fdd_mm[k] - b.gap_mm[k] - t_mm)) ** 2
+        else:
+            hvl = float(b.hvl_rdsr[k])
+            K = float(b.k_rp[k])
+            if not math.isnan(b.rp_height_mm[k]):
+                gap = b.gap_mm[k] if b.set_index[k] >= 0 else params.rdsr_support_gap_mm
+                K *= ((b.sdd_mm[k] - gap - b.rp_height_mm[k]) / (b.sdd_mm[k] - gap - t_mm)) ** 2
+        tc = t_mm / 10.0
+        g = _interp_py(fs.g, hvl, tc)
+        age = b.age[k]
+        c = _interp_py(fs.c["40-49" if age < 50 else "50-64"], hvl, tc)
+        target, filt, mm = b.beams[b.beam[k]]
+        sf, _ = fs.spectrum_factor(target, filt, mm)
+        s = _interp_py(sf.grid, hvl, tc)
+        T = _interp_py(fs.T[b.systems[b.system[k]]], hvl, tc) if b.is_dbt[k] else 1.0
+        out.append(K * g * c * s * T)
+    return out
+
+
+def bench_core(n: int) -> None:
+    fs = load_bundled()
+    if fs.missing:
+        print(f"bundled factor set incomplete ({'; '.join(fs.missing.values())}): core timing still runs, "
+              "values are NaN where tables are missing")
+    params = Params()
+    inputs, fits = synthetic_inputs(n)
+    t0 = time.perf_counter()
+    batch = prepare(inputs, fits)
+    t_prep = time.perf_counter() - t0
+    compute(batch.take(np.arange(min(n, 1000))), fits, fs, params)  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        res = compute(batch, fits, fs, params)
+        best = min(best, time.perf_counter() - t0)
+    sample = np.random.default_rng(2).choice(n, size=min(n, 20000), replace=False)
+    t0 = time.perf_counter()
+    ref = python_loop(batch, fits, fs, params, sample)
+    t_py = time.perf_counter() - t0
+    ok = np.isfinite(res.mgd[sample])
+    maxdiff = float(np.max(np.abs(np.array(ref)[ok] / res.mgd[sample][ok] - 1))) if ok.any() else float("nan")
+    rate, py_rate = n / best, sample.size / t_py
+    print(f"numpy core: {n:,} events in {best:.3f} s = {rate / 1e6:.2f} M events/s "
+          f"(target >= 1 M/s: {'met' if rate >= 1e6 else 'NOT met'}); preparing the arrays {t_prep:.2f} s")
+    print(f"plain-Python per-event loop (peer, {sample.size:,} events): {py_rate:,.0f} events/s; "
+          f"numpy core is {rate / py_rate:,.0f}x faster; values agree to {maxdiff:.1e} (max relative difference)")
+    print(f"  methods: measured {int((res.method == 0).sum()):,}, rdsr {int((res.method == 1).sum()):,}; "
+          f"no MGD {int(np.isnan(res.mgd).sum()):,}")
+
+
+def build_db(url: str, n_events: int) -> None:
+    """A SQLite srdose database with n_events events replicated from synthetic RDSRs."""
+    from sqlalchemy import func, insert, select
+
+    from srdose import synth
+    from srdose.ingest import Ingestor
+    from srdose.pseudonym import Pseudonymiser
+    from srdose.quarantine import QuarantineFolder
+    from srdose.store import DoseStore
+    from srdose.store import models as M
+
+    store = DoseStore(url, Pseudonymiser(b"b" * 64))
+    src = Path(tempfile.mkdtemp(prefix="srdose-bench-src-"))
+    try:
+        for i, v in enumerate(synth.VENDORS):
+            synth.generate(v, 40, src, seed=100 + i)
+        Ingestor(store, QuarantineFolder(src / "q")).ingest_paths(sorted(src.glob("*.dcm")))
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    cols = [c.name for c in M.Event.__table__.columns if c.name not in ("id", "source_object_id", "study_id")]
+    with store.engine.connect() as conn:
+        templates = [dict(r._mapping) for r in conn.execute(select(*[M.Event.__table__.c[c] for c in cols]))]
+        studies = [dict(r._mapping) for r in conn.execute(select(M.Study.device_id, M.Study.study_date,
+                                                                 M.Study.age_years))]
+        have = conn.execute(select(func.count()).select_from(M.Event)).scalar_one()
+    per_study = 4
+    need = n_events - have
+    rng = np.random.default_rng(5)
+    now = __import__("datetime").datetime(2025, 1, 1)
+    k = 0
+    while need > 0:
+        m = min(20000, need)
+        n_st = (m + per_study - 1) // per_study
+        with store.begin() as conn:
+            st_rows = []
+            for s in range(n_st):
+                base = studies[int(rng.integers(len(studies)))]
+                st_rows.append({"study_instance_uid": f"2.25.{9_000_000 + k + s}", **base,
+                                "patient_pseudonym": f"p{k + s}"})
+            st_ids = conn.execute(insert(M.Study).returning(M.Study.id, sort_by_parameter_order=True),
+                                  st_rows).scalars().all()
+            so_ids = conn.execute(insert(M.SourceObject).returning(M.SourceObject.id, sort_by_parameter_order=True), [
+                {"sop_instance_uid": f"2.25.{8_000_000 + k + s}", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.67",
+                 "kind": "rdsr", "study_id": sid, "sha256": "0" * 64, "received_at": now}
+                for s, sid in enumerate(st_ids)]).scalars().all()
+            ev_rows = []
+            for e in range(m):
+                t = templates[int(rng.integers(len(templates)))]
+                ev_rows.append({**t, "event_uid": None, "source_object_id": so_ids[e // per_study],
+                                "study_id": st_ids[e // per_study]})
+            conn.execute(insert(M.Event), ev_rows)
+        k += n_st
+        need -= m
+    store.close()
+
+
+def bench_end_to_end(n_events: int, keep: str | None) -> None:
+    workdir = Path(keep or tempfile.mkdtemp(prefix="srdose-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "bench.sqlite"
+    for p in workdir.glob("bench.sqlite*"):
+        p.unlink()
+    url = f"sqlite:///{db_path}"
+    t0 = time.perf_counter()
+    build_db(url, n_events)
+    print(f"\nbuilt {db_path} with {n_events:,} events in {time.perf_counter() - t0:.1f} s")
+    env = {**os.environ, "SRDOSE_DATA_DIR": str(workdir / "data")}
+    cmd = [sys.executable, "-m", "srdose", "--db", url]
+    subprocess.run(cmd + ["physics", "import", str(EXAMPLE)], check=True, env=env, capture_output=True)
+
+    def timed(args):
+        t = time.perf_counter()
+        p = subprocess.run(cmd + args, env=env, capture_output=True, text=True)
+        dt = time.perf_counter() - t
+        if p.returncode != 0:
+            print(p.stdout, p.stderr)
+            raise SystemExit(f"srdose {' '.join(args)} failed ({p.returncode})")
+        return dt, p.stdout
+
+    t_first, text = timed(["recalc"])
+    t_again, _ = timed(["recalc"])
+    t_force, _ = timed(["recalc", "--all"])
+    measured = next((line for line in text.splitlines() if "method measured" in line), "").strip(" │")
+    print(f"srdose recalc (end to end, new process, SQLite): {n_events:,} events in {t_first:.1f} s = "
+          f"{n_events / t_first:,.0f} events/s  [{' '.join(measured.split())}]")
+    print(f"srdose recalc again (nothing changed): {t_again:.1f} s; srdose recalc --all: {t_force:.1f} s "
+          f"= {n_events / t_force:,.0f} events/s (replaces every stored result)")
+    print(f"  end-to-end rate / numpy-core rate shows the database share of the work")
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--db-events", type=int, default=400_000)
+    ap.add_argument("--keep", metavar="DIR", help="Keep the benchmark database in DIR.")
+    ap.add_argument("--skip-db", action="store_true")
+    a = ap.parse_args()
+    print(f"numpy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    bench_core(a.events)
+    if not a.skip_db:
+        bench_end_to_end(a.db_events, a.keep)
+
+
+if __name__ == "__main__":
+    main()

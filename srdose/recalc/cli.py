@@ -1,0 +1,191 @@
+"""``srdose physics import|show`` and ``srdose recalc``.
+
+Registered by :func:`srdose.cli._register_optional` (attributes ``physics``
+and ``recalc``). Exit codes as everywhere: 0 done (events flagged as not
+recalculable are still a completed run), 2 usage (bad file, unknown unit or
+factor set), 3 could not run (database).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+def _cli():
+    from srdose import cli
+
+    return cli
+
+
+@click.group()
+def physics() -> None:
+    """Unit physics data (tube output and HVL per kV) for the MGD recalculation."""
+
+
+@physics.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--replace", is_flag=True, help="Replace a stored set of the same unit and valid_from.")
+@click.pass_obj
+def physics_import(obj, file: Path, replace: bool) -> None:
+    """Load a physicist's QA measurements for one unit (see sample_data/physics/).
+
+    FILE holds the unit (serial, manufacturer), the dates it is valid
+    (valid_from, optional valid_to), the geometry (fdd_mm, support_gap_mm,
+    d_ref_mm) and rows of target, filter, kV, tube output (µGy/mAs at
+    d_ref_mm) and HVL (mm Al). Earlier sets are kept: each event uses the set
+    valid on its study date. Run `srdose recalc` afterwards.
+    """
+    from srdose.recalc.engine import PhysicsFits
+    from srdose.recalc.physicsfile import PhysicsFileError, parse
+    from srdose.store import recalc as db
+
+    cli = _cli()
+    try:
+        pf = parse(file)
+    except PhysicsFileError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    store = obj.store(write=False)
+    try:
+        set_id, outcome = db.add_physics_set(store, pf, replace=replace)
+    except ValueError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    beams = pf.beams()
+    cli.out.print(f"{outcome}: physics set {set_id} for unit {pf.serial} valid from {pf.valid_from}"
+                  f"{' to ' + pf.valid_to if pf.valid_to else ''}: {len(pf.points)} points, "
+                  f"{len(beams)} target/filter combination(s)")
+    if not db.devices(store, pf.serial):
+        cli.console.print(f"[yellow]no unit with serial {pf.serial} has sent dose reports yet; the data will be "
+                          "used when it does.[/]")
+    degree = obj.settings["recalc"]["fit_degree"]
+    fits = PhysicsFits.build([dict(s) for s in db.physics_sets(store, pf.serial) if s["id"] == set_id], degree)
+    for _, target, filt, mm, out_fit, hvl_fit in fits.beam_fits:
+        if out_fit.degree < min(degree, 2):
+            cli.console.print(f"[yellow]{target}/{filt}: only {out_fit.n_points} kV point(s): fitted with degree "
+                              f"{out_fit.degree}[/]")
+    cli.console.print("Run `srdose recalc` to update the affected events.")
+
+
+def _poly(coef, unit: str) -> str:
+    a, b, c = coef
+    return f"{a:+.5g}·kV² {b:+.5g}·kV {c:+.5g} {unit}"
+
+
+@physics.command("show")
+@click.argument("unit")
+@click.pass_obj
+def physics_show(obj, unit: str) -> None:
+    """Print UNIT's physics sets (by serial), their fits and residuals."""
+    from rich.table import Table
+
+    from srdose.recalc.engine import PhysicsFits
+    from srdose.store import recalc as db
+
+    cli = _cli()
+    store = obj.store(write=False)
+    sets = db.physics_sets(store, unit)
+    if not sets:
+        cli.fail(f"no physics data for unit {unit!r} (serial); load some with `srdose physics import FILE`",
+                 cli.EXIT_USAGE)
+    degree = obj.settings["recalc"]["fit_degree"]
+    margin = obj.settings["recalc"]["kv_margin"]
+    for s in sets:
+        cli.out.print(f"\n[bold]physics set {s['id']}[/]: {s['manufacturer']} {s['model']} serial {s['serial']}, "
+                      f"valid {s['valid_from']} to {s['valid_to'] or '(open)'}; FDD {s['fdd_mm']:g} mm, support "
+                      f"gap {s['support_gap_mm']:g} mm, output measured at {s['d_ref_mm']:g} mm; "
+                      f"from {s['source_file'] or '?'} (sha256 {s['sha256'][:12]}), measured by "
+                      f"{s['measured_by'] or '?'}")
+        fits = PhysicsFits.build([s], degree)
+        for _, target, filt, mm, fo, fh in fits.beam_fits:
+            name = f"{target}/{filt}" + (f" {mm:g} mm" if mm else "")
+            cli.out.print(f"  {name}: output Y = {_poly(fo.coef, 'µGy/mAs')} (degree {fo.degree}, rms residual "
+                          f"{fo.rms:.3g}); HVL = {_poly(fh.coef, 'mm Al')} (rms {fh.rms:.3g}); measured "
+                          f"{fo.kv_min:g}-{fo.kv_max:g} kV, used to {fo.kv_min - margin:g}-{fo.kv_max + margin:g} kV")
+            table = Table(show_header=True, box=None, padding=(0, 1))
+            for col in ("kV", "Y meas", "Y fit", "resid %", "HVL meas", "HVL fit", "resid mm"):
+                table.add_column(col, justify="right")
+            pts = [p for p in s["points"] if (p["target"], p["filter_material"], p["filter_mm"]) == (target, filt, mm)]
+            for p, ro, rh in zip(pts, fo.residuals, fh.residuals):
+                yo = p["output_ugy_per_mas"] - ro
+                table.add_row(f"{p['kvp']:g}", f"{p['output_ugy_per_mas']:.4g}", f"{yo:.4g}",
+                              f"{100 * ro / yo:+.2f}", f"{p['hvl_mm']:.3f}", f"{p['hvl_mm'] - rh:.3f}", f"{rh:+.4f}")
+            cli.out.print(table)
+
+
+@click.command("recalc")
+@click.option("--unit", "serial", metavar="SERIAL", help="Only this unit (device serial number).")
+@click.option("--since", metavar="YYYY-MM-DD", help="Only studies from this date.")
+@click.option("--factor-set", "factor_set", metavar="NAME",
+              help="'bundled', a factor-set CSV, or the name of one used before (default from config: "
+                   "[recalc] default_factor_set).")
+@click.option("--all", "force", is_flag=True, help="Recompute every selected event, changed or not.")
+@click.pass_obj
+def recalc(obj, serial, since, factor_set, force) -> None:
+    """Recalculate the mean glandular dose of the selected events (Dance model).
+
+    Uses the unit's physics data valid on each study date (method
+    `measured`), else the RDSR's own entrance exposure and HVL (method
+    `rdsr`); stores MGD, K, HVL, g, c, s, T, the factor set, the ratio to the
+    reported AGD and flags. Only events whose inputs changed (new physics
+    data, another factor set or settings) are recomputed unless --all.
+    Events that cannot be recalculated are flagged, not failed: exit 0.
+    """
+    from rich.table import Table
+
+    from srdose.physics.factors import FactorSetError
+    from srdose.recalc.engine import Params
+    from srdose.recalc.run import resolve_factor_set, run
+    from srdose.store.recalc import devices
+
+    cli = _cli()
+    day = None
+    if since:
+        day = since.replace("-", "")
+        if not (len(day) == 8 and day.isdigit()):
+            cli.fail(f"--since {since!r}: expected YYYY-MM-DD", cli.EXIT_USAGE)
+    section = obj.settings["recalc"]
+    try:
+        params = Params.from_settings(section)
+    except (TypeError, ValueError, KeyError) as exc:
+        cli.fail(f"[recalc] settings: {exc}", cli.EXIT_USAGE)
+    store = obj.store(write=False)
+    try:
+        fs = resolve_factor_set(store, factor_set or section["default_factor_set"])
+    except FactorSetError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    if serial and not devices(store, serial):
+        cli.fail(f"no unit with serial {serial!r} in the database", cli.EXIT_USAGE)
+    started = time.monotonic()
+    with cli.progress_bar() as bar:
+        task = bar.add_task("recalculating", total=None, rate="")
+
+        def on_plan(n):
+            bar.update(task, total=n)
+
+        def tick(k):
+            done = bar.tasks[task].completed + k
+            bar.update(task, advance=k, rate=f"{done / max(time.monotonic() - started, 1e-6):,.0f} events/s")
+
+        try:
+            summary = run(store, fs, params, serial=serial, since=day, force=force, on_plan=on_plan, progress=tick)
+        except FactorSetError as exc:
+            cli.fail(str(exc), cli.EXIT_USAGE)
+    table = Table(title=f"Recalculation ({summary.factor_set})", show_header=True)
+    table.add_column("")
+    table.add_column("events", justify="right")
+    table.add_row("selected", str(summary.selected))
+    table.add_row("already up to date", str(summary.up_to_date))
+    table.add_row("[bold]recalculated[/]", f"[bold]{summary.computed}[/]")
+    for m, n in sorted(summary.methods.items()):
+        table.add_row(f"  method {m}", str(n))
+    table.add_row("  [yellow]no MGD (see flags)[/]", str(summary.no_mgd))
+    for name, n in summary.flags.most_common(12):
+        if name != "no_mgd":
+            table.add_row(f"  flag {name}", str(n))
+    cli.out.print(table)
+    for key, why in sorted(summary.missing_tables.items()):
+        cli.console.print(f"[yellow]factor set {summary.factor_set}: {why}[/]")
+    sys.exit(cli.EXIT_OK)

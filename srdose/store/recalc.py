@@ -1,0 +1,225 @@
+"""Database side of the MGD recalculation (issue #6): the only SQL it needs.
+
+Physics sets (a unit's dated QA measurements), factor-set provenance, the
+recalculation inputs as numpy arrays, and writing the results.
+:mod:`srdose.recalc` calls these; nothing else in it touches the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Iterable, Optional
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+
+from srdose.store import models as M
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+# --- physics sets -------------------------------------------------------------------------
+
+
+def add_physics_set(store, pf, replace: bool = False) -> tuple[int, str]:
+    """Store a parsed physics file; returns (id, 'added' | 'unchanged' | 'replaced').
+
+    A file for the same unit and ``valid_from`` as a stored one is
+    'unchanged' when identical; otherwise it replaces it only with
+    ``replace`` (results computed with the old one are then recomputed by the
+    next ``srdose recalc``), else :class:`ValueError`.
+    """
+    P = M.PhysicsSet
+    with store.begin() as conn:
+        row = conn.execute(select(P.id, P.sha256).where(
+            P.serial == pf.serial, P.manufacturer == pf.manufacturer, P.valid_from == pf.valid_from)).first()
+        outcome = "added"
+        if row is not None:
+            if row.sha256 == pf.sha256:
+                return row.id, "unchanged"
+            if not replace:
+                raise ValueError(
+                    f"unit {pf.serial} already has physics data valid from {pf.valid_from} (another file); "
+                    "use --replace to replace it, or give the new measurements their own valid_from")
+            conn.execute(delete(M.PhysicsPoint).where(M.PhysicsPoint.physics_set_id == row.id))
+            conn.execute(delete(P).where(P.id == row.id))
+            outcome = "replaced"
+        set_id = conn.execute(insert(P).values(
+            manufacturer=pf.manufacturer, model=pf.model, serial=pf.serial, valid_from=pf.valid_from,
+            valid_to=pf.valid_to, fdd_mm=pf.fdd_mm, support_gap_mm=pf.support_gap_mm, d_ref_mm=pf.d_ref_mm,
+            measured_by=pf.measured_by, notes=pf.notes, source_file=pf.source_file, sha256=pf.sha256,
+            imported_at=_now(),
+        )).inserted_primary_key[0]
+        conn.execute(insert(M.PhysicsPoint), [
+            {"physics_set_id": set_id, "target": p.target, "filter_material": p.filter, "filter_mm": p.filter_mm,
+             "kvp": p.kv, "output_ugy_per_mas": p.output_ugy_per_mas, "hvl_mm": p.hvl_mm_al}
+            for p in pf.points
+        ])
+    return set_id, outcome
+
+
+def physics_sets(store, serial: Optional[str] = None) -> list[dict]:
+    """Stored physics sets (oldest first), each with its ``points``."""
+    P, Pt = M.PhysicsSet, M.PhysicsPoint
+    with store.engine.connect() as conn:
+        q = select(*P.__table__.columns).order_by(P.serial, P.valid_from, P.id)
+        if serial:
+            q = q.where(P.serial == serial)
+        sets = [dict(r._mapping) for r in conn.execute(q)]
+        if not sets:
+            return []
+        ids = [s["id"] for s in sets]
+        points: dict[int, list] = {}
+        for r in conn.execute(select(*Pt.__table__.columns).where(Pt.physics_set_id.in_(ids))
+                              .order_by(Pt.physics_set_id, Pt.target, Pt.filter_material, Pt.filter_mm, Pt.kvp)):
+            points.setdefault(r.physics_set_id, []).append(dict(r._mapping))
+    for s in sets:
+        s["points"] = points.get(s["id"], [])
+    return sets
+
+
+def devices(store, serial: Optional[str] = None) -> list[dict]:
+    D = M.Device
+    with store.engine.connect() as conn:
+        q = select(D.id, D.manufacturer, D.model, D.serial)
+        if serial:
+            q = q.where(D.serial == serial)
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+# --- factor sets --------------------------------------------------------------------------
+
+
+def register_factor_set(store, factor_set) -> int:
+    """The id of the stored record of ``factor_set`` (created on first use)."""
+    F = M.FactorSetRecord
+    with store.begin() as conn:
+        row = conn.execute(select(F.id).where(F.sha256 == factor_set.sha256)).first()
+        if row is not None:
+            return row.id
+        return conn.execute(insert(F).values(
+            name=factor_set.name, version=factor_set.version, kind=factor_set.kind, sha256=factor_set.sha256,
+            provenance=json.dumps(factor_set.provenance(), sort_keys=True), content=factor_set.content,
+            registered_at=_now(),
+        )).inserted_primary_key[0]
+
+
+def find_factor_set(store, name: str) -> Optional[dict]:
+    """The newest stored user factor set called ``name`` (or ``name@version``)."""
+    F = M.FactorSetRecord
+    q = select(*F.__table__.columns).where(F.kind == "user").order_by(F.registered_at.desc(), F.id.desc())
+    if "@" in name:
+        n, v = name.split("@", 1)
+        q = q.where(F.name == n, F.version == v)
+    else:
+        q = q.where(F.name == name)
+    with store.engine.connect() as conn:
+        row = conn.execute(q).first()
+    return None if row is None else dict(row._mapping)
+
+
+def factor_set_records(store) -> list[dict]:
+    F = M.FactorSetRecord
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(F.id, F.name, F.version, F.kind, F.sha256, F.registered_at).order_by(F.id))]
+
+
+# --- inputs and results ---------------------------------------------------------------------
+
+#: Numeric inputs of the recalculation, as float arrays (NaN = missing).
+NUMERIC_INPUTS = ("kvp", "mas", "n_pulses", "filter_thickness_mm", "compressed_thickness_mm", "hvl_mm",
+                  "entrance_exposure_mgy", "agd_mgy", "source_detector_mm", "age_years")
+#: Text inputs, as lists.
+TEXT_INPUTS = ("manufacturer", "serial", "study_date", "acquisition", "anode", "filter_material",
+               "reference_point")
+
+
+def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = None) -> dict:
+    """Every live event's recalculation inputs and its stored result state.
+
+    Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
+    the :data:`NUMERIC_INPUTS` (float, NaN missing), the
+    :data:`TEXT_INPUTS` (lists of str or None), and ``r_factor_set_id``,
+    ``r_physics_set_id`` (int; -1 none), ``r_params`` (list) of the stored
+    result, ``has_result`` (bool).
+    """
+    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    cols = [E.id, E.device_id, E.kvp, E.mas, E.n_pulses, E.filter_thickness_mm, E.compressed_thickness_mm,
+            E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, E.source_detector_mm, St.age_years,
+            D.manufacturer, D.serial, St.study_date, E.acquisition, E.anode, E.filter_material,
+            E.reference_point, R.factor_set_id, R.physics_set_id, R.params_hash, R.event_id]
+    q = (select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
+         .outerjoin(D, E.device_id == D.id).outerjoin(R, R.event_id == E.id)
+         .where(S.superseded_by.is_(None)).order_by(E.id))
+    if serial:
+        q = q.where(D.serial == serial)
+    if since:
+        q = q.where(St.study_date >= since)
+    with store.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    cols_t = list(zip(*rows)) if rows else [()] * len(cols)
+    out: dict = {"event_id": np.array(cols_t[0], dtype=np.int64),
+                 "device_id": np.array([-1 if v is None else v for v in cols_t[1]], dtype=np.int64)}
+    for k, name in enumerate(NUMERIC_INPUTS, start=2):
+        out[name] = np.array(cols_t[k], dtype=float) if rows else np.zeros(0)
+    base = 2 + len(NUMERIC_INPUTS)
+    for k, name in enumerate(TEXT_INPUTS, start=base):
+        out[name] = list(cols_t[k])
+    base += len(TEXT_INPUTS)
+    out["r_factor_set_id"] = np.array([-1 if v is None else v for v in cols_t[base]], dtype=np.int64)
+    out["r_physics_set_id"] = np.array([-1 if v is None else v for v in cols_t[base + 1]], dtype=np.int64)
+    out["r_params"] = list(cols_t[base + 2])
+    out["has_result"] = np.array([v is not None for v in cols_t[base + 3]], dtype=bool)
+    return out
+
+
+RESULT_COLUMNS = ("event_id", "method", "mgd_recalc_mgy", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s",
+                  "t_factor", "factor_set", "factor_set_id", "physics_set_id", "ratio_recalc_to_reported",
+                  "flags", "params_hash")
+
+
+def write_recalc_results(store, rows: Iterable[dict], replace_ids: Iterable[int] = (),
+                         chunk: int = 20000, progress=None) -> int:
+    """Replace the results of ``replace_ids`` and insert ``rows``, in chunks.
+
+    Each chunk is one transaction; ``progress(n)`` is called after each.
+    """
+    R = M.RecalcResult
+    now = _now()
+    replace_ids = list(replace_ids)
+    with store.begin() as conn:
+        for i in range(0, len(replace_ids), 900):
+            conn.execute(delete(R).where(R.event_id.in_(replace_ids[i:i + 900])))
+    n = 0
+    batch: list[dict] = []
+
+    def flush():
+        nonlocal n, batch
+        if batch:
+            with store.begin() as conn:
+                conn.execute(insert(R), batch)
+            n += len(batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+
+    for row in rows:
+        row["computed_at"] = now
+        batch.append(row)
+        if len(batch) >= chunk:
+            flush()
+    flush()
+    return n
+
+
+def recalc_summary(store) -> dict:
+    """Counts of stored results by method and how many carry no MGD."""
+    R = M.RecalcResult
+    with store.engine.connect() as conn:
+        by_method = dict(conn.execute(select(R.method, func.count()).group_by(R.method)).all())
+        no_mgd = conn.execute(select(func.count()).select_from(R).where(R.mgd_recalc_mgy.is_(None))).scalar_one()
+    return {"by_method": by_method, "no_mgd": no_mgd}
