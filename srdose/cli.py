@@ -122,7 +122,7 @@ def main(ctx: click.Context, config_file: Optional[str], db_url: Optional[str], 
 
 # --- ingest ------------------------------------------------------------------
 
-def print_summary(summary, store) -> None:
+def print_summary(summary, store, events_before: int = 0) -> None:
     table = Table(title="Ingest summary", show_header=True)
     table.add_column("outcome")
     table.add_column("datasets", justify="right")
@@ -139,9 +139,10 @@ def print_summary(summary, store) -> None:
     for kind, n in sorted(summary.quarantined.items()):
         table.add_row(f"[red]quarantined: {kind}[/]", str(n))
     table.add_row("[bold]files read[/]", f"[bold]{summary.files}[/]")
-    table.add_row("irradiation events added", str(summary.events))
-    out.print(table)
     counts = store.counts()
+    # net of image-header events an RDSR replaced
+    table.add_row("irradiation events added", str(counts["events"] - events_before))
+    out.print(table)
     out.print(f"database: {counts['devices']} units, {counts['studies']} studies, "
               f"{counts['events']} events, {counts['quarantine']} quarantined in all")
 
@@ -167,6 +168,7 @@ def ingest(obj: Context, paths, batch_size) -> None:
     ingestor = Ingestor(store, QuarantineFolder(obj.settings.quarantine_dir),
                         batch_size or obj.settings["ingest"]["batch_size"])
     files = list(iter_files(paths))
+    before = store.counts()["events"]
     started = time.monotonic()
     with progress_bar() as bar:
         task = bar.add_task("ingesting", total=len(files), rate="")
@@ -177,7 +179,7 @@ def ingest(obj: Context, paths, batch_size) -> None:
             bar.update(task, advance=1, rate=f"{rate:.0f} files/s")
 
         summary = ingestor.ingest_paths(files, progress=tick)
-    print_summary(summary, store)
+    print_summary(summary, store, before)
     if summary.n_quarantined:
         console.print(f"[yellow]{summary.n_quarantined} dataset(s) quarantined in "
                       f"{obj.settings.quarantine_dir} (see the .json beside each file).[/]")

@@ -23,6 +23,12 @@ log = logging.getLogger("srdose.ingest")
 
 #: Names that are never dose objects in a DICOM folder.
 SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
+#: In a folder walk, files with these suffixes are documentation or data
+#: beside the DICOM files, not DICOM: they are skipped, not quarantined.
+#: (DICOM files often have no suffix at all; a file named on the command
+#: line is always tried.)
+NON_DICOM_SUFFIXES = {".md", ".txt", ".json", ".csv", ".tsv", ".toml", ".xml", ".html", ".htm",
+                      ".pdf", ".py", ".sh", ".ini", ".log", ".xlsx", ".zip", ".gz", ".npz", ".png", ".jpg"}
 
 
 @dataclass
@@ -69,7 +75,8 @@ def iter_files(paths: Iterable[os.PathLike]) -> Iterator[Path]:
             for root, dirs, names in os.walk(p):
                 dirs.sort()
                 for name in sorted(names):
-                    if name in SKIP_NAMES or name.startswith("."):
+                    if (name in SKIP_NAMES or name.startswith(".")
+                            or Path(name).suffix.lower() in NON_DICOM_SUFFIXES):
                         continue
                     yield Path(root) / name
         elif p.exists():
