@@ -29,8 +29,12 @@ def _status_file(obj: Context) -> Path:
     return obj.settings.data_dir / "listener-status.json"
 
 
-def build_listener(obj: Context, overrides: dict):
-    """Listener, worker and spool from the settings plus command-line overrides."""
+def build_listener(obj: Context, overrides: dict, own_process: bool = False):
+    """Listener, worker and spool from the settings plus command-line overrides.
+
+    With ``own_process`` the ingest worker runs in a child process (the
+    listener service); otherwise in a thread (retrieval).
+    """
     from srdose.ingest import Ingestor
     from srdose.quarantine import QuarantineFolder
     from srdose.receive.scp import Listener, ListenerOptions
@@ -42,10 +46,16 @@ def build_listener(obj: Context, overrides: dict):
     options = ListenerOptions.from_settings(section)
     if bool(options.tls_cert) != bool(options.tls_key):
         fail("--tls-cert and --tls-key go together", EXIT_USAGE)
-    store = obj.store()
+    store = obj.store()  # creates the schema and the site secret before any child starts
     quarantine = QuarantineFolder(obj.settings.quarantine_dir)
     spool = Spool(obj.settings.spool_dir, section["after_ingest"], obj.settings.archive_dir)
-    worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
+    if own_process:
+        from srdose.receive.process import IngestProcess
+
+        worker = IngestProcess(obj.db_url, obj.settings.site_secret_path, obj.settings.quarantine_dir,
+                               spool, _status_file(obj))
+    else:
+        worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
     return Listener(options, spool, quarantine, worker), worker
 
 
@@ -71,16 +81,18 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
     _plain_service_log()
     listener, worker = build_listener(obj, dict(
         port=port, aet=aet, host=host, allow=list(allow), max_pdu=max_pdu,
-        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca))
+        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca),
+        own_process=True)
+    obj.store().close()  # the child process owns the database from here
     worker.start()
     left = worker.recover()
     if left:
         with progress_bar() as bar:
             task = bar.add_task("ingesting what the spool still held", total=left, rate="")
-            while not worker.idle():
-                bar.update(task, completed=left - worker.queue.unfinished_tasks)
+            while not worker.idle() and worker.alive():
+                bar.update(task, completed=left - worker.pending)
                 time.sleep(0.1)
-            bar.update(task, completed=left)
+            bar.update(task, completed=left - worker.pending)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -97,9 +109,16 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
     console.print(f"srdose listening as {listener.options.aet} on port {listener.port}; Ctrl-C to stop")
     while not stop.is_set():
         stop.wait(0.5)
+        if not worker.alive():
+            # without its ingest process the listener must not accept data
+            console.print("[red]the ingest process ended; stopping (the spool keeps what was received)[/]")
+            break
+    died = not worker.alive()
     listener.stop()
     worker.stop(drain=True)
     console.print(f"stopped: {dict(worker.counts)}")
+    if died:
+        sys.exit(EXIT_FAILED)
 
 
 @click.command()

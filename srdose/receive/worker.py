@@ -62,6 +62,8 @@ class IngestWorker:
         self._thread: Optional[threading.Thread] = None
         self._last_status = 0.0
         self._lock = threading.Lock()
+        #: called once per dataset after its transaction committed
+        self.on_done = None
 
     def submit(self, item: Received) -> None:
         ae = item.origin.split(":", 1)[-1]
@@ -140,6 +142,8 @@ class IngestWorker:
                     ae = item.origin.split(":", 1)[-1]
                     self.per_ae.setdefault(ae, Counter())[result] += 1
                 self.queue.task_done()
+                if self.on_done:
+                    self.on_done()
             self._maybe_write_status()
 
     def _ingest(self, batch: list[Received]) -> list[str]:

@@ -1,0 +1,146 @@
+"""The listener's ingest worker in a process of its own.
+
+pynetdicom's reactors, the handler's check of each dataset and the database
+writes all want the one interpreter lock: in one process they take turns on
+one core. The worker process re-reads each spooled file (the spool is the
+hand-over, as it is after a crash) and writes the database on the other core.
+The network side keeps only what it must do before answering: check, spool,
+fsync.
+
+The child dies with its parent (PR_SET_PDEATHSIG, and a check of the parent
+PID), so a killed listener never leaves a second writer behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from srdose.receive.worker import Received
+
+log = logging.getLogger("srdose.listen")
+
+_STOP = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, after_ingest: str,
+           archive_dir: str, status_file: str, inbox, outstanding, ready, parent_pid: int,
+           log_level: int) -> None:
+    _die_with_parent()
+    # the parent coordinates shutdown: Ctrl-C reaches the whole process group
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s")
+    from srdose.ingest import Ingestor
+    from srdose.pseudonym import Pseudonymiser, load_or_create_secret
+    from srdose.quarantine import QuarantineFolder
+    from srdose.receive.worker import IngestWorker
+    from srdose.spool import Spool
+    from srdose.store import DoseStore
+
+    store = DoseStore(db_url, Pseudonymiser(load_or_create_secret(Path(secret_path))))
+    spool = Spool(Path(spool_dir), after_ingest, Path(archive_dir) if archive_dir else None)
+    worker = IngestWorker(Ingestor(store, QuarantineFolder(Path(quarantine_dir))), spool, Path(status_file))
+    worker.on_done = lambda: _decrement(outstanding)
+    with outstanding.get_lock():
+        # counted before they are queued, so that "idle" is never true too early
+        outstanding.value += len(spool.pending())
+    worker.recover()
+    worker.start()
+    ready.set()
+    while True:
+        try:
+            item = inbox.get(timeout=0.5)
+        except Exception:  # queue.Empty
+            if os.getppid() != parent_pid:
+                break
+            continue
+        if item is _STOP:
+            break
+        path, origin, sha, kind, reason, sop = item
+        worker.submit(Received(Path(path) if path else None, origin, None, sha, kind, reason, sop))
+    worker.stop(drain=True)
+    store.close()
+
+
+def _decrement(counter) -> None:
+    with counter.get_lock():
+        counter.value -= 1
+
+
+class IngestProcess:
+    """Parent-side handle: ``submit`` like :class:`IngestWorker`, done in a child.
+
+    Parameters
+    ----------
+    db_url, secret_path, quarantine_dir, spool, status_file
+        What the child needs to open the same database, spool and quarantine.
+    """
+
+    def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path):
+        ctx = mp.get_context("spawn")  # no threads or engines inherited from the parent
+        self._inbox = ctx.Queue()
+        self._outstanding = ctx.Value("q", 0)
+        self._ready = ctx.Event()
+        self.counts: dict = {}
+        self._status_file = status_file
+        self._proc = ctx.Process(
+            target=_child, name="srdose-ingest", daemon=True,
+            args=(db_url, str(secret_path), str(quarantine_dir), str(spool.root), spool.after_ingest,
+                  str(spool.archive_dir or ""), str(status_file), self._inbox, self._outstanding,
+                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel()))
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._proc.start()
+        if not self._ready.wait(120):
+            raise RuntimeError("the ingest process did not start (see the log above)")
+
+    def submit(self, item: Received) -> None:
+        with self._outstanding.get_lock():
+            self._outstanding.value += 1
+        self._inbox.put((str(item.path) if item.path else None, item.origin, item.sha256, item.kind,
+                         item.reason, item.sop_instance_uid))
+
+    @property
+    def pending(self) -> int:
+        return max(0, int(self._outstanding.value))
+
+    def idle(self) -> bool:
+        return self.pending == 0
+
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+    def stop(self, drain: bool = True, timeout: float = 600) -> None:
+        """Let the child ingest everything handed over, then end it."""
+        self._inbox.put(_STOP)
+        self._proc.join(timeout if drain else 5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(10)
+        try:
+            import json
+
+            self.counts = json.loads(Path(self._status_file).read_text()).get("counts", {})
+        except (OSError, ValueError):
+            self.counts = {}
+
+    def recover(self) -> int:
+        """The child ingests the spool's leftovers itself when it starts."""
+        return self.pending
