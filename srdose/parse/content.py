@@ -25,7 +25,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from srdose import codes as C
 from srdose.parse.errors import Malformed
 from srdose.parse.integrity import DEFLATED, EXPLICIT_BE, IMPLICIT_LE
-from srdose.parse.rdsr import MAX_DEPTH, Node, concept_name
+from srdose.parse.rdsr import MAX_DEPTH, NO_MEASURED_VALUE, Node, concept_name, set_measured_value
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -180,16 +180,9 @@ def _nodes(items: list[dict]) -> list[Node]:
                 num = mv.get(FLOAT_VALUE)
                 if num is None:
                     num = mv.get(NUMERIC_VALUE, "").strip()
-                unit = _code(mv.get(UNITS_SEQ))
-                node.unit = unit[0][1] if unit else None
-                try:
-                    node.value = float(num) if num not in (None, "") else None
-                except (TypeError, ValueError):
-                    node.problem = f"numeric value {str(num)[:40]!r} is not a number"
-                if node.value is None and node.problem is None:
-                    node.problem = "NUM item has an empty numeric value"
+                set_measured_value(node, num, _code(mv.get(UNITS_SEQ)))
             else:
-                node.problem = "NUM item has no MeasuredValueSequence (no value)"
+                node.problem = NO_MEASURED_VALUE
         elif vt == "CODE":
             node.value = _code(item.get(CONCEPT_CODE))
         elif vt == "TEXT":

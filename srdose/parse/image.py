@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from srdose import codes as C
 from srdose.parse.records import Filter, IrradiationEvent, Pulse
-from srdose.parse.rdsr import EXPECTED, PLAUSIBLE, ZERO_MEANS_MISSING
+from srdose.parse.rdsr import EXPECTED, checked
 
 _MATERIAL_TERMS = {  # defined terms of AnodeTargetMaterial / FilterMaterial
     "MOLYBDENUM": "Mo", "RHODIUM": "Rh", "TUNGSTEN": "W", "SILVER": "Ag",
@@ -37,16 +37,7 @@ def _float(ds: Dataset, keyword: str) -> Optional[float]:
 
 
 def _checked(ev: IrradiationEvent, name: str, value: Optional[float]) -> Optional[float]:
-    if value is None:
-        return None
-    if value == 0 and name in ZERO_MEANS_MISSING:
-        ev.flag(f"zero:{name}")
-        return None
-    bounds = PLAUSIBLE.get(name)
-    if bounds and not (bounds[0] <= value <= bounds[1]):
-        ev.flag(f"absurd:{name}")
-        return None
-    return value
+    return checked(name, value, ev.flags)
 
 
 def _term(ds: Dataset, keyword: str) -> Optional[str]:

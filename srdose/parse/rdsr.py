@@ -203,6 +203,35 @@ def concept_name(key: tuple[str, str], meaning: str) -> Optional[str]:
     return name
 
 
+NO_MEASURED_VALUE = "NUM item has no MeasuredValueSequence (no value)"
+
+
+def set_measured_value(node: Node, num, unit) -> None:
+    """Put a NUM item's value and unit code on ``node``, or say what is wrong."""
+    node.unit = unit[0][1] if unit else None
+    try:
+        node.value = float(num) if num not in (None, "") else None
+    except (TypeError, ValueError):
+        node.problem = f"numeric value {str(num)[:40]!r} is not a number"
+    if node.value is None and node.problem is None:
+        node.problem = "NUM item has an empty numeric value"
+
+
+def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
+    """``value`` unless it is a zero meaning "not measured" or absurd for
+    ``name``; then None, with a flag naming it."""
+    if value is None:
+        return None
+    if value == 0 and name in ZERO_MEANS_MISSING:
+        flags.append(f"zero:{name}")
+        return None
+    bounds = PLAUSIBLE.get(name)
+    if bounds and not (bounds[0] <= value <= bounds[1]):
+        flags.append(f"absurd:{name}")
+        return None
+    return value
+
+
 def walk(items, depth: int = 1) -> list[Node]:
     """Turn a ContentSequence into :class:`Node` trees.
 
@@ -232,16 +261,9 @@ def walk(items, depth: int = 1) -> list[Node]:
                 num = _value(mv, _FLOAT_VALUE)
                 if num is None:
                     num = _value(mv, _NUMERIC_VALUE)
-                unit = _code(_value(mv, _UNITS_SEQ))
-                node.unit = unit[0][1] if unit else None
-                try:
-                    node.value = float(num) if num not in (None, "") else None
-                except (TypeError, ValueError):
-                    node.problem = f"numeric value {str(num)[:40]!r} is not a number"
-                if node.value is None and node.problem is None:
-                    node.problem = "NUM item has an empty numeric value"
+                set_measured_value(node, num, _code(_value(mv, _UNITS_SEQ)))
             else:
-                node.problem = "NUM item has no MeasuredValueSequence (no value)"
+                node.problem = NO_MEASURED_VALUE
         elif vt == "CODE":
             node.value = _code(_value(item, _CONCEPT_CODE))
         elif vt == "TEXT":
@@ -282,14 +304,7 @@ def _number(node: Node, flags: list) -> Optional[float]:
     except units.UnitError:
         flags.append(f"unit:{name}:{str(node.unit)[:20]}")
         return None
-    if value == 0 and name in ZERO_MEANS_MISSING:
-        flags.append(f"zero:{name}")
-        return None
-    bounds = PLAUSIBLE.get(name)
-    if bounds and not (bounds[0] <= value <= bounds[1]):
-        flags.append(f"absurd:{name}")
-        return None
-    return value
+    return checked(name, value, flags)
 
 
 def _laterality(code) -> Optional[str]:
