@@ -195,43 +195,29 @@ def sample_data_dir() -> Path:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("srdose-demo"),
-              show_default=True, help="Where the demo keeps its own database (not your real one).")
+              show_default=True, help="Where the demo keeps its own database, secret and spool (not your real ones).")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="Where the three reports are written.")
 @click.pass_obj
-def demo(obj: Context, data_dir: Path) -> None:
-    """Run the pipeline on the sample data, in a folder of its own.
+def demo(obj: Context, data_dir: Path, reports_dir: Path) -> None:
+    """Run the whole pipeline on this machine, in a folder of its own.
 
-    Ingests sample_data/ (or, outside a source checkout, freshly generated
-    synthetic RDSRs) into a SQLite database under --data-dir, prints the
-    summary and exports the events table.
+    Takes sample_data/ (in a source checkout) plus synthetic RDSRs of a few
+    units, starts `srdose listen` on a free loopback port with the demo's own
+    data directory, sends the files with a real C-STORE client, waits until
+    they are ingested, loads the example physics data, recalculates the MGD
+    and writes the survey, DRL and QA reports into --reports, printing their
+    paths. Exit 1 when something was left out (see the messages).
     """
-    import copy
+    from srdose import demo as D
 
-    from srdose.export import export_events
-    from srdose.ingest import Ingestor
-    from srdose.quarantine import QuarantineFolder
-
-    values = copy.deepcopy(obj.settings.values)
-    values.update(data_dir=str(data_dir), database_url="", site_secret="", quarantine_dir="")
-    ctx = Context(Settings(values, obj.settings.source), None)
     source = sample_data_dir()
-    if not any(source.rglob("*.dcm")):
-        from srdose import synth as S
-
-        source = data_dir / "synthetic"
-        for i, vendor in enumerate(S.VENDORS):
-            S.generate(vendor, 5, source, seed=i)
-    console.print(f"demo data directory: {data_dir.resolve()}")
-    console.print(f"ingesting {source}")
-    store = ctx.store()
-    ingestor = Ingestor(store, QuarantineFolder(ctx.settings.quarantine_dir))
-    with progress_bar() as bar:
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix == ".dcm")
-        task = bar.add_task("ingesting", total=len(files), rate="")
-        summary = ingestor.ingest_paths(files, progress=lambda *_: bar.update(task, advance=1))
-    print_summary(summary, store)
-    out_csv = data_dir / "events.csv"
-    n = export_events(store, out_csv)
-    out.print(f"events table ({n} rows): {out_csv}")
+    sample = source if any(source.rglob("*.dcm")) else None
+    try:
+        code = D.run(obj.settings, data_dir, reports_dir, sample, console, out, progress_bar)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        fail(f"demo could not run: {exc}", EXIT_FAILED)
+    sys.exit(code)
 
 
 # --- export ------------------------------------------------------------------
@@ -268,8 +254,14 @@ def export_events_cmd(obj: Context, out_path: Path, fmt, since, until, serial) -
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--units", type=click.IntRange(1, 1000), default=1, show_default=True, help="Distinct X-ray units per vendor.")
 @click.option("--images", is_flag=True, help="Also write the MG image headers of each study.")
-def synth(vendor, count, out_dir: Path, seed, units, images) -> None:
-    """Write realistic synthetic mammography RDSRs imitating a vendor's structure."""
+@click.option("--dbt-fraction", type=click.FloatRange(0, 1), default=None, help="Share of tomosynthesis studies (default: the vendor's).")
+@click.option("--manifest", is_flag=True, help="Also write manifest.json: identifiers written and the true values per event.")
+def synth(vendor, count, out_dir: Path, seed, units, images, dbt_fraction, manifest) -> None:
+    """Write realistic synthetic mammography RDSRs imitating a vendor's structure.
+
+    Patients, units and institutions are invented. Different seeds give
+    different UIDs; the same seed gives the same files.
+    """
     from srdose import synth as S
 
     vendors = S.VENDORS if vendor == "all" else (vendor,)
@@ -278,7 +270,8 @@ def synth(vendor, count, out_dir: Path, seed, units, images) -> None:
     with progress_bar() as bar:
         task = bar.add_task("writing", total=count * len(vendors), rate="")
         for i, v in enumerate(vendors):
-            files = S.generate(v, count, out_dir, seed=seed + i, units=units, images=images,
+            files = S.generate(v, count, out_dir / v if len(vendors) > 1 else out_dir, seed=seed + i,
+                               units=units, images=images, dbt_fraction=dbt_fraction, manifest=manifest,
                                progress=lambda *_: bar.update(task, advance=1))
             written += len(files)
     console.print(f"wrote {written} files to {out_dir}")
@@ -341,7 +334,12 @@ def _register_optional() -> None:
 
     for module, name in (("srdose.physics.mc_cli", "mc"), ("srdose.recalc.cli", "physics"),
                          ("srdose.recalc.cli", "recalc"), ("srdose.receive.cli", "listen"),
-                         ("srdose.receive.cli", "status"), ("srdose.receive.cli", "retrieve")):
+                         ("srdose.receive.cli", "status"), ("srdose.receive.cli", "retrieve"),
+                         ("srdose.report.cli", "report"),
+                         ("srdose.governance.cli", "optout"), ("srdose.governance.cli", "export"),
+                         ("srdose.governance.cli", "reidentify"), ("srdose.governance.cli", "purge"),
+                         ("srdose.governance.cli", "audit"), ("srdose.curation.cli", "check"),
+                         ("srdose.curation.cli", "units"), ("srdose.curation.cli", "protocols")):
         try:
             command = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
