@@ -99,20 +99,33 @@ class Ingestor:
         so one failing write rolls back only itself.
     """
 
-    def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200):
+    def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200,
+                 hooks=None):
         self.store = store
         self.quarantine = quarantine
         self.batch_size = max(1, int(batch_size))
+        # issue #8: governance and curation steps (not-a-patient marking, infeasible-value
+        # flags, re-identification mapping); default: from the settings in force
+        if hooks is None:
+            from srdose.governance.hooks import IngestHooks
+
+            hooks = IngestHooks.current()
+        self.hooks = hooks
 
     def _quarantine(self, conn, data: bytes, sha: str, exc_kind: str, reason: str,
-                    origin: Optional[str], sop_uid: Optional[str] = None) -> Result:
-        stored = self.quarantine.put(data, sha, exc_kind, reason, origin)
+                    origin: Optional[str], sop_uid: Optional[str] = None,
+                    where: Optional[str] = None) -> Result:
+        # the full path goes only in the quarantine note, beside the file it
+        # names; the database gets the origin (PACS exports often name
+        # folders after patients)
+        stored = self.quarantine.put(data, sha, exc_kind, reason, where or origin)
         self.store.add_quarantine(conn, exc_kind, reason, sha, sop_uid, str(stored), origin)
         log.info("quarantined %s: %s", sha[:12], reason)
         return Result("quarantined", sop_uid, 0, reason, exc_kind)
 
     def ingest_one(self, conn, data: bytes, origin: Optional[str] = None,
-                   what: str = "dataset", report=None, sha: Optional[str] = None) -> Result:
+                   what: str = "dataset", report=None, sha: Optional[str] = None,
+                   where: Optional[str] = None) -> Result:
         """Parse and store one dataset inside the caller's transaction.
 
         ``report`` and ``sha`` may be passed when the caller (the listener)
@@ -123,19 +136,24 @@ class Ingestor:
             try:
                 report = read_bytes(data, what)
             except Refused as exc:
-                return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin)
+                return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin, where=where)
             except Exception as exc:  # a parser bug must not stop the run or lose the file
                 log.exception("unexpected error parsing %s", sha[:12])
-                return self._quarantine(conn, data, sha, "error", bug_reason(exc), origin)
+                return self._quarantine(conn, data, sha, "error", bug_reason(exc), origin, where=where)
         try:
+            # issue #8: mark phantom studies and flag infeasible values while the patient
+            # ID and name are still in clear (the store pseudonymises them)
+            self.hooks.before_store(report)
             with conn.begin_nested():
                 outcome = self.store.add(conn, report, sha, origin)
+                # issue #8: encrypted pseudonym -> ID mapping, only when configured
+                self.hooks.after_store(conn, self.store, report, outcome)
         except Exception as exc:
             log.exception("could not store %s", report.sop_instance_uid)
             return self._quarantine(
                 conn, data, sha, "store_error",
                 f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:200]})",
-                origin, report.sop_instance_uid)
+                origin, report.sop_instance_uid, where=where)
         n_events = len(report.events) if outcome in (Outcome.INGESTED, Outcome.REPLACED) else 0
         return Result(outcome.value, report.sop_instance_uid, n_events)
 
@@ -154,7 +172,9 @@ class Ingestor:
                         result = Result("unreadable", reason=f"cannot read {path}: {exc.strerror}",
                                         kind="unreadable")
                     else:
-                        result = self.ingest_one(conn, data, origin=str(path), what=path.name)
+                        # no file name in reasons or in the database: names can identify
+                        result = self.ingest_one(conn, data, origin="file", what="file",
+                                                 where=str(path))
                     summary.files += 1
                     summary.events += result.events
                     if result.outcome in ("quarantined", "unreadable"):

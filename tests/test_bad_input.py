@@ -162,3 +162,17 @@ def test_content_walk_refuses_absurd_depth_in_memory():
 
     with pytest.raises(Malformed, match="nested more than 32 levels"):
         read_dataset(_deep(40))
+
+
+def test_file_and_folder_names_stay_out_of_the_database(ingestor, tmp_path, store):
+    """PACS exports often name folders after patients: no path reaches the
+    database (the quarantine note beside the kept file has it)."""
+    folder = tmp_path / "TESTPERSON_ALICE_NHS9434765919"
+    folder.mkdir()
+    (folder / "ALICE.dcm").write_bytes(b"garbage, not DICOM")
+    (folder / "ok.dcm").write_bytes(B.to_bytes(B.rdsr()))
+    ingestor.ingest_paths([folder])
+    with store.engine.connect() as conn:
+        text = " ".join(str(v) for table in M.Base.metadata.sorted_tables
+                        for row in conn.execute(select(table)) for v in row)
+    assert "TESTPERSON" not in text and "ALICE" not in text and "9434765919" not in text
