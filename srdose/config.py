@@ -75,6 +75,57 @@ DEFAULTS: dict[str, Any] = {
         # projection only (OpenREM issue #780) and flagged.
         "dbt_min_sweep_mas": 20.0,
     },
+    "report": {
+        # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the
+        # DBT survey is NUMBER + 1). A unit not listed gets
+        # 100000 + 2 * (CRC-32 of "manufacturer|model|serial" mod 450000):
+        # even, six digits, the same on every run and machine.
+        "survey_numbers": [],
+        # National DRL (mGy) for the DRL standard exposure set, and where the
+        # value comes from (both shown in the report). Empty: none; srdose ships
+        # no national value.
+        "national_drl_mgy": "",
+        "national_drl_source": "",
+        # The DRL standard exposure set: views, compressed thickness band (mm,
+        # inclusive), acquisition (2D | DBT) and dose (recalc | reported).
+        "drl_views": ["MLO"],
+        "drl_band_mm": "50-60",
+        "drl_acquisition": "2D",
+        "drl_dose": "recalc",
+        # A room (unit) enters the DRL statistics with at least this many
+        # exposures in the standard set.
+        "drl_min_events": 20,
+        # Rows listed in an HTML table (the CSV/XLSX tables hold them all).
+        "max_listed": 200,
+    },
+    "governance": {
+        # Opted-out patients (srdose optout import) are always left out of research
+        # exports and research reports; in clinical audit reports: include | exclude.
+        "optout_clinical_audit": "include",
+        # Research export (srdose export research): dates shifted per patient by
+        # ±1..N days (intervals kept); ages in bands of this many years (0: exact);
+        # free-text columns written only if listed (protocol, label, study_description).
+        "research_date_shift_days": 365,
+        "research_age_band_years": 5,
+        "research_free_text": [],
+        # Keep studies this many days (by study date); `srdose purge` without
+        # --before uses it. 0: no retention period configured.
+        "retention_days": 0,
+        # AES-256 key file (hex, mode 0600, created if missing) for the encrypted
+        # pseudonym -> patient ID mapping written at ingest; empty: no mapping kept.
+        # Keep it outside the data directory and the database backups.
+        "reidentification_key_file": "",
+    },
+    "curation": {
+        # Infeasible-value rules (CSV as srdose/curation/infeasible_rules.csv); empty: packaged table.
+        "infeasible_rules": "",
+        # A study whose patient ID or name holds one of these words (case-insensitive,
+        # whole word; "re:" + a regular expression for anything else) is a test / QA
+        # phantom study: marked not_patient at ingest and kept out of patient statistics.
+        "not_patient_patterns": ["PHANTOM", "QA", "QC", "TEST", "DUMMY"],
+        # Protocol-name mapping (CSV as srdose/curation/protocols.csv); empty: packaged table.
+        "protocol_map": "",
+    },
 }
 
 

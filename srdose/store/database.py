@@ -206,6 +206,7 @@ class DoseStore:
                 patient_pseudonym=p.patient(st.patient_id),
                 accession_pseudonym=p.accession(st.accession),
                 age_years=st.age_years, sex=st.sex,
+                not_patient=bool(st.not_patient),  # issue #8: phantom / QA study, set at ingest
             )
         ).inserted_primary_key[0]
 

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Optional
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,6 +44,8 @@ class Device(Base):
     software: Mapped[Optional[str]] = mapped_column(String(256))
     first_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    # issue #8: the name reports show (``srdose units rename``); None: see srdose.store.governance
+    display_name: Mapped[Optional[str]] = mapped_column(String(256))
 
 
 class Study(Base):
@@ -58,6 +62,9 @@ class Study(Base):
     accession_pseudonym: Mapped[Optional[str]] = mapped_column(String(64))
     age_years: Mapped[Optional[float]] = mapped_column(Float)
     sex: Mapped[Optional[str]] = mapped_column(String(16))
+    # issue #8: a test / QA phantom study (patient ID or name matched a configured
+    # pattern at ingest, before pseudonymisation); kept out of patient statistics
+    not_patient: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SourceObject(Base):
@@ -260,3 +267,70 @@ class RecalcResult(Base):
     ratio_recalc_to_reported: Mapped[Optional[float]] = mapped_column(Float)
     flags: Mapped[Optional[str]] = mapped_column(Text)
     params_hash: Mapped[str] = mapped_column(String(16))
+
+
+# --- information governance and curation (issue #8) ---------------------------------------
+# New columns on existing tables: ``Study.not_patient`` and ``Device.display_name``
+# (declared on those classes above); the tables below hold no patient identifier in clear.
+
+
+class OptOut(Base):
+    """A patient who opted out (national data opt-out), by site pseudonym only.
+
+    The IDs of the imported list are hashed with the site key on import
+    (:meth:`srdose.pseudonym.Pseudonymiser.patient`); the clear ID is never stored.
+    """
+
+    __tablename__ = "optouts"
+
+    patient_pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    source_sha256: Mapped[Optional[str]] = mapped_column(String(64))  # of the imported list file
+
+
+class Reidentification(Base):
+    """Original patient ID per site pseudonym, AES-GCM encrypted (key outside the database).
+
+    Written at ingest only when ``[governance] reidentification_key_file`` is set;
+    read only by ``srdose reidentify``, which is audited.
+    """
+
+    __tablename__ = "reidentification"
+
+    patient_pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(32))  # hex, 12 bytes
+    ciphertext: Mapped[str] = mapped_column(Text)  # hex, with the GCM tag
+    key_id: Mapped[str] = mapped_column(String(16))  # which key (first hex of its SHA-256)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class AuditEntry(Base):
+    """Audit trail: who (OS user) did what, when, with which parameters; append only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    who: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    parameters: Mapped[Optional[str]] = mapped_column(Text)  # JSON
+    rows: Mapped[Optional[int]] = mapped_column(Integer)
+    detail: Mapped[Optional[str]] = mapped_column(Text)  # JSON: counts, checksums, outcome
+
+
+class UnitAlias(Base):
+    """A rule naming units: devices whose ``match_field`` equals ``match_value`` are shown
+    (and counted together in statistics) as ``display_name``.
+
+    ``match_field`` is ``serial``, ``station`` or ``institution``. An explicit
+    ``Device.display_name`` (``srdose units rename``) wins over aliases.
+    """
+
+    __tablename__ = "unit_aliases"
+    __table_args__ = (UniqueConstraint("match_field", "match_value", name="uq_unit_alias_match"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    match_field: Mapped[str] = mapped_column(String(16))
+    match_value: Mapped[str] = mapped_column(String(256))
+    display_name: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

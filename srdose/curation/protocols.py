@@ -1,0 +1,93 @@
+"""Protocol names: free text from the units to a small standard set.
+
+The mapping is a CSV (``match,standard``; ``match`` a case-insensitive regular
+expression searched in the name, first match wins), packaged as
+``protocols.csv`` and overridable with ``[curation] protocol_map``. It is
+applied at report time, so editing it changes every later report without
+touching the database. ``srdose protocols`` shows the names in the database
+and what they map to.
+
+The report code calls :func:`standard_protocol`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+PACKAGED = Path(__file__).with_name("protocols.csv")
+OTHER, UNKNOWN = "other", "unknown"
+
+
+class ProtocolMapError(ValueError):
+    pass
+
+
+def parse_mapping(text: str, source: str = "protocol map") -> tuple[tuple[re.Pattern, str], ...]:
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    if not reader.fieldnames or {"match", "standard"} - set(reader.fieldnames):
+        raise ProtocolMapError(f"{source}: needs the columns match,standard")
+    out = []
+    for n, row in enumerate(reader, start=2):
+        pattern, standard = (row.get("match") or "").strip(), (row.get("standard") or "").strip()
+        if not pattern or not standard:
+            continue
+        try:
+            out.append((re.compile(pattern, re.IGNORECASE), standard))
+        except re.error as exc:
+            raise ProtocolMapError(f"{source} row {n}: {pattern!r} is not a valid regular expression: {exc}") from None
+    return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float):
+    return parse_mapping(Path(path).read_text(encoding="utf-8"), path)
+
+
+def load_mapping(path: Optional[str | Path] = None):
+    """The mapping of ``path``, else the packaged one."""
+    p = Path(path).expanduser() if path else PACKAGED
+    if not p.is_file():
+        raise ProtocolMapError(f"protocol map {p} does not exist")
+    return _load(str(p), p.stat().st_mtime)
+
+
+def configured_path() -> Optional[str]:
+    """``[curation] protocol_map`` of the settings in force (None: packaged)."""
+    from srdose.governance.hooks import current_settings
+
+    try:
+        return current_settings()["curation"]["protocol_map"] or None
+    except Exception:  # no usable configuration: the packaged table
+        return None
+
+
+def standard_protocol(name: Optional[str], mapping=None) -> str:
+    """The standard protocol of a free-text protocol name.
+
+    ``mapping`` defaults to the configured CSV (``[curation] protocol_map``),
+    else the packaged one (the configuration is looked up on each call: for
+    many names use :func:`protocol_mapper`). Names no row matches are
+    ``"other"``, empty names ``"unknown"``.
+    """
+    if name is None or not str(name).strip():
+        return UNKNOWN
+    rows = mapping if mapping is not None else load_mapping(configured_path())
+    text = str(name)
+    for rx, standard in rows:
+        if rx.search(text):
+            return standard
+    return OTHER
+
+
+def protocol_mapper(settings=None) -> Callable[[Optional[str]], str]:
+    """A function name -> standard protocol with the mapping loaded once (memoised per
+    name): for report code mapping many events. ``settings`` default: those in force."""
+    path = (settings["curation"]["protocol_map"] or None) if settings is not None else configured_path()
+    rows = load_mapping(path)
+    return lru_cache(maxsize=4096)(lambda name: standard_protocol(name, rows))
