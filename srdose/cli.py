@@ -241,7 +241,11 @@ def export_events_cmd(obj: Context, out_path: Path, fmt, since, until, serial) -
     def day(text):
         return text.replace("-", "") if text else None
 
-    n = export_events(obj.store(write=False), out_path, fmt, since=day(since), until=day(until), serial=serial)
+    from srdose.governance import audit
+
+    store = obj.store(write=False)
+    n = export_events(store, out_path, fmt, since=day(since), until=day(until), serial=serial)
+    audit.record(store, "export.events", {"out": out_path.name, "from": since, "to": until, "unit": serial}, n)
     console.print(f"wrote {n} events to {out_path}")
 
 

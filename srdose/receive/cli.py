@@ -52,8 +52,10 @@ def build_listener(obj: Context, overrides: dict, own_process: bool = False):
     if own_process:
         from srdose.receive.process import IngestProcess
 
+        from srdose.governance.hooks import IngestHooks
+
         worker = IngestProcess(obj.db_url, obj.settings.site_secret_path, obj.settings.quarantine_dir,
-                               spool, _status_file(obj))
+                               spool, _status_file(obj), IngestHooks.from_settings(obj.settings))
     else:
         worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
     return Listener(options, spool, quarantine, worker), worker

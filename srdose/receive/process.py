@@ -40,7 +40,7 @@ def _die_with_parent() -> None:
 
 def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, after_ingest: str,
            archive_dir: str, status_file: str, inbox, outstanding, ready, parent_pid: int,
-           log_level: int) -> None:
+           log_level: int, hooks) -> None:
     _die_with_parent()
     # the parent coordinates shutdown: Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -55,7 +55,8 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
 
     store = DoseStore(db_url, Pseudonymiser(load_or_create_secret(Path(secret_path))))
     spool = Spool(Path(spool_dir), after_ingest, Path(archive_dir) if archive_dir else None)
-    worker = IngestWorker(Ingestor(store, QuarantineFolder(Path(quarantine_dir))), spool, Path(status_file))
+    worker = IngestWorker(Ingestor(store, QuarantineFolder(Path(quarantine_dir)), hooks=hooks), spool,
+                          Path(status_file))
     worker.on_done = lambda: _decrement(outstanding)
     with outstanding.get_lock():
         # counted before they are queued, so that "idle" is never true too early
@@ -90,9 +91,13 @@ class IngestProcess:
     ----------
     db_url, secret_path, quarantine_dir, spool, status_file
         What the child needs to open the same database, spool and quarantine.
+    hooks
+        The governance/curation ingest steps, built from the parent's
+        settings (so ``--config FILE`` holds in the child too).
     """
 
-    def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path):
+    def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path,
+                 hooks=None):
         ctx = mp.get_context("spawn")  # no threads or engines inherited from the parent
         self._inbox = ctx.Queue()
         self._outstanding = ctx.Value("q", 0)
@@ -103,7 +108,7 @@ class IngestProcess:
             target=_child, name="srdose-ingest", daemon=True,
             args=(db_url, str(secret_path), str(quarantine_dir), str(spool.root), spool.after_ingest,
                   str(spool.archive_dir or ""), str(status_file), self._inbox, self._outstanding,
-                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel()))
+                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel(), hooks))
         self._lock = threading.Lock()
 
     def start(self) -> None:
