@@ -12,6 +12,7 @@ need=()
 [ -x /usr/bin/storescu ] || need+=(dcmtk)
 [ -x /usr/sbin/Orthanc ] || [ -x /usr/bin/Orthanc ] || need+=(orthanc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq

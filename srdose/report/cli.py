@@ -1,0 +1,172 @@
+"""``srdose report survey | drl | qa``.
+
+Registered by :func:`srdose.cli._register_optional` (attribute ``report``).
+Exit codes as everywhere: 0 written; 1 written in part or with nothing to
+report (no events in the period, no room qualifying for a DRL); 2 usage (bad
+dates, unknown unit, bad ``[report]`` settings); 3 could not run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+def _cli():
+    from srdose import cli
+
+    return cli
+
+
+def _date(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected YYYY-MM-DD") from None
+
+
+def _period_options(f):
+    f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+                     show_default=True, help="Folder for the HTML report and its CSV/XLSX tables.")(f)
+    f = click.option("--to", "until", required=True, metavar="YYYY-MM-DD", callback=_date,
+                     help="Last study date (inclusive).")(f)
+    f = click.option("--from", "since", required=True, metavar="YYYY-MM-DD", callback=_date,
+                     help="First study date.")(f)
+    return f
+
+
+def _finish(built, started: float) -> None:
+    cli = _cli()
+    for note in built.notes:
+        cli.console.print(f"[yellow]{note}[/]")
+    for path in built.html:
+        cli.out.print(f"report: {path}")
+    others = [p for p in built.files if p not in built.html]
+    if others:
+        cli.console.print(f"{len(others)} table file(s) (CSV/XLSX) beside it in {others[0].parent}")
+    cli.console.print(f"done in {time.monotonic() - started:.1f} s")
+    sys.exit(cli.EXIT_PARTIAL if built.partial or not built.html else cli.EXIT_OK)
+
+
+def _run(step_name: str, fn):
+    """Run a build with a rich status line showing its current step."""
+    cli = _cli()
+    with cli.console.status(step_name) as status:
+        return fn(lambda text: status.update(text))
+
+
+def _check_period(since: str, until: str) -> None:
+    if since > until:
+        _cli().fail(f"--from {since} is after --to {until}", _cli().EXIT_USAGE)
+
+
+@click.group()
+def report() -> None:
+    """Survey, DRL and physics QA reports: self-contained HTML (A4) with CSV and XLSX tables."""
+
+
+@report.command("survey")
+@_period_options
+@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only this unit (repeat); default all.")
+@click.pass_obj
+def survey_cmd(obj, since, until, out_dir, serials) -> None:
+    """National dose-survey submission: per unit, the survey CSVs (UK breast screening
+    format; 2D and DBT apart, DBT numbered 2D + 1) and an HTML report with MGD per view, MLO
+    50-60 mm, MGD against thickness with the European Guidelines levels, thickness histogram
+    and the exclusions.
+
+    Survey numbers come from [report] survey_numbers ("SERIAL=NUMBER"); other units get a
+    stable default (see `srdose config`).
+    """
+    from srdose.report.build import Built, build_survey
+    from srdose.report.survey import parse_survey_numbers
+    from srdose.store.reports import known_serials
+
+    cli = _cli()
+    _check_period(since, until)
+    try:
+        parse_survey_numbers(obj.settings["report"]["survey_numbers"])
+    except ValueError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    store = obj.store(write=False)
+    if serials:
+        unknown = sorted(set(serials) - set(known_serials(store)))
+        if unknown:
+            cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
+    started = time.monotonic()
+    total = Built()
+
+    def go(step):
+        for serial in (serials or [None]):
+            b = build_survey(store, obj.settings, since, until, out_dir, serial, progress=step)
+            total.html += b.html
+            total.files += b.files
+            total.notes += b.notes
+            total.partial |= b.partial
+        return total
+
+    _finish(_run("survey", go), started)
+
+
+@report.command("drl")
+@_period_options
+@click.option("--band", metavar="LOW-HIGH", help="Compressed thickness band in mm (default [report] drl_band_mm: 50-60).")
+@click.option("--view", "views", multiple=True, metavar="VIEW", help="View of the standard set (repeat; default [report] drl_views: MLO).")
+@click.option("--acquisition", type=click.Choice(["2D", "DBT"], case_sensitive=False), help="Default [report] drl_acquisition: 2D.")
+@click.option("--dose", type=click.Choice(["recalc", "reported"]), help="Recalculated MGD or reported AGD (default [report] drl_dose: recalc).")
+@click.option("--min-events", type=click.IntRange(1), help="Exposures a room needs to count (default [report] drl_min_events).")
+@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only these rooms (repeat); default all.")
+@click.pass_obj
+def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_events, serials) -> None:
+    """Local and national-style DRLs (ICRP 135): per room the median dose of a standard exposure
+    set (default 2D MLO, 50-60 mm); local DRL = median of room medians, national-style = their
+    75th percentile; each room against the national DRL of [report] national_drl_mgy (none built in).
+
+    Events with an infeasible:<rule> flag and studies that are not a patient's are excluded and counted.
+    """
+    from srdose.report.build import build_drl
+    from srdose.report.drl import DRLSettings
+    from srdose.store.reports import known_serials
+
+    cli = _cli()
+    _check_period(since, until)
+    try:
+        s = DRLSettings.from_settings(obj.settings["report"], band, list(views) or None, acquisition, dose, min_events)
+    except ValueError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    store = obj.store(write=False)
+    if serials:
+        unknown = sorted(set(serials) - set(known_serials(store)))
+        if unknown:
+            cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
+    started = time.monotonic()
+    built = _run("DRL", lambda step: build_drl(store, obj.settings, since, until, out_dir, s, list(serials) or None,
+                                               progress=step))
+    _finish(built, started)
+
+
+@report.command("qa")
+@click.option("--unit", "serial", required=True, metavar="SERIAL", help="The unit (device serial number).")
+@_period_options
+@click.pass_obj
+def qa_cmd(obj, serial, since, until, out_dir) -> None:
+    """Physics QA review of one unit: recalculated against reported MGD (scatter, Bland-Altman,
+    ratio by kV and target/filter, flagged events), AEC behaviour (kV, target/filter, mAs against
+    thickness), compression per view, exam timing, data-quality flags."""
+    from srdose.report.build import build_qa
+    from srdose.store.reports import known_serials
+
+    cli = _cli()
+    _check_period(since, until)
+    store = obj.store(write=False)
+    if serial not in known_serials(store):
+        cli.fail(f"no unit with serial {serial!r} in the database", cli.EXIT_USAGE)
+    started = time.monotonic()
+    built = _run("QA", lambda step: build_qa(store, obj.settings, since, until, out_dir, serial, progress=step))
+    _finish(built, started)

@@ -1,0 +1,73 @@
+"""Helpers the three reports share: masks over the columns of
+:func:`srdose.store.reports.report_events`, unit labels, dose columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+VIEW_ORDER = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO", "CV", "AT")
+
+
+def contains(texts: np.ndarray, needle: str) -> np.ndarray:
+    """Elementwise: ``needle`` occurs in the (lower-cased) text; None is False. Computed once per
+    distinct value, so cheap on columns with few distinct texts."""
+    texts = np.asarray(texts, dtype=object)
+    if texts.size == 0:
+        return np.zeros(0, dtype=bool)
+    uniq, inv = np.unique(np.where(texts == None, "", texts).astype(str), return_inverse=True)  # noqa: E711
+    hit = np.array([needle in u.lower() for u in uniq], dtype=bool)
+    return hit[inv]
+
+
+def infeasible(cols: dict) -> np.ndarray:
+    """Events carrying any ``infeasible:<rule>`` flag (written by the curation of issue 8)."""
+    return contains(cols["flags"], "infeasible:")
+
+
+def infeasible_rules(flags) -> list[str]:
+    return [f for f in (flags or "").split(";") if f.startswith("infeasible:")]
+
+
+def reported_agd(cols: dict) -> np.ndarray:
+    """Reported AGD, NaN where missing or not positive (e.g. Hologic's 0 on 20 kV events)."""
+    a = cols["agd_mgy"].copy()
+    with np.errstate(invalid="ignore"):
+        a[~(a > 0)] = np.nan
+    return a
+
+
+def recalc_mgd(cols: dict) -> np.ndarray:
+    m = cols["mgd_recalc_mgy"].copy()
+    with np.errstate(invalid="ignore"):
+        m[~(m > 0)] = np.nan
+    return m
+
+
+def modality(cols: dict) -> np.ndarray:
+    """'2D', 'DBT' or '' per event (acquisition as parsed)."""
+    acq = cols["acquisition"]
+    out = np.full(acq.size, "", dtype=object)
+    out[acq == "2D"] = "2D"
+    out[acq == "DBT"] = "DBT"
+    return out
+
+
+def view_group(views: np.ndarray) -> np.ndarray:
+    """CC, MLO, or 'other' / 'none'."""
+    out = np.full(views.size, "other", dtype=object)
+    out[views == "CC"] = "CC"
+    out[views == "MLO"] = "MLO"
+    out[views == None] = "none"  # noqa: E711
+    return out
+
+
+def unit_label(u: dict) -> str:
+    bits = [u.get("manufacturer") or "", u.get("model") or "", f"serial {u.get('serial') or '?'}"]
+    if u.get("station"):
+        bits.append(f"station {u['station']}")
+    return " · ".join(b for b in bits if b)
+
+
+def iso(day: str) -> str:
+    """YYYYMMDD -> YYYY-MM-DD."""
+    return f"{day[:4]}-{day[4:6]}-{day[6:8]}" if day and len(day) == 8 else (day or "")

@@ -1,0 +1,117 @@
+"""Plots of the reports: matplotlib (Agg), returned as base64 PNG data URIs for embedding.
+
+Sized for an A4 page (17 cm printable width), axis labels with units.
+Scatter plots draw at most :data:`MAX_POINTS` points (a fixed random
+sample, stated in the caption by the caller); statistics and fitted curves
+always use every point.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+MAX_POINTS = 10000
+WIDTH_IN = 6.7  # 17 cm
+PALETTE = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e69138", "#3d85c6", "#7f6000", "#666666"]
+
+plt.rcParams.update({
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+    "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100,
+    "svg.fonttype": "none",
+})
+
+
+def figure(height_in: float = 3.4, ncols: int = 1):
+    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH_IN, height_in), squeeze=False)
+    return fig, list(axes[0])
+
+
+def to_data_uri(fig, dpi: int = 130) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def sample_index(n: int, limit: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``limit`` of ``n`` points (a fixed random sample, sorted)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def no_data(ax, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#888")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def scatter_groups(ax, x, y, groups, labels: Optional[Sequence[str]] = None, size: float = 2.4,
+                   alpha: float = 0.6) -> int:
+    """Scatter coloured by group (sampled); returns the number of points drawn."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    groups = np.asarray(groups).astype(str)
+    ok = np.isfinite(x) & np.isfinite(y)
+    idx = np.flatnonzero(ok)
+    idx = idx[sample_index(idx.size)]
+    names = labels if labels is not None else sorted(set(groups[idx].tolist()))
+    for k, name in enumerate(names):
+        sel = idx[groups[idx] == name]
+        if sel.size:
+            # markers of a line: several times faster to draw than a PathCollection
+            ax.plot(x[sel], y[sel], "o", markersize=size, alpha=alpha, markeredgewidth=0,
+                    color=PALETTE[k % len(PALETTE)], label=f"{name} (n={int((groups[ok] == name).sum()):,})")
+    return int(idx.size)
+
+
+def boxplot_groups(ax, values, groups, order: Optional[Sequence] = None, ylabel: str = "",
+                   xlabel: str = "", min_n: int = 1) -> None:
+    """Box plot per group (whiskers 1.5 IQR, no outlier markers), n under each label."""
+    values = np.asarray(values, float)
+    groups = np.asarray(groups).astype(str)
+    ok = np.isfinite(values)
+    names = list(order) if order is not None else sorted(set(groups[ok].tolist()))
+    data, labels = [], []
+    for name in names:
+        v = values[ok & (groups == str(name))]
+        if v.size >= min_n:
+            data.append(v)
+            labels.append(f"{name}\nn={v.size:,}")
+    if not data:
+        no_data(ax)
+        return
+    ax.boxplot(data, showfliers=False, widths=0.6, medianprops={"color": PALETTE[1], "linewidth": 1.5},
+               boxprops={"color": PALETTE[0]}, whiskerprops={"color": PALETTE[0]}, capprops={"color": PALETTE[0]})
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", visible=False)
+
+
+def histogram_groups(ax, values, groups, bins, xlabel: str, order: Optional[Sequence] = None,
+                     stacked: bool = False) -> None:
+    values = np.asarray(values, float)
+    groups = np.asarray(groups).astype(str)
+    ok = np.isfinite(values)
+    names = list(order) if order is not None else sorted(set(groups[ok].tolist()))
+    data = [values[ok & (groups == n)] for n in names]
+    keep = [(n, d) for n, d in zip(names, data) if d.size]
+    if not keep:
+        no_data(ax)
+        return
+    ax.hist([d for _, d in keep], bins=bins, stacked=stacked, histtype="barstacked" if stacked else "step",
+            linewidth=1.4, color=[PALETTE[names.index(n) % len(PALETTE)] for n, _ in keep],
+            label=[f"{n} (n={d.size:,})" for n, d in keep])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("exposures")
+    ax.legend(frameon=False)

@@ -1,0 +1,187 @@
+"""Database side of the reports (issue #7, ``srdose report``): the only SQL they need.
+
+:func:`report_events` returns the live irradiation events of a period as
+columns (numpy arrays), streamed in chunks so that 400,000 events stay well
+inside a gigabyte: numbers as float arrays (NaN missing), texts as object
+arrays whose equal values share one string, and the woman as an integer code.
+Patient pseudonyms, accession pseudonyms and UIDs never leave this module.
+
+Which studies count as patients is decided in one place,
+:func:`_not_patient_expr`: the ``not_patient`` study marker (information
+governance, issue 8) reaches every report as the boolean column
+``not_patient``, which the reports exclude and count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Optional
+
+import numpy as np
+from sqlalchemy import false, func, null, select
+
+from srdose.store import models as M
+
+#: Float columns of :func:`report_events` (NaN = missing).
+NUMERIC = ("age_years", "kvp", "mas", "exposure_time_ms", "filter_thickness_mm", "compressed_thickness_mm",
+           "compression_force_n", "hvl_mm", "entrance_exposure_mgy", "agd_mgy", "mgd_recalc_mgy",
+           "ratio_recalc_to_reported")
+#: Text columns (object arrays of str or None).
+TEXT = ("study_date", "acquisition", "event_type", "protocol", "label", "view", "view_modifiers", "laterality",
+        "anode", "filter_material", "flags", "method", "recalc_flags")
+
+
+def _not_patient_expr():
+    """True for a study that is not a patient's (QA, test, phantom): the ``not_patient`` study
+    marker of issue 8 (``srdose`` curation), when the schema has it. The single place that
+    decides it."""
+    column = getattr(M.Study, "not_patient", None)
+    return false() if column is None else func.coalesce(column, false())
+
+
+def _patient_study(q):
+    """Restrict an event query to live events (not superseded by a later RDSR)."""
+    return q.where(M.SourceObject.superseded_by.is_(None))
+
+
+def _day(text: Optional[str]) -> Optional[str]:
+    return text.replace("-", "") if text else None
+
+
+def period_units(store, since: Optional[str] = None, until: Optional[str] = None,
+                 serial: Optional[str] = None) -> list[dict]:
+    """Units with live events in the period: id, manufacturer, model, serial,
+    station, events, first and last study date; ordered by manufacturer,
+    model, serial."""
+    E, S, St, D = M.Event, M.SourceObject, M.Study, M.Device
+    q = (select(D.id, D.manufacturer, D.model, D.serial, D.station, func.count(E.id).label("events"),
+                func.min(St.study_date).label("first"), func.max(St.study_date).label("last"))
+         .join(E, E.device_id == D.id).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
+         .group_by(D.id, D.manufacturer, D.model, D.serial, D.station)
+         .order_by(D.manufacturer, D.model, D.serial, D.id))
+    q = _patient_study(q)
+    if since:
+        q = q.where(St.study_date >= _day(since))
+    if until:
+        q = q.where(St.study_date <= _day(until))
+    if serial:
+        q = q.where(D.serial == serial)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def known_serials(store) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(set(conn.execute(select(M.Device.serial)).scalars()))
+
+
+def _seconds(value: Optional[str]) -> float:
+    """DICOM DT (YYYYMMDDHHMMSS[.frac][+zone]) to seconds on a day-number scale; NaN if unreadable.
+
+    Differences are exact within and across days; time zones are ignored
+    (every event of an exam carries the same one).
+    """
+    if not value or len(value) < 12:
+        return np.nan
+    try:
+        day = dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal()
+        sec = int(value[8:10]) * 3600 + int(value[10:12]) * 60
+        rest = value[12:].split("+")[0].split("-")[0]
+        if rest:
+            sec += float(rest)
+        return day * 86400.0 + sec
+    except ValueError:
+        return np.nan
+
+
+def report_events(store, since: Optional[str] = None, until: Optional[str] = None,
+                  device_ids: Optional[Iterable[int]] = None, chunk: int = 20000, times: bool = True,
+                  skip: Iterable[str] = ()) -> dict:
+    """Live events of the period as columns, ordered by unit, study and start time.
+
+    Returns
+    -------
+    dict
+        ``event_id``, ``study_id``, ``device_id``, ``woman`` (int64; ``woman``
+        numbers the distinct patient pseudonyms in order of appearance, -1
+        none), ``t_start`` (float seconds, see :func:`_seconds`; NaN for every
+        event with ``times=False``, which saves parsing them), ``not_patient``
+        (bool), the :data:`NUMERIC` columns (float, NaN
+        missing) and the :data:`TEXT` columns (object arrays). ``n`` is the
+        number of events. Columns named in ``skip`` are not read (all NaN /
+        None): fewer columns, faster on large periods.
+    """
+    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    cols = [E.id, E.study_id, E.device_id, St.patient_pseudonym, E.datetime_started,
+            _not_patient_expr().label("not_patient"),
+            St.age_years, E.kvp, E.mas, E.exposure_time_ms, E.filter_thickness_mm, E.compressed_thickness_mm,
+            E.compression_force_n, E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, R.mgd_recalc_mgy,
+            R.ratio_recalc_to_reported,
+            St.study_date, E.acquisition, E.event_type, E.protocol, E.label, E.view, E.view_modifiers,
+            E.laterality, E.anode, E.filter_material, E.flags, R.method, R.flags.label("recalc_flags")]
+    skip = set(skip)
+    if not times:
+        skip.add("datetime_started")
+    names = ["id", "study_id", "device_id", "patient_pseudonym", "datetime_started", "not_patient",
+             *NUMERIC, *TEXT]
+    cols = [null().label(name) if name in skip else c for name, c in zip(names, cols)]
+    q = (select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
+         .outerjoin(R, R.event_id == E.id)
+         .order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id))
+    q = _patient_study(q)
+    if since:
+        q = q.where(St.study_date >= _day(since))
+    if until:
+        q = q.where(St.study_date <= _day(until))
+    if device_ids is not None:
+        q = q.where(E.device_id.in_(list(device_ids)))
+    n_num = len(NUMERIC)
+    ints: list[list] = [[], [], []]
+    women: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    notp: list[np.ndarray] = []
+    nums: list[list[np.ndarray]] = [[] for _ in NUMERIC]
+    texts: list[list[np.ndarray]] = [[] for _ in TEXT]
+    lookups: list[dict] = [{} for _ in TEXT]
+    wlookup: dict = {}
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
+        for part in result.partitions(chunk):
+            c = list(zip(*part))
+            for k in range(3):
+                ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
+            women.append(np.fromiter((-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
+                                     dtype=np.int64, count=len(part)))
+            starts.append(np.fromiter((_seconds(v) for v in c[4]), dtype=float, count=len(part)) if times
+                          else np.full(len(part), np.nan))
+            notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
+            for k in range(n_num):
+                nums[k].append(np.array(c[6 + k], dtype=float))
+            for k in range(len(TEXT)):
+                look = lookups[k]
+                texts[k].append(np.fromiter((look.setdefault(v, len(look)) for v in c[6 + n_num + k]),
+                                            dtype=np.int32, count=len(part)))
+    del wlookup  # the pseudonyms go no further
+
+    def cat(parts, dtype):
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    out: dict = {"event_id": cat(ints[0], np.int64), "study_id": cat(ints[1], np.int64),
+                 "device_id": cat(ints[2], np.int64), "woman": cat(women, np.int64),
+                 "t_start": cat(starts, float), "not_patient": cat(notp, bool)}
+    for k, name in enumerate(NUMERIC):
+        out[name] = cat(nums[k], float)
+    for k, name in enumerate(TEXT):
+        cats = np.empty(len(lookups[k]), dtype=object)
+        for value, code in lookups[k].items():
+            cats[code] = value
+        out[name] = cats[cat(texts[k], np.int32)] if len(cats) else np.empty(0, dtype=object)
+    out["n"] = int(out["event_id"].size)
+    return out
+
+
+def subset(cols: dict, mask: np.ndarray) -> dict:
+    """The rows of :func:`report_events` output selected by a boolean mask or index array."""
+    out = {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
+    out["n"] = int(out["event_id"].size)
+    return out
