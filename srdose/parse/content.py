@@ -46,6 +46,11 @@ CODE_VALUE, SCHEME, MEANING = 0x00080100, 0x00080102, 0x00080104
 LONG_CODE_VALUE, URN_CODE_VALUE = 0x00080119, 0x00080120
 #: Text-valued tags whose characters depend on the Specific Character Set.
 _CHARSET_TAGS = {TEXT_VALUE, MEANING}
+#: Every non-sequence tag the content tree needs.
+_READ = frozenset({VALUE_TYPE, RELATIONSHIP, NUMERIC_VALUE, TEXT_VALUE, DATETIME, UID, CODE_VALUE,
+                   SCHEME, MEANING, LONG_CODE_VALUE, URN_CODE_VALUE, FLOAT_VALUE})
+_EXPLICIT_LE_SHORT = struct.Struct("<HH2sH").unpack_from
+_LE_U32 = struct.Struct("<I").unpack_from
 
 
 class _Reader:
@@ -120,15 +125,38 @@ class _Reader:
 
     def dataset(self, pos: int, length: int, depth: int) -> tuple[dict, int]:
         end = pos + length if length != _UNDEFINED else None
-        if end is not None and end > len(self.buf):
+        n = len(self.buf)
+        if end is not None and end > n:
             self._truncated()
+        stop = n if end is None else end
         item: dict = {}
         buf = self.buf
-        while end is None or pos < end:
-            tag, vr, vlen, pos = self.header(pos)
+        # explicit VR little endian (nearly every RDSR): one unpack per
+        # element header, inline; other encodings go through header()
+        fast = not self.implicit and self.e == "<"
+        short = _EXPLICIT_LE_SHORT
+        closed = False
+        while pos < stop:
+            if fast and pos + 8 <= n:
+                group, elem, vr, vlen = short(buf, pos)
+                tag = (group << 16) | elem
+                if group == 0xFFFE:
+                    vr = None
+                    vlen = _LE_U32(buf, pos + 4)[0]
+                    pos += 8
+                elif vr in _LONG_VRS:
+                    if pos + 12 > n:
+                        self._truncated()
+                    vlen = _LE_U32(buf, pos + 8)[0]
+                    pos += 12
+                else:
+                    pos += 8
+            else:
+                tag, vr, vlen, pos = self.header(pos)
             if tag == _ITEM_END:
+                closed = True
                 break
-            if vr == b"SQ" or (vlen == _UNDEFINED) or (self.implicit and tag in _DESCEND):
+            if vr == b"SQ" or vlen == _UNDEFINED or (self.implicit and tag in _DESCEND):
                 if tag in _DESCEND:
                     item[tag], pos = self.items(pos, vlen, depth + 1)
                 elif vlen == _UNDEFINED:
@@ -136,22 +164,25 @@ class _Reader:
                 else:
                     pos += vlen
                 continue
-            if pos + vlen > len(buf):
-                self._truncated()
-            if tag == FLOAT_VALUE and vlen >= 8:
-                item[tag] = self.f64(buf, pos)[0]
-            elif tag in (VALUE_TYPE, RELATIONSHIP, NUMERIC_VALUE, TEXT_VALUE, DATETIME, UID,
-                         CODE_VALUE, SCHEME, MEANING, LONG_CODE_VALUE, URN_CODE_VALUE):
-                raw = buf[pos:pos + vlen]
-                if tag in _CHARSET_TAGS:
-                    try:
-                        text = raw.decode("ascii")
-                    except UnicodeDecodeError:
-                        text = decode_bytes(raw, self.encodings, set())
+            if tag in _READ:
+                if pos + vlen > n:
+                    self._truncated()
+                if tag == FLOAT_VALUE:
+                    if vlen >= 8:
+                        item[tag] = self.f64(buf, pos)[0]
                 else:
-                    text = raw.decode("latin-1")
-                item[tag] = text.rstrip(" \x00") if tag != TEXT_VALUE else text.rstrip("\x00").rstrip(" ")
+                    raw = buf[pos:pos + vlen]
+                    if tag in _CHARSET_TAGS:
+                        try:
+                            text = raw.decode("ascii")
+                        except UnicodeDecodeError:
+                            text = decode_bytes(raw, self.encodings, set())
+                    else:
+                        text = raw.decode("latin-1")
+                    item[tag] = text.rstrip(" \x00") if tag != TEXT_VALUE else text.rstrip("\x00").rstrip(" ")
             pos += vlen
+        if (end is None and not closed) or pos > n:
+            self._truncated()  # an undefined-length item never closed, or a value past the end
         return item, pos
 
 

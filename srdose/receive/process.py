@@ -2,8 +2,9 @@
 
 pynetdicom's reactors, the handler's check of each dataset and the database
 writes all want the one interpreter lock: in one process they take turns on
-one core. The worker process re-reads each spooled file (the spool is the
-hand-over, as it is after a crash) and writes the database on the other core.
+one core. The worker process gets each spooled file's path and its parsed report
+(the spool stays the hand-over: after a crash the child parses what it
+holds) and writes the database on the other core.
 The network side keeps only what it must do before answering: check, spool,
 fsync.
 
@@ -73,8 +74,8 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
             continue
         if item is _STOP:
             break
-        path, origin, sha, kind, reason, sop = item
-        worker.submit(Received(Path(path) if path else None, origin, None, sha, kind, reason, sop))
+        path, origin, sha, kind, reason, sop, report = item
+        worker.submit(Received(Path(path) if path else None, origin, report, sha, kind, reason, sop))
     worker.stop(drain=True)
     store.close()
 
@@ -119,8 +120,10 @@ class IngestProcess:
     def submit(self, item: Received) -> None:
         with self._outstanding.get_lock():
             self._outstanding.value += 1
+        # the parsed report travels along (pickled), so the child does not
+        # parse the file a second time; after a crash it parses the spool
         self._inbox.put((str(item.path) if item.path else None, item.origin, item.sha256, item.kind,
-                         item.reason, item.sop_instance_uid))
+                         item.reason, item.sop_instance_uid, item.report))
 
     @property
     def pending(self) -> int:
