@@ -61,52 +61,87 @@ def build_survey(store, settings, since: str, until: str, out_dir: Path, serial:
         return built
     out_dir = out_dir / f"survey_{period}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    if progress:
-        progress("survey: reading events")
-    everything = report_events(store, since, until, device_ids=[u["id"] for u in units], times=False,
-                               skip=SURVEY_SKIP)
-    from srdose.store.reports import subset
+    # one unit read at a time, handed to a worker while the next is read:
+    # reading (the database) and drawing (matplotlib) overlap on two cores
+    def jobs():
+        for u in units:
+            if progress:
+                progress(f"survey: unit {u['serial']}")
+            cols = report_events(store, since, until, device_ids=[u["id"]], times=False, skip=SURVEY_SKIP)
+            yield (u, cols, configured, out_dir, period, since, until, max_listed)
 
-    for u in units:
-        if progress:
-            progress(f"survey: unit {u['serial']}")
-        cols = subset(everything, np.flatnonzero(everything["device_id"] == u["id"]))
-        reasons = S.classify(cols)
-        mod = C.modality(cols)
-        n2d, ndbt, how = S.survey_numbers(u, configured)
-        name = safe_name(u["serial"])
-        files = {}
-        for m, number in (("2D", n2d), ("DBT", ndbt)):
-            sel = (reasons == "") & (mod == m)
-            if not sel.any():
-                continue
-            rows = S.survey_rows(subset(cols, sel), number)
-            path = write_csv(out_dir / f"survey_{name}_{m}_{number}.csv", S.SURVEY_COLUMNS, rows, raw=True)
-            files[m] = path.name
-            built.files.append(path)
-        tables = S.unit_tables(cols, reasons, (n2d, ndbt), files)
-        figs = S.unit_plots(cols, reasons)
-        tables["fit"] = figs.pop("fit_table")
-        built.files += write_tables(out_dir / f"survey_{name}_{period}", list(tables.values()))
-        included = reasons == ""
-        women = np.unique(cols["woman"][included & (cols["woman"] >= 0)]).size
-        rec = C.recalc_mgd(cols)[included & (cols["view"] == "MLO") & stats.in_band(cols["compressed_thickness_mm"], 50, 60)
-                                 & (mod == "2D")]
-        keyfigs = [("women", f"{women:,}"), ("exposures in the survey", f"{int(included.sum()):,}"),
-                   ("exposures excluded", f"{int((~included).sum()):,}"),
-                   ("2D MLO 50–60 mm, mean recalculated MGD",
-                    f"{np.nanmean(rec):.2f} mGy" if np.isfinite(rec).any() else "–")]
-        meta = [("unit", C.unit_label(u)), ("period", f"{since} to {until} (study dates)"),
-                ("survey numbers", f"2D {n2d}, DBT {ndbt} ({how})")]
-        html = render_html("survey.html", out_dir / f"survey_{name}_{period}.html",
-                           title=f"Dose survey — {u['manufacturer']} {u['model']} ({u['serial']})",
-                           kicker="national dose-survey submission", meta=meta, keyfigs=keyfigs,
-                           tables=_tables_ctx(tables, max_listed), figures=figs, eu=eu_levels(),
-                           survey_ref=survey_reference(), numbers_how=how)
+    for files, html, note in _map_units(_survey_unit, jobs(), len(units)):
+        built.files += files
         built.html.append(html)
-        if not files:
-            built.notes.append(f"unit {u['serial']}: no exposure qualifies for the survey")
+        if note:
+            built.notes.append(note)
     return built
+
+
+def _map_units(fn, jobs, n_jobs: int):
+    """``fn`` over ``jobs`` on the machine's cores, results in job order.
+
+    Each unit's tables, plots and HTML are independent, and drawing the plots
+    is most of the time. Workers are forked; they never touch the database
+    (and leave through os._exit, so nothing inherited is closed twice).
+    """
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(n_jobs, os.cpu_count() or 1)
+    if workers < 2:
+        yield from map(fn, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        futures = [pool.submit(fn, job) for job in jobs]
+        for future in futures:
+            yield future.result()
+
+
+def _survey_unit(job):
+    """One unit's survey CSVs, tables, plots and HTML; returns (files, html, note)."""
+    from srdose.report import survey as S
+    from srdose.report.reference import eu_levels, survey_reference
+
+    u, cols, configured, out_dir, period, since, until, max_listed = job
+    out_files: list[Path] = []
+    reasons = S.classify(cols)
+    mod = C.modality(cols)
+    n2d, ndbt, how = S.survey_numbers(u, configured)
+    name = safe_name(u["serial"])
+    files = {}
+    for m, number in (("2D", n2d), ("DBT", ndbt)):
+        sel = (reasons == "") & (mod == m)
+        if not sel.any():
+            continue
+        from srdose.store.reports import subset
+
+        rows = S.survey_rows(subset(cols, sel), number)
+        path = write_csv(out_dir / f"survey_{name}_{m}_{number}.csv", S.SURVEY_COLUMNS, rows, raw=True)
+        files[m] = path.name
+        out_files.append(path)
+    tables = S.unit_tables(cols, reasons, (n2d, ndbt), files)
+    figs = S.unit_plots(cols, reasons)
+    tables["fit"] = figs.pop("fit_table")
+    out_files += write_tables(out_dir / f"survey_{name}_{period}", list(tables.values()))
+    included = reasons == ""
+    women = np.unique(cols["woman"][included & (cols["woman"] >= 0)]).size
+    rec = C.recalc_mgd(cols)[included & (cols["view"] == "MLO") & stats.in_band(cols["compressed_thickness_mm"], 50, 60)
+                             & (mod == "2D")]
+    keyfigs = [("women", f"{women:,}"), ("exposures in the survey", f"{int(included.sum()):,}"),
+               ("exposures excluded", f"{int((~included).sum()):,}"),
+               ("2D MLO 50–60 mm, mean recalculated MGD",
+                f"{np.nanmean(rec):.2f} mGy" if np.isfinite(rec).any() else "–")]
+    meta = [("unit", C.unit_label(u)), ("period", f"{since} to {until} (study dates)"),
+            ("survey numbers", f"2D {n2d}, DBT {ndbt} ({how})")]
+    html = render_html("survey.html", out_dir / f"survey_{name}_{period}.html",
+                       title=f"Dose survey — {u['manufacturer']} {u['model']} ({u['serial']})",
+                       kicker="national dose-survey submission", meta=meta, keyfigs=keyfigs,
+                       tables=_tables_ctx(tables, max_listed), figures=figs, eu=eu_levels(),
+                       survey_ref=survey_reference(), numbers_how=how)
+    note = None if files else f"unit {u['serial']}: no exposure qualifies for the survey"
+    return out_files, html, note
 
 
 # --- DRL -----------------------------------------------------------------------------------

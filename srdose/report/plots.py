@@ -31,13 +31,14 @@ plt.rcParams.update({
 
 
 def figure(height_in: float = 3.4, ncols: int = 1):
-    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH_IN, height_in), squeeze=False)
+    # constrained layout fits labels in the one draw savefig makes anyway;
+    # tight_layout would draw the figure a second time
+    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH_IN, height_in), squeeze=False, layout="constrained")
     return fig, list(axes[0])
 
 
 def to_data_uri(fig, dpi: int = 130) -> str:
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
