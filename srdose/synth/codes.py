@@ -16,6 +16,11 @@ all three:
 ``"SNM3"``
     Hologic's flavour: SRT codes but the view codes carry the retired
     ``SNM3`` scheme designator.
+
+These deliberately restate the standard instead of importing the parser's
+constants (:mod:`srdose.codes`): the generator is the parser's test
+partner, and a code wrong in a shared table would pass a round trip
+unnoticed.
 """
 
 from __future__ import annotations
