@@ -263,3 +263,22 @@ def test_tls(listener, tmp_path):
     assert lst.proc.poll() is None
     r = storescu(lst.port, [f], "+tls", str(key), str(cert), "+cf", str(cert))
     assert r.returncode == 0
+
+
+@pytest.mark.parametrize("propose", ["-xb", "-xi", "-xd", "-xe"])
+def test_every_uncompressed_transfer_syntax(listener, tmp_path, propose):
+    """DCMTK offers big endian, implicit, deflated or explicit little endian
+    first; the listener takes each and reads the same values."""
+    lst = listener()
+    files = synth.generate("giotto", 3, tmp_path / "g", seed=500 + len(propose)) \
+        + synth.generate("hologic", 3, tmp_path / "h", seed=510)
+    r = storescu(lst.port, files, "-v", propose)
+    assert r.returncode == 0, r.stderr[-1000:]
+    wanted = {"-xb": "Big Endian Explicit", "-xi": "Little Endian Implicit",
+              "-xd": "Deflated Explicit VR Little Endian", "-xe": "Little Endian Explicit"}[propose]
+    assert f"-> {wanted}" in r.stdout + r.stderr  # DCMTK really sent that syntax
+    expected = expected_events(files)
+    rows = wait_for_events(lst, sum(expected.values()))
+    assert_exactly(rows, expected)
+    kvps = sorted(float(r["kvp"]) for r in rows)
+    assert kvps == sorted(e.kvp for f in files for e in read_path(f).events)
