@@ -86,7 +86,6 @@ def survey_cmd(obj, since, until, out_dir, serials) -> None:
     """
     from srdose.report.build import Built, build_survey
     from srdose.report.survey import parse_survey_numbers
-    from srdose.store.reports import known_serials
 
     cli = _cli()
     _check_period(since, until)
@@ -95,10 +94,7 @@ def survey_cmd(obj, since, until, out_dir, serials) -> None:
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     store = obj.store(write=False)
-    if serials:
-        unknown = sorted(set(serials) - set(known_serials(store)))
-        if unknown:
-            cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
+    _check_serials(cli, store, serials)
     started = time.monotonic()
     total = Built()
 
@@ -112,6 +108,15 @@ def survey_cmd(obj, since, until, out_dir, serials) -> None:
         return total
 
     _finish(_run("survey", go), started)
+
+
+def _check_serials(cli, store, serials) -> None:
+    """Usage error for a --unit serial the database does not know."""
+    from srdose.store.reports import known_serials
+
+    unknown = sorted(set(serials) - set(known_serials(store))) if serials else []
+    if unknown:
+        cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
 
 
 @report.command("drl")
@@ -132,7 +137,6 @@ def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_even
     """
     from srdose.report.build import build_drl
     from srdose.report.drl import DRLSettings
-    from srdose.store.reports import known_serials
 
     cli = _cli()
     _check_period(since, until)
@@ -141,10 +145,7 @@ def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_even
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     store = obj.store(write=False)
-    if serials:
-        unknown = sorted(set(serials) - set(known_serials(store)))
-        if unknown:
-            cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
+    _check_serials(cli, store, serials)
     started = time.monotonic()
     built = _run("DRL", lambda step: build_drl(store, obj.settings, since, until, out_dir, s, list(serials) or None,
                                                progress=step))
