@@ -104,16 +104,24 @@ def _event_key(ev) -> str:
     return f"t:{ev.datetime_started}|{ev.laterality}|{ev.view}"
 
 
-def _dt_seconds(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    text = value.split("+")[0].split("-")[0].split(".")[0]
-    for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
-        try:
-            return dt.datetime.strptime(text[: len(fmt) + 2], fmt).timestamp()
-        except ValueError:
-            continue
-    return None
+def dt_seconds(value: Optional[str]) -> float:
+    """DICOM DT (YYYYMMDDHHMM[SS[.frac]][&zone]) as seconds on a day-number
+    scale, NaN when unreadable or without a time of day.
+
+    Differences are exact within and across days; the zone is ignored (the
+    events compared carry the same one).
+    """
+    if not value or len(value) < 12:
+        return float("nan")
+    try:
+        day = dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal()
+        sec = int(value[8:10]) * 3600 + int(value[10:12]) * 60
+        rest = value[12:].split("+")[0].split("-")[0]
+        if rest:
+            sec += float(rest)
+        return day * 86400.0 + sec
+    except ValueError:
+        return float("nan")
 
 
 #: An image and an RDSR event with no shared UID are the same exposure when
@@ -309,8 +317,8 @@ class DoseStore:
             return row.event_uid == ev.event_uid
         if row.laterality != ev.laterality or row.view != ev.view:
             return False
-        a, b = _dt_seconds(row.datetime_started), _dt_seconds(ev.datetime_started)
-        return a is not None and b is not None and abs(a - b) <= SAME_EXPOSURE_SECONDS
+        # NaN (no time of day) never compares close
+        return abs(dt_seconds(row.datetime_started) - dt_seconds(ev.datetime_started)) <= SAME_EXPOSURE_SECONDS
 
     def _insert_events(self, conn: Connection, events: list[IrradiationEvent], source_id: int,
                        study_id: int, device_id: int) -> None:

@@ -14,13 +14,13 @@ governance, issue 8) reaches every report as the boolean column
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Iterable, Optional
 
 import numpy as np
 from sqlalchemy import false, func, null, select
 
 from srdose.store import models as M
+from srdose.store.database import dt_seconds
 
 #: Float columns of :func:`report_events` (NaN = missing).
 NUMERIC = ("age_years", "kvp", "mas", "exposure_time_ms", "filter_thickness_mm", "compressed_thickness_mm",
@@ -75,25 +75,6 @@ def known_serials(store) -> list[str]:
         return sorted(set(conn.execute(select(M.Device.serial)).scalars()))
 
 
-def _seconds(value: Optional[str]) -> float:
-    """DICOM DT (YYYYMMDDHHMMSS[.frac][+zone]) to seconds on a day-number scale; NaN if unreadable.
-
-    Differences are exact within and across days; time zones are ignored
-    (every event of an exam carries the same one).
-    """
-    if not value or len(value) < 12:
-        return np.nan
-    try:
-        day = dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal()
-        sec = int(value[8:10]) * 3600 + int(value[10:12]) * 60
-        rest = value[12:].split("+")[0].split("-")[0]
-        if rest:
-            sec += float(rest)
-        return day * 86400.0 + sec
-    except ValueError:
-        return np.nan
-
-
 def _raw_chunks(conn, query, chunk: int):
     """Rows of ``query`` as plain DB-API tuples, ``chunk`` at a time.
 
@@ -128,7 +109,7 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
     dict
         ``event_id``, ``study_id``, ``device_id``, ``woman`` (int64; ``woman``
         numbers the distinct patient pseudonyms in order of appearance, -1
-        none), ``t_start`` (float seconds, see :func:`_seconds`; NaN for every
+        none), ``t_start`` (float seconds, see :func:`srdose.store.database.dt_seconds`; NaN for every
         event with ``times=False``, which saves parsing them), ``not_patient``
         (bool), the :data:`NUMERIC` columns (float, NaN
         missing) and the :data:`TEXT` columns (object arrays). ``n`` is the
@@ -175,7 +156,7 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
                 ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
             women.append(np.fromiter((-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
                                      dtype=np.int64, count=len(part)))
-            starts.append(np.fromiter((_seconds(v) for v in c[4]), dtype=float, count=len(part)) if times
+            starts.append(np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part)) if times
                           else np.full(len(part), np.nan))
             notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
             for k in range(n_num):
