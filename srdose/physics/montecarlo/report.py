@@ -106,6 +106,8 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
     flagged = np.zeros(dev.shape, dtype=bool)
     spectra_used = {}
     for r in g_rows:
+        if round(float(r["hvl_mm_al"]), 2) not in hvls or float(r["thickness_cm"]) not in ths:
+            continue  # the extension beyond the published table: compared in the MGD dossier
         i = hvls.index(round(float(r["hvl_mm_al"]), 2))
         j = ths.index(float(r["thickness_cm"]))
         ours[i, j] = float(r["g"])
@@ -302,13 +304,13 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
         sel = {float(r["thickness_cm"]): r for r in TT if r["system"] == sw.system and r["kv"] == mid}
         rows.append([sw.system, f"{sw.arc_deg:g} deg / {len(sw.angles_deg)}", f"{sw.beam.name} {mid} kV"]
                     + [f"{float(sel[t]['T']):.3f}" for t in (2.0, 4.0, 6.0, 8.0, 11.0)]
-                    + ["yes" if sw.verified else "**assumed arc**"])
+                    + ["yes" if sw.verified else "**not checked against an RDSR**"])
     lines += [_md_table(["system", "sweep", "beam", "2 cm", "4 cm", "6 cm", "8 cm", "11 cm", "geometry"], rows), ""]
     fig, ax = plt.subplots(figsize=(7, 4))
-    sysname = systems.DBT_SWEEPS[2].system
+    sysname = "W/Rh 0.05 mm, 31 kV"
     for t in (2.0, 5.0, 8.0, 11.0):
         sel = sorted(((float(r["angle_deg"]), float(r["t"])) for r in tt
-                      if r["system"] == sysname and float(r["thickness_cm"]) == t))
+                      if (r["target"], r["filter"], r["kv"]) == ("W", "Rh", "31") and float(r["thickness_cm"]) == t))
         ax.plot([a for a, _ in sel], [v for _, v in sel], "o-", ms=3, label=f"{t:g} cm")
     ax.set_xlabel("projection angle (deg)")
     ax.set_ylabel("t(theta)")
@@ -318,8 +320,7 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
     fig.savefig(plot_dir / "t_theta.png", dpi=120)
     plt.close(fig)
     lines += ["![t theta](mc-validation/t_theta.png)", ""]
-    lines += ["No public t or T values were available to compare with (status 'missing' in "
-              "../shared/physics). Physical checks: t(0) = 1 by definition, t falls with angle (longer "
+    lines += ["No public t or T values were available to compare with. Physical checks: t(0) = 1 by definition, t falls with angle (longer "
               "oblique paths, larger distance from the focus to the breast's far side) and falls faster "
               "for thicker breasts.", ""]
 

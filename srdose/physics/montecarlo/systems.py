@@ -10,13 +10,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..sweeps import DOCUMENTED_SWEEPS
 from . import spectra
 
 #: HVL rows of the published g table (Dance 2000 as copied in
-#: ../shared/physics/factors.json, "g_factor").
+#: the bundled public copy, physics/data/dance_public_factors.json, "g_factor").
 G_TABLE_HVL_MM_AL = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60)
 #: Thickness columns of the published g table (cm).
 G_TABLE_THICKNESS_CM = (2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0)
+#: HVL rows (mm Al) of the extended tables: the published rows and beyond, to
+#: cover the beams real units produce (tomosynthesis W/Al, W/Ag at high kV reach
+#: 0.8-0.9 mm Al; Mo/Mo at 24-25 kV about 0.25-0.28 mm Al).
+EXT_HVL_MM_AL = tuple(round(0.25 + 0.05 * i, 2) for i in range(14))  # 0.25 ... 0.90
+#: Thickness columns (cm) of the extended tables. 1.5 cm is the thinnest breast
+#: the Dance model holds: below 1 cm the two 5 mm adipose layers leave no central
+#: glandular region, so 1.0 cm cannot be computed and stays outside every table.
+EXT_THICKNESS_CM = (1.5,) + G_TABLE_THICKNESS_CM + (12.0,)
+#: Projection angles (degrees, absolute) of the t(theta) grid: every sweep a
+#: unit reports (Hologic +-7.5, Giotto +-13.7, GE +-12.5, Fujifilm +-20,
+#: Siemens +-25) lies inside; t is smooth in angle, so 2.5 degree steps
+#: interpolate linearly to well under the statistical uncertainty.
+T_THETA_ANGLES_DEG = tuple(2.5 * i for i in range(13))  # 0 ... 30
 #: Glandularities (by mass) for the c table; Dance et al. 2000 tabulate c for
 #: 0.1 %, 25 %, 50 %, 75 % and 100 % glandular breasts; 10 % added for
 #: interpolation at the low end, where most large breasts lie.
@@ -69,17 +83,23 @@ class Beam:
 #: clinical ones; the s values of Dance et al. 2000 (Mo/Mo, Mo/Rh, Rh/Rh,
 #: Rh/Al, W/Rh) and Dance et al. 2009 (W/Ag, W/Al) are for such beams.
 S_BEAMS = (
-    Beam("Mo", "Mo", 0.030, (25, 26, 27, 28, 29, 30, 31, 32), "Dance 1990/2000 reference"),
-    Beam("Mo", "Rh", 0.025, (26, 28, 30, 32, 34), "Dance 2000"),
-    Beam("Rh", "Rh", 0.025, (26, 28, 30, 32, 34), "Dance 2000"),
-    Beam("Rh", "Al", 1.000, (28, 30, 32, 34), "Dance 2000 (Al thickness assumed 1 mm)"),
-    Beam("W", "Rh", 0.050, (25, 27, 29, 31, 33, 35), "Dance 2000/2009; Siemens, Hologic 2D"),
-    Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35), "Dance 2009; Hologic 2D, IMS Giotto"),
-    Beam("W", "Al", 0.500, (25, 28, 31, 34, 37, 40), "Dance 2009"),
+    Beam("Mo", "Mo", 0.030, (24, 25, 26, 27, 28, 29, 30, 31, 32, 34), "Dance 1990/2000 reference"),
+    Beam("Mo", "Rh", 0.025, (26, 28, 30, 32, 34, 36), "Dance 2000"),
+    Beam("Rh", "Rh", 0.025, (26, 28, 30, 32, 34, 36), "Dance 2000"),
+    Beam("Rh", "Al", 1.000, (28, 30, 32, 34, 36), "Dance 2000 (Al thickness assumed 1 mm)"),
+    Beam("W", "Rh", 0.050, (25, 27, 29, 31, 33, 35, 37, 39), "Dance 2000/2009; Siemens, Hologic 2D"),
+    Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35, 37, 39, 41), "Dance 2009; Hologic 2D, IMS Giotto"),
+    Beam("W", "Al", 0.500, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009"),
     Beam("W", "Al", 0.700, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009; Hologic DBT (RDSR: 0.7 mm Al)"),
-    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36), "GE Pristina (Ag thickness assumed 0.03 mm)"),
-    Beam("Mo", "Ag", 0.030, (26, 28, 30, 32), "other (Ag thickness assumed 0.03 mm)"),
+    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40), "GE Pristina (Ag thickness assumed 0.03 mm)"),
+    Beam("Mo", "Ag", 0.030, (26, 28, 30, 32, 34), "other (Ag thickness assumed 0.03 mm)"),
 )
+
+#: Beams the tomosynthesis t(theta) grid is folded for (the DBT beams of the
+#: systems below and of the RDSRs seen: Hologic and Fujifilm W/Al 0.7, Siemens
+#: W/Rh, IMS Giotto W/Ag, GE Rh/Ag; W/Al 0.5 for other W/Al units).
+T_THETA_BEAMS = tuple(b for b in S_BEAMS if (b.target, b.filter_material, b.filter_mm) in {
+    ("W", "Al", 0.7), ("W", "Al", 0.5), ("W", "Rh", 0.05), ("W", "Ag", 0.05), ("Rh", "Ag", 0.03)})
 
 
 @dataclass(frozen=True)
@@ -102,43 +122,25 @@ def _even(arc: float, n: int) -> tuple:
     return tuple(float(a) for a in np.linspace(-arc / 2.0, arc / 2.0, n))
 
 
+def _documented(key: str, beam: Beam) -> Sweep:
+    d = DOCUMENTED_SWEEPS[key]
+    return Sweep(d.name, _even(d.arc_deg, d.projections), (d.first_weight,) + (1.0,) * (d.projections - 1),
+                 beam, d.source, d.verified)
+
+
+#: The documented sweeps (srdose.physics.sweeps) with the beam each system uses
+#: for tomosynthesis; their T is tabulated in dbt_T.csv from the t(theta) grid.
 DBT_SWEEPS = (
-    # Hologic Selenia Dimensions: 15 projections over a 15 degree arc
-    # (manufacturer's description, e.g. breasttomo.co.uk "How it works"; the
-    # public RDSR gives -7.4 to +7.6 degrees), W/Al 0.7 mm (public RDSR).
-    Sweep("Hologic Selenia Dimensions", _even(15.0, 15), (1.0,) * 15,
-          Beam("W", "Al", 0.700, (26, 29, 32, 35, 38, 41, 44, 47, 49), "RDSR"),
-          "15 projections, 15 degree arc (Hologic)", True),
-    # GE SenoClaire/Pristina: 9 projections over 25 degrees (issue 5); Rh/Ag.
-    Sweep("GE SenoClaire/Pristina", _even(25.0, 9), (1.0,) * 9,
-          Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36), "assumed"),
-          "9 projections, 25 degree arc (issue 5)", True),
-    # Siemens Mammomat Inspiration: 25 projections over 50 degrees, one every
-    # ~2 degrees (Siemens press release, FDA approval 2015); W/Rh 0.05 mm.
-    Sweep("Siemens Mammomat Inspiration", _even(50.0, 25), (1.0,) * 25,
-          Beam("W", "Rh", 0.050, (26, 28, 30, 32, 34), "Siemens"),
-          "25 projections, 50 degree arc (Siemens)", True),
-    # IMS Giotto Class: 11 projections per sweep and the first at about half
-    # the uAs of the others (public RDSR: 6220 vs ~13370 uAs), W/Ag 0.05 mm
-    # (RDSR). The angular range is NOT confirmed by a public source found so
-    # far: a 40 degree arc is assumed and flagged.
-    Sweep("IMS Giotto Class", _even(40.0, 11), (0.465,) + (1.0,) * 10,
-          Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35), "RDSR"),
-          "11 projections (RDSR), first at 6220/13370 of the others' uAs (RDSR); "
-          "40 degree arc ASSUMED", False),
+    _documented("hologic", Beam("W", "Al", 0.700, (26, 29, 32, 35, 38, 41, 44, 47, 49), "RDSR")),
+    _documented("ge", Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40), "assumed")),
+    _documented("siemens", Beam("W", "Rh", 0.050, (26, 28, 30, 32, 34, 36, 38), "Siemens")),
+    _documented("giotto", Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35, 37, 39), "RDSR")),
+    _documented("fujifilm", Beam("W", "Al", 0.700, (26, 29, 32, 35, 38, 41, 44, 47, 49), "assumed")),
 )
 
 
-def dbt_unique_angles() -> list[float]:
-    """All |angle| values the sweeps need (degrees, rounded to 1e-6)."""
-    out = {0.0}
-    for sw in DBT_SWEEPS:
-        out.update(round(abs(a), 6) for a in sw.angles_deg)
-    return sorted(out)
-
-
 #: Typical glandularity (%) by thickness (cm) and age group: Dance et al. 2000
-#: as copied in ../shared/physics/factors.json ("typical_glandularity_pct",
+#: as copied in physics/data/dance_public_factors.json ("typical_glandularity_pct",
 #: single secondary source, realigned to 2-11 cm).
 def typical_glandularity(shared: dict) -> dict[str, dict[float, float]]:
     """Read the typical-glandularity table from the bundled data dict."""

@@ -25,17 +25,18 @@ import numpy as np
 
 from . import conversion, spectra, systems, transport
 
+#: Cells of the public g copy that are doubtful (see the copy's own note): an
+#: independent transcription of the same paper agrees with the HVL 0.50 row
+#: from 7 cm up within 0.5 %, so that row is taken as published; these two
+#: remain doubtful and are labelled wherever they are shown.
 SUSPECT_G_CELLS = {
-    # ../shared/physics/factors.json g_factor.note: probable copying errors.
-    **{(0.50, t): "suspect: HVL 0.50 row from 7 cm up ~3 % low in the public copy"
-       for t in (7.0, 8.0, 9.0, 10.0, 11.0)},
-    (0.60, 2.0): "suspect: 0.587 in the public copy (~1.6 % low vs smooth models)",
-    (0.55, 5.0): "suspect: 0.287 in the public copy (~2 % high vs smooth models)",
+    (0.60, 2.0): "doubtful: 0.587 in the public copy (~1.5-2 % low vs smooth models)",
+    (0.55, 5.0): "doubtful: 0.287 in the public copy (~1-2 % high vs smooth models)",
 }
 
 
 def load_public_factors() -> dict:
-    """The bundled copy of ../shared/physics/factors.json (see its provenance)."""
+    """The bundled public copy of the Dance tables (physics/data/dance_public_factors.json)."""
     text = resources.files("srdose.physics").joinpath("data/dance_public_factors.json").read_text()
     return json.loads(text)["factors"]
 
@@ -56,17 +57,17 @@ class RunSpec:
 
 
 def plan_runs(photons_2d: int, photons_dbt: int, public: dict) -> list[RunSpec]:
-    """All geometries: 2D runs for g, c (incl. typical breasts) and s; DBT angles."""
+    """All geometries: 2D runs for g, c (incl. typical breasts) and s; the t(theta) angle grid."""
     keys: list[tuple] = []
     typical = systems.typical_glandularity(public)
-    for t in systems.G_TABLE_THICKNESS_CM:
+    for t in systems.EXT_THICKNESS_CM:
         for gl in systems.C_TABLE_GLANDULARITY:
             keys.append((t, gl, 0.0, photons_2d))
         for table in typical.values():
             if t in table:
                 keys.append((t, table[t], 0.0, photons_2d))
-    for t in systems.G_TABLE_THICKNESS_CM:
-        for a in systems.dbt_unique_angles():
+    for t in systems.EXT_THICKNESS_CM:
+        for a in systems.T_THETA_ANGLES_DEG:
             if a != 0.0:
                 keys.append((t, 0.5, a, photons_dbt))
     seen, runs = set(), []
@@ -79,15 +80,19 @@ def plan_runs(photons_2d: int, photons_dbt: int, public: dict) -> list[RunSpec]:
     return runs
 
 
+def beam_spectrum_name(b: systems.Beam, kv: float) -> str:
+    return f"{b.target}/{b.filter_material}:{b.filter_mm:g}@{kv:g}"
+
+
 def table_spectra() -> dict[str, spectra.Spectrum]:
     """Every spectrum the tables fold, by a stable name."""
     out: dict[str, spectra.Spectrum] = {}
-    for hvl in systems.G_TABLE_HVL_MM_AL:
+    for hvl in systems.EXT_HVL_MM_AL:
         out[f"MoMo_hvl_{hvl:.2f}"] = systems.momo_spectrum_for_hvl(hvl)
     beams = list(systems.S_BEAMS) + [sw.beam for sw in systems.DBT_SWEEPS]
     for b in beams:
         for kv in b.kvs:
-            name = f"{b.target}/{b.filter_material}:{b.filter_mm:g}@{kv:g}"
+            name = beam_spectrum_name(b, kv)
             if name in out:
                 continue
             sp = spectra.make_spectrum(b.target, b.filter_material, float(b.filter_mm), float(kv))
@@ -156,21 +161,36 @@ def _fmt(x: float, digits: int = 5) -> str:
     return "" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _interp_t(t_by_angle: dict[float, tuple[float, float]], angle: float) -> tuple[float, float]:
+    """t at |angle| by linear interpolation on the angle grid (value, uncertainty)."""
+    grid = sorted(t_by_angle)
+    x = abs(angle)
+    if x > grid[-1] + 1e-9:
+        raise ValueError(f"angle {angle} outside the t(theta) grid")
+    hi = next(k for k, a in enumerate(grid) if a >= x - 1e-12)
+    if abs(grid[hi] - x) < 1e-12 or hi == 0:
+        return t_by_angle[grid[hi]]
+    a0, a1 = grid[hi - 1], grid[hi]
+    w = (x - a0) / (a1 - a0)
+    (v0, u0), (v1, u1) = t_by_angle[a0], t_by_angle[a1]
+    return v0 + w * (v1 - v0), float(np.hypot((1 - w) * u0, w * u1))
+
+
 def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict) -> dict[str, list[list]]:
     """Fold responses into table rows (pure apart from reading its inputs)."""
     tables: dict[str, list[list]] = {}
     pg = public["g_factor"]
-    pub = {(h, t): pg["values_rows_hvl_cols_thickness"][i][j]
+    pub = {(round(float(h), 2), float(t)): pg["values_rows_hvl_cols_thickness"][i][j]
            for i, h in enumerate(pg["hvl_mm_al"]) for j, t in enumerate(pg["thickness_cm"])}
 
-    # g
+    # g over the extended grid; the published cells carry the public value beside ours
     rows = [["hvl_mm_al", "thickness_cm", "g", "g_rel_unc", "spectrum", "g_public_copy",
              "deviation_pct", "public_copy_flag"]]
-    for hvl in systems.G_TABLE_HVL_MM_AL:
+    for hvl in systems.EXT_HVL_MM_AL:
         sp = spec[f"MoMo_hvl_{hvl:.2f}"]
-        for t in systems.G_TABLE_THICKNESS_CM:
+        for t in systems.EXT_THICKNESS_CM:
             g, u = conversion.dose_per_kerma(results[(t, 0.5, 0.0)], sp.fluence)
-            ref = pub.get((hvl, t))
+            ref = pub.get((round(hvl, 2), t))
             dev = 100 * (g / ref - 1) if ref else float("nan")
             rows.append([f"{hvl:.2f}", f"{t:g}", _fmt(g), _fmt(u / g, 3), sp.label,
                          "" if ref is None else f"{ref:g}", _fmt(dev, 3),
@@ -179,9 +199,9 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
 
     # c by glandularity
     rows = [["hvl_mm_al", "thickness_cm", "glandularity", "c", "c_rel_unc"]]
-    for hvl in systems.G_TABLE_HVL_MM_AL:
+    for hvl in systems.EXT_HVL_MM_AL:
         sp = spec[f"MoMo_hvl_{hvl:.2f}"]
-        for t in systems.G_TABLE_THICKNESS_CM:
+        for t in systems.EXT_THICKNESS_CM:
             for gl in systems.C_TABLE_GLANDULARITY:
                 c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)],
                                                     results[(t, 0.5, 0.0)], sp.fluence)
@@ -190,11 +210,11 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
                 rows.append([f"{hvl:.2f}", f"{t:g}", f"{gl:g}", _fmt(c), _fmt(u / c, 3)])
     tables["c_factors.csv"] = rows
 
-    # c for typical breasts
+    # c for typical breasts (the typical-glandularity table spans 2-11 cm only)
     rows = [["age_group", "thickness_cm", "typical_glandularity", "hvl_mm_al", "c", "c_rel_unc"]]
     for age, table in systems.typical_glandularity(public).items():
         for t, gl in table.items():
-            for hvl in systems.G_TABLE_HVL_MM_AL:
+            for hvl in systems.EXT_HVL_MM_AL:
                 sp = spec[f"MoMo_hvl_{hvl:.2f}"]
                 c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)],
                                                     results[(t, 0.5, 0.0)], sp.fluence)
@@ -208,11 +228,11 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
              "momo_reference_spectrum"]]
     for b in systems.S_BEAMS:
         for kv in b.kvs:
-            name = f"{b.target}/{b.filter_material}:{b.filter_mm:g}@{kv:g}"
+            name = beam_spectrum_name(b, kv)
             sp = spec[name]
             ref = spec.get(f"MoMo_ref_{name}")
             hvl = spectra.hvl_mm_al(sp.fluence)
-            for t in systems.G_TABLE_THICKNESS_CM:
+            for t in systems.EXT_THICKNESS_CM:
                 if ref is None:
                     s, u, label = float("nan"), float("nan"), "no Mo/Mo spectrum of this HVL"
                 else:
@@ -222,32 +242,46 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
                              f"{t:g}", _fmt(s), _fmt(u / s, 3), label])
     tables["s_factors.csv"] = rows
 
-    # DBT
-    t_rows = [["system", "thickness_cm", "angle_deg", "kv", "t", "t_rel_unc", "spectrum"]]
+    # DBT: t(theta) on the angle grid, per beam, kV (HVL) and thickness
+    t_rows = [["target", "filter", "filter_mm", "kv", "hvl_mm_al", "thickness_cm", "angle_deg", "t",
+               "t_rel_unc"]]
+    t_grid: dict[tuple, dict[float, tuple[float, float]]] = {}
+    for b in systems.T_THETA_BEAMS + tuple(sw.beam for sw in systems.DBT_SWEEPS):
+        for kv in b.kvs:
+            sp = spec[beam_spectrum_name(b, kv)]
+            hvl = spectra.hvl_mm_al(sp.fluence)
+            for t in systems.EXT_THICKNESS_CM:
+                key = (b.target, b.filter_material, b.filter_mm, kv, t)
+                if key in t_grid:
+                    continue
+                zero = results[(t, 0.5, 0.0)]
+                per_angle = {}
+                for a in systems.T_THETA_ANGLES_DEG:
+                    tv, tu = (1.0, 0.0) if a == 0.0 else conversion.t_factor(results[(t, 0.5, a)], zero, sp.fluence)
+                    per_angle[a] = (tv, tu)
+                    if b in systems.T_THETA_BEAMS:
+                        t_rows.append([b.target, b.filter_material, f"{b.filter_mm:g}", f"{kv:g}", f"{hvl:.3f}",
+                                       f"{t:g}", f"{a:g}", _fmt(tv), _fmt(tu / tv, 3)])
+                t_grid[key] = per_angle
+    tables["dbt_t_theta.csv"] = t_rows
+
+    # T of each documented sweep, from the t(theta) grid (linear in angle)
     T_rows = [["system", "arc_deg", "projections", "thickness_cm", "kv", "hvl_mm_al", "T", "T_rel_unc",
                "geometry_verified", "sweep_source"]]
     for sw in systems.DBT_SWEEPS:
         b = sw.beam
-        mid_kv = b.kvs[len(b.kvs) // 2]
-        for t in systems.G_TABLE_THICKNESS_CM:
-            resp = {0.0: results[(t, 0.5, 0.0)]}
-            for a in sw.angles_deg:
-                k = round(abs(a), 6)
-                if k != 0.0:
-                    resp[k] = results[(t, 0.5, k)]
+        w = np.array(sw.weights, float)
+        w = w / w.sum()
+        for t in systems.EXT_THICKNESS_CM:
             for kv in b.kvs:
-                name = f"{b.target}/{b.filter_material}:{b.filter_mm:g}@{kv:g}"
-                sp = spec[name]
-                T, u = conversion.sweep_T(resp, np.array(sw.angles_deg), np.array(sw.weights), sp.fluence)
+                sp = spec[beam_spectrum_name(b, kv)]
+                per_angle = t_grid[(b.target, b.filter_material, b.filter_mm, kv, t)]
+                vals = [_interp_t(per_angle, a) for a in sw.angles_deg]
+                T = float(np.sum(w * np.array([v for v, _ in vals])))
+                u = float(np.sqrt(np.sum((w * np.array([e for _, e in vals])) ** 2)))
                 T_rows.append([sw.system, f"{sw.arc_deg:g}", len(sw.angles_deg), f"{t:g}", f"{kv:g}",
                                f"{spectra.hvl_mm_al(sp.fluence):.3f}", _fmt(T), _fmt(u / T, 3),
                                str(sw.verified), sw.source])
-                if kv == mid_kv:
-                    for k in sorted(resp):
-                        tv, tu = (1.0, 0.0) if k == 0.0 else conversion.t_factor(resp[k], resp[0.0], sp.fluence)
-                        t_rows.append([sw.system, f"{t:g}", f"{k:g}", f"{kv:g}", _fmt(tv), _fmt(tu / tv, 3),
-                                       sp.label])
-    tables["dbt_t_theta.csv"] = t_rows
     tables["dbt_T.csv"] = T_rows
 
     # Monoenergetic glandular dose per air kerma (2D runs), for folding any spectrum.
