@@ -1,8 +1,10 @@
-"""Benchmark of the MGD recalculation (issue #6).
+"""Benchmark of the MGD recalculation.
 
-1. The numpy core (srdose.recalc.engine.compute) on 1,000,000 synthetic
-   events, against a plain-Python per-event loop doing the same arithmetic
-   (timed on a sample, and used as a cross-check of the values).
+1. The numpy core (srdose.recalc.engine.compute: K, g, c, s, T from each
+   event's sweep, the kerma check and the uncertainty of every MGD) on
+   1,000,000 synthetic events, against a plain-Python per-event loop doing
+   the same MGD arithmetic (timed on a sample, and used as a cross-check of
+   the values).
 2. End-to-end ``srdose recalc`` (a subprocess, as a user runs it) on a SQLite
    database of 400,000 events, then the no-op re-run.
 
@@ -67,10 +69,14 @@ def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
     sdd = np.array([700.0, 660.0, 685.5])[vendor]
     inputs = {
         "event_id": np.arange(n, dtype=np.int64), "device_id": vendor.astype(np.int64),
-        "kvp": kv, "mas": rng.uniform(30, 200, n), "n_pulses": np.ones(n), "filter_thickness_mm": fmm,
+        "kvp": kv, "mas": rng.uniform(30, 200, n), "n_pulses": np.where(dbt & (vendor == 2), 11.0, 1.0), "filter_thickness_mm": fmm,
         "compressed_thickness_mm": t, "hvl_mm": 0.3 + 0.01 * kv, "entrance_exposure_mgy": rng.uniform(2, 12, n),
         "agd_mgy": rng.uniform(0.8, 3.0, n), "source_detector_mm": sdd, "age_years": rng.uniform(38, 75, n),
-        "manufacturer": manu.tolist(), "serial": serial.tolist(), "study_date": ["20240601"] * n,
+        "positioner_primary_angle_deg": np.where(dbt & (vendor == 2), -13.73, np.nan),
+        "positioner_primary_end_angle_deg": np.where(dbt & (vendor == 2), 13.73, np.nan),
+        "source_rp_mm": np.full(n, np.nan),
+        "manufacturer": manu.tolist(), "model": [None] * n, "serial": serial.tolist(),
+        "study_date": ["20240601"] * n,
         "acquisition": np.where(dbt, "DBT", "2D").tolist(), "anode": anode.tolist(), "filter_material": filt.tolist(),
         "reference_point": rp.tolist(),
     }
@@ -78,17 +84,22 @@ def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
 
 
 def _interp_py(grid, h, t):
-    """Scalar version of dance.interpolate (the peer): bisect + the same formula."""
+    """Scalar version of dance.interpolate (the peer): bisect + the same formula; NaN outside."""
     def pos(axis, x):
         if axis is None or len(axis) == 1:
             return 0, 0.0
-        xc = min(max(x, axis[0]), axis[-1])
-        i = min(max(bisect.bisect_right(axis, xc) - 1, 0), len(axis) - 2)
-        return i, (xc - axis[i]) / (axis[i + 1] - axis[i])
+        if not axis[0] <= x <= axis[-1]:
+            return None, None
+        i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
+        return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+    if math.isnan(h) or math.isnan(t):
+        return float("nan")
     hv = None if grid.hvl is None else grid.hvl.tolist()
     tv = None if grid.thickness is None else grid.thickness.tolist()
     i, wi = pos(hv, h)
     j, wj = pos(tv, t)
+    if i is None or j is None:
+        return float("nan")
     v = grid.values
     nh, nt = v.shape
     i1, j1 = min(i + 1, nh - 1), min(j + 1, nt - 1)
@@ -100,34 +111,63 @@ def _interp_py(grid, h, t):
     return lo + wi * (hi - lo)
 
 
+def _T_py(fs, b, k, hvl, tc):
+    """T = Σ α t(θ) for one event: the RDSR's arc or the system's documented sweep."""
+    from srdose.physics.sweeps import documented_sweep
+
+    target, filt, mm = b.beams[b.beam[k]]
+    tt, _ = fs.t_theta_for(target, filt, mm)
+    doc = documented_sweep(b.systems[b.system[k]])
+    arc = abs(b.angle_end[k] - b.angle_start[k])
+    if not arc > 0.5:
+        arc = doc.arc_deg
+    n = int(b.n_pulses[k]) if b.n_pulses[k] >= 2 else doc.projections
+    w = [1.0] * n
+    if not b.n_pulses[k] >= 2:
+        w[0] = doc.first_weight
+    grids = tt.grids()
+    angles = tt.angles.tolist()
+    total = 0.0
+    for i in range(n):
+        a = abs(-arc / 2 + arc * i / (n - 1))
+        j = min(max(bisect.bisect_right(angles, a) - 1, 0), len(angles) - 2)
+        f = (a - angles[j]) / (angles[j + 1] - angles[j])
+        t0, t1 = _interp_py(grids[j], hvl, tc), _interp_py(grids[j + 1], hvl, tc)
+        total += w[i] * (t0 + f * (t1 - t0))
+    return total / sum(w)
+
+
 def python_loop(b, fits, fs, params, idx) -> list:
     """MGD per event, one event at a time in plain Python (the peer)."""
     out = []
     for k in idx.tolist():
         t_mm = float(b.thickness_mm[k])
+        hvl_r = float(b.hvl_rdsr[k])
+        K_r = float(b.k_rp[k])
+        if not math.isnan(b.rp_height_mm[k]):
+            gap = b.gap_mm[k] if b.set_index[k] >= 0 else params.rdsr_support_gap_mm
+            K_r *= ((b.sdd_mm[k] - gap - b.rp_height_mm[k]) / (b.sdd_mm[k] - gap - t_mm)) ** 2
+        K, hvl = K_r, hvl_r
         if b.fit_index[k] >= 0:
             f = int(b.fit_index[k])
-            lo, hi = fits.kv_range[f] + np.array([-params.kv_margin, params.kv_margin])
-            x = min(max(float(b.kvp[k]), lo), hi)
-            a, bb, c = fits.coef_out[f]
-            y = (a * x + bb) * x + c
-            a, bb, c = fits.coef_hvl[f]
-            hvl = (a * x + bb) * x + c
-            K = y * b.mas[k] / 1000.0 * (b.d_ref_mm[k] / (b.fdd_mm[k] - b.gap_mm[k] - t_mm)) ** 2
-        else:
-            hvl = float(b.hvl_rdsr[k])
-            K = float(b.k_rp[k])
-            if not math.isnan(b.rp_height_mm[k]):
-                gap = b.gap_mm[k] if b.set_index[k] >= 0 else params.rdsr_support_gap_mm
-                K *= ((b.sdd_mm[k] - gap - b.rp_height_mm[k]) / (b.sdd_mm[k] - gap - t_mm)) ** 2
+            x = float(b.kvp[k])
+            if fits.kv_range[f][0] - params.kv_margin <= x <= fits.kv_range[f][1] + params.kv_margin:
+                a, bb, c = fits.coef_out[f]
+                y = (a * x + bb) * x + c
+                a, bb, c = fits.coef_hvl[f]
+                K_m = y * b.mas[k] / 1000.0 * (b.d_ref_mm[k] / (b.fdd_mm[k] - b.gap_mm[k] - t_mm)) ** 2
+                if not abs(math.log(K_m / K_r)) > math.log1p(params.k_vs_mas_tolerance):
+                    K, hvl = K_m, (a * x + bb) * x + c
         tc = t_mm / 10.0
         g = _interp_py(fs.g, hvl, tc)
+        if math.isnan(g):
+            g = _interp_py(fs.g_ext, hvl, tc)
         age = b.age[k]
         c = _interp_py(fs.c["40-49" if age < 50 else "50-64"], hvl, tc)
         target, filt, mm = b.beams[b.beam[k]]
         sf, _ = fs.spectrum_factor(target, filt, mm)
         s = _interp_py(sf.grid, hvl, tc)
-        T = _interp_py(fs.T[b.systems[b.system[k]]], hvl, tc) if b.is_dbt[k] else 1.0
+        T = _T_py(fs, b, k, hvl, tc) if b.is_dbt[k] else 1.0
         out.append(K * g * c * s * T)
     return out
 
@@ -140,7 +180,7 @@ def bench_core(n: int) -> None:
     params = Params()
     inputs, fits = synthetic_inputs(n)
     t0 = time.perf_counter()
-    batch = prepare(inputs, fits)
+    batch = prepare(inputs, fits, params)
     t_prep = time.perf_counter() - t0
     compute(batch.take(np.arange(min(n, 1000))), fits, fs, params)  # warm-up
     best = float("inf")
@@ -152,7 +192,8 @@ def bench_core(n: int) -> None:
     t0 = time.perf_counter()
     ref = python_loop(batch, fits, fs, params, sample)
     t_py = time.perf_counter() - t0
-    ok = np.isfinite(res.mgd[sample])
+    ok = np.isfinite(res.mgd[sample]) & np.isfinite(np.array(ref))
+    assert np.array_equal(np.isfinite(res.mgd[sample]), np.isfinite(np.array(ref))), "peer and core disagree on NaN"
     maxdiff = float(np.max(np.abs(np.array(ref)[ok] / res.mgd[sample][ok] - 1))) if ok.any() else float("nan")
     rate, py_rate = n / best, sample.size / t_py
     print(f"numpy core: {n:,} events in {best:.3f} s = {rate / 1e6:.2f} M events/s "
@@ -160,7 +201,9 @@ def bench_core(n: int) -> None:
     print(f"plain-Python per-event loop (peer, {sample.size:,} events): {py_rate:,.0f} events/s; "
           f"numpy core is {rate / py_rate:,.0f}x faster; values agree to {maxdiff:.1e} (max relative difference)")
     print(f"  methods: measured {int((res.method == 0).sum()):,}, rdsr {int((res.method == 1).sum()):,}; "
-          f"no MGD {int(np.isnan(res.mgd).sum()):,}")
+          f"no MGD {int(np.isnan(res.mgd).sum()):,}; every MGD has its uncertainty: "
+          f"{bool(np.all(np.isfinite(res.mgd_u[np.isfinite(res.mgd)])))} (median {np.nanmedian(res.mgd_u / res.mgd) * 50:.1f} % "
+          "at k = 1)")
 
 
 def build_db(url: str, n_events: int) -> None:

@@ -72,8 +72,26 @@ DEFAULTS: dict[str, Any] = {
         # Used, and flagged, only when the unit has no physics file giving it.
         "rdsr_support_gap_mm": 0.0,
         # Siemens DBT: a "sweep" below this mAs is taken to report one
-        # projection only (OpenREM issue #780) and flagged.
+        # projection only (a reported quirk whose source could not be traced; docs/vendors.md) and flagged.
         "dbt_min_sweep_mas": 20.0,
+        # Every vendor: beyond this fraction between the kerma implied by the unit's
+        # output x mAs and the RDSR's own kerma, the measured MGD is withheld
+        # (inconsistent:k_vs_mas) and the rdsr method's kept.
+        "k_vs_mas_tolerance": 0.30,
+        # The ratio band per method and maker ("METHOD[:MAKER]=FRACTION"; the most
+        # specific wins, ratio_band otherwise). Defaults justified in
+        # reports/mgd-validation.md: GE's own AGD leaves out c and s (~12 %).
+        "ratio_bands": ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"],
+        # Reference point of the RDSR's entrance exposure per maker or model,
+        # overriding srdose's evidence-based defaults (docs/vendors.md), e.g.
+        # ["hologic=surface"] or ["selenia dimensions=42mm"] after a phantom check.
+        "reference_point": [],
+        # Uncertainty budget (k = 1; the dossier gives the basis of each default).
+        "u_dosemeter": 0.025,
+        "u_rdsr_kerma": 0.10,
+        "u_thickness_mm": 2.9,
+        "u_hvl_measured_mm": 0.02,
+        "u_hvl_rdsr_mm": 0.03,
     },
     "report": {
         # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the

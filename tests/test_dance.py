@@ -78,12 +78,15 @@ def test_outside_the_table_clamps_and_flags(bundled):
     assert np.isnan(r.value[4])  # a missing input stays missing
 
 
-def test_suspect_cells_of_the_public_g_copy_are_flagged(bundled):
+def test_doubtful_cells_of_the_public_g_copy_are_flagged(bundled):
     r = dance.interpolate(bundled.g, [0.50, 0.52, 0.45, 0.42, 0.60, 0.57, 0.40],
                           [7.0, 9.5, 6.5, 3.0, 2.0, 4.8, 5.0])
-    # (0.50, 7) is suspect; 0.52 between 9 and 10 cm uses the 0.50 row; (0.45, 6.5) does not;
-    # (0.60, 2) is suspect; (0.57, 4.8) touches (0.55, 5); (0.40, 5) does not
-    assert r.suspect.tolist() == [True, True, False, False, True, True, False]
+    # The HVL 0.50 row from 7 cm up agrees with an independent transcription of the same paper
+    # within 0.5 %: taken as published, not flagged. (0.60, 2) and (0.55, 5) remain doubtful:
+    # (0.60, 2) is hit; (0.57, 4.8) touches (0.55, 5); the rest do not.
+    assert r.suspect.tolist() == [False, False, False, False, True, True, False]
+    # used as published, never replaced
+    assert dance.interpolate(bundled.g, [0.50], [9.0]).value[0] == pytest.approx(0.1357)
 
 
 def test_tube_output_fit_and_kv_margin():
@@ -97,7 +100,7 @@ def test_tube_output_fit_and_kv_margin():
     value, outside = dance.evaluate_fits(coef, rng, np.array([0, 0, 0, -1]), np.array([29.0, 34.8, 38.0, 29.0]), 1.0)
     assert value[0] == pytest.approx(0.05 * 29 ** 2 - 1.2 * 29 + 11.0)
     assert value[1] == pytest.approx(0.05 * 34.8 ** 2 - 1.2 * 34.8 + 11.0)  # within the 1 kV margin
-    assert value[2] == pytest.approx(0.05 * 35 ** 2 - 1.2 * 35 + 11.0)  # clamped at 34 + 1 kV
+    assert np.isnan(value[2])  # 4 kV past the measured range: no value, never a clamped one
     assert outside.tolist() == [False, False, True, False]
     assert np.isnan(value[3])  # no fit
     one = dance.fit_kv([28.0], [40.0])
@@ -131,11 +134,11 @@ def test_bundled_set_provenance_and_missing_tables(tmp_path, bundled):
     assert bundled.name == "bundled" and bundled.kind == "bundled" and len(bundled.sha256) == 64
     assert "Dance" in bundled.sources["g"]
     assert "2009" in bundled.sources["s W/Ag"]
-    # without the Monte Carlo tables nothing is filled in: c, the missing s and T are named as missing
+    # without the Monte Carlo tables nothing is filled in: c, the missing s and t(theta) are named as missing
     empty = load_bundled(tables_dir=tmp_path)
-    assert set(empty.missing) == {"c:40-49", "c:50-64", "s:mc", "T"}
+    assert set(empty.missing) == {"c:40-49", "c:50-64", "s:mc", "t_theta"}
     assert "missing factor table c" in empty.missing["c:50-64"]
-    assert empty.c == {} and empty.T == {}
+    assert empty.c == {} and empty.t_theta == [] and empty.g_ext is None
     assert empty.sha256 != bundled.sha256 or not bundled.c  # the tables are part of its identity
 
 

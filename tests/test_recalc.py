@@ -57,12 +57,13 @@ def test_measured_method_worked_example(store):
     """K = 46 µGy/mAs · 95 mAs · (600 / (650 − 20 − 55))² = 4.37 mGy · (600/575)² = 4.758261 mGy
     (Y(28 kV) = 46 and HVL(28 kV) = 0.50 lie on the measured points; the fit passes through them).
     g(0.50, 5.5 cm) = √(0.258 · 0.214) = 0.234972 (ln-linear halfway between the published 5 and 6 cm cells).
-    MGD = 4.758261 · 0.234972 · 1 · 1.042 = 1.165018 mGy; reported AGD 1.5 → ratio 0.776679: inside the default ±25 % band, outside ±20 %.
+    MGD = 4.758261 · 0.234972 · 1 · 1.042 = 1.165018 mGy; reported AGD 1.5 → ratio 0.776679: inside a ±25 % band,
+    outside the measured method's default ±20 %.
     """
     add(store, rdsr())
     db.add_physics_set(store, parse(PHYSICS_SN1))
     fs = load_csv(SHEET)
-    summary = run(store, fs, Params())
+    summary = run(store, fs, Params(ratio_bands=(("measured", 0.25),)))
     assert summary.computed == 1 and summary.methods == {"measured": 1}
     (r,) = _results(store)
     assert r["method"] == "measured" and r["hvl_source"] == "measured_fit"
@@ -84,8 +85,8 @@ def test_measured_method_worked_example(store):
     prov = json.loads(rec.provenance)
     assert prov["sources"]["g"].startswith("unit-test sheet") and "c:40-49" in prov["missing"]
     assert r["physics_set_id"] is not None
-    # a narrower band flags it (a settings change recomputes)
-    assert run(store, fs, Params(ratio_band=0.20)).computed == 1
+    # the default band of the measured method (±20 %) flags it (a settings change recomputes)
+    assert run(store, fs, Params()).computed == 1
     assert _results(store)[0]["flags"] == "ratio_outside_band"
 
 

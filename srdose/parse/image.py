@@ -17,6 +17,9 @@ from srdose import codes as C
 from srdose.parse.records import Filter, IrradiationEvent, Pulse
 from srdose.parse.rdsr import EXPECTED, checked
 
+#: Reference-point text of an image-header dose given at Distance Source to Entrance.
+REFERENCE_AT_ENTRANCE_DISTANCE = "At Distance Source to Entrance"
+
 _MATERIAL_TERMS = {  # defined terms of AnodeTargetMaterial / FilterMaterial
     "MOLYBDENUM": "Mo", "RHODIUM": "Rh", "TUNGSTEN": "W", "SILVER": "Ag",
     "ALUMINUM": "Al", "ALUMINIUM": "Al", "COPPER": "Cu", "PALLADIUM": "Pd",
@@ -81,7 +84,15 @@ def read_image_event(ds: Dataset) -> IrradiationEvent:
     ev.focal_spot_mm = _checked(ev, "focal_spot_mm", _float(ds, "FocalSpots"))
     ev.positioner_primary_angle_deg = _float(ds, "PositionerPrimaryAngle")
     if ev.entrance_exposure_mgy is not None:
-        ev.reference_point = "At Surface of Patient"  # header dose is at the skin entrance
+        # The header's entrance dose is at Distance Source to Entrance when it gives one (GE
+        # writes SID - thickness there, leaving out the breast support's height above the
+        # detector), else at the skin entrance.
+        d_entrance = _checked(ev, "source_rp_mm", _float(ds, "DistanceSourceToEntrance"))
+        if d_entrance is not None:
+            ev.source_rp_mm = d_entrance
+            ev.reference_point = REFERENCE_AT_ENTRANCE_DISTANCE
+        else:
+            ev.reference_point = "At Surface of Patient"
 
     anode = _term(ds, "AnodeTargetMaterial")
     ev.anode = _MATERIAL_TERMS.get(anode) if anode else None

@@ -20,7 +20,7 @@ the 0° geometry and αᵢ the fraction of the tube loading in projection i.
 
 Incident air kerma K at the upper breast surface, free in air, no
 backscatter, from the unit's measured tube output (how national surveys do
-it; Dance et al. 2000 section 2; ../shared/physics/README.md)::
+it; Dance et al. 2000 section 2)::
 
     K = Y(kV) · mAs · (d_ref / (FDD − gap − t))²
 
@@ -30,10 +30,11 @@ the compressed thickness. A kerma reported at another point on the central
 ray (the RDSR's reference point) is moved to the breast surface with the
 inverse-square law (:func:`move_kerma`).
 
-Interpolation (../shared/physics/README.md "Interpolation", from a
-leave-one-out test of the g table): linear in HVL; for g linear in ln(g)
-against thickness; c, s and T bilinear. Outside a table the inputs are
-clamped to its edge and a flag mask is returned: never extrapolated.
+Interpolation (from a leave-one-out test of the g table: linear in
+ln(g) against thickness errs ~1 %, linear in g ~3 %): linear in HVL; for g
+linear in ln(g) against thickness; c, s and T bilinear. :func:`interpolate`
+reports which inputs lie outside a table; the caller gives those no value
+(a flag names the factor and axis): never clamped, never extrapolated.
 """
 
 from __future__ import annotations
@@ -126,20 +127,30 @@ def _axis_position(axis: Optional[np.ndarray], x: np.ndarray):
 
 @dataclass
 class Interpolated:
-    """The result of :func:`interpolate`: values and what happened on the way."""
+    """The result of :func:`interpolate`: values and what happened on the way.
+
+    ``clamped_*`` mark inputs outside an axis (their ``value`` is the edge's,
+    for the caller to discard); ``d_hvl`` and ``d_thickness`` are the
+    derivatives of the interpolant (per mm Al, per cm) when asked for.
+    """
 
     value: np.ndarray
     clamped_hvl: np.ndarray
     clamped_thickness: np.ndarray
     suspect: np.ndarray
+    d_hvl: Optional[np.ndarray] = None
+    d_thickness: Optional[np.ndarray] = None
 
 
-def interpolate(grid: Grid, hvl, thickness_cm) -> Interpolated:
+def interpolate(grid: Grid, hvl, thickness_cm, slopes: bool = False) -> Interpolated:
     """Interpolate ``grid`` at each (HVL, thickness) pair.
 
     Linear in HVL; in thickness linear, or linear in ln(value) when
-    ``grid.log_thickness`` (g). Values outside an axis are clamped to its
-    ends and reported in the ``clamped_*`` masks. NaN inputs give NaN.
+    ``grid.log_thickness`` (g). Values outside an axis are reported in the
+    ``clamped_*`` masks (their value is the edge's). NaN inputs give NaN.
+    With ``slopes`` the derivatives of the interpolant are returned too (on
+    a node, those of the cell the interpolation uses; zero along an absent
+    axis).
     """
     hvl = np.asarray(hvl, dtype=float)
     t = np.asarray(thickness_cm, dtype=float)
@@ -157,6 +168,19 @@ def interpolate(grid: Grid, hvl, thickness_cm) -> Interpolated:
     if grid.log_thickness:
         lo, hi = np.exp(lo), np.exp(hi)
     value = lo + wi * (hi - lo)
+    d_h = d_t = None
+    if slopes:
+        dh_axis = np.diff(grid.hvl)[np.minimum(i, nh - 2)] if grid.hvl is not None and nh > 1 else None
+        dt_axis = np.diff(grid.thickness)[np.minimum(j, nt - 2)] if grid.thickness is not None and nt > 1 else None
+        d_h = (hi - lo) / dh_axis if dh_axis is not None else np.zeros(n)
+        if dt_axis is None:
+            d_t = np.zeros(n)
+        else:
+            s_lo = (v[i, j1] - v[i, j]) / dt_axis
+            s_hi = (v[i1, j1] - v[i1, j]) / dt_axis
+            if grid.log_thickness:  # d/dt exp(L) = exp(L) dL/dt
+                s_lo, s_hi = lo * s_lo, hi * s_hi
+            d_t = s_lo + wi * (s_hi - s_lo)
     # a missing input gives a missing value, whatever the axis
     if grid.hvl is not None:
         value = np.where(np.isnan(hvl), np.nan, value)
@@ -168,7 +192,7 @@ def interpolate(grid: Grid, hvl, thickness_cm) -> Interpolated:
                    | (s[i1, j] & (wi * (1 - wj) > 0)) | (s[i1, j1] & (wi * wj > 0)))
     else:
         suspect = np.zeros(n, dtype=bool)
-    return Interpolated(value, ch, ct, suspect)
+    return Interpolated(value, ch, ct, suspect, d_h, d_t)
 
 
 # --- tube output and HVL fits -------------------------------------------------------
@@ -189,11 +213,18 @@ class KvFit:
     kv_max: float
     residuals: tuple  # measured − fitted, per point, in the points' order
     n_points: int
+    n_kv: int = 0  # distinct kV measured
+    mean_value: float = 0.0
 
     @property
     def rms(self) -> float:
         r = np.asarray(self.residuals)
         return float(np.sqrt(np.mean(r * r))) if r.size else 0.0
+
+    @property
+    def rel_rms(self) -> float:
+        """RMS residual relative to the mean fitted quantity (0 for an exact fit)."""
+        return self.rms / abs(self.mean_value) if self.mean_value else 0.0
 
 
 def fit_kv(kv, y, degree: int = 2) -> KvFit:
@@ -214,10 +245,10 @@ def fit_kv(kv, y, degree: int = 2) -> KvFit:
     residuals = y - np.polyval(coef, kv)
     padded = np.concatenate([np.zeros(3 - len(coef)), coef])
     return KvFit(tuple(float(c) for c in padded), deg, float(kv.min()), float(kv.max()),
-                 tuple(float(r) for r in residuals), int(kv.size))
+                 tuple(float(r) for r in residuals), int(kv.size), int(len(np.unique(kv))), float(np.mean(y)))
 
 
-def evaluate_fits(coef: np.ndarray, kv_range: np.ndarray, group: np.ndarray, kv, margin_kv: float):
+def evaluate_fits(coef: np.ndarray, kv_range: np.ndarray, group: np.ndarray, kv, margin_kv):
     """Evaluate stacked quadratic fits per event.
 
     Parameters
@@ -231,15 +262,16 @@ def evaluate_fits(coef: np.ndarray, kv_range: np.ndarray, group: np.ndarray, kv,
     kv
         Tube voltage per event.
     margin_kv
-        How far past the measured range the fit may be used. Further out the
-        kV is clamped to range ± margin and flagged: never extrapolated
-        further.
+        How far past the measured range the fit may be used (a number, or
+        one per event). Further out there is no value (NaN and the
+        ``outside`` mask): a fit is never extrapolated beyond it, nor is the
+        kV clamped.
 
     Returns
     -------
     value, outside
         The fitted values and the mask of events whose kV was past the
-        measured range by more than the margin (clamped).
+        measured range by more than the margin.
     """
     kv = np.asarray(kv, dtype=float)
     group = np.asarray(group)
@@ -249,10 +281,9 @@ def evaluate_fits(coef: np.ndarray, kv_range: np.ndarray, group: np.ndarray, kv,
     hi = kv_range[g, 1] + margin_kv
     with np.errstate(invalid="ignore"):
         outside = ok & ((kv < lo) | (kv > hi))
-    x = np.clip(kv, lo, hi)
     a, b, c = coef[g, 0], coef[g, 1], coef[g, 2]
-    value = (a * x + b) * x + c
-    value = np.where(ok, value, np.nan)
+    value = (a * kv + b) * kv + c
+    value = np.where(ok & ~outside, value, np.nan)
     return value, outside
 
 

@@ -5,15 +5,17 @@ kinds exist:
 
 ``bundled``
     Published g (Dance et al. 2000) and s (Dance et al. 2000 for Mo/Mo,
-    Mo/Rh, Rh/Rh, Rh/Al, W/Rh; Dance et al. 2009 for W/Ag) from the copy in
-    ``srdose/physics/data/dance_public_factors.json`` (itself a copy of
-    ../shared/physics/factors.json, with its provenance); c for typical
-    breasts, the s the papers' public text lacks (W/Al, Rh/Ag, Mo/Ag) and the
-    DBT T from srdose's own Monte Carlo tables in ``srdose/physics/tables/``
-    (``c_typical.csv``, ``s_factors.csv``, ``dbt_T.csv``; columns described
-    in that folder's README.md). A table that is not there is *missing*: the
-    events that need it are flagged ``missing_factor:...`` and get no MGD.
-    Nothing is filled in.
+    Mo/Rh, Rh/Rh, Rh/Al, W/Rh; Dance et al. 2009 for W/Ag) from the public
+    copy in ``srdose/physics/data/dance_public_factors.json`` (with its
+    provenance); from srdose's own Monte Carlo tables in
+    ``srdose/physics/tables/`` (columns described in that folder's
+    README.md): g beyond the published table (``g_factors.csv``, used only
+    where the published one does not reach), c for typical breasts
+    (``c_typical.csv``), the s the papers' public text lacks (W/Al, Rh/Ag,
+    Mo/Ag: ``s_factors.csv``) and t(θ) per beam for the tomosynthesis T of
+    each event's own sweep (``dbt_t_theta.csv``). A table that is not there
+    is *missing*: the events that need it are flagged ``missing_factor:...``
+    and get no MGD. Nothing is filled in.
 
 ``user``
     A CSV a physicist writes, e.g. from the national factor sheet they hold
@@ -51,7 +53,8 @@ a header and one row per tabulated value::
     The factor.
 
 Interpolation: linear in HVL, linear in ln(g) against thickness for g,
-bilinear for c, s and T; outside a table the input is clamped and flagged.
+bilinear for c, s and T, linear in angle for t(θ); outside every table
+there is no value, only a flag naming the factor and axis.
 """
 
 from __future__ import annotations
@@ -72,13 +75,14 @@ from srdose.physics.dance import AGE_GROUPS, Grid
 
 FACTORS = ("g", "c", "s", "T")
 
-#: Cells of the public g copy that disagree with a smooth Monte Carlo of the
-#: Dance geometry (../shared/physics/factors.json, g_factor.note; probable
-#: copying errors): flagged wherever an interpolation uses them.
+#: Cells of the public g copy that remain doubtful (the copy's own note):
+#: flagged wherever an interpolation uses them, used as published. The HVL
+#: 0.50 row from 7 cm up once looked low against the Monte Carlo, but an
+#: independent transcription of the same paper agrees with it within 0.5 %:
+#: it is taken as the published value and not flagged.
 SUSPECT_G_CELLS = (
-    (0.50, 7.0), (0.50, 8.0), (0.50, 9.0), (0.50, 10.0), (0.50, 11.0),  # ~3 % low
-    (0.60, 2.0),  # 0.587, ~1.6 % low
-    (0.55, 5.0),  # 0.287, ~2 % high
+    (0.60, 2.0),  # 0.587, ~1.5-2 % low against smooth models
+    (0.55, 5.0),  # 0.287, ~1-2 % high against smooth models
 )
 
 
@@ -108,6 +112,42 @@ class SpectrumFactor:
 
 
 @dataclass
+class TTheta:
+    """t(theta) of one beam: values over (HVL, thickness, |angle|) (Dance et al. 2011 t)."""
+
+    target: str
+    filter: str
+    filter_mm: Optional[float]
+    hvl: np.ndarray
+    thickness: np.ndarray
+    angles: np.ndarray
+    values: np.ndarray  # (len(hvl), len(thickness), len(angles))
+    rel_unc_max: float = 0.0
+
+    def grids(self) -> list[Grid]:
+        """One (HVL x thickness) grid per angle node."""
+        return [Grid(self.hvl, self.thickness, self.values[:, :, k]) for k in range(len(self.angles))]
+
+    def at_nodes(self, hvl, t_cm, n_nodes: int):
+        """t at the first ``n_nodes`` angle nodes for each (HVL, thickness), bilinear (one axis search
+        for all nodes); and the masks of inputs outside the HVL and thickness axes (their t is NaN)."""
+        from srdose.physics.dance import _axis_position
+
+        hvl = np.asarray(hvl, dtype=float)
+        t_cm = np.asarray(t_cm, dtype=float)
+        i, wi, ch = _axis_position(self.hvl, hvl)
+        j, wj, ct = _axis_position(self.thickness, t_cm)
+        v = self.values[:, :, :n_nodes]
+        wi, wj = wi[:, None], wj[:, None]
+        lo = v[i, j] + wj * (v[i, j + 1] - v[i, j])
+        hi = v[i + 1, j] + wj * (v[i + 1, j + 1] - v[i + 1, j])
+        out = lo + wi * (hi - lo)
+        bad = ch | ct | np.isnan(hvl) | np.isnan(t_cm)
+        out[bad] = np.nan
+        return out, ch, ct
+
+
+@dataclass
 class FactorSet:
     """Everything a recalculation needs from the factor tables.
 
@@ -120,9 +160,14 @@ class FactorSet:
     kind: str  # bundled | user
     sha256: str
     g: Optional[Grid] = None
+    #: g beyond the published table (Monte Carlo), used only where ``g`` does not reach
+    g_ext: Optional[Grid] = None
     c: dict = field(default_factory=dict)  # age group -> Grid
     s: list = field(default_factory=list)  # [SpectrumFactor]
-    T: dict = field(default_factory=dict)  # system key -> Grid
+    T: dict = field(default_factory=dict)  # system key -> Grid (a user set's T per system)
+    t_theta: list = field(default_factory=list)  # [TTheta]: T computed from the event's own sweep
+    #: c against glandularity: (glandularity nodes, one HVL x thickness Grid per node); phantom QC
+    c_glandularity: Optional[tuple] = None
     sources: dict = field(default_factory=dict)  # table -> provenance text
     missing: dict = field(default_factory=dict)
     content: Optional[str] = None  # the user CSV as loaded (stored with results)
@@ -152,6 +197,18 @@ class FactorSet:
             return generic[0], ""
         return cands[0], "nearest_filter_mm"
 
+    def t_theta_for(self, target: Optional[str], filt: Optional[str],
+                    filter_mm: Optional[float]) -> tuple[Optional[TTheta], str]:
+        """t(theta) table for a beam and a note ('' or 'nearest_filter_mm')."""
+        t, f = (target or "").upper(), (filt or "").upper()
+        cands = [tt for tt in self.t_theta if tt.target.upper() == t and tt.filter.upper() == f]
+        if not cands:
+            return None, ""
+        if filter_mm is not None and np.isfinite(filter_mm):
+            best = min(cands, key=lambda tt: abs((tt.filter_mm or 0.0) - filter_mm))
+            return best, "" if abs((best.filter_mm or 0.0) - filter_mm) < 1e-3 else "nearest_filter_mm"
+        return cands[0], "" if len(cands) == 1 else "nearest_filter_mm"
+
     def provenance(self) -> dict:
         """What to store beside every result this set produced."""
         return {
@@ -159,11 +216,16 @@ class FactorSet:
             "sources": self.sources, "missing": self.missing,
             "tables": {
                 "g": None if self.g is None else self.g.range_text(),
+                "g_extension": None if self.g_ext is None else self.g_ext.range_text(),
                 "c": {k: v.range_text() for k, v in self.c.items()},
                 "s": {f"{sf.target}/{sf.filter}" + (f":{sf.filter_mm:g}" if sf.filter_mm else ""):
                       sf.grid.range_text() for sf in self.s},
                 "T": {k: v.range_text() for k, v in self.T.items()},
+                "t_theta": {f"{t.target}/{t.filter}:{t.filter_mm:g}": (
+                    f"HVL {t.hvl[0]:.3g}-{t.hvl[-1]:.3g} mm Al, thickness {t.thickness[0]:g}-{t.thickness[-1]:g} cm, "
+                    f"angle 0-{t.angles[-1]:g} deg") for t in self.t_theta},
             },
+            "s_policy": S_POLICY if self.kind == "bundled" else "as given in the user factor set",
         }
 
 
@@ -304,7 +366,7 @@ def load_csv(source) -> FactorSet:
 # --- the bundled set ----------------------------------------------------------------------
 
 #: The published s of the public copy and the paper each comes from
-#: (../shared/physics/factors.json, s_factor.sources; single secondary copy,
+#: (dance_public_factors.json, s_factor.sources; single secondary copy,
 #: table numbers not given by it).
 PUBLISHED_S_SOURCE = {
     "Mo/Mo": "Dance et al. 2000 (Phys Med Biol 45:3225), via the public copy in factors.json (single-source)",
@@ -316,7 +378,13 @@ PUBLISHED_S_SOURCE = {
 }
 
 #: Monte Carlo tables the bundled set takes from srdose/physics/tables/.
-MC_TABLES = {"c": "c_typical.csv", "s": "s_factors.csv", "T": "dbt_T.csv"}
+MC_TABLES = {"g": "g_factors.csv", "c": "c_typical.csv", "s": "s_factors.csv", "t": "dbt_t_theta.csv",
+             "cg": "c_factors.csv"}
+
+#: Which s the bundled set uses, stated once (shown with every result's provenance).
+S_POLICY = ("published constants where the papers give them (Mo/Mo, Mo/Rh, Rh/Rh, Rh/Al, W/Rh: Dance et al. "
+            "2000; W/Ag: Dance et al. 2009), whatever the kV and thickness; the Monte Carlo s per spectrum "
+            "(kV via HVL) and thickness for every other beam (W/Al, Rh/Ag, Mo/Ag), from s_factors.csv")
 
 
 def _package_text(relative: str) -> Optional[bytes]:
@@ -369,6 +437,18 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
                              "suspect cells flagged)", "g", SUSPECT_G_CELLS)
     fs.sources["g"] = f"{pg.get('intended_primary', 'Dance2000')}; {pg.get('source', '')}"
 
+    # g beyond the published table: srdose Monte Carlo (used only outside the published range)
+    if mc["g"] is not None:
+        _, rows = _read_commented_csv(mc["g"])
+        points = {(round(float(r["hvl_mm_al"]), 4), float(r["thickness_cm"])): float(r["g"])
+                  for r in rows if _num(r.get("g")) is not None}
+        if points:
+            fs.g_ext = _grid_from_points(points, True, f"srdose Monte Carlo {MC_TABLES['g']}", "g extension")
+            fs.g_ext.meta["rel_unc_max"] = max(float(r["g_rel_unc"] or 0) for r in rows)
+            fs.sources["g extension"] = (f"srdose Monte Carlo ({MC_TABLES['g']}) outside the published "
+                                         f"{fs.g.range_text()}; agreement with the published cells in the "
+                                         "validation dossier")
+
     # s: published values where the public text has them
     for beam, value in public["s_factor"]["values"].items():
         target, filt = beam.split("/")
@@ -394,6 +474,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
             if grp in by_age:
                 fs.c[grp] = _grid_from_points(by_age[grp], False, f"srdose Monte Carlo {MC_TABLES['c']}",
                                               f"c {grp}")
+                fs.c[grp].meta["rel_unc_max"] = max(float(r["c_rel_unc"] or 0) for r in rows)
                 fs.sources[f"c {grp}"] = (f"srdose Monte Carlo ({MC_TABLES['c']}), typical glandularity of "
                                           "Dance et al. 2000 (public copy)")
             else:
@@ -425,30 +506,69 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
                 continue
             grid = _grid_from_points(points, False, f"srdose Monte Carlo {MC_TABLES['s']}",
                                      f"s {target}/{filt}")
+            grid.meta["rel_unc_max"] = max(float(r["s_rel_unc"] or 0) for r in rows if r["s_rel_unc"])
+            grid.meta["monte_carlo"] = True
             fs.s.append(SpectrumFactor(target, filt, mm, grid))
             fs.sources[f"s {target}/{filt}:{mm:g}" if mm else f"s {target}/{filt}"] = \
                 f"srdose Monte Carlo ({MC_TABLES['s']})"
 
-    # T: Monte Carlo per system sweep
-    if mc["T"] is None:
-        fs.missing["T"] = (f"missing factor table T ({where_tables}/{MC_TABLES['T']}: the Monte Carlo DBT "
-                           "table is not shipped yet)")
-    else:
-        _, rows = _read_commented_csv(mc["T"])
-        systems: dict[str, dict] = {}
-        unverified: dict[str, str] = {}
+    # c against glandularity (phantom QC: the glandularity of the PMMA-equivalent breast)
+    if mc["cg"] is not None:
+        _, rows = _read_commented_csv(mc["cg"])
+        by_gl: dict[float, dict] = {}
         for r in rows:
-            v = _num(r.get("T"))
-            if v is None:
-                continue
-            key = system_key(r["system"])
-            systems.setdefault(key, {})[(round(float(r["hvl_mm_al"]), 4), float(r["thickness_cm"]))] = v
-            if str(r.get("geometry_verified", "True")).strip().lower() in ("false", "0", "no"):
-                unverified[key] = r.get("sweep_source", "")
-        for key, points in systems.items():
-            grid = _grid_from_points(points, False, f"srdose Monte Carlo {MC_TABLES['T']}", f"T {key}")
-            grid.meta["unverified"] = unverified.get(key, "")
-            fs.T[key] = grid
-            fs.sources[f"T {key}"] = f"srdose Monte Carlo ({MC_TABLES['T']})" + (
-                f"; sweep geometry NOT verified: {unverified[key]}" if key in unverified else "")
+            v = _num(r.get("c"))
+            if v is not None:
+                by_gl.setdefault(float(r["glandularity"]), {})[(float(r["hvl_mm_al"]), float(r["thickness_cm"]))] = v
+        nodes = sorted(by_gl)
+        fs.c_glandularity = (np.array(nodes), [_grid_from_points(by_gl[gl], False, f"srdose Monte Carlo "
+                                                                 f"{MC_TABLES['cg']}", f"c {gl:g}") for gl in nodes])
+        fs.sources["c by glandularity"] = f"srdose Monte Carlo ({MC_TABLES['cg']})"
+
+    # t(theta): Monte Carlo per beam; T is summed over each event's own sweep
+    if mc["t"] is None:
+        fs.missing["t_theta"] = (f"missing factor table t(theta) ({where_tables}/{MC_TABLES['t']}): "
+                                 "tomosynthesis events get no MGD")
+    else:
+        fs.t_theta = _t_theta_tables(mc["t"])
+        fs.sources["t(theta)"] = (f"srdose Monte Carlo ({MC_TABLES['t']}): t = dose at angle / dose at 0 "
+                                  "degrees (Dance et al. 2011 definition), per beam, HVL, thickness")
     return fs
+
+
+def _t_theta_tables(text: str) -> list[TTheta]:
+    _, rows = _read_commented_csv(text)
+    by_beam: dict[tuple, dict] = {}
+    for r in rows:
+        v = _num(r.get("t"))
+        if v is None:
+            continue
+        key = (r["target"].strip().capitalize(), r["filter"].strip().capitalize(), _num(r.get("filter_mm")))
+        by_beam.setdefault(key, {})[(float(r["hvl_mm_al"]), float(r["thickness_cm"]), float(r["angle_deg"]))] = (
+            v, float(r.get("t_rel_unc") or 0))
+    out = []
+    for (target, filt, mm), cells in sorted(by_beam.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        hvls = sorted({h for h, _, _ in cells})
+        ts = sorted({t for _, t, _ in cells})
+        angles = sorted({a for _, _, a in cells})
+        values = np.full((len(hvls), len(ts), len(angles)), np.nan)
+        for (h, t, a), (v, _) in cells.items():
+            values[hvls.index(h), ts.index(t), angles.index(a)] = v
+        if np.isnan(values).any():
+            raise FactorSetError(f"t(theta) {target}/{filt}: the rows must fill a complete grid")
+        out.append(TTheta(target, filt, mm, np.array(hvls), np.array(ts), np.array(angles), values,
+                          max(u for _, u in cells.values())))
+    return out
+
+
+def load_pmma_equivalence(public_json: Optional[Path] = None) -> dict:
+    """PMMA thickness -> equivalent breast thickness and glandularity (European protocol), with its
+    status and source, from the bundled public copy."""
+    raw = Path(public_json).read_bytes() if public_json else _package_text("data/dance_public_factors.json")
+    if raw is None:
+        raise FactorSetError("the bundled published factors are not installed")
+    doc = json.loads(raw)
+    table = doc.get("factors", doc).get("pmma_equivalence") or {}
+    if not table.get("rows"):
+        raise FactorSetError("the PMMA equivalence table is missing from the bundled published factors")
+    return table

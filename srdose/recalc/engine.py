@@ -1,6 +1,6 @@
 """The recalculation engine: events in, Dance-model MGD out, vectorised.
 
-Two methods per event (issue #6):
+Two methods per event:
 
 ``measured``
     The unit has a physics set valid on the study date with measurements of
@@ -15,41 +15,37 @@ Then MGD = K·g·c·s (2D) or K·g·c·s·T (DBT) with the factor set's tables.
 Anything missing or doubtful is a named flag on the event, never a crash
 and never a guess.
 
-Vendor rules (each has a test)
-------------------------------
-* Reference point. "Entrance exposure to a 4.2 cm breast thickness"
-  (Hologic) is 42 mm above the breast support whatever the thickness; "At
-  Surface of Patient" (GE, IMS Giotto, ...) is the breast surface. The height
-  is read from the RDSR's text (``N cm`` / ``N mm`` / "surface"); when the
-  text is absent the maker's known definition is used and flagged
-  ``reference_point:vendor_rule``. Moving the kerma needs the support gap,
-  which the RDSR lacks: it comes from the unit's physics set when there is
-  one, else from ``[recalc] rdsr_support_gap_mm`` (flagged
-  ``assumed:support_gap_mm``; K changes by < 1.5 % per 25 mm of gap error
-  for 20-90 mm breasts at FDD 700 mm).
-* Hologic 20 kV events with AGD = HVL = entrance exposure = 0: the parser
-  stores those as missing; the rdsr method flags ``missing:hvl_mm`` and
-  ``missing:entrance_exposure_mgy`` and gives no MGD; the ratio is not
-  formed (``missing:agd_mgy``).
-* GE pre-pulse. The event's mAs is the sum over all its pulses, pre-pulse
-  included. PS3.16 TID 10003 reports the *irradiation event*, and the
-  pre-pulse is part of it: it is emitted through the breast in the same
-  position, before the main pulse (it is how the AEC measures the breast),
-  so it delivers dose. K is computed at the main pulse's kV (the kV of the
-  two differ by ~0.1 kV in the public Pristina file). The pre-pulse is
-  ~0.6 % of the mAs there (2 mA × 51 ms against 30.5 mA × 558 ms).
-* IMS Giotto DBT: 11 projections, the first at about half the mAs; K_T is
-  from the total mAs of all 11 (Dance 2011: total tube loading); the
-  uneven weights are in T (the Monte Carlo table's sweep uses them).
-* Siemens DBT reporting one projection (OpenREM issue #780): a Siemens DBT
-  event whose mAs is below ``[recalc] dbt_min_sweep_mas`` (default 20 mAs),
-  or whose mAs-derived K is under a third of the K its own entrance exposure
-  implies, is flagged ``dbt_mas_one_projection``. Rationale: a full sweep of
-  25 projections delivering a typical 1-2.5 mGy needs tens to hundreds of
-  mAs, one projection 1/25 of that (2-8 mAs); 20 mAs lies between. With the
-  measured method the suspect mAs is not used: the RDSR's entrance exposure
-  is (method ``rdsr``, flag ``fallback:rdsr``) when present; nothing is
-  scaled by a guessed number of projections.
+Vendor rules (each has a test; the evidence is in docs/vendors.md)
+------------------------------------------------------------------
+* Reference point. Decided per maker from evidence
+  (:data:`VENDOR_REFERENCE_POINT`), overridable per maker or model with
+  ``[recalc] reference_point`` after a phantom check. Hologic's "Entrance
+  exposure to a 4.2 cm breast thickness" is taken at the breast surface (its
+  kerma per mAs follows the breast surface across thicknesses), flagged
+  ``assumed:reference_point`` while that rests on inference. An image
+  header's entrance dose is at its Distance Source to Entrance (GE writes
+  SID − thickness there, without the support gap). Moving a kerma needs the
+  support gap: from the unit's physics set, else ``[recalc]
+  rdsr_support_gap_mm`` (flagged ``assumed:support_gap_mm``).
+* Kerma against mAs, every vendor: where the unit has physics data and the
+  RDSR a kerma, the kerma implied by output × mAs is compared with the
+  RDSR's; beyond ``[recalc] k_vs_mas_tolerance`` the measured MGD is
+  withheld (``inconsistent:k_vs_mas``) and the rdsr method's MGD kept
+  (``fallback:rdsr``). GE's DBT per-pulse mA and pulse width sum to about an
+  eighth of the mAs its own kerma implies; Siemens DBT RDSRs are said to
+  report one projection's mAs (also flagged ``dbt_mas_one_projection`` below
+  ``[recalc] dbt_min_sweep_mas``).
+* Hologic 20 kV events with AGD = HVL = entrance exposure = 0: stored as
+  missing; flagged, no MGD.
+* GE pre-pulse: part of the irradiation event (PS3.16 TID 10003), so its mAs
+  counts; K at the main pulse's kV.
+* Tomosynthesis: T = Σ αᵢ t(θᵢ) over the event's own sweep (positioner
+  start/end angles, the projections listed or Number of Pulses, the tube
+  loading per projection); a system's documented sweep
+  (:mod:`srdose.physics.sweeps`) fills what the RDSR lacks, flagged
+  ``assumed:sweep_arc`` / ``assumed:sweep_projections``. K_T is from the
+  total mAs of the sweep (Dance 2011).
+* Outside every factor table there is no MGD, only ``out_of_table:<factor>:<axis>``.
 """
 
 from __future__ import annotations
@@ -64,28 +60,142 @@ import numpy as np
 
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet, system_key
+from srdose.physics.sweeps import documented_sweep
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 
 METHODS = ("measured", "rdsr")
 
 
+#: Reference-point rules by maker, decided from evidence (docs/vendors.md):
+#: (rule, assumed). ``surface``: the kerma is at the upper breast surface;
+#: ``rdsr``: as the RDSR's reference-point text says. ``assumed`` marks a
+#: rule that rests on inference; its results carry ``assumed:reference_point``
+#: until a physicist confirms or overrides it (``[recalc] reference_point``).
+VENDOR_REFERENCE_POINT = {
+    # Text "Entrance exposure to a 4.2 cm breast thickness"; kerma per mAs of three
+    # otherwise identical sweeps rises +0.43 %/mm with thickness (surface: +0.29 %/mm,
+    # fixed point: 0): the breast surface, inferred.
+    "hologic": ("surface", True),
+    # "At Surface of Patient", and Distance Source to RP = SID - 23.2 mm - thickness.
+    "ge": ("rdsr", False),
+    # "At Surface of Patient"; kerma per mAs across 44 and 47 mm follows the surface.
+    "giotto": ("rdsr", False),
+}
+
+
+def _parse_rule_list(items, what: str, check) -> tuple:
+    """("KEY=VALUE", ...) -> ((key, value), ...), each value checked by ``check``."""
+    if isinstance(items, str):
+        raise ValueError(f"[recalc] {what} must be a list of \"KEY=VALUE\" strings, not a single string")
+    out = []
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"[recalc] {what}: {item!r} is not KEY=VALUE")
+        out.append((key.strip().lower(), check(value.strip(), item)))
+    return tuple(out)
+
+
+def _rp_value(value: str, item) -> str:
+    v = value.lower().replace(" ", "")
+    if v in ("surface", "rdsr"):
+        return v
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)mm", v)
+    if m:
+        return f"{float(m.group(1)):g}mm"
+    raise ValueError(f"[recalc] reference_point: {item!r}: expected surface, rdsr or a height such as 42mm")
+
+
+def _band_value(value: str, item) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        f = -1.0
+    if not 0.0 < f < 10.0:
+        raise ValueError(f"[recalc] ratio_bands: {item!r}: the band must be a fraction such as 0.15")
+    return f
+
+
+@dataclass(frozen=True)
+class UncertaintyBudget:
+    """Standard uncertainties (k = 1) of the inputs of one MGD, with their basis.
+
+    Relative values are fractions. Each is a default a physicist can replace
+    with the figures of their own service (``[recalc]`` ``u_*`` keys); the
+    validation dossier lists them with the reasoning.
+    """
+
+    #: Dosemeter calibration of the output measurement (a certificate's 5 % at k = 2).
+    dosemeter: float = 0.025
+    #: The unit's own kerma (rdsr method): not verified by srdose; 10 % until checked.
+    rdsr_kerma: float = 0.10
+    #: Displayed compressed thickness: a +-5 mm tolerance taken as rectangular (mm).
+    thickness_mm: float = 2.9
+    #: HVL, measured (mm Al) and as reported by the unit (mm Al).
+    hvl_measured_mm: float = 0.02
+    hvl_rdsr_mm: float = 0.03
+    #: g: published table, interpolation in ln(g) (leave-one-out ~1 %) and a single public copy.
+    g_published: float = 0.015
+    #: Monte Carlo factors beyond statistics: agreement with the published cells.
+    monte_carlo_model: float = 0.02
+    #: c when the woman's age is unknown (the 40-49 and 50-64 tables differ by up to ~5 %).
+    age_group_assumed: float = 0.05
+    #: s of a beam whose filter thickness is assumed.
+    filter_assumed: float = 0.02
+    #: T when the sweep arc or the number of projections is assumed.
+    sweep_assumed: float = 0.01
+
+    @classmethod
+    def from_settings(cls, section: dict) -> "UncertaintyBudget":
+        kw = {}
+        for key, attr in (("u_dosemeter", "dosemeter"), ("u_rdsr_kerma", "rdsr_kerma"),
+                          ("u_thickness_mm", "thickness_mm"), ("u_hvl_measured_mm", "hvl_measured_mm"),
+                          ("u_hvl_rdsr_mm", "hvl_rdsr_mm")):
+            if key in section:
+                value = float(section[key])
+                if not 0.0 <= value < 10.0:
+                    raise ValueError(f"[recalc] {key} = {section[key]!r}: expected a small non-negative number")
+                kw[attr] = value
+        return cls(**kw)
+
+
 @dataclass(frozen=True)
 class Params:
-    """Settings of a recalculation (``[recalc]`` in the config)."""
+    """Settings of a recalculation (``[recalc]`` in the config).
+
+    ``ratio_bands`` refine ``ratio_band`` per method and maker
+    (``("rdsr:hologic", 0.15)``; the most specific wins);
+    ``reference_point`` overrides :data:`VENDOR_REFERENCE_POINT` per maker or
+    model (``("hologic", "surface")``, ``("selenia dimensions", "42mm")``).
+    """
 
     ratio_band: float = 0.25
     kv_margin: float = 1.0
     fit_degree: int = 2
     rdsr_support_gap_mm: float = 0.0
     dbt_min_sweep_mas: float = 20.0
+    k_vs_mas_tolerance: float = 0.30
+    ratio_bands: tuple = (("rdsr", 0.15), ("rdsr:ge", 0.25), ("measured", 0.20))
+    reference_point: tuple = ()
+    budget: UncertaintyBudget = UncertaintyBudget()
 
     @classmethod
     def from_settings(cls, section: dict) -> "Params":
         return cls(ratio_band=float(section["ratio_band"]), kv_margin=float(section["kv_margin"]),
                    fit_degree=int(section["fit_degree"]),
                    rdsr_support_gap_mm=float(section["rdsr_support_gap_mm"]),
-                   dbt_min_sweep_mas=float(section["dbt_min_sweep_mas"]))
+                   dbt_min_sweep_mas=float(section["dbt_min_sweep_mas"]),
+                   k_vs_mas_tolerance=float(section.get("k_vs_mas_tolerance", 0.30)),
+                   ratio_bands=_parse_rule_list(section.get("ratio_bands", ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"]),
+                                                "ratio_bands", _band_value),
+                   reference_point=_parse_rule_list(section.get("reference_point", []), "reference_point",
+                                                    _rp_value),
+                   budget=UncertaintyBudget.from_settings(section))
+
+    def band_for(self, method: str, maker: str) -> float:
+        bands = dict(self.ratio_bands)
+        return bands.get(f"{method}:{maker}", bands.get(method, self.ratio_band))
 
     def digest(self) -> str:
         text = json.dumps({"engine": ENGINE_VERSION, **asdict(self)}, sort_keys=True)
@@ -143,6 +253,8 @@ class PhysicsFits:
     coef_out: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     coef_hvl: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     kv_range: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    n_kv: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # distinct kV per fit
+    out_rel_rms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # output fit residual / mean output
 
     @classmethod
     def build(cls, sets: list[dict], degree: int = 2) -> "PhysicsFits":
@@ -160,6 +272,8 @@ class PhysicsFits:
             pf.coef_out = np.array([f[4].coef for f in fits])
             pf.coef_hvl = np.array([f[5].coef for f in fits])
             pf.kv_range = np.array([(f[4].kv_min, f[4].kv_max) for f in fits])
+            pf.n_kv = np.array([f[4].n_kv for f in fits], dtype=np.int64)
+            pf.out_rel_rms = np.array([f[4].rel_rms for f in fits])
         return pf
 
     def fit_for(self, set_index: int, target: Optional[str], filt: Optional[str],
@@ -218,26 +332,52 @@ def applicable_sets(sets: list[dict], manufacturer: list, serial: list, study_da
 
 # --- reference point ----------------------------------------------------------------------------
 
-#: Reference-point height above the breast support (mm; NaN = the breast
-#: surface) by maker, when the RDSR does not say (../shared/physics/README.md,
-#: "Vendor facts": Hologic 4.2 cm breast thickness; GE and IMS Giotto at the
-#: surface of the patient).
-VENDOR_REFERENCE_POINT = {"hologic": 42.0, "ge": np.nan, "giotto": np.nan}
+#: Reference-point status codes of a batch.
+RP_RDSR, RP_RULE, RP_ASSUMED, RP_UNKNOWN, RP_SITE = 0, 1, 2, 3, 4
+#: Height code for "at the object's own Distance Source to RP" (an image header's
+#: Distance Source to Entrance): the kerma is moved from that distance.
+AT_SOURCE_DISTANCE = -1.0
 
 
-def reference_point_height(text: Optional[str], manufacturer: Optional[str]) -> tuple[float, str]:
-    """(height above the support in mm, NaN for the surface; 'rdsr' | 'vendor_rule' | 'unknown')."""
+def _from_text(text: str) -> Optional[float]:
+    """Height above the support (mm) named in a reference-point text; NaN for 'surface'; None if neither."""
     t = (text or "").lower()
-    if t:
-        m = re.search(r"(\d+(?:\.\d+)?)\s*(cm|mm)\b", t)
-        if m:
-            return float(m.group(1)) * (10.0 if m.group(2) == "cm" else 1.0), "rdsr"
-        if "surface" in t:
-            return float("nan"), "rdsr"
+    if "distance source to entrance" in t:
+        return AT_SOURCE_DISTANCE
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(cm|mm)\b", t)
+    if m:
+        return float(m.group(1)) * (10.0 if m.group(2) == "cm" else 1.0)
+    if "surface" in t:
+        return float("nan")
+    return None
+
+
+def reference_point_height(text: Optional[str], manufacturer: Optional[str], model: Optional[str] = None,
+                           site_rules: tuple = ()) -> tuple[float, int]:
+    """(height above the support in mm, NaN for the breast surface; status code RP_*).
+
+    A site rule (``[recalc] reference_point``, matched on the model name, then
+    the maker) wins; then the maker's rule from :data:`VENDOR_REFERENCE_POINT`;
+    then the RDSR's own text.
+    """
     key = system_key(manufacturer)
-    if key in VENDOR_REFERENCE_POINT:
-        return VENDOR_REFERENCE_POINT[key], "vendor_rule"
-    return float("nan"), "unknown"
+    rules = dict(site_rules)
+    rule, status = None, RP_SITE
+    for k in ((model or "").strip().lower(), (manufacturer or "").strip().lower(), key):
+        if k and k in rules:
+            rule = rules[k]
+            break
+    if rule is None and key in VENDOR_REFERENCE_POINT:
+        rule, assumed = VENDOR_REFERENCE_POINT[key]
+        status = RP_ASSUMED if assumed else RP_RULE
+    if rule == "surface":
+        return float("nan"), status
+    if rule is not None and rule.endswith("mm"):
+        return float(rule[:-2]), status
+    h = _from_text(text or "")
+    if h is None:
+        return float("nan"), RP_UNKNOWN
+    return h, (RP_RDSR if rule is None else status)
 
 
 # --- the prepared batch ------------------------------------------------------------------------
@@ -254,9 +394,11 @@ class Batch:
     thickness_mm: np.ndarray
     hvl_rdsr: np.ndarray
     k_rp: np.ndarray  # entrance exposure at the RDSR's reference point (mGy)
-    rp_height_mm: np.ndarray  # NaN: at the breast surface
-    rp_status: np.ndarray  # 0 rdsr, 1 vendor rule, 2 unknown
+    rp_height_mm: np.ndarray  # NaN: at the breast surface; AT_SOURCE_DISTANCE: at source_rp_mm
+    rp_status: np.ndarray  # RP_* code
+    rp_text_height_mm: np.ndarray  # the height the RDSR's text names (NaN: surface or none)
     sdd_mm: np.ndarray
+    source_rp_mm: np.ndarray
     agd: np.ndarray
     age: np.ndarray
     siemens: np.ndarray
@@ -271,6 +413,11 @@ class Batch:
     fdd_mm: np.ndarray
     gap_mm: np.ndarray
     d_ref_mm: np.ndarray
+    angle_start: np.ndarray  # positioner primary angle (start) of the sweep, degrees
+    angle_end: np.ndarray  # positioner primary end angle
+    n_pulses: np.ndarray
+    #: tube loading per projection, (n, max projections), NaN-padded; rows of 2D events are NaN
+    proj_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def take(self, idx) -> "Batch":
         """The events at ``idx`` (codes and lists shared)."""
@@ -290,11 +437,26 @@ def _codes(keys: list) -> tuple[np.ndarray, list]:
     return codes, list(table)
 
 
-def prepare(inputs: dict, fits: PhysicsFits) -> Batch:
+def _projection_weights(n: int, pulse_event: np.ndarray, pulse_weight: np.ndarray) -> np.ndarray:
+    """(n, max projections) tube loading per projection, NaN-padded, from CSR-like pulse arrays."""
+    if pulse_event.size == 0:
+        return np.full((n, 1), np.nan)
+    counts = np.bincount(pulse_event, minlength=n)
+    width = max(int(counts.max()), 1)
+    out = np.full((n, width), np.nan)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    col = np.arange(pulse_event.size) - start[pulse_event]
+    out[pulse_event, col] = pulse_weight
+    return out
+
+
+def prepare(inputs: dict, fits: PhysicsFits, params: Optional[Params] = None) -> Batch:
     """Turn :func:`srdose.store.recalc.recalc_inputs` output into a :class:`Batch`."""
+    params = params or Params()
     n = len(inputs["event_id"])
     manu = inputs["manufacturer"]
-    manu_code, manu_keys = _codes(manu)
+    model = inputs.get("model") or [None] * n
+    manu_code, manu_keys = _codes(list(zip(manu, model)))
     acq_code, acq_keys = _codes(inputs["acquisition"])
     is_dbt = np.array([a == "DBT" for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
     acq_missing = np.array([a is None for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
@@ -303,14 +465,17 @@ def prepare(inputs: dict, fits: PhysicsFits) -> Batch:
     beam_raw, beam_raw_keys = _codes(list(zip(inputs["anode"], inputs["filter_material"], mm_keys)))
     beam_keys = [(a, f, None if m < 0 else m) for a, f, m in beam_raw_keys]
     beam, beams = beam_raw, beam_keys
-    manu_system = [system_key(m) for m in manu_keys]
+    manu_system = [system_key(m) for m, _ in manu_keys]
     sys_of_manu, systems = _codes(manu_system)
     sys_codes = sys_of_manu[manu_code] if n else np.zeros(0, np.int64)
     rp_codes, rp_keys = _codes(list(zip(inputs["reference_point"], manu_code.tolist())))
-    rp_table = [reference_point_height(text, manu_keys[mc]) for text, mc in rp_keys]
-    status_code = {"rdsr": 0, "vendor_rule": 1, "unknown": 2}
+    rp_table = [reference_point_height(text, *manu_keys[mc], site_rules=params.reference_point)
+                for text, mc in rp_keys]
     rp_height = np.array([h for h, _ in rp_table], dtype=float)[rp_codes] if n else np.zeros(0)
-    rp_status = np.array([status_code[s] for _, s in rp_table], dtype=np.int64)[rp_codes] if n else np.zeros(0, np.int64)
+    rp_status = np.array([s for _, s in rp_table], dtype=np.int64)[rp_codes] if n else np.zeros(0, np.int64)
+    rp_text = np.array([_from_text(text or "") or np.nan for text, _ in rp_keys], dtype=float)[rp_codes] \
+        if n else np.zeros(0)
+    rp_text = np.where(rp_text > 0, rp_text, np.nan)
     siemens = np.array([k == "siemens" for k in systems], dtype=bool)[sys_codes] if n else np.zeros(0, bool)
 
     set_index = applicable_sets(fits.sets, manu, inputs["serial"], inputs["study_date"])
@@ -327,13 +492,20 @@ def prepare(inputs: dict, fits: PhysicsFits) -> Batch:
     geo = np.array([[s["fdd_mm"], s["support_gap_mm"], s["d_ref_mm"]] for s in fits.sets] + [[np.nan] * 3],
                    dtype=float)
     g = geo[np.where(set_index >= 0, set_index, len(fits.sets))]
+    nan = np.full(n, np.nan)
+    weights = _projection_weights(n, inputs.get("pulse_event", np.zeros(0, np.int64)),
+                                  inputs.get("pulse_weight", np.zeros(0)))
     return Batch(
         n=n, is_dbt=is_dbt, kvp=inputs["kvp"], mas=inputs["mas"], thickness_mm=inputs["compressed_thickness_mm"],
         hvl_rdsr=inputs["hvl_mm"], k_rp=inputs["entrance_exposure_mgy"], rp_height_mm=rp_height,
-        rp_status=rp_status, sdd_mm=inputs["source_detector_mm"], agd=inputs["agd_mgy"], age=inputs["age_years"],
+        rp_status=rp_status, rp_text_height_mm=rp_text, sdd_mm=inputs["source_detector_mm"],
+        source_rp_mm=inputs.get("source_rp_mm", nan), agd=inputs["agd_mgy"], age=inputs["age_years"],
         siemens=siemens, acquisition_missing=acq_missing, beam=beam, beams=beams, system=sys_codes,
         systems=systems, set_index=set_index, fit_index=fit_index, fit_nearest_mm=fit_near,
         fdd_mm=g[:, 0], gap_mm=g[:, 1], d_ref_mm=g[:, 2],
+        angle_start=inputs.get("positioner_primary_angle_deg", nan),
+        angle_end=inputs.get("positioner_primary_end_angle_deg", nan),
+        n_pulses=inputs.get("n_pulses", nan), proj_weight=weights,
     )
 
 
@@ -354,83 +526,95 @@ class Result:
     t: np.ndarray  # NaN for 2D
     ratio: np.ndarray
     flags: Flags
+    mgd_u: np.ndarray = field(default_factory=lambda: np.zeros(0))  # expanded uncertainty, k = 2
 
 
-def _clamp_flags(flags: Flags, name: str, r: dance.Interpolated, where: np.ndarray) -> None:
-    flags.add(f"clamped:{name}:hvl", where & r.clamped_hvl)
-    flags.add(f"clamped:{name}:thickness", where & r.clamped_thickness)
+def _lookup(grid: dance.Grid, hvl, t_cm, name: str, flags: Flags, where: np.ndarray) -> np.ndarray:
+    """Interpolated factor, NaN (and ``out_of_table:<name>:<axis>``) outside the table."""
+    r = dance.interpolate(grid, hvl, t_cm)
+    flags.add(f"out_of_table:{name}:hvl", where & r.clamped_hvl)
+    flags.add(f"out_of_table:{name}:thickness", where & r.clamped_thickness)
     flags.add(f"suspect_cell:{name}", where & r.suspect)
+    return np.where(r.clamped_hvl | r.clamped_thickness, np.nan, r.value)
 
 
-def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Result:
-    """Recalculate every event of the batch (pure numpy; no I/O)."""
+def _mask(n: int, idx: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[idx] = sub
+    return out
+
+
+def _measured_kerma(b: Batch, fits: PhysicsFits, params: Params, flags: Flags):
+    """K and HVL from the unit's fitted output and HVL; NaN where the fit may not be used."""
     n = b.n
-    flags = Flags(n)
-    nan = np.full(n, np.nan)
-    t_mm = b.thickness_mm
-    t_cm = t_mm / 10.0
+    if not fits.beam_fits:
+        return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    has_fit = b.fit_index >= 0
+    fi = np.where(has_fit, b.fit_index, 0)
+    few = has_fit & (fits.n_kv[fi] < 3)
+    # A fit through one or two kV (a constant or a line) is used only inside the measured range.
+    margin = np.where(few, 0.0, params.kv_margin)
+    y, outside = dance.evaluate_fits(fits.coef_out, fits.kv_range, b.fit_index, b.kvp, margin)
+    hvl_fit, _ = dance.evaluate_fits(fits.coef_hvl, fits.kv_range, b.fit_index, b.kvp, margin)
+    flags.add("physics:few_kv_points", few)
+    flags.add("kv_outside_measured", outside)
+    with np.errstate(invalid="ignore"):
+        beyond = has_fit & ~outside & ((b.kvp < fits.kv_range[fi, 0]) | (b.kvp > fits.kv_range[fi, 1]))
+    flags.add("physics:kv_within_margin", beyond)
+    flags.add("suspect:support_gap_zero", has_fit & (b.gap_mm == 0.0))
+    k_meas = dance.kerma_from_output(y, b.mas, b.d_ref_mm, b.fdd_mm, b.gap_mm, b.thickness_mm)
+    u_fit = np.where(has_fit, fits.out_rel_rms[fi], np.nan)
+    return k_meas, hvl_fit, u_fit
 
-    # --- method and K ---
-    measured = b.fit_index >= 0
-    flags.add("fallback:rdsr:no_physics_for_beam", (b.set_index >= 0) & ~measured)
-    flags.add("physics:nearest_filter_mm", measured & b.fit_nearest_mm)
-    if fits.beam_fits:
-        y, outside = dance.evaluate_fits(fits.coef_out, fits.kv_range, b.fit_index, b.kvp, params.kv_margin)
-        hvl_fit, _ = dance.evaluate_fits(fits.coef_hvl, fits.kv_range, b.fit_index, b.kvp, params.kv_margin)
-        flags.add("kv_outside_measured", outside)
-        k_meas = dance.kerma_from_output(y, b.mas, b.d_ref_mm, b.fdd_mm, b.gap_mm, t_mm)
-    else:
-        hvl_fit, k_meas = nan, nan
 
-    # rdsr method: entrance exposure moved from the reference point to the breast surface
+def _rdsr_kerma(b: Batch, params: Params):
+    """The RDSR's entrance exposure moved from its reference point to the breast surface."""
     has_set = b.set_index >= 0
     gap = np.where(has_set, b.gap_mm, params.rdsr_support_gap_mm)
-    at_height = ~np.isnan(b.rp_height_mm)
-    d_surface = b.sdd_mm - gap - t_mm
-    d_rp = b.sdd_mm - gap - b.rp_height_mm
-    k_rdsr = np.where(at_height, dance.move_kerma(b.k_rp, d_rp, d_surface), b.k_rp)
-    k_rdsr = np.where(b.rp_status == 2, np.nan, k_rdsr)
+    at_distance = b.rp_height_mm == AT_SOURCE_DISTANCE
+    at_height = ~np.isnan(b.rp_height_mm) & ~at_distance
+    d_surface = b.sdd_mm - gap - b.thickness_mm
+    d_rp = np.where(at_distance, b.source_rp_mm, b.sdd_mm - gap - b.rp_height_mm)
+    moved = at_height | at_distance
+    k = np.where(moved, dance.move_kerma(b.k_rp, d_rp, d_surface), b.k_rp)
+    return np.where(b.rp_status == RP_UNKNOWN, np.nan, k), moved, has_set
 
-    # Siemens DBT reporting the mAs of one projection (OpenREM #780)
-    with np.errstate(invalid="ignore"):
-        one_proj = b.is_dbt & b.siemens & ((b.mas < params.dbt_min_sweep_mas) | (k_meas < k_rdsr / 3.0))
-    flags.add("dbt_mas_one_projection", one_proj)
-    swap = measured & one_proj & np.isfinite(k_rdsr)
-    flags.add("fallback:rdsr", swap)
-    measured = measured & ~swap
-    rdsr = ~measured
 
-    k = np.where(measured, k_meas, k_rdsr)
-    hvl = np.where(measured, hvl_fit, b.hvl_rdsr)
-    flags.add("reference_point:vendor_rule", rdsr & (b.rp_status == 1))
-    flags.add("assumed:support_gap_mm", rdsr & at_height & ~has_set)
-
-    # missing inputs, named
-    def missing(name, arr, where):
-        flags.add(f"missing:{name}", where & np.isnan(arr))
-
-    missing("compressed_thickness_mm", t_mm, np.ones(n, bool))
-    missing("kvp", b.kvp, measured)
-    missing("mas", b.mas, measured)
-    missing("hvl_mm", b.hvl_rdsr, rdsr)
-    missing("entrance_exposure_mgy", b.k_rp, rdsr)
-    missing("source_detector_mm", b.sdd_mm, rdsr & at_height)
-    flags.add("missing:reference_point", rdsr & (b.rp_status == 2))
-    flags.add("missing:acquisition", b.acquisition_missing)
-
-    # --- g ---
+def _g_factor(fs: FactorSet, hvl, t_cm, flags: Flags):
+    """g from the published table, else the Monte Carlo extension, else no value (flagged); with the
+    slopes of ln g against thickness (per cm) and HVL (per mm Al) of the table each value came from."""
+    n = hvl.shape[0]
     if fs.g is None:
-        g = nan.copy()
         flags.add("missing_factor:g", np.ones(n, bool))
-    else:
-        r = dance.interpolate(fs.g, hvl, t_cm)
-        g = r.value
-        _clamp_flags(flags, "g", r, np.ones(n, bool))
+        nan = np.full(n, np.nan)
+        return nan, nan, nan
+    r = dance.interpolate(fs.g, hvl, t_cm, slopes=True)
+    inside = ~(r.clamped_hvl | r.clamped_thickness)
+    flags.add("suspect_cell:g", inside & r.suspect)
+    g = np.where(inside, r.value, np.nan)
+    d_t, d_h = r.d_thickness, r.d_hvl
+    out_h, out_t = r.clamped_hvl, r.clamped_thickness
+    if fs.g_ext is not None and not inside.all():
+        idx = np.nonzero(~inside)[0]
+        e = dance.interpolate(fs.g_ext, hvl[idx], t_cm[idx], slopes=True)
+        ok = ~(e.clamped_hvl | e.clamped_thickness)
+        g[idx] = np.where(ok, e.value, np.nan)
+        d_t[idx], d_h[idx] = e.d_thickness, e.d_hvl
+        flags.add("g:monte_carlo_extension", _mask(n, idx, ok & np.isfinite(e.value)))
+        out_h = _mask(n, idx, e.clamped_hvl)
+        out_t = _mask(n, idx, e.clamped_thickness)
+    flags.add("out_of_table:g:hvl", out_h)
+    flags.add("out_of_table:g:thickness", out_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return g, d_t / g, d_h / g
 
-    # --- c: typical breast of the woman's age group (Dance et al. 2000) ---
+
+def _c_factor(b: Batch, fs: FactorSet, hvl, t_cm, flags: Flags) -> np.ndarray:
+    """c of the typical breast of the woman's age group (Dance et al. 2000)."""
+    n = b.n
     group, nearest, no_age = dance.age_group(b.age)
-    flags.add("missing:age_years", no_age)
-    c = nan.copy()
+    flags.add("assumed:age_group:50-64", no_age)
+    c = np.full(n, np.nan)
     for gi, name in enumerate(dance.AGE_GROUPS):
         sel = group == gi
         if not sel.any():
@@ -441,17 +625,18 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
             flags.add(f"missing_factor:c:{name}", sel)
             continue
         idx = np.nonzero(sel)[0]
-        r = dance.interpolate(grid, hvl[idx], t_cm[idx])
-        c[idx] = r.value
-        m = np.zeros(n, bool)
-        for attr in ("clamped_hvl", "clamped_thickness", "suspect"):
-            m[:] = False
-            m[idx] = getattr(r, attr)
-            flags.add({"clamped_hvl": "clamped:c:hvl", "clamped_thickness": "clamped:c:thickness",
-                       "suspect": "suspect_cell:c"}[attr], m)
+        sub = Flags(idx.size)
+        c[idx] = _lookup(grid, hvl[idx], t_cm[idx], "c", sub, np.ones(idx.size, bool))
+        for fname in sub.names:
+            flags.add(fname, _mask(n, idx, sub.has(fname)))
+    return c
 
-    # --- s: per target/filter ---
-    s = nan.copy()
+
+def _s_factor(b: Batch, fs: FactorSet, hvl, t_cm, flags: Flags):
+    """s per target/filter; also whether it came from a per-spectrum Monte Carlo table."""
+    n = b.n
+    s = np.full(n, np.nan)
+    mc = np.zeros(n, bool)
     for code, (target, filt, mm) in enumerate(b.beams):
         sel = b.beam == code
         if not sel.any():
@@ -465,42 +650,267 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
             continue
         if note:
             flags.add(f"s:{note}", sel)
+        if sf.grid.meta.get("monte_carlo"):
+            mc |= sel
+            if mm is None:  # the s of this beam depends on the filter thickness the RDSR did not give
+                flags.add(f"assumed:filter_thickness_mm:{sf.filter_mm:g}", sel)
         if sf.grid.is_constant:
             s[sel] = sf.grid.values[0, 0]
             continue
         idx = np.nonzero(sel)[0]
-        r = dance.interpolate(sf.grid, hvl[idx], t_cm[idx])
-        s[idx] = r.value
-        for attr, fname in (("clamped_hvl", "clamped:s:hvl"), ("clamped_thickness", "clamped:s:thickness")):
-            m = np.zeros(n, bool)
-            m[idx] = getattr(r, attr)
-            flags.add(fname, m)
+        sub = Flags(idx.size)
+        s[idx] = _lookup(sf.grid, hvl[idx], t_cm[idx], "s", sub, np.ones(idx.size, bool))
+        for fname in sub.names:
+            flags.add(fname, _mask(n, idx, sub.has(fname)))
+    return s, mc
 
-    # --- T: DBT sweep of the event's system (Dance et al. 2011) ---
-    t_factor = nan.copy()
+
+def _sweeps(b: Batch, idx: np.ndarray, flags: Flags):
+    """The sweep of each DBT event ``idx``: (arc in degrees, projections, first projection's relative
+    loading, whether the RDSR lists the loading of every projection, unknown).
+
+    From the RDSR: arc = |end - start| of the positioner primary angle,
+    projections = the per-pulse items (else Number of Pulses), loading = the
+    per-projection tube loading. What the RDSR lacks comes from the system's
+    documented sweep (srdose.physics.sweeps), flagged.
+    """
+    n = b.n
+    m = idx.size
+    with np.errstate(invalid="ignore"):
+        arc = np.abs(b.angle_end[idx] - b.angle_start[idx])
+        arc_ok = np.isfinite(arc) & (arc > 0.5)
+    w_rdsr = b.proj_weight[idx]
+    n_listed = np.sum(np.isfinite(w_rdsr) & (w_rdsr > 0), axis=1)
+    n_items = np.where(np.isfinite(b.n_pulses[idx]), b.n_pulses[idx], 0)
+    n_proj = np.where(n_listed >= 2, n_listed, np.where(n_items >= 2, n_items, 0)).astype(np.int64)
+    doc_arc = np.full(m, np.nan)
+    doc_n = np.zeros(m, np.int64)
+    doc_first = np.ones(m)
     for code, key in enumerate(b.systems):
-        sel = (b.system == code) & b.is_dbt
-        if not sel.any():
+        d = documented_sweep(key)
+        if d is None:
             continue
-        grid = fs.T.get(key)
-        if grid is None:
-            flags.add(f"missing_factor:T:{key or 'unknown_system'}", sel)
+        sel = b.system[idx] == code
+        doc_arc[sel], doc_n[sel], doc_first[sel] = d.arc_deg, d.projections, d.first_weight
+    need_n = n_proj < 2
+    arc = np.where(arc_ok, arc, doc_arc)
+    n_proj = np.where(need_n, doc_n, n_proj)
+    flags.add("assumed:sweep_arc", _mask(n, idx, ~arc_ok & np.isfinite(doc_arc)))
+    flags.add("assumed:sweep_projections", _mask(n, idx, need_n & (doc_n >= 2)))
+    unknown = ~np.isfinite(arc) | (n_proj < 2)
+    flags.add("missing:sweep_geometry", _mask(n, idx, unknown))
+    listed = (n_listed == n_proj) & ~need_n
+    first = np.where(need_n, doc_first, 1.0)
+    return arc, n_proj, first, listed, unknown
+
+
+def _node_weights(angles: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each projection's loading shared linearly between its two angle nodes: (rows, len(grid)).
+
+    ``angles`` and ``weights`` are (rows, projections), the weights summing to 1 per row; an angle
+    beyond the grid puts its weight on the last node (the caller flags it).
+    """
+    rows = np.arange(angles.shape[0])
+    W = np.zeros((angles.shape[0], len(grid)))
+    for p in range(angles.shape[1]):
+        ap = np.minimum(np.nan_to_num(np.abs(angles[:, p]), nan=0.0), grid[-1])
+        j = np.clip(np.searchsorted(grid, ap, side="right") - 1, 0, len(grid) - 2)
+        f = (ap - grid[j]) / (grid[j + 1] - grid[j])
+        W[rows, j] += weights[:, p] * (1.0 - f)
+        W[rows, j + 1] += weights[:, p] * f
+    return W
+
+
+def _sweep_node_weights(b: Batch, idx: np.ndarray, arc, n_proj, first, listed, unknown, grid) -> np.ndarray:
+    """Node weights of the sweeps of events ``idx``; events with the same equal-loading sweep share a row."""
+    W = np.zeros((idx.size, len(grid)))
+    eq = ~listed & ~unknown
+    if eq.any():
+        # one int64 key per sweep: arc to 1e-4 degree, projections, first projection's share to 1e-3
+        key = ((np.round(arc[eq] * 1e4).astype(np.int64) << 24) | (n_proj[eq].astype(np.int64) << 12)
+               | np.round(first[eq] * 1e3).astype(np.int64))
+        ukey, inv = np.unique(key, return_inverse=True)
+        uniq = np.stack([(ukey >> 24) / 1e4, (ukey >> 12) & 0xFFF, (ukey & 0xFFF) / 1e3], axis=1).astype(float)
+        width = int(uniq[:, 1].max())
+        k = np.arange(width)[None, :]
+        nk = uniq[:, 1:2]
+        ang = -uniq[:, 0:1] / 2.0 + uniq[:, 0:1] * k / (nk - 1)
+        wts = np.where(k < nk, 1.0, 0.0)
+        wts[:, 0] = uniq[:, 2]
+        W[eq] = _node_weights(ang, wts / wts.sum(axis=1, keepdims=True), grid)[inv.ravel()]
+    ls = listed & ~unknown
+    if ls.any():
+        width = int(n_proj[ls].max())
+        w_rows = np.nan_to_num(b.proj_weight[idx[ls]][:, :width], nan=0.0)
+        k = np.arange(width)[None, :]
+        nk = n_proj[ls][:, None]
+        ang = -arc[ls][:, None] / 2.0 + arc[ls][:, None] * k / np.maximum(nk - 1, 1)
+        w_rows = np.where(k < nk, w_rows, 0.0)
+        W[ls] = _node_weights(ang, w_rows / w_rows.sum(axis=1, keepdims=True), grid)
+    return W
+
+
+def _t_factor(b: Batch, fs: FactorSet, hvl, t_cm, flags: Flags) -> np.ndarray:
+    """T = sum_i alpha_i t(theta_i) over each DBT event's sweep (Dance et al. 2011, eq. 3).
+
+    Each sweep becomes weights on the angle nodes of the t(theta) table (linear in
+    angle); events with the same sweep share them.
+    """
+    n = b.n
+    T = np.full(n, np.nan)
+    dbt = np.nonzero(b.is_dbt)[0]
+    if dbt.size == 0:
+        return T
+    arc, n_proj, first, listed, unknown = _sweeps(b, dbt, flags)
+    beam = b.beam[dbt]
+    for code in np.unique(beam).tolist():
+        target, filt, mm = b.beams[code]
+        sel = beam == code
+        idx = dbt[sel]
+        tt, note = fs.t_theta_for(target, filt, mm)
+        if tt is None:
+            for scode, key in enumerate(b.systems):  # a user set's T per system
+                grid = fs.T.get(key)
+                ssel = b.system[idx] == scode
+                if grid is None or not ssel.any():
+                    continue
+                sidx = idx[ssel]
+                sub = Flags(sidx.size)
+                T[sidx] = _lookup(grid, hvl[sidx], t_cm[sidx], "T", sub, np.ones(sidx.size, bool))
+                for fname in sub.names:
+                    flags.add(fname, _mask(n, sidx, sub.has(fname)))
+                flags.add("T:system_table", _mask(n, sidx, np.ones(sidx.size, bool)))
+            flags.add(f"missing_factor:t_theta:{target}/{filt}", _mask(n, idx, np.isnan(T[idx])))
             continue
-        if grid.meta.get("unverified"):
-            flags.add("T:sweep_geometry_unverified", sel)
-        idx = np.nonzero(sel)[0]
-        r = dance.interpolate(grid, hvl[idx], t_cm[idx])
-        t_factor[idx] = r.value
-        for attr, fname in (("clamped_hvl", "clamped:T:hvl"), ("clamped_thickness", "clamped:T:thickness")):
-            m = np.zeros(n, bool)
-            m[idx] = getattr(r, attr)
-            flags.add(fname, m)
+        everyone = np.ones(idx.size, bool)
+        if note:
+            flags.add(f"t_theta:{note}", _mask(n, idx, everyone))
+        if mm is None:
+            flags.add(f"assumed:filter_thickness_mm:{tt.filter_mm:g}", _mask(n, idx, everyone))
+        grid = tt.angles
+        W = _sweep_node_weights(b, idx, arc[sel], n_proj[sel], first[sel], listed[sel], unknown[sel], grid)
+        reach = int(np.max(np.nonzero(W.any(axis=0))[0], initial=1)) + 1
+        nodes, ch, ct = tt.at_nodes(hvl[idx], t_cm[idx], max(reach, 2))
+        flags.add("out_of_table:t_theta:hvl", _mask(n, idx, ch))
+        flags.add("out_of_table:t_theta:thickness", _mask(n, idx, ct))
+        beyond = ~unknown[sel] & (arc[sel] / 2.0 > grid[-1] + 1e-9)
+        flags.add("out_of_table:t_theta:angle", _mask(n, idx, beyond))
+        with np.errstate(invalid="ignore"):
+            val = np.einsum("ij,ij->i", W[:, :nodes.shape[1]], nodes)
+        T[idx] = np.where(beyond | unknown[sel] | np.isnan(val), np.nan, val)
+    return T
+
+
+def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Result:
+    """Recalculate every event of the batch (pure numpy; no I/O)."""
+    budget = params.budget
+    n = b.n
+    flags = Flags(n)
+    t_mm = b.thickness_mm
+    t_cm = t_mm / 10.0
+
+    # --- K: the unit's measured output (measured) or the RDSR's own kerma (rdsr) ---
+    has_fit = b.fit_index >= 0
+    flags.add("fallback:rdsr:no_physics_for_beam", (b.set_index >= 0) & ~has_fit)
+    flags.add("physics:nearest_filter_mm", has_fit & b.fit_nearest_mm)
+    k_meas, hvl_fit, u_fit = _measured_kerma(b, fits, params, flags)
+    k_rdsr, moved, has_set = _rdsr_kerma(b, params)
+
+    # Kerma implied by output x mAs against the RDSR's own kerma, for every vendor.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k_ratio = k_meas / k_rdsr
+        inconsistent = (np.isfinite(k_ratio) & (k_ratio > 0)
+                        & (np.abs(np.log(np.where(k_ratio > 0, k_ratio, 1.0))) > np.log1p(params.k_vs_mas_tolerance)))
+        # Siemens DBT said to report the mAs of one projection (unsourced; docs/vendors.md)
+        one_proj = b.is_dbt & b.siemens & ((b.mas < params.dbt_min_sweep_mas) | (k_meas < k_rdsr / 3.0))
+    flags.add("inconsistent:k_vs_mas", has_fit & inconsistent)
+    flags.add("dbt_mas_one_projection", one_proj)
+    measured = has_fit & np.isfinite(k_meas) & np.isfinite(hvl_fit) & ~inconsistent & ~one_proj
+    flags.add("fallback:rdsr", has_fit & ~measured & np.isfinite(k_rdsr))
+    rdsr = ~measured
+
+    k = np.where(measured, k_meas, k_rdsr)
+    hvl = np.where(measured, hvl_fit, b.hvl_rdsr)
+    flags.add("assumed:reference_point", rdsr & (b.rp_status == RP_ASSUMED))
+    flags.add("reference_point:site_rule", rdsr & (b.rp_status == RP_SITE))
+    flags.add("assumed:support_gap_mm", rdsr & moved & ~has_set)
+
+    def missing(name, arr, where):
+        flags.add(f"missing:{name}", where & np.isnan(arr))
+
+    missing("compressed_thickness_mm", t_mm, np.ones(n, bool))
+    missing("kvp", b.kvp, has_fit)
+    missing("mas", b.mas, has_fit)
+    missing("hvl_mm", b.hvl_rdsr, rdsr)
+    missing("entrance_exposure_mgy", b.k_rp, rdsr)
+    missing("source_detector_mm", b.sdd_mm, rdsr & moved)
+    flags.add("missing:reference_point", rdsr & (b.rp_status == RP_UNKNOWN))
+    flags.add("missing:acquisition", b.acquisition_missing)
+
+    # --- factors: outside every table there is no value, only a flag ---
+    g, dlng_dt, dlng_dh = _g_factor(fs, hvl, t_cm, flags)
+    c = _c_factor(b, fs, hvl, t_cm, flags)
+    s, s_mc = _s_factor(b, fs, hvl, t_cm, flags)
+    t_factor = _t_factor(b, fs, hvl, t_cm, flags)
 
     mgd = dance.mgd(k, g, c, s, np.where(b.is_dbt, t_factor, 1.0))
+    band = np.full(n, params.ratio_band)
+    for code, key in enumerate(b.systems):
+        sel = b.system == code
+        band[sel & measured] = params.band_for("measured", key)
+        band[sel & rdsr] = params.band_for("rdsr", key)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(b.agd > 0, mgd / b.agd, np.nan)
         flags.add("missing:agd_mgy", ~(b.agd > 0))
-        flags.add("ratio_outside_band", np.abs(ratio - 1.0) > params.ratio_band)
+        flags.add("ratio_outside_band", np.abs(ratio - 1.0) > band)
     flags.add("no_mgd", np.isnan(mgd))
+    u = relative_uncertainty(b, flags, budget, measured, dlng_dt, dlng_dh, u_fit, s_mc)
     return Result(np.where(measured, 0, 1).astype(np.int8), mgd, k, hvl, g, c, s,
-                  np.where(b.is_dbt, t_factor, np.nan), ratio, flags)
+                  np.where(b.is_dbt, t_factor, np.nan), ratio, flags, 2.0 * u * mgd)
+
+
+# --- uncertainty ----------------------------------------------------------------------------------
+
+
+def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, measured, dlng_dt, dlng_dh, u_fit,
+                         s_mc) -> np.ndarray:
+    """Combined relative standard uncertainty of each MGD (k = 1), vectorised.
+
+    Components: K (fit residual and dosemeter, or the unit's own kerma and,
+    for an inferred reference point, the spread between the two readings);
+    compressed thickness and HVL through the slope of ln g (and of K by the
+    inverse-square law); the factor tables; every "assumed" flag.
+    """
+    n = b.n
+    var = np.zeros(n)
+    # K
+    var += np.where(measured, np.nan_to_num(u_fit) ** 2 + budget.dosemeter ** 2, budget.rdsr_kerma ** 2)
+    rp_alt = (b.rp_status == RP_ASSUMED) & ~measured
+    if rp_alt.any():
+        # the reading the rule replaced: the fixed height the RDSR's text names (a rectangular spread)
+        gap = np.where(b.set_index >= 0, b.gap_mm, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.abs(2.0 * np.log((b.sdd_mm - gap - b.rp_text_height_mm)
+                                         / (b.sdd_mm - gap - b.thickness_mm))) / np.sqrt(3.0)
+        var += np.where(rp_alt, np.nan_to_num(spread) ** 2, 0.0)
+    # thickness and HVL through the slope of ln g (and K's inverse square for the measured method)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dlnk_dt = np.where(measured, 2.0 * 10.0 / (b.fdd_mm - b.gap_mm - b.thickness_mm), 0.0)
+    var += np.nan_to_num((dlng_dt + dlnk_dt) * (budget.thickness_mm / 10.0)) ** 2
+    var += np.nan_to_num(dlng_dh * np.where(measured, budget.hvl_measured_mm, budget.hvl_rdsr_mm)) ** 2
+    # factor tables
+    ext = flags.has("g:monte_carlo_extension")
+    var += np.where(ext, budget.monte_carlo_model ** 2, budget.g_published ** 2)
+    var += budget.monte_carlo_model ** 2  # c (Monte Carlo for the typical breast)
+    var += np.where(s_mc, budget.monte_carlo_model ** 2, 0.0)
+    var += np.where(b.is_dbt, budget.monte_carlo_model ** 2, 0.0)
+    # assumptions
+    var += np.where(flags.has("assumed:age_group:50-64"), budget.age_group_assumed ** 2, 0.0)
+    assumed_filter = np.zeros(n, bool)
+    for name in flags.names:
+        if name.startswith("assumed:filter_thickness_mm"):
+            assumed_filter |= flags.has(name)
+    var += np.where(assumed_filter, budget.filter_assumed ** 2, 0.0)
+    sweep = flags.has("assumed:sweep_arc") | flags.has("assumed:sweep_projections")
+    var += np.where(sweep, budget.sweep_assumed ** 2, 0.0)
+    return np.sqrt(var)

@@ -60,7 +60,7 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
     sets = db.physics_sets(store)
     fits = PhysicsFits.build(sets, params.fit_degree)
     inputs = db.recalc_inputs(store, serial=serial, since=since)
-    batch = prepare(inputs, fits)
+    batch = prepare(inputs, fits, params)
     summary = RunSummary(selected=batch.n, factor_set=factor_set.label, missing_tables=dict(factor_set.missing))
     set_ids = np.array([s["id"] for s in sets] + [-1], dtype=np.int64)[
         np.where(batch.set_index >= 0, batch.set_index, len(sets))]
@@ -86,7 +86,7 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
     summary.no_mgd = int(np.isnan(res.mgd).sum())
 
     event_ids = inputs["event_id"][idx].tolist()
-    cols = {name: getattr(res, name).tolist() for name in ("mgd", "k", "hvl", "g", "c", "s", "t", "ratio")}
+    cols = {name: getattr(res, name).tolist() for name in ("mgd", "mgd_u", "k", "hvl", "g", "c", "s", "t", "ratio")}
     methods = res.method.tolist()
     phys = set_ids[idx].tolist()
     label = factor_set.label
@@ -96,7 +96,8 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
             m = METHODS[methods[i]]
             hvl = _f(cols["hvl"][i])
             yield {
-                "event_id": eid, "method": m, "mgd_recalc_mgy": _f(cols["mgd"][i]), "k_mgy": _f(cols["k"][i]),
+                "event_id": eid, "method": m, "mgd_recalc_mgy": _f(cols["mgd"][i]),
+                "mgd_u_mgy": _f(cols["mgd_u"][i]), "k_mgy": _f(cols["k"][i]),
                 "hvl_used_mm": hvl, "hvl_source": None if hvl is None else ("measured_fit" if m == "measured" else "rdsr"),
                 "g": _f(cols["g"][i]), "c": _f(cols["c"][i]), "s": _f(cols["s"][i]), "t_factor": _f(cols["t"][i]),
                 "factor_set": label, "factor_set_id": fs_id, "physics_set_id": None if phys[i] < 0 else phys[i],

@@ -378,9 +378,11 @@ EVENT_EXPORT_COLUMNS = (
     "view", "acquisition", "kvp", "mas", "exposure_time_ms", "n_pulses", "anode", "filter",
     "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
     "entrance_exposure_mgy", "reference_point", "agd_reported_mgy", "flags",
-    # MGD recalculation (issue #6, ``srdose recalc``); empty until an event is recalculated
+    # MGD recalculation (``srdose recalc``); empty until an event is recalculated
     "mgd_recalc_mgy", "method", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s", "t_factor",
     "factor_set", "ratio_recalc_to_reported", "recalc_flags",
+    # expanded uncertainty (k = 2) of mgd_recalc_mgy
+    "mgd_u_mgy",
 )
 
 
@@ -398,7 +400,7 @@ def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
             E.entrance_exposure_mgy, E.reference_point, E.agd_mgy.label("agd_reported_mgy"),
             E.flags,
             R.mgd_recalc_mgy, R.method, R.k_mgy, R.hvl_used_mm, R.hvl_source, R.g, R.c, R.s, R.t_factor,
-            R.factor_set, R.ratio_recalc_to_reported, R.flags.label("recalc_flags"),
+            R.factor_set, R.ratio_recalc_to_reported, R.flags.label("recalc_flags"), R.mgd_u_mgy,
         )
         .join(S, E.source_object_id == S.id)
         .join(St, E.study_id == St.id)

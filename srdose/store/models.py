@@ -253,6 +253,7 @@ class RecalcResult(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(DateTime)
     method: Mapped[str] = mapped_column(String(16))  # measured | rdsr
     mgd_recalc_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    mgd_u_mgy: Mapped[Optional[float]] = mapped_column(Float)  # expanded uncertainty, k = 2
     k_mgy: Mapped[Optional[float]] = mapped_column(Float)
     hvl_used_mm: Mapped[Optional[float]] = mapped_column(Float)
     hvl_source: Mapped[Optional[str]] = mapped_column(String(32))  # measured_fit | rdsr

@@ -132,13 +132,16 @@ def factor_set_records(store) -> list[dict]:
 
 #: Numeric inputs of the recalculation, as float arrays (NaN = missing).
 NUMERIC_INPUTS = ("kvp", "mas", "n_pulses", "filter_thickness_mm", "compressed_thickness_mm", "hvl_mm",
-                  "entrance_exposure_mgy", "agd_mgy", "source_detector_mm", "age_years")
+                  "entrance_exposure_mgy", "agd_mgy", "source_detector_mm", "age_years",
+                  "positioner_primary_angle_deg", "positioner_primary_end_angle_deg", "source_rp_mm")
 #: Text inputs, as lists.
-TEXT_INPUTS = ("manufacturer", "serial", "study_date", "acquisition", "anode", "filter_material",
+TEXT_INPUTS = ("manufacturer", "model", "serial", "study_date", "acquisition", "anode", "filter_material",
                "reference_point")
 
 
-def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = None) -> dict:
+def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = None,
+                  until: Optional[str] = None, phantom: bool = False,
+                  protocol_like: Optional[str] = None) -> dict:
     """Every live event's recalculation inputs and its stored result state.
 
     Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
@@ -150,7 +153,8 @@ def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = No
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     cols = [E.id, E.device_id, E.kvp, E.mas, E.n_pulses, E.filter_thickness_mm, E.compressed_thickness_mm,
             E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, E.source_detector_mm, St.age_years,
-            D.manufacturer, D.serial, St.study_date, E.acquisition, E.anode, E.filter_material,
+            E.positioner_primary_angle_deg, E.positioner_primary_end_angle_deg, E.source_rp_mm,
+            D.manufacturer, D.model, D.serial, St.study_date, E.acquisition, E.anode, E.filter_material,
             E.reference_point, R.factor_set_id, R.physics_set_id, R.params_hash, R.event_id]
     q = (select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
          .outerjoin(D, E.device_id == D.id).outerjoin(R, R.event_id == E.id)
@@ -159,6 +163,13 @@ def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = No
         q = q.where(D.serial == serial)
     if since:
         q = q.where(St.study_date >= since)
+    if until:
+        q = q.where(St.study_date <= until)
+    if phantom:  # phantom QC: not-a-patient studies, or events whose protocol matches
+        cond = St.not_patient.is_(True)
+        if protocol_like:
+            cond = cond | E.protocol.ilike(protocol_like)
+        q = q.where(cond)
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     cols_t = list(zip(*rows)) if rows else [()] * len(cols)
@@ -174,10 +185,55 @@ def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = No
     out["r_physics_set_id"] = np.array([-1 if v is None else v for v in cols_t[base + 1]], dtype=np.int64)
     out["r_params"] = list(cols_t[base + 2])
     out["has_result"] = np.array([v is not None for v in cols_t[base + 3]], dtype=bool)
+    out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(store, out["event_id"], out["acquisition"])
+    if phantom:
+        out.update(_event_labels(store, out["event_id"]))
     return out
 
 
-RESULT_COLUMNS = ("event_id", "method", "mgd_recalc_mgy", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s",
+def _event_labels(store, event_id: np.ndarray) -> dict:
+    """Study date, view, laterality and unit label of the given events (phantom QC listing)."""
+    E, St, D = M.Event, M.Study, M.Device
+    ids = event_id.tolist()
+    labels: dict = {}
+    with store.engine.connect() as conn:
+        for k in range(0, len(ids), 5000):
+            for r in conn.execute(select(E.id, St.study_date, E.view, E.acquisition, D.serial, D.display_name,
+                                         D.station).join(St, E.study_id == St.id)
+                                  .outerjoin(D, E.device_id == D.id).where(E.id.in_(ids[k:k + 5000]))):
+                labels[r.id] = r
+    rows = [labels[i] for i in ids]
+    return {"label_date": [r.study_date for r in rows], "label_view": [r.view for r in rows],
+            "label_unit": [r.display_name or r.serial for r in rows]}
+
+
+def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[np.ndarray, np.ndarray]:
+    """Tube loading per projection of the DBT events, in projection order.
+
+    Returns (position of the event in ``event_id``, weight) per pulse: the
+    pulse's mAs, else its mA x pulse width, else NaN (unknown).
+    """
+    dbt = [int(e) for e, a in zip(event_id.tolist(), acquisition) if a == "DBT"]
+    if not dbt:
+        return np.zeros(0, np.int64), np.zeros(0)
+    P = M.Pulse
+    rows: list = []
+    with store.engine.connect() as conn:
+        for k in range(0, len(dbt), 5000):
+            chunk = dbt[k:k + 5000]
+            rows += conn.execute(select(P.event_id, P.pulse_index, P.exposure_mas, P.tube_current_ma,
+                                        P.pulse_width_ms).where(P.event_id.in_(chunk))).all()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ev, idx, mas, ma, width = (np.array(c, dtype=float) for c in zip(*rows))
+    order = np.lexsort((idx, ev))
+    ev, mas, ma, width = ev[order], mas[order], ma[order], width[order]
+    weight = np.where(np.isfinite(mas), mas, ma * width / 1000.0)
+    pos = np.searchsorted(event_id, ev.astype(np.int64))
+    return pos.astype(np.int64), weight
+
+
+RESULT_COLUMNS = ("event_id", "method", "mgd_recalc_mgy", "mgd_u_mgy", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s",
                   "t_factor", "factor_set", "factor_set_id", "physics_set_id", "ratio_recalc_to_reported",
                   "flags", "params_hash")
 

@@ -110,8 +110,8 @@ def _readme(rows: list[tuple[Sample, StudyFiles]], out: Path) -> str:
         "",
         "Everything here is **synthetic**: patients, accession numbers, units and institutions "
         "are invented (patient IDs use the NHS test range 999…). No file is copied from a real "
-        "device; the vendor structures imitate the public test files described in "
-        "`../shared/README.md` (Hologic, GE, IMS Giotto) or follow the DICOM templates "
+        "device; the vendor structures imitate public vendor test files (OpenREM's: "
+        "Hologic, GE, IMS Giotto) or follow the DICOM templates "
         "(Siemens, Fujifilm).",
         "",
         "## How they were made",

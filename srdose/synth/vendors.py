@@ -8,10 +8,11 @@ A :class:`VendorProfile` answers two kinds of question:
 * *encoding* (used by :mod:`srdose.synth.rdsr`): coding style, which items
   the vendor writes and how, number formatting, transfer syntax.
 
-The quirks of Hologic, GE and IMS Giotto imitate the public test files in
-``../shared/rdsr/``; Siemens and Fujifilm have no public file and follow
-the standard templates, with the one Siemens tomosynthesis quirk that has
-been reported (OpenREM issue #780: exposure of one projection only).
+The quirks of Hologic, GE and IMS Giotto imitate public vendor test files
+(OpenREM's); Siemens and Fujifilm have no public file and follow the
+standard templates, with the one Siemens tomosynthesis quirk that has been
+reported (the exposure of one projection only; no primary source found, see
+docs/vendors.md).
 """
 
 from __future__ import annotations
