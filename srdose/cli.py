@@ -337,9 +337,10 @@ def _register_optional() -> None:
     import importlib
 
     for module, name in (("srdose.physics.mc_cli", "mc"), ("srdose.recalc.cli", "physics"),
-                         ("srdose.recalc.cli", "recalc"), ("srdose.receive.cli", "listen"),
+                         ("srdose.recalc.cli", "recalc"), ("srdose.recalc.cli", "validate"),
+                         ("srdose.receive.cli", "listen"),
                          ("srdose.receive.cli", "status"), ("srdose.receive.cli", "retrieve"),
-                         ("srdose.report.cli", "report"),
+                         ("srdose.report.cli", "report"), ("srdose.report.cli", "qc"),
                          ("srdose.governance.cli", "optout"), ("srdose.governance.cli", "export"),
                          ("srdose.governance.cli", "reidentify"), ("srdose.governance.cli", "purge"),
                          ("srdose.governance.cli", "audit"), ("srdose.curation.cli", "check"),

@@ -171,3 +171,37 @@ def qa_cmd(obj, serial, since, until, out_dir) -> None:
     started = time.monotonic()
     built = _run("QA", lambda step: build_qa(store, obj.settings, since, until, out_dir, serial, progress=step))
     _finish(built, started)
+
+
+@click.command("qc")
+@_period_options
+@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only these units (repeat); default all.")
+@click.option("--thickness-is", "convention", type=click.Choice(["breast", "pmma"]), default="breast",
+              show_default=True,
+              help="What the displayed thickness of a phantom exposure is: the equivalent breast (spacers hold "
+                   "the paddle there, the European protocol's practice) or the PMMA itself.")
+@click.option("--protocol", "protocol_like", metavar="PATTERN",
+              help="Also take events whose protocol name matches (SQL LIKE, e.g. '%PMMA%'), besides the studies "
+                   "marked not-a-patient at ingest.")
+@click.pass_obj
+def qc(obj, since, until, out_dir, serials, convention, protocol_like) -> None:
+    """Phantom QC: the MGD of the breast each PMMA exposure stands for (European protocol), against the
+    European acceptable and achievable levels, per unit and over time.
+
+    Phantom exposures are the studies marked not-a-patient at ingest ([curation] not_patient_patterns)
+    and, with --protocol, events whose protocol name matches.
+    """
+    from srdose.report.phantom import build_phantom_qc
+
+    cli = _cli()
+    _check_period(since, until)
+    store = obj.store(write=False)
+    _check_serials(cli, store, serials)
+    started = time.monotonic()
+    try:
+        built = _run("phantom QC", lambda step: build_phantom_qc(store, obj.settings, since, until, out_dir,
+                                                                 list(serials) or None, convention, protocol_like,
+                                                                 progress=step))
+    except ValueError as exc:
+        cli.fail(str(exc), cli.EXIT_USAGE)
+    _finish(built, started)

@@ -20,6 +20,12 @@ import numpy as np  # noqa: E402
 
 MAX_POINTS = 10000
 WIDTH_IN = 6.7  # 17 cm
+def mpl_text(text: str) -> str:
+    """Text for a matplotlib label: no mathtext (a '$' pair in a unit name would be parsed), no
+    control characters."""
+    return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in str(text)).replace("$", r"\$")
+
+
 PALETTE = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e69138", "#3d85c6", "#7f6000", "#666666"]
 
 plt.rcParams.update({
