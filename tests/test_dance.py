@@ -134,6 +134,8 @@ def test_bundled_set_provenance_and_missing_tables(tmp_path, bundled):
     assert bundled.name == "bundled" and bundled.kind == "bundled" and len(bundled.sha256) == 64
     assert "Dance" in bundled.sources["g"]
     assert "2009" in bundled.sources["s W/Ag"]
+    # which s the set uses is stated: published constants where published, Monte Carlo per spectrum elsewhere
+    assert bundled.provenance()["s_policy"].startswith("published constants")
     # without the Monte Carlo tables nothing is filled in: c, the missing s and t(theta) are named as missing
     empty = load_bundled(tables_dir=tmp_path)
     assert set(empty.missing) == {"c:40-49", "c:50-64", "s:mc", "t_theta"}

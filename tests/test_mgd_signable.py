@@ -410,3 +410,22 @@ def test_image_header_entrance_dose_is_moved_from_its_distance_with_the_support_
     (r,) = results(store)
     assert r["k_mgy"] == pytest.approx(k_header * ((sid - t) / (sid - 23.2 - t)) ** 2, rel=1e-9)
     assert "assumed:support_gap_mm" not in flags(r)
+
+
+def test_validate_writes_the_dossier_and_its_examples_agree_with_the_engine(srdose_env, tmp_path):
+    import subprocess
+    import sys
+
+    from srdose.recalc import validate
+
+    text, checks = validate.build()
+    assert len(checks) == 2
+    for name, by_hand, engine in checks:  # worked examples: the same number by hand and by the engine
+        assert engine == pytest.approx(by_hand, rel=1e-12), name
+    for heading in ("## 1. g", "## 2. s", "## 3. Worked examples", "## 5. Uncertainty budget", "## 6. Ratio bands"):
+        assert heading in text
+    assert "W/Ag (published 1.042)" in text  # s cell by cell, not averaged
+    r = subprocess.run([sys.executable, "-m", "srdose", "validate", "--out", tmp_path / "dossier"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "dossier" / "mgd-validation.md").read_text().startswith("# Recalculated mean glandular dose")

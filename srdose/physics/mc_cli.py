@@ -117,8 +117,17 @@ def mc(ctx, target, filter_spec, kv, added_al_mm, thickness_mm, glandularity, an
 @click.option("--photons-dbt", type=int, default=2_500_000, show_default=True)
 @click.option("--seed", type=int, default=20240501, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
-def tables_cmd(out_dir, photons_2d, photons_dbt, seed, workers):
+@click.option("--from-responses", "from_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Rebuild the tables from the raw responses (responses.npz) of an earlier generation in this "
+                   "folder, without new transport runs (new beams or tube voltages, same geometries).")
+def tables_cmd(out_dir, photons_2d, photons_dbt, seed, workers, from_dir):
     """Regenerate every factor table (CSV with provenance) into OUT."""
+    if from_dir is not None:
+        from srdose.physics.montecarlo import tables as T
+
+        for p in T.refold(from_dir, out_dir):
+            click.echo(str(p))
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from srdose.physics.montecarlo import tables

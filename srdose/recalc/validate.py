@@ -131,7 +131,12 @@ def s_section(fs: FactorSet) -> list[str]:
         detail = [[f"{kv:g} kV"] + [f"{by[(kv, t)]:+.1f}" if (kv, t) in by else "" for t in ths] for kv in kvs]
         lines += [f"### {target}/{filt} (published {value:.3f}): deviation %, kV × cm", "",
                   _md_table(["kV \\ cm"] + [f"{t:g}" for t in ths], detail), ""]
-    lines[6:6] = [_md_table(["beam", "published", "cells", "median", "range", "within ±2 %"], summary), ""]
+    lines[6:6] = [_md_table(["beam", "published", "cells", "median", "range", "within ±2 %"], summary), "",
+                  "The spread grows with tube voltage and thickness: a single constant cannot follow the spectrum. "
+                  "The bundled set keeps the published constant for these beams whatever the kV (the papers' "
+                  "choice, and the protocols'); the cells above ~39 kV show how far that stretches at voltages "
+                  "tomosynthesis and large breasts reach. A physicist who prefers the per-spectrum Monte Carlo s "
+                  "can load it as a user factor set.", ""]
     wal = [r for r in rows if r["target"] == "W" and r["filter"] == "Al" and r["s"] and r["thickness_cm"] == "5"]
     if wal:
         lines += ["W/Al has no published constant in the public material: its s is the Monte Carlo's, "

@@ -309,13 +309,17 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
         ba = stats.bland_altman(rec[sel], rep[sel])
         with np.errstate(invalid="ignore"):
             within = np.isfinite(r[sel]) & (r[sel] >= lo) & (r[sel] <= hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u_rel = 100.0 * cols["mgd_u_mgy"][sel] / rec[sel]
         agreement.append([m, int(sel.sum()), int(np.isfinite(rec[sel]).sum()), d["n"], d["median"], d["mean"],
                           ba["bias"], ba["lower"], ba["upper"],
-                          f"{100.0 * within.sum() / d['n']:.1f}%" if d["n"] else ""])
+                          f"{100.0 * within.sum() / d['n']:.1f}%" if d["n"] else "",
+                          float(np.nanmedian(u_rel)) if np.isfinite(u_rel).any() else float("nan")])
     idx, why = Q.flagged_events(cols, band)
     flagged_rows = [[C.iso(cols["study_date"][i]), Q_time(cols["t_start"][i]), cols["acquisition"][i] or "",
                      f"{cols['laterality'][i] or ''}{cols['view'][i] or ''}", cols["kvp"][i], tf[i], t[i],
-                     rep[i], rec[i], r[i], cols["method"][i] or "", w] for i, w in zip(idx, why)]
+                     rep[i], rec[i], cols["mgd_u_mgy"][i], r[i], cols["method"][i] or "", w]
+                    for i, w in zip(idx, why)]
     comp = []
     for m in ("2D", "DBT"):
         for v in ("CC", "MLO", "other"):
@@ -335,9 +339,12 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
     tables = {
         "agreement": Table("agreement", "Agreement", ["modality", "events", "recalculated", "with ratio",
                                                       "median ratio", "mean ratio", "bias (mGy)",
-                                                      "LoA lower (mGy)", "LoA upper (mGy)", "within band"],
-                           agreement, numeric=tuple(range(1, 10)),
-                           note="Bias and 95 % limits of agreement (LoA): recalculated − reported."),
+                                                      "LoA lower (mGy)", "LoA upper (mGy)", "within band",
+                                                      "median U (k = 2, %)"],
+                           agreement, numeric=tuple(range(1, 11)),
+                           note="Bias and 95 % limits of agreement (LoA): recalculated − reported. U: the "
+                                "expanded uncertainty of each recalculated MGD (its budget: "
+                                "reports/mgd-validation.md)."),
         "ratio_kv": Table("ratio_kv", "Ratio by kV", ["kV", "n", "mean", "median", "p25", "p75"],
                           Q.by_group(r[np.isfinite(r)], Q.kv_group(cols["kvp"])[np.isfinite(r)],
                                      order=sorted(set(Q.kv_group(cols["kvp"])[np.isfinite(r)].tolist()),
@@ -360,9 +367,9 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
         "flags": Table("flags", "Flags and their counts", ["source", "flag", "events"],
                        [list(x) for x in Q.flag_counts(cols)], numeric=(2,), wrap=(1,)),
         "flagged": Table("flagged", "", ["study date", "time", "acquisition", "view", "kV", "target/filter",
-                                         "thickness (mm)", "reported (mGy)", "recalculated (mGy)", "ratio",
-                                         "method", "why"], flagged_rows, numeric=(4, 6, 7, 8, 9),
-                       digits={4: 1, 6: 1}, wrap=(11,)),
+                                         "thickness (mm)", "reported (mGy)", "recalculated (mGy)",
+                                         "U, k = 2 (mGy)", "ratio", "method", "why"], flagged_rows,
+                       numeric=(4, 6, 7, 8, 9, 10), digits={4: 1, 6: 1}, wrap=(12,)),
     }
     if progress:
         progress(f"QA: plots of {serial}")

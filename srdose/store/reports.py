@@ -25,7 +25,7 @@ from srdose.store.database import dt_seconds
 #: Float columns of :func:`report_events` (NaN = missing).
 NUMERIC = ("age_years", "kvp", "mas", "exposure_time_ms", "filter_thickness_mm", "compressed_thickness_mm",
            "compression_force_n", "hvl_mm", "entrance_exposure_mgy", "agd_mgy", "mgd_recalc_mgy",
-           "ratio_recalc_to_reported")
+           "ratio_recalc_to_reported", "mgd_u_mgy")
 #: Text columns (object arrays of str or None).
 TEXT = ("study_date", "acquisition", "event_type", "protocol", "label", "view", "view_modifiers", "laterality",
         "anode", "filter_material", "flags", "method", "recalc_flags")
@@ -121,7 +121,7 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
             _not_patient_expr().label("not_patient"),
             St.age_years, E.kvp, E.mas, E.exposure_time_ms, E.filter_thickness_mm, E.compressed_thickness_mm,
             E.compression_force_n, E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, R.mgd_recalc_mgy,
-            R.ratio_recalc_to_reported,
+            R.ratio_recalc_to_reported, R.mgd_u_mgy,
             St.study_date, E.acquisition, E.event_type, E.protocol, E.label, E.view, E.view_modifiers,
             E.laterality, E.anode, E.filter_material, E.flags, R.method, R.flags.label("recalc_flags")]
     skip = set(skip)

@@ -87,12 +87,15 @@ S_BEAMS = (
     Beam("Mo", "Rh", 0.025, (26, 28, 30, 32, 34, 36), "Dance 2000"),
     Beam("Rh", "Rh", 0.025, (26, 28, 30, 32, 34, 36), "Dance 2000"),
     Beam("Rh", "Al", 1.000, (28, 30, 32, 34, 36), "Dance 2000 (Al thickness assumed 1 mm)"),
-    Beam("W", "Rh", 0.050, (25, 27, 29, 31, 33, 35, 37, 39), "Dance 2000/2009; Siemens, Hologic 2D"),
-    Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35, 37, 39, 41), "Dance 2009; Hologic 2D, IMS Giotto"),
+    # Tungsten and rhodium anodes run to 49 kV: a unit's reported HVL at a given kV is often a few
+    # per cent above the spectrum model's, so the HVL axis must reach past the kV range used
+    Beam("W", "Rh", 0.050, (25, 27, 29, 31, 33, 35, 37, 39, 42, 45, 49), "Dance 2000/2009; Siemens, Hologic 2D"),
+    Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35, 37, 39, 41, 45, 49), "Dance 2009; Hologic 2D, IMS Giotto"),
     Beam("W", "Al", 0.500, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009"),
     Beam("W", "Al", 0.700, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009; Hologic DBT (RDSR: 0.7 mm Al)"),
-    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40), "GE Pristina (Ag thickness assumed 0.03 mm)"),
-    Beam("Mo", "Ag", 0.030, (26, 28, 30, 32, 34), "other (Ag thickness assumed 0.03 mm)"),
+    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 49),
+         "GE Pristina (Ag thickness assumed 0.03 mm)"),
+    Beam("Mo", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38), "other (Ag thickness assumed 0.03 mm)"),
 )
 
 #: Beams the tomosynthesis t(theta) grid is folded for (the DBT beams of the

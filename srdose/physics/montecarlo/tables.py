@@ -339,6 +339,41 @@ def write_tables(out_dir: Path, tables: dict[str, list[list]], header: list[str]
     return written
 
 
+def load_responses(path: Path) -> dict:
+    """The raw responses of a generation (``responses.npz``), keyed like :func:`run_all`'s results."""
+    d = np.load(path)
+    out = {}
+    for k, dose, var, kerma in zip(d["keys"], d["dose"], d["dose_var"], d["kerma"]):
+        key = (float(k[0]), round(float(k[1]), 6), round(float(k[2]), 6))
+        geom = transport.BreastGeometry(thickness_cm=key[0], glandularity=key[1], angle_deg=key[2])
+        out[key] = conversion.Response(geom, dose, var, kerma, 0, 0)
+    return out
+
+
+def refold(tables_dir: Path, out_dir: Path) -> list[Path]:
+    """Rebuild every table from the raw responses of an earlier generation (no new transport): for new
+    spectra (beams, tube voltages) over the same geometries. The provenance lines of the generation are
+    kept, with a line saying when the tables were refolded."""
+    tables_dir = Path(tables_dir)
+    results = load_responses(tables_dir / "responses.npz")
+    header = [ln[2:] for ln in (tables_dir / "g_factors.csv").read_text().splitlines()
+              if ln.startswith("# ") and not ln.startswith("# table:") and not ln.startswith("# refolded")]
+    header.append(f"refolded from these runs' responses.npz with the spectra of srdose {_version()} on "
+                  f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+    tables = build_tables(results, table_spectra(), load_public_factors())
+    out_dir = Path(out_dir)
+    if out_dir.resolve() != tables_dir.resolve():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "responses.npz").write_bytes((tables_dir / "responses.npz").read_bytes())
+    return write_tables(out_dir, tables, header)
+
+
+def _version() -> str:
+    from srdose import __version__
+
+    return __version__
+
+
 def generate(out_dir: Path, photons_2d: int = 8_000_000, photons_dbt: int = 2_500_000, seed: int = 20240501,
              workers: int | None = None, progress=None, on_plan=None) -> list[Path]:
     """Regenerate every table into ``out_dir``."""
