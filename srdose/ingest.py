@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,49 @@ from typing import Callable, Iterable, Iterator, Optional
 from srdose.parse import Refused, read_bytes
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
+from srdose.store.database import is_transient
 
 log = logging.getLogger("srdose.ingest")
 
 #: Names that are never dose objects in a DICOM folder.
 SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
-#: In a folder walk, files with these suffixes are documentation or data
-#: beside the DICOM files, not DICOM: they are skipped, not quarantined.
-#: (DICOM files often have no suffix at all; a file named on the command
-#: line is always tried.)
+#: In a folder walk, files with these suffixes are usually documentation or
+#: data beside the DICOM files: they are read only when their first bytes are
+#: DICOM (a dose report saved as ``rdsr.txt`` is still one), else skipped and
+#: counted, not quarantined. Files with any other name are always tried, as
+#: is a file named on the command line.
 NON_DICOM_SUFFIXES = {".md", ".txt", ".json", ".csv", ".tsv", ".toml", ".xml", ".html", ".htm",
                       ".pdf", ".py", ".sh", ".ini", ".log", ".xlsx", ".zip", ".gz", ".npz", ".png", ".jpg"}
+#: Value representations a raw dataset's first element can have (explicit VR).
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD",
+        b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
+        b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """Do these first bytes of a file start DICOM: the ``DICM`` mark at
+    offset 128 (Part 10), or a raw dataset whose first element is in group
+    0002 or 0008 (explicit VR with a known VR, or implicit VR)?"""
+    if head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    element = int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or element > 0x1000:
+        return False
+    if head[4:6] in _VRS:
+        return True
+    # implicit VR: a 4-byte length that fits a header element
+    return int.from_bytes(head[4:8], "little") < 0x10000
+
+
+def is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return looks_like_dicom(fh.read(132))
+    except OSError:
+        return True  # let the ingest say it cannot read it
 
 
 @dataclass
@@ -39,6 +72,8 @@ class Summary:
     quarantined: Counter = field(default_factory=Counter)
     events: int = 0
     files: int = 0
+    #: files of a folder walk left out because they are not DICOM
+    skipped: int = 0
 
     @property
     def n_quarantined(self) -> int:
@@ -49,6 +84,7 @@ class Summary:
         self.quarantined.update(other.quarantined)
         self.events += other.events
         self.files += other.files
+        self.skipped += other.skipped
 
 
 @dataclass
@@ -62,27 +98,58 @@ class Result:
     kind: Optional[str] = None
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database kept failing for reasons that are not the data's (disk
+    full, locked, unreachable): nothing of the batch was committed."""
+
+
+#: Why a dataset reusing a SOP Instance UID is not stored.
+CONFLICT_REASON = ("same SOP Instance UID as an object already stored, different content; the first one "
+                   "received is kept: the sending system has reused a UID (or changed the object)")
+
+
 def bug_reason(exc: BaseException) -> str:
     return (f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
             "this is a bug in srdose: please report it with this file")
 
 
-def iter_files(paths: Iterable[os.PathLike]) -> Iterator[Path]:
-    """Files under ``paths`` (files or folders, recursively), in a stable order."""
+def iter_files(paths: Iterable[os.PathLike], skipped: Optional[list] = None) -> Iterator[Path]:
+    """Files under ``paths`` (files or folders, recursively), in a stable order.
+
+    In a folder, hidden files, :data:`SKIP_NAMES` and files with a
+    :data:`NON_DICOM_SUFFIXES` suffix that are not DICOM by content are left
+    out, and appended to ``skipped`` when it is given.
+    """
     for p in paths:
         p = Path(p)
         if p.is_dir():
             for root, dirs, names in os.walk(p):
                 dirs.sort()
                 for name in sorted(names):
+                    path = Path(root) / name
                     if (name in SKIP_NAMES or name.startswith(".")
-                            or Path(name).suffix.lower() in NON_DICOM_SUFFIXES):
+                            or (Path(name).suffix.lower() in NON_DICOM_SUFFIXES and not is_dicom_file(path))):
+                        if skipped is not None:
+                            skipped.append(path)
                         continue
-                    yield Path(root) / name
+                    yield path
         elif p.exists():
             yield p
         else:
             raise FileNotFoundError(f"{p} does not exist")
+
+
+@dataclass
+class Pending:
+    """One dataset waiting for a transaction. Its bytes are read by ``load``
+    when needed and not kept: a batch of whole MG images would not fit in memory."""
+
+    load: Callable[[], bytes]
+    origin: Optional[str] = None
+    what: str = "dataset"
+    where: Optional[str] = None
+    report: object = None
+    sha: Optional[str] = None
 
 
 class Ingestor:
@@ -96,14 +163,23 @@ class Ingestor:
         Where refused datasets go.
     batch_size
         Datasets per transaction. Each dataset is written inside a SAVEPOINT,
-        so one failing write rolls back only itself.
+        so one failing write rolls back only itself; a batch whose
+        transaction fails all the same is committed again one dataset at a
+        time, so that only the dataset at fault is quarantined.
+    retries, retry_wait
+        A transient database error (disk full, locked, connection lost) is
+        retried this many times, waiting ``retry_wait`` seconds, doubled each
+        time; then :class:`DatabaseUnavailable` is raised. It never sends a
+        dataset to quarantine.
     """
 
     def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200,
-                 hooks=None):
+                 hooks=None, retries: int = 5, retry_wait: float = 0.2):
         self.store = store
         self.quarantine = quarantine
         self.batch_size = max(1, int(batch_size))
+        self.retries = max(1, int(retries))
+        self.retry_wait = float(retry_wait)
         # issue #8: governance and curation steps (not-a-patient marking, infeasible-value
         # flags, re-identification mapping); default: from the settings in force
         if hooks is None:
@@ -130,6 +206,14 @@ class Ingestor:
 
         ``report`` and ``sha`` may be passed when the caller (the listener)
         has already parsed the dataset, so that it is not parsed twice.
+
+        Raises
+        ------
+        sqlalchemy.exc.OperationalError, OSError
+            On a transient database error, or when the quarantine folder
+            cannot be written: the caller's transaction must be retried, the
+            dataset is not at fault. Everything else about the dataset ends
+            in the database or in quarantine.
         """
         sha = sha or hashlib.sha256(data).hexdigest()
         if report is None:
@@ -149,38 +233,105 @@ class Ingestor:
                 # issue #8: encrypted pseudonym -> ID mapping, only when configured
                 self.hooks.after_store(conn, self.store, report, outcome)
         except Exception as exc:
+            if is_transient(exc):
+                raise
             log.exception("could not store %s", report.sop_instance_uid)
-            return self._quarantine(
-                conn, data, sha, "store_error",
-                f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:200]})",
-                origin, report.sop_instance_uid, where=where)
+            return self._quarantine(conn, data, sha, "store_error", store_error_reason(exc),
+                                    origin, report.sop_instance_uid, where=where)
+        if outcome == Outcome.CONFLICT:
+            return self._quarantine(conn, data, sha, "conflict", CONFLICT_REASON, origin,
+                                    report.sop_instance_uid, where=where)
         n_events = len(report.events) if outcome in (Outcome.INGESTED, Outcome.REPLACED) else 0
         return Result(outcome.value, report.sop_instance_uid, n_events)
 
+    @staticmethod
+    def _load(item: Pending):
+        """(bytes, None), or (None, the Result of a file that cannot be read)."""
+        try:
+            return item.load(), None
+        except OSError as exc:
+            return None, Result("unreadable", reason=f"cannot read {item.where}: {exc.strerror}",
+                                kind="unreadable")
+
+    def _one(self, conn, item: Pending) -> Result:
+        data, unreadable = self._load(item)
+        if unreadable:
+            return unreadable
+        return self.ingest_one(conn, data, item.origin, item.what, report=item.report,
+                               sha=item.sha, where=item.where)
+
+    def ingest_batch(self, items: list[Pending]) -> list[Result]:
+        """Ingest ``items`` in one transaction and return once it has committed.
+
+        A transient database error retries the batch (bounded, see the class);
+        any other failure of the transaction commits the batch again one
+        dataset at a time, and a dataset that fails alone is quarantined
+        with the database's reason, in a transaction of its own.
+
+        Raises
+        ------
+        DatabaseUnavailable
+            When the database kept failing transiently.
+        """
+        wait = self.retry_wait
+        for attempt in range(1, self.retries + 1):
+            try:
+                with self.store.begin() as conn:
+                    return [self._one(conn, item) for item in items]
+            except Exception as exc:
+                if is_transient(exc) or isinstance(exc, OSError):
+                    if attempt == self.retries:
+                        raise DatabaseUnavailable(
+                            f"the database or the quarantine folder kept failing ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); nothing of this batch "
+                            "was lost: run the ingest again once it is back") from exc
+                    log.warning("transient failure, retrying in %.1f s (%s: %s)", wait, type(exc).__name__,
+                                str(exc)[:200])
+                    time.sleep(wait)
+                    wait *= 2
+                    continue
+                if len(items) > 1:
+                    log.warning("a batch failed (%s: %s); committing its datasets one at a time",
+                                type(exc).__name__, str(exc)[:200])
+                    return [result for item in items for result in self.ingest_batch([item])]
+                return [self._isolate(items[0], exc)]
+        raise AssertionError("unreachable")
+
+    def _isolate(self, item: Pending, exc: BaseException) -> Result:
+        """Quarantine a dataset whose transaction failed with it alone in it."""
+        log.error("could not store a dataset (%s: %s)", type(exc).__name__, str(exc)[:200])
+        data, unreadable = self._load(item)
+        if unreadable:
+            return unreadable
+        sha = item.sha or hashlib.sha256(data).hexdigest()
+        uid = getattr(item.report, "sop_instance_uid", None)
+        with self.store.begin() as conn:
+            return self._quarantine(conn, data, sha, "store_error", store_error_reason(exc),
+                                    item.origin, uid, where=item.where)
+
     def ingest_paths(self, paths: Iterable[os.PathLike],
                      progress: Optional[Callable[[Path, Result], None]] = None) -> Summary:
-        """Ingest every file under ``paths``; ``progress`` is called per file."""
+        """Ingest every file under ``paths``; ``progress`` is called per file
+        once its transaction has committed."""
         summary = Summary()
-        files = list(iter_files(paths))
+        skipped: list = []
+        files = list(iter_files(paths, skipped))
+        summary.skipped = len(skipped)
         for start in range(0, len(files), self.batch_size):
             batch = files[start:start + self.batch_size]
-            with self.store.begin() as conn:
-                for path in batch:
-                    try:
-                        data = path.read_bytes()
-                    except OSError as exc:
-                        result = Result("unreadable", reason=f"cannot read {path}: {exc.strerror}",
-                                        kind="unreadable")
-                    else:
-                        # no file name in reasons or in the database: names can identify
-                        result = self.ingest_one(conn, data, origin="file", what="file",
-                                                 where=str(path))
-                    summary.files += 1
-                    summary.events += result.events
-                    if result.outcome in ("quarantined", "unreadable"):
-                        summary.quarantined[result.kind] += 1
-                    else:
-                        summary.outcomes[result.outcome] += 1
-                    if progress:
-                        progress(path, result)
+            # no file name in reasons or in the database: names can identify
+            items = [Pending(path.read_bytes, origin="file", what="file", where=str(path)) for path in batch]
+            for path, result in zip(batch, self.ingest_batch(items)):
+                summary.files += 1
+                summary.events += result.events
+                if result.outcome in ("quarantined", "unreadable"):
+                    summary.quarantined[result.kind] += 1
+                else:
+                    summary.outcomes[result.outcome] += 1
+                if progress:
+                    progress(path, result)
         return summary
+
+
+def store_error_reason(exc: BaseException) -> str:
+    return f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:200]})"

@@ -28,6 +28,7 @@ from srdose.parse.content import content_nodes
 from srdose.parse.image import read_image_event
 from srdose.parse.integrity import check_complete
 from srdose.parse.rdsr import MAX_TEXT, check_dose_sr, read_report
+from srdose.parse.values import check_uid, date_or_none, time_or_none, uid_problem
 from srdose.parse.records import (
     AccumulatedDose,
     Device,
@@ -42,11 +43,15 @@ __all__ = [
     "AccumulatedDose", "Device", "DoseReport", "Filter", "IrradiationEvent",
     "Pulse", "Study", "Refused", "NotDicom", "Malformed", "Unsupported",
     "NotADoseReport", "read_path", "read_bytes", "read_dataset", "age_in_years",
+    "image_header", "uid_problem",
 ]
 
 
 #: Ages outside this range are not a woman at a breast examination.
 AGE_YEARS = (10.0, 120.0)
+#: Ages are kept in completed years (floored to a multiple of this): with a
+#: finer age and the study date, the birth date could be worked out again.
+AGE_RESOLUTION_YEARS = 1
 
 
 def _s(ds: Dataset, keyword: str, flags: list, limit: int = 256) -> Optional[str]:
@@ -66,27 +71,32 @@ def _s(ds: Dataset, keyword: str, flags: list, limit: int = 256) -> Optional[str
 
 
 def age_in_years(birth_date: Optional[str], study_date: Optional[str],
-                 patient_age: Optional[str]) -> Optional[float]:
-    """Age at the study in decimal years.
+                 patient_age: Optional[str], resolution: int = AGE_RESOLUTION_YEARS) -> Optional[int]:
+    """Age at the study in completed years, floored to a multiple of ``resolution``.
 
-    From birth date and study date when both are valid (days / 365.25), else
-    from Patient's Age (``nnnD|W|M|Y``), else ``None``.
+    From birth date and study date when both are valid (birthdays counted on
+    the calendar), else from Patient's Age (``nnnD|W|M|Y``), else ``None``.
+    Never finer than a year: a decimal age plus the study date gives the
+    birth date back.
     """
+    years = None
     try:
         if birth_date and study_date:
             born = _dt.datetime.strptime(birth_date[:8], "%Y%m%d").date()
             seen = _dt.datetime.strptime(study_date[:8], "%Y%m%d").date()
-            days = (seen - born).days
-            if days >= 0:
-                return round(days / 365.25, 2)
+            if seen >= born:
+                years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
     except ValueError:
         pass
-    if patient_age and len(patient_age) == 4 and patient_age[:3].isdigit():
+    if years is None and patient_age and len(patient_age) == 4 and patient_age[:3].isdigit():
         n = int(patient_age[:3])
         per_year = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}.get(patient_age[3].upper())
         if per_year:
-            return round(n / per_year, 2)
-    return None
+            years = int(n // per_year)
+    if years is None:
+        return None
+    step = max(1, int(resolution))
+    return years - years % step
 
 
 def _header(ds: Dataset, report: DoseReport) -> None:
@@ -100,21 +110,29 @@ def _header(ds: Dataset, report: DoseReport) -> None:
     d.department = _s(ds, "InstitutionalDepartmentName", flags)
     d.software = _s(ds, "SoftwareVersions", flags)
     st = report.study
-    st.study_instance_uid = _s(ds, "StudyInstanceUID", flags, 64)
-    st.study_date = _s(ds, "StudyDate", flags, 8)
-    st.study_time = _s(ds, "StudyTime", flags, 16)
-    if st.study_time:
-        st.study_time = st.study_time.split(".")[0]
+    st.study_instance_uid = check_uid(_s(ds, "StudyInstanceUID", [], 256), "Study Instance UID")
+    st.study_date = _checked_value(_s(ds, "StudyDate", flags, 16), date_or_none, "study_date", flags)
+    st.study_time = _checked_value(_s(ds, "StudyTime", flags, 32), time_or_none, "study_time", flags)
     st.description = _s(ds, "StudyDescription", flags, MAX_TEXT)
     st.sex = _s(ds, "PatientSex", flags, 16)
     st.patient_id = _s(ds, "PatientID", flags, 64)
     st.accession = _s(ds, "AccessionNumber", flags, 64)
     st.patient_name = _s(ds, "PatientName", flags, 320)
-    st.age_years = age_in_years(_s(ds, "PatientBirthDate", flags, 8), st.study_date,
+    st.age_years = age_in_years(date_or_none(_s(ds, "PatientBirthDate", flags, 16)), st.study_date,
                                 _s(ds, "PatientAge", flags, 8))
     if st.age_years is not None and not (AGE_YEARS[0] <= st.age_years <= AGE_YEARS[1]):
         flags.append("absurd:age_years")  # e.g. "001D" left by an anonymiser
         st.age_years = None
+
+
+def _checked_value(value: Optional[str], check, name: str, flags: list) -> Optional[str]:
+    """``check(value)``; an invalid value becomes None plus an ``invalid:<name>`` flag."""
+    if value is None:
+        return None
+    good = check(value)
+    if good is None:
+        flags.append(f"invalid:{name}")
+    return good
 
 
 def _need_study_uid(ds: Dataset) -> None:
@@ -137,6 +155,9 @@ def read_dataset(ds: Dataset, nodes=None) -> DoseReport:
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_class or not sop_uid:
         raise Malformed("dataset has no SOP Class UID or SOP Instance UID: not a storable DICOM object")
+    # before anything else: these UIDs are what the database keys on
+    check_uid(sop_class, "SOP Class UID")
+    check_uid(sop_uid, "SOP Instance UID")
     modality = str(ds.get("Modality", "") or "").upper()
     if sop_class in C.DOSE_SR_CLASSES:
         _need_study_uid(ds)
@@ -190,6 +211,37 @@ def read_path(path: Union[str, Path]) -> DoseReport:
     """Parse a DICOM file on disk."""
     path = Path(path)
     return read_bytes(path.read_bytes(), path.name)
+
+
+def image_header(data: bytes, what: str = "dataset") -> bytes:
+    """A Part 10 image as a Part 10 file of its header alone (explicit VR
+    little endian, no pixel data), for the spool: srdose keeps no pixels.
+
+    The whole encoded image is checked first, so that an image cut short is
+    refused here exactly as :func:`read_bytes` refuses the same bytes from a
+    file; decoding and re-encoding would otherwise turn the surviving
+    elements into a complete-looking header.
+
+    Raises
+    ------
+    Refused
+        When ``data`` is not DICOM or is truncated or damaged.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = _read(io.BytesIO(data), what)
+    check_complete(data, str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
+    try:
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # no pixels left to be compressed
+        buf = io.BytesIO()
+        ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            NotImplementedError) as exc:
+        raise Malformed(f"{what} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    return buf.getvalue()
 
 
 def read_bytes(data: bytes, what: str = "dataset") -> DoseReport:

@@ -15,7 +15,8 @@ from pydicom.dataset import Dataset
 
 from srdose import codes as C
 from srdose.parse.records import Filter, IrradiationEvent, Pulse
-from srdose.parse.rdsr import EXPECTED, checked
+from srdose.parse.rdsr import EXPECTED, bound_event, checked, checked_datetime
+from srdose.parse.values import check_uid
 
 #: Reference-point text of an image-header dose given at Distance Source to Entrance.
 REFERENCE_AT_ENTRANCE_DISTANCE = "At Distance Source to Entrance"
@@ -55,13 +56,17 @@ def _term(ds: Dataset, keyword: str) -> Optional[str]:
 def read_image_event(ds: Dataset) -> IrradiationEvent:
     """One :class:`IrradiationEvent` from an MG image header."""
     ev = IrradiationEvent()
-    ev.event_uid = str(ds.get("IrradiationEventUID", "") or "") or None
+    uids = ds.get("IrradiationEventUID")
+    if uids is not None and not isinstance(uids, str):  # multi-valued: the first names this exposure
+        uids = uids[0] if len(uids) else None
+    ev.event_uid = str(uids or "").strip() or None
     if ev.event_uid and "\\" in ev.event_uid:
         ev.event_uid = ev.event_uid.split("\\")[0]
+    ev.event_uid = check_uid(ev.event_uid, "Irradiation Event UID")
     dt = ds.get("AcquisitionDateTime")
     if not dt and ds.get("AcquisitionDate"):
         dt = f"{ds.AcquisitionDate}{str(ds.get('AcquisitionTime', '') or '').split('.')[0]}"
-    ev.datetime_started = str(dt) if dt else None
+    ev.datetime_started = checked_datetime(str(dt).strip() if dt else None, ev.flags)
 
     ev.kvp = _checked(ev, "kvp", _float(ds, "KVP"))
     uas = _float(ds, "ExposureInuAs")
@@ -130,6 +135,7 @@ def read_image_event(ds: Dataset) -> IrradiationEvent:
     else:
         ev.acquisition, ev.event_type = "2D", "stationary"
 
+    bound_event(ev)
     for what in EXPECTED:
         if getattr(ev, what) is None and not any(f.endswith(":" + what) for f in ev.flags):
             ev.flag(f"missing:{what}")

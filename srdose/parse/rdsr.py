@@ -12,6 +12,7 @@ exception. Only a dataset that is not a readable dose report at all raises
 
 from __future__ import annotations
 
+import math
 from statistics import median
 from typing import Optional
 
@@ -20,6 +21,7 @@ from pydicom.dataset import Dataset
 from srdose import codes as C
 from srdose import units
 from srdose.parse.errors import Malformed, NotADoseReport, Unsupported
+from srdose.parse.values import check_uid, datetime_or_none
 from srdose.parse.records import (
     AccumulatedDose,
     DoseReport,
@@ -193,6 +195,22 @@ PLAUSIBLE = {
 #: A zero in these is "not measured", not a measurement (Hologic writes
 #: AGD = HVL = entrance exposure = 0 on some 20 kV events).
 ZERO_MEANS_MISSING = frozenset(PLAUSIBLE) | {"n_pulses"}
+# Bounds of the other numbers srdose stores; a zero in these is a value.
+PLAUSIBLE.update({
+    "mas": (0.0, 5000.0),
+    "n_pulses": (1.0, 100000.0),
+    "filter_min_mm": (0.0, 20.0),
+    "filter_max_mm": (0.0, 20.0),
+    "filter_thickness_mm": (0.0, 20.0),
+    "compression_pressure_kpa": (0.0, 1000.0),
+    "compression_contact_area_mm2": (0.0, 1.0e6),
+    "positioner_primary_angle_deg": (-360.0, 360.0),
+    "positioner_secondary_angle_deg": (-360.0, 360.0),
+    "positioner_primary_end_angle_deg": (-360.0, 360.0),
+    "dose_area_product_gym2": (0.0, 10.0),
+    # a total over the study: a 0 is real (that breast was not imaged)
+    "accumulated_agd": (0.0, 2000.0),
+})
 
 
 def concept_name(key: tuple[str, str], meaning: str) -> Optional[str]:
@@ -226,7 +244,8 @@ def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
         flags.append(f"zero:{name}")
         return None
     bounds = PLAUSIBLE.get(name)
-    if bounds and not (bounds[0] <= value <= bounds[1]):
+    # NaN fails every comparison, so it is caught here as well as infinity
+    if not math.isfinite(value) or (bounds and not (bounds[0] <= value <= bounds[1])):
         flags.append(f"absurd:{name}")
         return None
     return value
@@ -416,19 +435,79 @@ def read_event(container: Node) -> IrradiationEvent:
         elif vt == "CONTAINER" and name == "filters":
             ev.filters.append(_read_filter(node, flags))
         elif vt == "UIDREF" and name == "event_uid":
-            ev.event_uid = _text(node.value, flags, "event_uid")
+            ev.event_uid = check_uid(_text(node.value, [], "event_uid"), "Irradiation Event UID")
         elif vt == "DATETIME" and name == "datetime_started":
-            ev.datetime_started = _text(node.value, flags, "datetime_started")
+            ev.datetime_started = checked_datetime(_text(node.value, flags, "datetime_started"), flags)
         elif vt == "TEXT":
             if name == "protocol":
                 ev.protocol = _text(node.value, flags, "protocol")
             elif name == "label":
                 ev.label = _text(node.value, flags, "label")
     derive_event_values(ev, lists, times, durations, reported_pulses)
+    bound_event(ev)
     for what in EXPECTED:
         if getattr(ev, what) is None and not any(f.endswith(":" + what) for f in flags):
             flags.append(f"missing:{what}")
     return ev
+
+
+#: Event attributes that are numbers, each checked against :data:`PLAUSIBLE`
+#: under the name given (derived values included: a sum of plausible pulses
+#: can still be absurd).
+_STORED_NUMBERS = {
+    "kvp": "kvp", "mas": "mas", "tube_current_ma": "tube_current_ma",
+    "exposure_time_ms": "exposure_time_ms", "irradiation_duration_ms": "irradiation_duration_ms",
+    "n_pulses": "n_pulses", "filter_thickness_mm": "filter_thickness_mm",
+    "focal_spot_mm": "focal_spot_mm", "compressed_thickness_mm": "compressed_thickness_mm",
+    "compression_force_n": "compression_force_n", "compression_pressure_kpa": "compression_pressure_kpa",
+    "compression_contact_area_mm2": "compression_contact_area_mm2", "hvl_mm": "hvl_mm",
+    "entrance_exposure_mgy": "entrance_exposure_mgy", "agd_mgy": "agd_mgy",
+    "positioner_primary_angle_deg": "positioner_primary_angle_deg",
+    "positioner_primary_end_angle_deg": "positioner_primary_end_angle_deg",
+    "positioner_secondary_angle_deg": "positioner_secondary_angle_deg",
+    "source_detector_mm": "source_detector_mm", "source_rp_mm": "source_rp_mm",
+    "dose_area_product_gym2": "dose_area_product_gym2",
+}
+_PULSE_NUMBERS = {"kvp": "kvp", "tube_current_ma": "tube_current_ma",
+                  "exposure_mas": "exposure_mas", "pulse_width_ms": "pulse_width_ms"}
+_FILTER_NUMBERS = {"thickness_min_mm": "filter_min_mm", "thickness_max_mm": "filter_max_mm"}
+
+
+def _bounded(name: str, value, flags_to) -> Optional[float]:
+    if value is None:
+        return None
+    lo, hi = PLAUSIBLE[name]
+    try:
+        ok = math.isfinite(value) and lo <= value <= hi
+    except TypeError:
+        ok = False
+    if not ok:
+        flags_to(f"absurd:{name}")
+        return None
+    return value
+
+
+def bound_event(ev: IrradiationEvent) -> None:
+    """Every number of ``ev`` (pulses and filters too) within :data:`PLAUSIBLE`,
+    else None plus an ``absurd:<name>`` flag: nothing out of bounds is stored."""
+    for attr, name in _STORED_NUMBERS.items():
+        setattr(ev, attr, _bounded(name, getattr(ev, attr), ev.flag))
+    for pulse in ev.pulses:
+        for attr, name in _PULSE_NUMBERS.items():
+            setattr(pulse, attr, _bounded(name, getattr(pulse, attr), ev.flag))
+    for f in ev.filters:
+        for attr, name in _FILTER_NUMBERS.items():
+            setattr(f, attr, _bounded(name, getattr(f, attr), ev.flag))
+
+
+def checked_datetime(value: Optional[str], flags: list) -> Optional[str]:
+    """A DT value when it is one, else None plus an ``invalid:datetime_started`` flag."""
+    if value is None:
+        return None
+    good = datetime_or_none(value)
+    if good is None:
+        flags.append("invalid:datetime_started")
+    return good
 
 
 def _read_filter(node: Node, flags: list) -> Filter:
@@ -507,7 +586,7 @@ def derive_event_values(ev: IrradiationEvent, lists: dict, times: list,
     ev.kvp = pick(kv)
     ev.tube_current_ma = pick(ma)
 
-    if reported_pulses is not None:
+    if reported_pulses is not None and math.isfinite(reported_pulses):
         ev.n_pulses = int(round(reported_pulses))
     elif n:
         ev.n_pulses = n
@@ -568,6 +647,7 @@ def read_report(ds: Dataset, nodes: list[Node], report: DoseReport) -> None:
                             value = child.value * units.factor(child.unit, "dose")
                         except units.UnitError:
                             report.flags.append(f"unit:accumulated_agd:{str(child.unit)[:20]}")
+                        value = checked("accumulated_agd", value, report.flags)
                     else:
                         report.flags.append("no_value:accumulated_agd")
                     report.accumulated.append(AccumulatedDose(_laterality_below(child), value))

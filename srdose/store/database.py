@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
+import hashlib
+import json
+import math
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import String, Text, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from srdose.parse.records import DoseReport, IrradiationEvent
@@ -27,6 +32,43 @@ class Outcome(str, enum.Enum):
     REPLACED = "replaced"  # superset of an earlier RDSR of the study, which it replaced
     SUPERSEDED = "superseded"  # an earlier RDSR of the study already holds all its events
     COVERED = "covered"  # MG image whose exposure an RDSR of the study already reports
+    # this SOP instance UID is held with other content: the first is kept, nothing written
+    CONFLICT = "conflict"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that says nothing about the dataset (disk full,
+    database locked, connection lost, serialisation failure): retry it,
+    never quarantine for it."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa_exc.OperationalError)
+
+
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+def fit_row(model, row: dict, flag: Callable[[str], None]) -> dict:
+    """``row`` with every text value storable in ``model``'s columns: NUL
+    characters (PostgreSQL refuses them) removed and values longer than the
+    column cut, each with a flag naming the column."""
+    columns = model.__table__.columns
+    for name, value in row.items():
+        if not isinstance(value, str) or name not in columns:
+            continue
+        kind = columns[name].type
+        if not isinstance(kind, (String, Text)):
+            continue
+        if "\x00" in value:
+            value = _without_nul(value)
+            flag(f"nul:{name}")
+        length = getattr(kind, "length", None)
+        if length and len(value) > length:
+            value = value[:length]
+            flag(f"truncated:{name}")
+        row[name] = value
+    return row
 
 
 def _alembic_config(url: str):
@@ -144,13 +186,24 @@ class DoseStore:
         Bring the schema to the current revision on opening.
     """
 
-    def __init__(self, url: str, pseudonymiser: Optional[Pseudonymiser] = None, migrate: bool = True):
+    def __init__(self, url: str, pseudonymiser: Optional[Pseudonymiser] = None, migrate: bool = True,
+                 age_resolution_years: int = 1):
         self.url = url
         self.engine = make_engine(url)
         self.pseudonymiser = pseudonymiser
-        self._devices: dict[tuple, int] = {}
+        self.age_resolution_years = max(1, int(age_resolution_years))
+        # device ids of committed rows, and of rows written by the transaction
+        # in progress: these join the first only once it has committed, and
+        # are forgotten on any rollback (a rolled-back device row is gone)
+        self._devices: dict[tuple, tuple] = {}
+        self._pending_devices: dict[tuple, tuple] = {}
+        event.listen(self.engine, "rollback", self._forget_pending)
+        event.listen(self.engine, "rollback_savepoint", self._forget_pending)
         if migrate:
             upgrade(self.engine)
+
+    def _forget_pending(self, *_args) -> None:
+        self._pending_devices.clear()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,8 +211,15 @@ class DoseStore:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A transaction; commits on success, rolls back on error."""
-        with self.engine.begin() as conn:
-            yield conn
+        self._pending_devices.clear()
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except BaseException:
+            self._pending_devices.clear()
+            raise
+        self._devices.update(self._pending_devices)
+        self._pending_devices.clear()
 
     # --- writing -------------------------------------------------------------
 
@@ -170,10 +230,12 @@ class DoseStore:
 
     def _device_id(self, conn: Connection, report: DoseReport, now: dt.datetime) -> int:
         d = report.device
-        identity = (d.manufacturer or "", d.model or "", d.serial or "")
-        labels = dict(station=d.station, institution=d.institution, department=d.department,
-                      software=d.software)
-        cached = self._devices.get(identity)
+        row = fit_row(M.Device, dict(manufacturer=d.manufacturer or "", model=d.model or "",
+                                     serial=d.serial or "", station=d.station, institution=d.institution,
+                                     department=d.department, software=d.software), report.flags.append)
+        identity = (row["manufacturer"], row["model"], row["serial"])
+        labels = {k: row[k] for k in ("station", "institution", "department", "software")}
+        cached = self._pending_devices.get(identity) or self._devices.get(identity)
         if cached is not None and cached[1] == labels and cached[2] == now.date():
             return cached[0]
         row = conn.execute(
@@ -193,7 +255,7 @@ class DoseStore:
             # the station name is a label that can change: keep the latest
             conn.execute(update(M.Device).where(M.Device.id == device_id).values(last_seen=now, **labels))
         # written again when a label changes, and at least once a day (last_seen)
-        self._devices[identity] = (device_id, labels, now.date())
+        self._pending_devices[identity] = (device_id, labels, now.date())
         return device_id
 
     def _study_id(self, conn: Connection, report: DoseReport, device_id: int) -> int:
@@ -207,16 +269,63 @@ class DoseStore:
         if p is None:
             raise RuntimeError("DoseStore needs a Pseudonymiser to write studies")
         return conn.execute(
-            insert(M.Study).values(
+            insert(M.Study).values(**fit_row(M.Study, dict(
                 study_instance_uid=st.study_instance_uid, device_id=device_id,
                 study_date=st.study_date, study_time=st.study_time,
                 description=st.description, procedure=st.procedure,
                 patient_pseudonym=p.patient(st.patient_id),
                 accession_pseudonym=p.accession(st.accession),
-                age_years=st.age_years, sex=st.sex,
+                age_years=self._coarse_age(st.age_years), sex=st.sex,
                 not_patient=bool(st.not_patient),  # issue #8: phantom / QA study, set at ingest
-            )
+            ), report.flags.append))
         ).inserted_primary_key[0]
+
+    def _coarse_age(self, age: Optional[float]) -> Optional[int]:
+        """Completed years, floored to the store's resolution: never finer
+        than a year, which with the study date would give the birth date."""
+        if age is None or not math.isfinite(age):
+            return None
+        step = self.age_resolution_years
+        return int(math.floor(age / step) * step)
+
+    def content_digest(self, report: DoseReport) -> str:
+        """SHA-256 of what srdose keeps from ``report`` (identifiers as their
+        keyed pseudonyms, no flags): two encodings of one object agree, an
+        object reusing a SOP instance UID for other content does not."""
+        p = self.pseudonymiser
+        st = report.study
+        doc = {
+            "sop_class": report.sop_class_uid, "source": report.source,
+            "study": [st.study_instance_uid, st.study_date, st.study_time, st.sex,
+                      self._coarse_age(st.age_years),
+                      p.patient(st.patient_id) if p else None, p.accession(st.accession) if p else None],
+            "device": [report.device.manufacturer, report.device.model, report.device.serial],
+            "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "flags"} for e in report.events],
+            "accumulated": [dataclasses.asdict(a) for a in report.accumulated],
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
+
+    def _held_conflicts(self, conn: Connection, report: DoseReport, sha256: str,
+                        digest: str) -> Optional[bool]:
+        """None when the SOP instance is not held; False when it is held with
+        the same content; True when it is held with other content."""
+        S, St = M.SourceObject, M.Study
+        held = conn.execute(
+            select(S.sha256, S.content_sha256, St.study_instance_uid, St.patient_pseudonym)
+            .outerjoin(St, S.study_id == St.id)
+            .where(S.sop_instance_uid == report.sop_instance_uid)
+        ).first()
+        if held is None:
+            return None
+        if held.sha256 == sha256:
+            return False
+        if held.content_sha256 is not None:
+            return held.content_sha256 != digest
+        # held before content digests were kept: compare the study and the patient
+        p = self.pseudonymiser
+        pseudonym = p.patient(report.study.patient_id) if p else held.patient_pseudonym
+        return (held.study_instance_uid != report.study.study_instance_uid
+                or held.patient_pseudonym != pseudonym)
 
     def _events_of(self, conn: Connection, source_ids: list[int]) -> list:
         if not source_ids:
@@ -242,18 +351,19 @@ class DoseStore:
         received_from
             Calling AE title or path the object came from.
         """
-        if self.has_sop_instance(conn, report.sop_instance_uid):
-            return Outcome.DUPLICATE
+        digest = self.content_digest(report)
+        conflict = self._held_conflicts(conn, report, sha256, digest)
+        if conflict is not None:
+            return Outcome.CONFLICT if conflict else Outcome.DUPLICATE
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         device_id = self._device_id(conn, report, now)
         study_id = self._study_id(conn, report, device_id)
-        source_id = conn.execute(
-            insert(M.SourceObject).values(
-                sop_instance_uid=report.sop_instance_uid, sop_class_uid=report.sop_class_uid,
-                kind=report.source, study_id=study_id, sha256=sha256, received_at=now,
-                received_from=received_from, flags=";".join(report.flags) or None,
-            )
-        ).inserted_primary_key[0]
+        row = fit_row(M.SourceObject, dict(
+            sop_instance_uid=report.sop_instance_uid, sop_class_uid=report.sop_class_uid,
+            kind=report.source, study_id=study_id, sha256=sha256, content_sha256=digest, received_at=now,
+            received_from=received_from), report.flags.append)
+        row["flags"] = _without_nul(";".join(report.flags)) or None
+        source_id = conn.execute(insert(M.SourceObject).values(**row)).inserted_primary_key[0]
 
         live = conn.execute(
             select(M.SourceObject.id, M.SourceObject.kind).where(
@@ -305,8 +415,8 @@ class DoseStore:
         self._insert_events(conn, events, source_id, study_id, device_id)
         if report.accumulated:
             conn.execute(insert(M.AccumulatedDose), [
-                {"source_object_id": source_id, "study_id": study_id,
-                 "laterality": a.laterality, "agd_mgy": a.agd_mgy}
+                fit_row(M.AccumulatedDose, {"source_object_id": source_id, "study_id": study_id,
+                                            "laterality": a.laterality, "agd_mgy": a.agd_mgy}, lambda _f: None)
                 for a in report.accumulated
             ])
         return outcome
@@ -328,8 +438,11 @@ class DoseStore:
         for ev in events:
             row = {name: getattr(ev, name) for name in _EVENT_COLUMNS}
             row.update(source_object_id=source_id, study_id=study_id, device_id=device_id,
-                       flags=";".join(ev.flags) or None,
                        view_modifiers=";".join(ev.view_modifiers) or None)
+            fit_row(M.Event, row, ev.flag)
+            for f in ev.filters:
+                f.filter_type = fit_row(M.Filter, {"filter_type": f.filter_type}, ev.flag)["filter_type"]
+            row["flags"] = _without_nul(";".join(ev.flags)) or None
             rows.append(row)
         ids = conn.execute(
             insert(M.Event).returning(M.Event.id, sort_by_parameter_order=True), rows
@@ -352,11 +465,21 @@ class DoseStore:
     def add_quarantine(self, conn: Connection, kind: str, reason: str, sha256: Optional[str],
                        sop_instance_uid: Optional[str], stored_as: Optional[str],
                        received_from: Optional[str] = None) -> None:
-        conn.execute(insert(M.Quarantine).values(
-            at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kind=kind, reason=reason[:4000],
+        """Record a quarantined dataset. Whatever the dataset held, this row
+        can be written: a UID that is not one is left out (the reason says
+        it), text is cut to its column and cleared of NUL characters."""
+        from srdose.parse.values import uid_problem
+
+        if sop_instance_uid is not None and uid_problem(str(sop_instance_uid)):
+            sop_instance_uid = None
+        row = fit_row(M.Quarantine, dict(
+            at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kind=kind, reason=(reason or "")[:4000],
             sha256=sha256, sop_instance_uid=sop_instance_uid, stored_as=stored_as,
             received_from=received_from,
-        ))
+        ), lambda _f: None)
+        # in a savepoint: a failure here leaves the caller's transaction usable
+        with conn.begin_nested():
+            conn.execute(insert(M.Quarantine).values(**row))
 
     # --- reading ---------------------------------------------------------------
 

@@ -78,6 +78,9 @@ class SourceObject(Base):
     kind: Mapped[str] = mapped_column(String(8))  # rdsr | image
     study_id: Mapped[Optional[int]] = mapped_column(ForeignKey("studies.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of what srdose kept from it (see DoseStore.content_digest): tells a
+    # re-encoded copy of this object from another object reusing its UID
+    content_sha256: Mapped[Optional[str]] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime)
     received_from: Mapped[Optional[str]] = mapped_column(String(256))
     # set when a later RDSR for the same study replaced this one
