@@ -7,12 +7,17 @@ at any moment loses nothing: on start, whatever is still here is ingested
 first.
 
 File names carry what the database needs to know about where a dataset came
-from and in which order: ``<ns since epoch>-<counter>-<calling AE>.dcm``.
+from and in which order: ``<ns since epoch>-<pid>-<counter>-<calling AE>.dcm``.
+A dataset refused at the door is kept in the quarantine folder at once; a
+small ``.refused`` note (JSON) waits here beside the accepted datasets until
+its quarantine record is in the database, so that a crash cannot lose the
+record either.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -24,6 +29,8 @@ from typing import Optional
 from srdose.quarantine import write_durably
 
 _SAFE_AE = re.compile(r"[^A-Za-z0-9_.-]")
+#: Suffix of the note left for a dataset refused at the door.
+REFUSED_SUFFIX = ".refused"
 
 
 class SpoolError(OSError):
@@ -57,6 +64,12 @@ class Spool:
         self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    def _name(self, calling_ae: str, suffix: str) -> Path:
+        with self._lock:
+            n = next(self._counter)
+        ae = _SAFE_AE.sub("_", calling_ae.strip())[:16] or "unknown"
+        return self.root / f"{time.time_ns():020d}-{os.getpid()}-{n:08d}-{ae}{suffix}"
+
     def put(self, data: bytes, calling_ae: str = "") -> Path:
         """Write one dataset durably; returns its spool path.
 
@@ -65,19 +78,39 @@ class Spool:
         SpoolError
             When it could not be written: the sender must not hear success.
         """
-        with self._lock:
-            n = next(self._counter)
-        ae = _SAFE_AE.sub("_", calling_ae.strip())[:16] or "unknown"
-        path = self.root / f"{time.time_ns():020d}-{os.getpid()}-{n:08d}-{ae}.dcm"
+        path = self._name(calling_ae, ".dcm")
         try:
             write_durably(path, data)
         except OSError as exc:
             raise SpoolError(exc.errno, f"cannot spool dataset: {exc.strerror}") from exc
         return path
 
+    def put_refusal(self, note: dict, calling_ae: str = "") -> Path:
+        """Write durably the note of a dataset refused (and already
+        quarantined) at the door, until its database record is written.
+
+        ``note`` holds ``kind``, ``reason``, ``sha256``, ``sop_instance_uid``
+        and ``stored_as``.
+        """
+        path = self._name(calling_ae, REFUSED_SUFFIX)
+        try:
+            write_durably(path, json.dumps(note).encode())
+        except OSError as exc:
+            raise SpoolError(exc.errno, f"cannot spool a refusal note: {exc.strerror}") from exc
+        return path
+
+    @staticmethod
+    def is_refusal(path: Path) -> bool:
+        return Path(path).suffix == REFUSED_SUFFIX
+
+    @staticmethod
+    def read_refusal(path: Path) -> dict:
+        return json.loads(Path(path).read_bytes())
+
     def pending(self) -> list[Path]:
-        """Spooled datasets still to ingest, oldest first."""
-        return sorted(p for p in self.root.glob("*.dcm") if p.is_file())
+        """Spooled datasets and refusal notes still to ingest, oldest first."""
+        return sorted((p for pattern in ("*.dcm", "*" + REFUSED_SUFFIX) for p in self.root.glob(pattern)
+                       if p.is_file()), key=lambda p: p.name)
 
     @staticmethod
     def calling_ae(path: Path) -> str:
@@ -88,7 +121,7 @@ class Spool:
     def done(self, path: Path) -> None:
         """Remove an ingested (or quarantined) dataset from the spool."""
         path = Path(path)
-        if self.after_ingest == "delete":
+        if self.after_ingest == "delete" or self.is_refusal(path):  # the dataset itself is in quarantine
             path.unlink(missing_ok=True)
         elif self.after_ingest == "keep":
             target = self.root / "ingested"

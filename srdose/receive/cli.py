@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from srdose.cli import EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, Context, console, fail, out, progress_bar
+from srdose.cli_types import DATE, esc
 
 
 def _plain_service_log() -> None:
@@ -29,6 +30,77 @@ def _status_file(obj: Context) -> Path:
     return obj.settings.data_dir / "listener-status.json"
 
 
+#: A running listener rewrites its status every few seconds; older than
+#: this, it is not taken to be running.
+STATUS_STALE_SECONDS = 120
+
+
+def _listener_running(doc: dict) -> bool:
+    """Is the listener that wrote this status still running?"""
+    import os
+
+    if doc.get("stopped") or time.time() - float(doc["updated"]) > STATUS_STALE_SECONDS:
+        return False
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _checked_options(section: dict):
+    """Listener options from the settings, or exit 2 saying which setting is
+    wrong and what it should be (before anything is started)."""
+    from srdose.receive.scp import MAX_DATASET_MB, ListenerOptions
+
+    def bad(key, expected):
+        fail(f"[listener] {key} = {section.get(key)!r}: expected {expected}", EXIT_USAGE)
+
+    def integer(key, low, high, expected):
+        value = section.get(key)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            bad(key, expected)
+        section[key] = value
+
+    def number(key, expected, default=None):
+        value = section.get(key, default)
+        try:
+            ok = not isinstance(value, bool) and float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            bad(key, expected)
+        section[key] = float(value)
+
+    integer("port", 0, 65535, "a TCP port number from 0 to 65535")
+    integer("max_associations", 1, 1000, "a number of associations from 1 to 1000")
+    integer("max_pdu", 0, 2**32 - 1, "a PDU size in bytes (0: pynetdicom's default)")
+    for key in ("acse_timeout", "dimse_timeout", "network_timeout"):
+        number(key, "a number of seconds greater than 0")
+    number("request_timeout", "a number of seconds greater than 0", 10)
+    section.setdefault("max_pending", 32)
+    integer("max_pending", 1, 10000, "a number of connections from 1 to 10000")
+    number("max_dataset_mb", "a size in MB greater than 0", MAX_DATASET_MB)
+    aet = section.get("aet")
+    if not isinstance(aet, str) or not 0 < len(aet.strip()) <= 16 or not aet.isascii() or "\\" in aet \
+            or not aet.isprintable():
+        bad("aet", "an AE title of 1 to 16 printable ASCII characters")
+    for key in ("host", "tls_cert", "tls_key", "tls_ca"):
+        if not isinstance(section.get(key, ""), str):
+            bad(key, "a string")
+    allow = section.get("allow", [])
+    if not isinstance(allow, (list, tuple)) or not all(isinstance(a, str) for a in allow):
+        bad("allow", "a list of calling AE titles, e.g. [\"MAMMO1\", \"PACS\"]")
+    return ListenerOptions.from_settings(section)
+
+
 def build_listener(obj: Context, overrides: dict, own_process: bool = False):
     """Listener, worker and spool from the settings plus command-line overrides.
 
@@ -37,15 +109,17 @@ def build_listener(obj: Context, overrides: dict, own_process: bool = False):
     """
     from srdose.ingest import Ingestor
     from srdose.quarantine import QuarantineFolder
-    from srdose.receive.scp import Listener, ListenerOptions
+    from srdose.receive.scp import Listener
     from srdose.receive.worker import IngestWorker
     from srdose.spool import Spool
 
     section = dict(obj.settings["listener"])
     section.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
-    options = ListenerOptions.from_settings(section)
+    options = _checked_options(section)
     if bool(options.tls_cert) != bool(options.tls_key):
         fail("--tls-cert and --tls-key go together", EXIT_USAGE)
+    if options.tls_ca and not options.tls_cert:
+        fail("--tls-ca needs --tls-cert and --tls-key: without them the listener would run plain TCP", EXIT_USAGE)
     store = obj.store()  # creates the schema and the site secret before any child starts
     quarantine = QuarantineFolder(obj.settings.quarantine_dir)
     spool = Spool(obj.settings.spool_dir, section["after_ingest"], obj.settings.archive_dir)
@@ -54,8 +128,10 @@ def build_listener(obj: Context, overrides: dict, own_process: bool = False):
 
         from srdose.governance.hooks import IngestHooks
 
+        recalc = dict(obj.settings["recalc"])
         worker = IngestProcess(obj.db_url, obj.settings.site_secret_path, obj.settings.quarantine_dir,
-                               spool, _status_file(obj), IngestHooks.from_settings(obj.settings))
+                               spool, _status_file(obj), IngestHooks.from_settings(obj.settings),
+                               recalc_section=recalc if recalc.get("after_ingest", True) else None)
     else:
         worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
     return Listener(options, spool, quarantine, worker), worker
@@ -81,20 +157,6 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
     cleanly on SIGTERM or Ctrl-C, finishing the datasets in hand.
     """
     _plain_service_log()
-    listener, worker = build_listener(obj, dict(
-        port=port, aet=aet, host=host, allow=list(allow), max_pdu=max_pdu,
-        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca),
-        own_process=True)
-    obj.store().close()  # the child process owns the database from here
-    worker.start()
-    left = worker.recover()
-    if left:
-        with progress_bar() as bar:
-            task = bar.add_task("ingesting what the spool still held", total=left, rate="")
-            while not worker.idle() and worker.alive():
-                bar.update(task, completed=left - worker.pending)
-                time.sleep(0.1)
-            bar.update(task, completed=left - worker.pending)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -103,21 +165,39 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    listener, worker = build_listener(obj, dict(
+        port=port, aet=aet, host=host, allow=list(allow), max_pdu=max_pdu,
+        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca),
+        own_process=True)
+    obj.store().close()  # the child process owns the database from here
     try:
-        listener.start()
-    except OSError as exc:
-        worker.stop()
-        fail(f"cannot listen on port {listener.options.port}: {exc.strerror or exc}", EXIT_FAILED)
-    console.print(f"srdose listening as {listener.options.aet} on port {listener.port}; Ctrl-C to stop")
-    while not stop.is_set():
-        stop.wait(0.5)
-        if not worker.alive():
-            # without its ingest process the listener must not accept data
-            console.print("[red]the ingest process ended; stopping (the spool keeps what was received)[/]")
-            break
-    died = not worker.alive()
-    listener.stop()
-    worker.stop(drain=True)
+        worker.start()
+    except RuntimeError as exc:
+        fail(str(exc), EXIT_FAILED)
+    died = False
+    try:
+        # the child ingests what an earlier run left in the spool before
+        # anything new; reception opens meanwhile, so that a backlog or a
+        # database that is down cannot keep the port closed
+        left = worker.recover()
+        if left:
+            console.print(f"{left} dataset(s) left in the spool by an earlier run: ingesting them first")
+        try:
+            listener.start()
+        except OSError as exc:
+            fail(f"cannot listen on port {listener.options.port}: {exc.strerror or exc}", EXIT_FAILED)
+        console.print(f"srdose listening as {listener.options.aet} on port {listener.port}; Ctrl-C to stop")
+        while not stop.is_set():
+            stop.wait(0.2)
+            if not worker.alive():
+                # without its ingest process the listener must not accept data
+                console.print("[red]the ingest process ended; stopping (the spool keeps what was received, "
+                              "and the next start ingests it)[/]")
+                died = True
+                break
+    finally:
+        listener.stop(grace=1.0 if died else 10.0)
+        worker.stop(drain=not died)
     console.print(f"stopped: {dict(worker.counts)}")
     if died:
         sys.exit(EXIT_FAILED)
@@ -136,7 +216,11 @@ def status(obj: Context, as_json: bool) -> None:
            "spooled": len(Spool(obj.settings.spool_dir).pending()) if obj.settings.spool_dir.exists() else 0}
     sf = _status_file(obj)
     if sf.exists():
-        doc["listener"] = json.loads(sf.read_text())
+        try:
+            doc["listener"] = json.loads(sf.read_text())
+            doc["listener"]["running"] = _listener_running(doc["listener"])
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # being rewritten, or not ours: no listener status
     if as_json:
         out.print_json(data=doc)
         return
@@ -146,20 +230,24 @@ def status(obj: Context, as_json: bool) -> None:
     for col in ("source", "ingested objects", "quarantined", "last received (UTC)"):
         table.add_column(col)
     for row in doc["database"]:
-        table.add_row(row["source"], str(row["ingested"]), str(row["quarantined"]), row["last_seen"] or "")
+        table.add_row(esc(row["source"]), str(row["ingested"]), str(row["quarantined"]), esc(row["last_seen"] or ""))
     out.print(table)
     out.print(f"spooled, waiting for ingest: {doc['spooled']}")
     if "listener" in doc:
-        age = time.time() - doc["listener"]["updated"]
-        out.print(f"listener (status {age:.0f} s old): {doc['listener']['counts']}")
+        lst = doc["listener"]
+        age = time.time() - lst["updated"]
+        if lst["running"]:
+            out.print(f"listener running (pid {lst['pid']}, status {age:.0f} s old): {lst['counts']}")
+        else:
+            out.print(f"listener not running (its last status, {age:.0f} s old): {lst['counts']}")
 
 
 @click.command()
 @click.option("--pacs", required=True, metavar="HOST:PORT", help="The PACS's address.")
 @click.option("--pacs-aet", required=True, help="The PACS's AE title.")
 @click.option("--aet", default=None, help="Our AE title (default from config: SRDOSE); also the C-MOVE destination.")
-@click.option("--from", "date_from", required=True, metavar="YYYY-MM-DD", help="First study date.")
-@click.option("--to", "date_to", required=True, metavar="YYYY-MM-DD", help="Last study date.")
+@click.option("--from", "date_from", required=True, type=DATE, help="First study date.")
+@click.option("--to", "date_to", required=True, type=DATE, help="Last study date.")
 @click.option("--modality", default="MG", show_default=True, help="Modality in study to search for ('' for any).")
 @click.option("--station", help="Only studies from this station name (if the PACS can match it).")
 @click.option("--institution", help="Only studies from this institution (if the PACS can match it).")
@@ -179,6 +267,9 @@ def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, st
     from srdose.receive.scp import Receiver
     from srdose.store.database import held_sop_instances
 
+    if date_from > date_to:
+        fail(f"--from {date_from} is after --to {date_to}", EXIT_USAGE)
+    date_from, date_to = date_from.isoformat(), date_to.isoformat()
     host, _, pacs_port = pacs.rpartition(":")
     if not host or not pacs_port.isdigit():
         fail(f"--pacs must be HOST:PORT, not {pacs!r}", EXIT_USAGE)
@@ -206,7 +297,8 @@ def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, st
                 summary.received += 1
                 bar.update(task, advance=1)
 
-            receiver = Receiver(listener.spool, listener.quarantine, worker, on_stored=stored)
+            receiver = Receiver(listener.spool, listener.quarantine, worker, on_stored=stored,
+                                max_bytes=listener.receiver.max_bytes)
             try:
                 if use_move:
                     listener.receiver = receiver

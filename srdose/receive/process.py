@@ -9,7 +9,13 @@ The network side keeps only what it must do before answering: check, spool,
 fsync.
 
 The child dies with its parent (PR_SET_PDEATHSIG, and a check of the parent
-PID), so a killed listener never leaves a second writer behind.
+PID), so a killed listener never leaves a second writer behind; and the
+parent notices a dead child at the next dataset (it then answers failure, so
+nothing more is acknowledged that could not be ingested) and never waits on
+the pipe to a dead child.
+
+The child recalculates the MGD of what it ingested (``[recalc]
+after_ingest``), so the database is always current.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ log = logging.getLogger("srdose.listen")
 
 _STOP = None
 PR_SET_PDEATHSIG = 1
+#: On stop, the child ingests what it holds for at most this long; the rest
+#: stays in the spool for the next start.
+DRAIN_SECONDS = 30
 
 
 def _die_with_parent() -> None:
@@ -41,23 +50,26 @@ def _die_with_parent() -> None:
 
 def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, after_ingest: str,
            archive_dir: str, status_file: str, inbox, outstanding, ready, parent_pid: int,
-           log_level: int, hooks) -> None:
+           log_level: int, hooks, recalc_section: Optional[dict] = None) -> None:
     _die_with_parent()
     # the parent coordinates shutdown: Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s")
+    # the schema check on opening the store is not news at every start
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from srdose.ingest import Ingestor
     from srdose.pseudonym import Pseudonymiser, load_or_create_secret
     from srdose.quarantine import QuarantineFolder
-    from srdose.receive.worker import IngestWorker
+    from srdose.receive.worker import AfterIngestRecalc, IngestWorker
     from srdose.spool import Spool
     from srdose.store import DoseStore
 
     store = DoseStore(db_url, Pseudonymiser(load_or_create_secret(Path(secret_path))))
     spool = Spool(Path(spool_dir), after_ingest, Path(archive_dir) if archive_dir else None)
+    recalc = AfterIngestRecalc(store, recalc_section) if recalc_section is not None else None
     worker = IngestWorker(Ingestor(store, QuarantineFolder(Path(quarantine_dir)), hooks=hooks), spool,
-                          Path(status_file))
+                          Path(status_file), owner_pid=parent_pid, recalc=recalc)
     worker.on_done = lambda: _decrement(outstanding)
     with outstanding.get_lock():
         # counted before they are queued, so that "idle" is never true too early
@@ -76,7 +88,7 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
             break
         path, origin, sha, kind, reason, sop, report = item
         worker.submit(Received(Path(path) if path else None, origin, report, sha, kind, reason, sop))
-    worker.stop(drain=True)
+    worker.stop(drain=True, timeout=DRAIN_SECONDS)
     store.close()
 
 
@@ -95,10 +107,13 @@ class IngestProcess:
     hooks
         The governance/curation ingest steps, built from the parent's
         settings (so ``--config FILE`` holds in the child too).
+    recalc_section
+        The ``[recalc]`` settings to recalculate new events with after
+        each batch; None: no recalculation.
     """
 
     def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path,
-                 hooks=None):
+                 hooks=None, recalc_section: Optional[dict] = None):
         ctx = mp.get_context("spawn")  # no threads or engines inherited from the parent
         self._inbox = ctx.Queue()
         self._outstanding = ctx.Value("q", 0)
@@ -109,15 +124,25 @@ class IngestProcess:
             target=_child, name="srdose-ingest", daemon=True,
             args=(db_url, str(secret_path), str(quarantine_dir), str(spool.root), spool.after_ingest,
                   str(spool.archive_dir or ""), str(status_file), self._inbox, self._outstanding,
-                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel(), hooks))
+                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel(), hooks,
+                  dict(recalc_section) if recalc_section is not None else None))
         self._lock = threading.Lock()
 
     def start(self) -> None:
         self._proc.start()
-        if not self._ready.wait(120):
-            raise RuntimeError("the ingest process did not start (see the log above)")
+        deadline = time.monotonic() + 120
+        while not self._ready.wait(0.2):
+            if not self._proc.is_alive() or time.monotonic() > deadline:
+                self._abandon_pipe()
+                raise RuntimeError("the ingest process did not start (see the log above)")
+
+    def _abandon_pipe(self) -> None:
+        # nothing may wait on a pipe no one reads: what it held is in the spool
+        self._inbox.cancel_join_thread()
 
     def submit(self, item: Received) -> None:
+        if not self._proc.is_alive():
+            return  # in the spool; ingested at the next start
         with self._outstanding.get_lock():
             self._outstanding.value += 1
         # the parsed report travels along (pickled), so the child does not
@@ -135,13 +160,16 @@ class IngestProcess:
     def alive(self) -> bool:
         return self._proc.is_alive()
 
-    def stop(self, drain: bool = True, timeout: float = 600) -> None:
-        """Let the child ingest everything handed over, then end it."""
-        self._inbox.put(_STOP)
-        self._proc.join(timeout if drain else 5)
+    def stop(self, drain: bool = True, timeout: float = DRAIN_SECONDS + 15) -> None:
+        """Let the child ingest what was handed over (for a bounded time),
+        then end it."""
+        if self._proc.is_alive():
+            self._inbox.put(_STOP)
+            self._proc.join(timeout if drain else 5)
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(10)
+        self._abandon_pipe()
         try:
             import json
 

@@ -1,10 +1,20 @@
 """The ingest worker: takes spooled datasets off the network threads and
-commits them to the database in small batches (group commit)."""
+commits them to the database in small batches (group commit).
+
+A batch the database refuses is taken apart: each dataset is tried in a
+transaction of its own, so that one dataset the database cannot hold is
+quarantined with the database's reason and the others commit. An error
+that says the database itself is unavailable (connection lost, disk full,
+locked) is retried with a growing pause and never quarantines anything; the
+datasets stay in the spool meanwhile.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,6 +43,88 @@ class Received:
     sop_instance_uid: Optional[str] = None
 
 
+def transient(exc: BaseException) -> bool:
+    """Does ``exc`` say the database is unavailable, rather than that it
+    refuses this dataset? Those are retried, never a reason to quarantine."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, sa.DisconnectionError,
+                            OSError))
+
+
+def _db_text(value: Optional[str], limit: int) -> Optional[str]:
+    """Text as every database column takes it (PostgreSQL refuses NUL)."""
+    if value is None:
+        return None
+    return "".join(ch if ch >= " " or ch in "\t\n" else "?" for ch in str(value))[:limit] or None
+
+
+def _plausible_uid(uid: Optional[str]) -> Optional[str]:
+    uid = (uid or "").strip()
+    return uid if 0 < len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid) else None
+
+
+class AfterIngestRecalc:
+    """Recalculates the MGD of newly ingested events, so that the database
+    is always current without a manual ``srdose recalc``.
+
+    Cheap: only the units and study dates just ingested are selected, and
+    :func:`srdose.recalc.run.run` skips events already up to date; during a
+    burst it runs at most every ``interval`` seconds.
+    """
+
+    def __init__(self, store, section: dict, interval: float = 2.0):
+        self.store = store
+        self.section = dict(section)
+        self.interval = interval
+        self.wanted: dict[Optional[str], Optional[str]] = {}  # serial -> earliest study date
+        self._last = 0.0
+        self._setup = None
+
+    def note(self, report) -> None:
+        if report is None:  # recovered from the spool, not parsed here: whatever is new
+            self.wanted[None] = None
+            return
+        serial = report.device.serial or None
+        day = report.study.study_date or None
+        if serial is None or day is None:
+            key, day = (serial, None) if serial else (None, None)
+            self.wanted[key] = None
+            return
+        if serial in self.wanted:
+            earlier = self.wanted[serial]
+            self.wanted[serial] = None if earlier is None else min(earlier, day)
+        else:
+            self.wanted[serial] = day
+
+    def due(self, idle: bool) -> bool:
+        return bool(self.wanted) and (idle or time.monotonic() - self._last >= self.interval)
+
+    def run(self) -> None:
+        from srdose.recalc.engine import Params
+        from srdose.recalc.run import resolve_factor_set, run
+
+        wanted, self.wanted = self.wanted, {}
+        self._last = time.monotonic()
+        try:
+            if self._setup is None:
+                self._setup = (resolve_factor_set(self.store, self.section.get("default_factor_set", "bundled")),
+                               Params.from_settings(self.section))
+            factor_set, params = self._setup
+            if None in wanted:  # a unit without serial or a recovered file: everything not yet current
+                wanted = {None: wanted[None]}
+            for serial, since in wanted.items():
+                summary = run(self.store, factor_set, params, serial=serial, since=since)
+                if summary.computed:
+                    log.info("recalculated the MGD of %d new event(s)%s", summary.computed,
+                             f" of unit {serial}" if serial else "")
+        except Exception as exc:  # ingest goes on; `srdose recalc` catches up
+            log.error("recalculation after ingest failed (%s: %s); run `srdose recalc`",
+                      type(exc).__name__, str(exc)[:200])
+
+
 class IngestWorker:
     """One thread that ingests what the listener spooled.
 
@@ -47,10 +139,16 @@ class IngestWorker:
         ``srdose status``; rewritten every few seconds.
     batch_size
         Datasets per transaction at most; a batch is whatever has arrived.
+    owner_pid
+        The listener's process, named in the status file so that ``srdose
+        status`` can tell a running listener from a stopped one.
+    recalc
+        Optional :class:`AfterIngestRecalc`, run after committed batches.
     """
 
     def __init__(self, ingestor: Ingestor, spool: Spool, status_file: Optional[Path] = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, owner_pid: Optional[int] = None,
+                 recalc: Optional[AfterIngestRecalc] = None):
         self.ingestor = ingestor
         self.spool = spool
         self.status_file = status_file
@@ -62,6 +160,11 @@ class IngestWorker:
         self._thread: Optional[threading.Thread] = None
         self._last_status = 0.0
         self._lock = threading.Lock()
+        self.owner_pid = owner_pid or os.getpid()
+        self.recalc = recalc
+        #: set while the database is unavailable and the worker waits to retry
+        self.stalled = threading.Event()
+        self._stopped_at: Optional[float] = None
         #: called once per dataset after its transaction committed
         self.on_done = None
 
@@ -86,18 +189,28 @@ class IngestWorker:
         self._thread.start()
 
     def stop(self, drain: bool = True, timeout: float = 600) -> None:
-        """Stop after ingesting everything queued (when ``drain``)."""
+        """Stop after ingesting everything queued (when ``drain``), for at
+        most ``timeout`` seconds and not while the database is unavailable:
+        what is left stays in the spool for the next start."""
         if drain:
             deadline = time.monotonic() + timeout
-            while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            while (self.queue.unfinished_tasks and time.monotonic() < deadline
+                   and not self.stalled.is_set() and self.alive()):
                 time.sleep(0.05)
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
+        if self.recalc is not None and self.recalc.wanted and not self.stalled.is_set():
+            self.recalc.run()
+        self._stopped_at = time.time()
         self.write_status()
 
     def idle(self) -> bool:
         return self.queue.unfinished_tasks == 0
+
+    def alive(self) -> bool:
+        """Can datasets handed over now still be ingested?"""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def _take_batch(self) -> list[Received]:
         try:
@@ -117,44 +230,105 @@ class IngestWorker:
         while not self._stop.is_set():
             batch = self._take_batch()
             if not batch:
+                self._after_commit(idle=True)
                 self._maybe_write_status()
                 continue
             try:
                 results = self._ingest(batch)
-            except Exception as exc:  # database down, disk full: keep the spool, retry
-                log.error("ingest failed, will retry (%s: %s)", type(exc).__name__, str(exc)[:200])
-                for item in batch:
-                    self.queue.put(item)
-                    self.queue.task_done()
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 30)
-                continue
+            except Exception as exc:
+                if transient(exc):
+                    results = None
+                else:  # the database refuses something in this batch: find it, commit the rest
+                    log.warning("a batch of %d failed (%s: %s); ingesting its datasets one by one",
+                                len(batch), type(exc).__name__, str(exc)[:200])
+                    results = [self._ingest_alone(item) for item in batch]
+                if results is None or None in results:
+                    err = exc if results is None else "database unavailable"
+                    log.error("database unavailable, will retry in %.1f s (%s)", backoff,
+                              f"{type(err).__name__}: {str(err)[:200]}" if isinstance(err, Exception) else err)
+                    left = batch if results is None else [i for i, r in zip(batch, results) if r is None]
+                    done = [] if results is None else [(i, r) for i, r in zip(batch, results) if r is not None]
+                    self._finish(done)
+                    for item in left:  # stay in the spool; behind what has arrived since
+                        self.queue.put(item)
+                        self.queue.task_done()
+                    self.stalled.set()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 30)
+                    continue
+            self.stalled.clear()
             backoff = 0.5
-            # committed: only now may the datasets leave the spool
-            for item, result in zip(batch, results):
-                if item.path is not None:
-                    try:
-                        self.spool.done(item.path)
-                    except OSError as exc:
-                        log.error("cannot clear %s from the spool: %s", item.path.name, exc)
-                with self._lock:
-                    self.counts[result] += 1
-                    ae = item.origin.split(":", 1)[-1]
-                    self.per_ae.setdefault(ae, Counter())[result] += 1
-                self.queue.task_done()
-                if self.on_done:
-                    self.on_done()
+            self._finish(list(zip(batch, results)))
+            self._after_commit(idle=self.queue.empty())
             self._maybe_write_status()
+
+    def _finish(self, done: list) -> None:
+        # committed: only now may the datasets leave the spool
+        for item, result in done:
+            if item.path is not None:
+                try:
+                    self.spool.done(item.path)
+                except OSError as exc:
+                    log.error("cannot clear %s from the spool: %s", item.path.name, exc)
+            with self._lock:
+                self.counts[result] += 1
+                ae = item.origin.split(":", 1)[-1]
+                self.per_ae.setdefault(ae, Counter())[result] += 1
+            if self.recalc is not None and result in ("ingested", "replaced"):
+                self.recalc.note(item.report)
+            self.queue.task_done()
+            if self.on_done:
+                self.on_done()
+
+    def _after_commit(self, idle: bool) -> None:
+        if self.recalc is not None and self.recalc.due(idle):
+            self.recalc.run()
+
+    def _ingest_alone(self, item: Received) -> Optional[str]:
+        """One dataset in a transaction of its own: its outcome, or None when
+        the database is unavailable (to be retried)."""
+        try:
+            return self._ingest([item])[0]
+        except Exception as exc:
+            if transient(exc):
+                return None
+            return self._quarantine_refused_by_database(item, exc)
+
+    def _quarantine_refused_by_database(self, item: Received, exc: Exception) -> Optional[str]:
+        reason = _db_text(f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:300]})", 1000)
+        log.error("quarantining %s: %s", item.path.name if item.path else item.sha256[:12], reason)
+        try:
+            if item.path is not None and self.spool.is_refusal(item.path):
+                note = self.spool.read_refusal(item.path)
+                stored, sha = note.get("stored_as"), note.get("sha256")
+            elif item.path is not None:
+                data = item.path.read_bytes()
+                sha = item.sha256 or hashlib.sha256(data).hexdigest()
+                stored = str(self.ingestor.quarantine.put(data, sha, "store_error", reason, item.origin))
+            else:
+                stored, sha = None, item.sha256
+        except FileNotFoundError:
+            return "missing"
+        except (OSError, ValueError) as err:
+            log.error("cannot quarantine %s: %s; it stays in the spool", item.path, err)
+            return None
+        try:
+            with self.ingestor.store.begin() as conn:
+                self.ingestor.store.add_quarantine(conn, "store_error", reason, _db_text(sha, 64), None,
+                                                   _db_text(stored, 1024), _db_text(item.origin, 256))
+        except Exception as err:
+            if transient(err):
+                return None
+            # the dataset and its note are in the quarantine folder: nothing is lost
+            log.error("cannot record the quarantine of %s in the database (%s)", stored, err)
+        return "quarantined"
 
     def _ingest(self, batch: list[Received]) -> list[str]:
         results = []
         with self.ingestor.store.begin() as conn:
             for item in batch:
-                if item.path is None:  # refused at the door: record why
-                    self.ingestor.store.add_quarantine(conn, item.kind, item.reason, item.sha256,
-                                                       item.sop_instance_uid or None, str(self.ingestor.quarantine.root /
-                                                                 f"{item.sha256}.dcm"), item.origin)
-                    results.append("quarantined")
+                if item.path is None or self.spool.is_refusal(item.path):  # refused at the door: record why
+                    results.append(self._record_refusal(conn, item))
                     continue
                 try:
                     data = item.path.read_bytes()
@@ -167,6 +341,25 @@ class IngestWorker:
                 results.append(result.outcome)
         return results
 
+    def _record_refusal(self, conn, item: Received) -> str:
+        if item.path is None:
+            note = {"kind": item.kind, "reason": item.reason, "sha256": item.sha256,
+                    "sop_instance_uid": item.sop_instance_uid,
+                    "stored_as": str(self.ingestor.quarantine.root / f"{item.sha256}.dcm")}
+        else:
+            try:
+                note = self.spool.read_refusal(item.path)
+            except FileNotFoundError:
+                item.path = None
+                return "missing"
+            except (OSError, ValueError) as exc:
+                note = {"kind": "error", "reason": f"refused at the door; its note is unreadable ({exc})"}
+        self.ingestor.store.add_quarantine(
+            conn, _db_text(note.get("kind"), 32) or "error", _db_text(note.get("reason"), 4000) or "refused",
+            _db_text(note.get("sha256"), 64), _plausible_uid(note.get("sop_instance_uid")),
+            _db_text(note.get("stored_as"), 1024), _db_text(item.origin, 256))
+        return "quarantined"
+
     def _maybe_write_status(self) -> None:
         if time.monotonic() - self._last_status > 2.0:
             self.write_status()
@@ -176,7 +369,8 @@ class IngestWorker:
         if self.status_file is None:
             return
         with self._lock:
-            doc = {"updated": time.time(), "counts": dict(self.counts),
+            doc = {"updated": time.time(), "pid": self.owner_pid, "stopped": self._stopped_at,
+                   "counts": dict(self.counts),
                    "per_calling_ae": {k: dict(v) for k, v in self.per_ae.items()},
                    "queued": self.queue.unfinished_tasks}
         try:
