@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the tests need, start the servers they use, run them.
 #   bash scripts/test.sh [pytest args...]
-# System packages come from Debian (needs root or sudo): DCMTK and Orthanc as
-# real DICOM peers, PostgreSQL as the second database engine, Chromium to
-# render reports. PostgreSQL is started here on 127.0.0.1 and stopped on exit.
+# srdose and the Python test dependencies go into ./.venv (scripts/setup.sh). System
+# packages come from Debian (needs root or sudo): DCMTK and Orthanc as real DICOM peers,
+# PostgreSQL as the second database engine, Chromium to render reports. PostgreSQL is
+# started here on 127.0.0.1, on a free port, and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,15 +21,25 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-echo "== installing srdose and its test dependencies"
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+bash scripts/setup.sh '.[test]'
+python=.venv/bin/python
 
 pgdir=$(mktemp -d /tmp/srdose-ci-pg.XXXXXX); chmod 755 "$pgdir"
 cleanup() { bash scripts/pg.sh stop "$pgdir/data" || true; rm -rf "$pgdir"; }
 trap cleanup EXIT
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 echo "== starting PostgreSQL on 127.0.0.1"
-SRDOSE_TEST_POSTGRES_URL=$(bash scripts/pg.sh start "$pgdir/data" 55432)
-export SRDOSE_TEST_POSTGRES_URL
+url=""
+for attempt in 1 2 3; do
+  # another server may take the port between the choice and the start: choose again
+  port=$(free_port)
+  if url=$(bash scripts/pg.sh start "$pgdir/data" "$port"); then break; fi
+  url=""
+done
+[ -n "$url" ] || { echo "PostgreSQL did not start (see above)" >&2; exit 3; }
+export SRDOSE_TEST_POSTGRES_URL=$url
 
 echo "== running the tests"
-python3 -m pytest -q -ra "$@"
+"$python" -m pytest -q -ra "$@"

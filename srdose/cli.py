@@ -8,6 +8,7 @@ quarantined (or some checks failed); 2 a usage or configuration error;
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -26,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from srdose import __version__
+from srdose.cli_types import DATE, UNIT, dicom_day, esc, flatten_serials, output_format
 from srdose.config import ConfigError, Settings, load
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -52,7 +54,9 @@ class Context:
             from srdose.store import DoseStore
 
             try:
-                self._store = DoseStore(self.db_url, self.pseudonymiser() if write else None)
+                _private_sqlite_file(self.db_url)
+                self._store = DoseStore(self.db_url, self.pseudonymiser() if write else None,
+                                        age_resolution_years=self.settings["governance"]["site_age_resolution_years"])
             except PermissionError as exc:
                 fail(str(exc), EXIT_USAGE)
             except Exception as exc:
@@ -60,6 +64,27 @@ class Context:
                      f"{str(exc).splitlines()[0][:300]}\nCheck --db / SRDOSE_DATABASE_URL and that the "
                      "server is running.", EXIT_FAILED)
         return self._store
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (its journal and WAL files
+    take the same mode), in a folder of the same kind."""
+    from sqlalchemy.engine import make_url
+
+    from srdose.export import private_dir
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return  # the store reports the bad URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.exists():
+        return
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _safe_url(url: str) -> str:
@@ -73,7 +98,8 @@ def _safe_url(url: str) -> str:
 
 
 def fail(message: str, code: int = EXIT_FAILED):
-    console.print(f"[bold red]error:[/] {message}")
+    # taken literally: a message naming "[governance] retention_days" is not rich markup
+    console.print(f"[bold red]error:[/] {esc(message)}")
     sys.exit(code)
 
 
@@ -103,6 +129,9 @@ def main(ctx: click.Context, config_file: Optional[str], db_url: Optional[str], 
     mean glandular dose and report it. Run `srdose COMMAND --help` for each
     command.
     """
+    # the database, exports, reports, spool: what srdose writes is the owner's alone
+    old_umask = os.umask(0o077)
+    ctx.call_on_close(lambda: os.umask(old_umask))
     try:
         settings = load(config_file)
     except ConfigError as exc:
@@ -133,11 +162,14 @@ def print_summary(summary, store, events_before: int = 0) -> None:
         "superseded": "older than an RDSR already held",
         "covered": "image header covered by an RDSR",
     }
+    quarantine_labels = {"conflict": "same SOP Instance UID, different content"}
     for key, label in labels.items():
         if summary.outcomes.get(key):
             table.add_row(label, str(summary.outcomes[key]))
     for kind, n in sorted(summary.quarantined.items()):
-        table.add_row(f"[red]quarantined: {kind}[/]", str(n))
+        table.add_row(f"[red]quarantined: {esc(quarantine_labels.get(kind, kind))}[/]", str(n))
+    if getattr(summary, "skipped", 0):
+        table.add_row("skipped: not DICOM (by content)", str(summary.skipped))
     table.add_row("[bold]files read[/]", f"[bold]{summary.files}[/]")
     counts = store.counts()
     # net of image-header events an RDSR replaced
@@ -161,13 +193,14 @@ def ingest(obj: Context, paths, batch_size) -> None:
     """
     import time
 
-    from srdose.ingest import Ingestor, iter_files
+    from srdose.ingest import DatabaseUnavailable, Ingestor, iter_files
     from srdose.quarantine import QuarantineFolder
 
     store = obj.store()
     ingestor = Ingestor(store, QuarantineFolder(obj.settings.quarantine_dir),
                         batch_size or obj.settings["ingest"]["batch_size"])
-    files = list(iter_files(paths))
+    skipped: list = []
+    files = list(iter_files(paths, skipped))
     before = store.counts()["events"]
     started = time.monotonic()
     with progress_bar() as bar:
@@ -178,11 +211,15 @@ def ingest(obj: Context, paths, batch_size) -> None:
             rate = done / max(time.monotonic() - started, 1e-6)
             bar.update(task, advance=1, rate=f"{rate:.0f} files/s")
 
-        summary = ingestor.ingest_paths(files, progress=tick)
+        try:
+            summary = ingestor.ingest_paths(files, progress=tick)
+        except DatabaseUnavailable as exc:
+            fail(str(exc), EXIT_FAILED)
+    summary.skipped = len(skipped)
     print_summary(summary, store, before)
     if summary.n_quarantined:
         console.print(f"[yellow]{summary.n_quarantined} dataset(s) quarantined in "
-                      f"{obj.settings.quarantine_dir} (see the .json beside each file).[/]")
+                      f"{esc(obj.settings.quarantine_dir)} (see the .json beside each file).[/]")
         sys.exit(EXIT_PARTIAL)
 
 
@@ -228,25 +265,29 @@ def export() -> None:
 
 
 @export.command("events")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output file.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default=None, help="Default: from the file suffix, else csv.")
-@click.option("--from", "since", metavar="YYYY-MM-DD", help="First study date.")
-@click.option("--to", "until", metavar="YYYY-MM-DD", help="Last study date.")
-@click.option("--unit", "serial", metavar="SERIAL", help="Only this unit (device serial number).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file: .csv or .xlsx.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default=None,
+              help="Default: from the file suffix (.csv or .xlsx; none: csv).")
+@click.option("--from", "since", type=DATE, help="First study date.")
+@click.option("--to", "until", type=DATE, help="Last study date (inclusive).")
+@click.option("--unit", "units", type=UNIT, multiple=True,
+              help="Only this unit: serial, station or the name it is shown under (repeat); default all.")
 @click.pass_obj
-def export_events_cmd(obj: Context, out_path: Path, fmt, since, until, serial) -> None:
+def export_events_cmd(obj: Context, out_path: Path, fmt, since, until, units) -> None:
     """One row per irradiation event (pseudonymised), in the documented column order."""
     from srdose.export import export_events
-
-    def day(text):
-        return text.replace("-", "") if text else None
-
     from srdose.governance import audit
 
+    fmt = output_format(out_path, fmt)
+    if since and until and since > until:
+        fail(f"--from {since} is after --to {until}", EXIT_USAGE)
+    serials = flatten_serials(units)
     store = obj.store(write=False)
-    n = export_events(store, out_path, fmt, since=day(since), until=day(until), serial=serial)
-    audit.record(store, "export.events", {"out": out_path.name, "from": since, "to": until, "unit": serial}, n)
-    console.print(f"wrote {n} events to {out_path}")
+    n = export_events(store, out_path, fmt, serials=serials, since=dicom_day(since), until=dicom_day(until))
+    audit.record(store, "export.events", {"out": out_path.name, "from": since and since.isoformat(),
+                                          "to": until and until.isoformat(), "unit": serials or None}, n)
+    console.print(f"wrote {n} events to {esc(out_path)}")
 
 
 # --- synth -------------------------------------------------------------------
@@ -325,11 +366,10 @@ def show_config(obj: Context) -> None:
     import json
 
     s = obj.settings
-    out.print(f"# config file: {s.source or '(none: defaults and environment)'}")
-    out.print(f"# database: {_safe_url(obj.db_url)}")
-    out.print(f"# site secret: {s.site_secret_path}")
-    out.print(f"# quarantine: {s.quarantine_dir}")
-    out.print(json.dumps(s.values, indent=2, default=str))
+    for line in (f"# config file: {s.source or '(none: defaults and environment)'}",
+                 f"# database: {_safe_url(obj.db_url)}", f"# site secret: {s.site_secret_path}",
+                 f"# quarantine: {s.quarantine_dir}", json.dumps(s.values, indent=2, default=str)):
+        out.print(line, markup=False, highlight=False)
 
 
 def _register_optional() -> None:

@@ -16,7 +16,9 @@ key in a section, e.g. ``SRDOSE_DATABASE_URL=postgresql+psycopg://...`` or
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,8 +55,14 @@ DEFAULTS: dict[str, Any] = {
         "dimse_timeout": 30,
         "network_timeout": 60,
         "tls_cert": "",
-        "tls_key": "",
-        "tls_ca": "",
+        "tls_key": "",  # needs tls_cert
+        "tls_ca": "",  # client certificates signed by it required; needs tls_cert
+        # A dataset larger than this once decoded (MB; deflated ones inflate) is refused.
+        "max_dataset_mb": 512,
+        # Seconds a new connection has to finish its TLS handshake and association request,
+        # and how many connections may be waiting to do so (slow senders hold no slot).
+        "request_timeout": 10,
+        "max_pending": 32,
     },
     "recalc": {
         # Flag an event whose recalculated MGD differs from the reported AGD by
@@ -92,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
         "u_thickness_mm": 2.9,
         "u_hvl_measured_mm": 0.02,
         "u_hvl_rdsr_mm": 0.03,
+        # The listener recalculates the events it ingests, so that the database is always current.
+        "after_ingest": True,
     },
     "report": {
         # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the
@@ -117,6 +127,9 @@ DEFAULTS: dict[str, Any] = {
         "max_listed": 200,
     },
     "governance": {
+        # Ages are stored in completed years, in steps of this many years (1: whole years; 5: 50, 55,
+        # ...): with the study date an exact age would give the birth date away.
+        "site_age_resolution_years": 1,
         # Opted-out patients (srdose optout import) are always left out of research
         # exports and research reports; in clinical audit reports: include | exclude.
         "optout_clinical_audit": "include",
@@ -165,10 +178,17 @@ def _merge(base: dict, extra: dict, where: str) -> dict:
     return out
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _coerce(default: Any, text: str, name: str) -> Any:
+    """An environment variable's text as the type of the setting's default."""
     try:
         if isinstance(default, bool):
-            return text.strip().lower() in ("1", "true", "yes", "on")
+            word = text.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
+            return word in _TRUE
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):
@@ -184,14 +204,138 @@ def _env(cfg: dict, environ) -> dict:
     for key, default in cfg.items():
         if isinstance(default, dict):
             for sub, subdefault in default.items():
-                name = f"SRDOSE_{key.upper()}__{sub.upper()}"
+                name = _env_name(key, sub)
                 if name in environ:
-                    default[sub] = _coerce(subdefault, environ[name], name)
+                    default[sub] = _coerce(DEFAULTS[key][sub], environ[name], name)
         else:
-            name = f"SRDOSE_{key.upper()}"
+            name = _env_name(key)
             if name in environ:
-                cfg[key] = _coerce(default, environ[name], name)
+                cfg[key] = _coerce(DEFAULTS[key], environ[name], name)
     return cfg
+
+
+def _env_name(key: str, sub: Optional[str] = None) -> str:
+    return f"SRDOSE_{key.upper()}__{sub.upper()}" if sub else f"SRDOSE_{key.upper()}"
+
+
+# --- validation: a setting of the wrong type or out of range is refused when loaded ----------
+
+#: Settings whose value may be of another type than their default's.
+_TYPES: dict[tuple[str, str], tuple] = {
+    ("", "log_level"): (str, int),
+    ("report", "national_drl_mgy"): (str, int, float),  # empty, or a number of mGy
+}
+#: Allowed values.
+_CHOICES: dict[tuple[str, str], tuple] = {
+    ("", "log_level"): ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"),
+    ("listener", "after_ingest"): ("delete", "keep", "archive"),
+    ("governance", "optout_clinical_audit"): ("include", "exclude"),
+}
+#: Inclusive bounds (None: open).
+_RANGES: dict[tuple[str, str], tuple] = {
+    ("ingest", "batch_size"): (1, 100_000),
+    ("listener", "port"): (1, 65535),
+    ("listener", "max_pdu"): (0, None),
+    ("listener", "max_associations"): (1, None),
+    ("listener", "acse_timeout"): (1, None),
+    ("listener", "dimse_timeout"): (1, None),
+    ("listener", "network_timeout"): (1, None),
+    ("listener", "max_dataset_mb"): (1, None),
+    ("listener", "request_timeout"): (1, None),
+    ("listener", "max_pending"): (1, 10000),
+    ("recalc", "ratio_band"): (0, None),
+    ("recalc", "kv_margin"): (0, None),
+    ("recalc", "fit_degree"): (1, None),
+    ("recalc", "rdsr_support_gap_mm"): (0, None),
+    ("recalc", "dbt_min_sweep_mas"): (0, None),
+    ("recalc", "k_vs_mas_tolerance"): (0, None),
+    ("recalc", "u_dosemeter"): (0, None),
+    ("recalc", "u_rdsr_kerma"): (0, None),
+    ("recalc", "u_thickness_mm"): (0, None),
+    ("recalc", "u_hvl_measured_mm"): (0, None),
+    ("recalc", "u_hvl_rdsr_mm"): (0, None),
+    ("report", "drl_min_events"): (1, None),
+    ("report", "max_listed"): (0, None),
+    ("governance", "site_age_resolution_years"): (1, 20),
+    ("governance", "research_date_shift_days"): (0, None),
+    ("governance", "research_age_band_years"): (0, None),
+    ("governance", "retention_days"): (0, None),
+}
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+               list: "a list of strings"}
+# PS3.5 AE title: up to 16 characters of the default repertoire, no backslash or control character
+_AE_TITLE = re.compile(r"[ -\[\]-~]{1,16}")
+
+
+def _type_ok(value: Any, types: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, tuple(t for t in types if t is not bool))
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "whole number", float: "number", str: "string", list: "list",
+            dict: "table"}.get(type(value), type(value).__name__)
+    return f"the {kind} {value!r}"
+
+
+def _check_ae(value: str) -> bool:
+    return bool(_AE_TITLE.fullmatch(value)) and bool(value.strip())
+
+
+def _validate(values: dict, origin) -> None:
+    """Refuse what the settings cannot mean: ConfigError naming ``[section] key`` and where it was set."""
+
+    def bad(section: str, key: str, why: str):
+        name = f"[{section}] {key}" if section else key
+        raise ConfigError(f"{name} {why} ({origin(section, key)})")
+
+    for section, key, default, value in _walk(DEFAULTS, values):
+        types = _TYPES.get((section, key)) or ((float,) if isinstance(default, float) else (type(default),))
+        if not _type_ok(value, types):
+            hint = ""
+            if list in types and isinstance(value, str):
+                hint = f', e.g. {key} = ["{value}"]: a string is not read as a list'
+            bad(section, key, f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, not {_describe(value)}{hint}")
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str):
+                    bad(section, key, f"must be a list of strings; {_describe(item)} is not one")
+        if isinstance(value, float) and not math.isfinite(value):
+            bad(section, key, f"must be a finite number, not {value!r}")
+        choices = _CHOICES.get((section, key))
+        if choices and isinstance(value, str) and value.upper() not in {c.upper() for c in choices}:
+            bad(section, key, f"must be one of {', '.join(choices)}, not {value!r}")
+        bounds = _RANGES.get((section, key))
+        if bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
+            lo, hi = bounds
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                within = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+                bad(section, key, f"must be {within}, not {value!r}")
+    if not str(values["data_dir"]).strip():
+        bad("", "data_dir", "must not be empty")
+    listener = values["listener"]
+    if not _check_ae(listener["aet"]):
+        bad("listener", "aet", f"must be an AE title of 1 to 16 characters (no backslash or control "
+                               f"character), not {listener['aet']!r}")
+    for title in listener["allow"]:
+        if not _check_ae(title):
+            bad("listener", "allow", f"holds {title!r}, which is not an AE title (1 to 16 characters, no "
+                                     "backslash or control character)")
+    for key in ("tls_key", "tls_ca"):
+        if listener[key] and not listener["tls_cert"]:
+            bad("listener", key, "is set without tls_cert: DICOM TLS needs the listener's certificate, and "
+                                 "without it srdose would listen in plain TCP")
+
+
+def _walk(defaults: dict, values: dict, section: str = ""):
+    for key, default in defaults.items():
+        if isinstance(default, dict):
+            yield from _walk(default, values[key], key)
+        else:
+            yield section, key, default, values[key]
 
 
 def find_config_file(explicit: Optional[str], environ=None) -> Optional[Path]:
@@ -260,14 +404,28 @@ class Settings:
 
 
 def load(explicit: Optional[str] = None, environ=None) -> Settings:
-    """Load the settings: defaults, then the TOML file, then the environment."""
+    """Load the settings: defaults, then the TOML file, then the environment; ConfigError when a
+    setting is unknown, of the wrong type or out of range."""
     environ = os.environ if environ is None else environ
     path = find_config_file(explicit, environ)
     values = copy.deepcopy(DEFAULTS)
+    from_file: dict = {}
     if path is not None:
         try:
             with open(path, "rb") as fh:
-                values = _merge(values, tomllib.load(fh), str(path))
+                from_file = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return Settings(_env(values, environ), path)
+        values = _merge(values, from_file, str(path))
+    values = _env(values, environ)
+
+    def origin(section: str, key: str) -> str:
+        name = _env_name(section or key, key if section else None)
+        if name in environ:
+            return f"environment variable {name}"
+        if key in (from_file.get(section, {}) if section else from_file):
+            return f"in {path}"
+        return "the default"
+
+    _validate(values, origin)
+    return Settings(values, path)

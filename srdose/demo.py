@@ -134,6 +134,7 @@ def run(settings, data_dir: Path, reports_dir: Path, sample: Optional[Path], con
     from srdose.spool import Spool
     from srdose.store.database import held_sop_instances
     from srdose.store.recalc import add_physics_set
+    from srdose.cli_types import esc
     from srdose.store.reports import period_units
 
     import copy
@@ -226,7 +227,7 @@ def run(settings, data_dir: Path, reports_dir: Path, sample: Optional[Path], con
             pf = parse(physics)
             qa_serial = pf.serial
             set_id, outcome = add_physics_set(store, pf, replace=True)
-            console.print(f"physics data {physics.name}: unit {pf.serial}, {outcome}")
+            console.print(f"physics data {esc(physics.name)}: unit {esc(pf.serial)}, {outcome}")
         else:
             console.print("[yellow]no example physics file: every event uses the RDSR's own values[/]")
         params = Params.from_settings(demo_settings["recalc"])
@@ -256,7 +257,7 @@ def run(settings, data_dir: Path, reports_dir: Path, sample: Optional[Path], con
             b3 = build_qa(store, demo_settings, since, until, reports_dir, qa_serial, progress=step)
             written += b3.html
         for note in b.notes + b2.notes + b3.notes:
-            console.print(f"[yellow]{note}[/]")
+            console.print(f"[yellow]{esc(note)}[/]")
         if b.partial or b2.partial or b3.partial:
             code = max(code, 1)
         console.print(f"reports for {since} to {until} (the DRL with at least {drl_settings.min_events} "

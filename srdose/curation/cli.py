@@ -12,6 +12,8 @@ from typing import Optional
 
 import click
 
+from srdose.cli_types import esc
+
 
 def _cli():
     from srdose import cli
@@ -47,7 +49,7 @@ def check(obj, recheck: bool, show_rules: bool) -> None:
         for col in ("rule", "field", "applies to", "allowed", "unit", "description"):
             t.add_column(col)
         for r in rules:
-            t.add_row(r.name, r.field, r.applies_to, r.limits_text(), r.unit, r.description)
+            t.add_row(*(esc(v) for v in (r.name, r.field, r.applies_to, r.limits_text(), r.unit, r.description)))
         cli.out.print(t)
         return
     store = obj.store(write=False)
@@ -67,7 +69,7 @@ def check(obj, recheck: bool, show_rules: bool) -> None:
         t.add_column(col, justify="right" if col != "unit" and col != "rule" else "left")
     for c in counts:
         total = per_unit.get(c["device_id"], {}).get("events", 0)
-        t.add_row(names.get(c["device_id"], "unknown unit"), c["rule"], str(c["events"]), str(total))
+        t.add_row(esc(names.get(c["device_id"], "unknown unit")), esc(c["rule"]), str(c["events"]), str(total))
     cli.out.print(t)
     flagged = sum(u["flagged"] for u in per_unit.values())
     events = sum(u["events"] for u in per_unit.values())
@@ -100,8 +102,9 @@ def units_list(obj) -> None:
     for col in ("id", "manufacturer", "model", "serial", "station", "institution", "shown as", "named by"):
         t.add_column(col, overflow="fold")
     for d in rows:
-        t.add_row(str(d["id"]), d["manufacturer"] or "", d["model"] or "", d["serial"] or "", d["station"] or "",
-                  d["institution"] or "", d["shown_as"], d["named_by"])
+        # every field comes from the modality or a user: shown literally, never as markup
+        t.add_row(str(d["id"]), *(esc(d[k] or "") for k in ("manufacturer", "model", "serial", "station",
+                                                            "institution", "shown_as", "named_by")))
     _cli().out.print(t)
     al = G.aliases(store)
     if al:
@@ -109,7 +112,7 @@ def units_list(obj) -> None:
         for col in ("field", "value", "shown as"):
             t.add_column(col)
         for a in al:
-            t.add_row(a["match_field"], a["match_value"], a["display_name"])
+            t.add_row(esc(a["match_field"]), esc(a["match_value"]), esc(a["display_name"]))
         _cli().out.print(t)
 
 
@@ -136,7 +139,7 @@ def units_rename(obj, unit: str, name: Optional[str], clear: bool) -> None:
         cli.fail(f"no unit {unit!r}: see `srdose units list`", cli.EXIT_USAGE)
     n = G.rename_units(store, ids, None if clear else name)
     audit.record(store, "units.rename", {"unit": unit, "name": None if clear else name, "device_ids": ids}, n)
-    cli.out.print(f"{n} unit(s) now shown as {G.display_name(store, ids[0])!r}")
+    cli.out.print(f"{n} unit(s) now shown as {esc(repr(G.display_name(store, ids[0])))}")
 
 
 @units.command("alias")
@@ -160,7 +163,7 @@ def units_alias(obj, serial, station, institution, name, remove) -> None:
     done = G.set_alias(store, field, value, None if remove else name)
     audit.record(store, "units.alias", {"field": field, "value": value, "name": None if remove else name}, None,
                  {"outcome": done})
-    cli.out.print(f"alias {field}={value!r}: {done}")
+    cli.out.print(f"alias {field}={esc(repr(value))}: {done}")
 
 
 @click.command()
@@ -181,5 +184,5 @@ def protocols(obj) -> None:
     for col in ("protocol", "events", "standard"):
         t.add_column(col)
     for name, n in protocol_names(obj.store(write=False)):
-        t.add_row(name or "", str(n), standard_protocol(name, mapping))
+        t.add_row(esc(name or ""), str(n), esc(standard_protocol(name, mapping)))
     cli.out.print(t)

@@ -16,22 +16,13 @@ from typing import Optional
 
 import click
 
+from srdose.cli_types import DATE, dicom_day, esc, iso_day
+
 
 def _cli():
     from srdose import cli
 
     return cli
-
-
-def _day(text: Optional[str]) -> Optional[str]:
-    if not text:
-        return None
-    value = text.replace("-", "")
-    try:
-        dt.datetime.strptime(value, "%Y%m%d")
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
-    return value
 
 
 def _site_secret(obj) -> bytes:
@@ -98,8 +89,8 @@ def optout_status(obj) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
 @click.option("--parquet/--no-parquet", default=None, help="Also write Parquet (default: when pyarrow is installed).")
-@click.option("--from", "since", metavar="YYYY-MM-DD", help="First study date (real, before shifting).")
-@click.option("--to", "until", metavar="YYYY-MM-DD", help="Last study date.")
+@click.option("--from", "since", type=DATE, help="First study date (real, before shifting).")
+@click.option("--to", "until", type=DATE, help="Last study date (inclusive).")
 @click.option("--exclude-flagged", is_flag=True, help="Leave out events with infeasible values (default: kept, flagged).")
 @click.pass_obj
 def export_research(obj, project, out_dir: Path, fmt, parquet, since, until, exclude_flagged) -> None:
@@ -119,20 +110,22 @@ def export_research(obj, project, out_dir: Path, fmt, parquet, since, until, exc
         check_project(project)
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
+    if since and until and since > until:
+        cli.fail(f"--from {since} is after --to {until}", cli.EXIT_USAGE)
     secret = _site_secret(obj)
     store = obj.store(write=False)
     try:
         manifest = run(store, secret, project, out_dir, obj.settings, fmt=fmt, parquet=parquet,
-                       since=_day(since), until=_day(until), exclude_flagged=exclude_flagged)
+                       since=dicom_day(since), until=dicom_day(until), exclude_flagged=exclude_flagged)
     except ResearchExportError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     audit.record(store, "export.research",
-                 {"project": project, "out": str(out_dir), "format": fmt, "from": since, "to": until,
+                 {"project": project, "out": str(out_dir), "format": fmt, "from": iso_day(since), "to": iso_day(until),
                   "exclude_flagged": exclude_flagged},
                  manifest["rows"], {"files": manifest["files"], "manifest_sha256": manifest["manifest_sha256"],
                                     "excluded": manifest["excluded"]})
-    cli.console.print(f"wrote {manifest['rows']} events ({manifest['patients']} patients) for project {project} "
-                      f"to {out_dir}: {', '.join(manifest['files'])}, {Path(manifest['manifest_path']).name}")
+    cli.console.print(esc(f"wrote {manifest['rows']} events ({manifest['patients']} patients) for project {project} "
+                          f"to {out_dir}: {', '.join(manifest['files'])}, {Path(manifest['manifest_path']).name}"))
 
 
 def __getattr__(name: str):
@@ -193,12 +186,12 @@ def reidentify(obj, pseudonym: str, key_file: Optional[Path], reason: str) -> No
 # --- purge ------------------------------------------------------------------------------
 
 @click.command()
-@click.option("--before", metavar="YYYY-MM-DD", help="Remove what is dated before this day (default: today minus "
+@click.option("--before", type=DATE, help="Remove what is dated before this day (default: today minus "
               "[governance] retention_days).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def purge(obj, before: Optional[str], dry_run: bool, yes: bool) -> None:
+def purge(obj, before: Optional[dt.date], dry_run: bool, yes: bool) -> None:
     """Retention: remove studies, events, source objects, quarantine, spool and archive files past the period.
 
     Prints what was removed (per table and folder) and writes it to the audit trail.
@@ -208,7 +201,7 @@ def purge(obj, before: Optional[str], dry_run: bool, yes: bool) -> None:
 
     cli = _cli()
     try:
-        cutoff = resolve_before(before, int(obj.settings["governance"]["retention_days"]))
+        cutoff = resolve_before(iso_day(before), int(obj.settings["governance"]["retention_days"]))
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     store = obj.store(write=False)
@@ -240,7 +233,7 @@ def purge(obj, before: Optional[str], dry_run: bool, yes: bool) -> None:
 
 @click.command()
 @click.option("--action", help="Only this action (e.g. export.research, reidentify, purge, report, export).")
-@click.option("--since", metavar="YYYY-MM-DD")
+@click.option("--since", type=DATE, help="Only entries from this day (UTC).")
 @click.option("--limit", type=click.IntRange(1, 10_000_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_obj
@@ -249,7 +242,7 @@ def audit(obj, action, since, limit, as_json) -> None:
     from srdose.store.governance import audit_entries
 
     cli = _cli()
-    when = dt.datetime.strptime(_day(since), "%Y%m%d") if since else None
+    when = dt.datetime.combine(since, dt.time()) if since else None
     entries = audit_entries(obj.store(write=False), action, when, limit)
     if as_json:
         for e in entries:
@@ -263,6 +256,6 @@ def audit(obj, action, since, limit, as_json) -> None:
     for col in ("id", "when (UTC)", "who", "action", "parameters", "rows"):
         table.add_column(col, overflow="fold")
     for e in entries:
-        table.add_row(str(e["id"]), e["at"].isoformat(sep=" ", timespec="seconds"), e["who"], e["action"],
-                      e["parameters"] or "", "" if e["rows"] is None else str(e["rows"]))
+        table.add_row(str(e["id"]), e["at"].isoformat(sep=" ", timespec="seconds"), esc(e["who"]), esc(e["action"]),
+                      esc(e["parameters"] or ""), "" if e["rows"] is None else str(e["rows"]))
     cli.out.print(table)

@@ -120,7 +120,10 @@ def _write_parquet(rows: list[tuple], columns, path: Path) -> None:
             typ = pa.string()
             values = [None if v is None else str(v) for v in values]
         arrays.append(pa.array(values, type=typ))
-    pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), path)
+    from srdose.export import private_file
+
+    with private_file(path, "wb") as fh:
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), fh)
 
 
 def parquet_available() -> bool:
@@ -136,7 +139,7 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
                     exclude_flagged: bool = False) -> dict:
     """Write the extract of ``project`` to ``out_dir``; returns the manifest (also written)."""
     from srdose import __version__
-    from srdose.export import write_csv, write_xlsx
+    from srdose.export import private_dir, private_file, write_csv, write_xlsx
     from srdose.store.governance import opted_out_pseudonyms, research_counts
 
     if fmt not in ("csv", "xlsx"):
@@ -154,8 +157,7 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
     keys = ProjectKeys(site_secret, project, int(gov["research_date_shift_days"]))
     band = int(gov["research_age_band_years"])
     columns = columns_for(free_text)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(Path(out_dir))
     counts = {"flagged_excluded": 0}
     from srdose.curation.protocols import protocol_mapper
 
@@ -203,7 +205,8 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
     if not parquet:
         manifest["parquet"] = "not written (pyarrow not installed or --no-parquet)"
     man_path = out_dir / f"{project}-manifest.json"
-    man_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with private_file(man_path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2) + "\n")
     manifest["manifest_path"] = str(man_path)
     manifest["manifest_sha256"] = _sha256(man_path)
     return manifest

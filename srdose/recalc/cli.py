@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from srdose.cli_types import DATE, UNIT, dicom_day
+
 
 def _cli():
     from srdose import cli
@@ -54,7 +56,7 @@ def physics_import(obj, file: Path, replace: bool) -> None:
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     beams = pf.beams()
-    cli.out.print(f"{outcome}: physics set {set_id} for unit {pf.serial} valid from {pf.valid_from}"
+    cli.out.print(f"{outcome}: physics set {set_id} for unit {cli.esc(pf.serial)} valid from {pf.valid_from}"
                   f"{' to ' + pf.valid_to if pf.valid_to else ''}: {len(pf.points)} points, "
                   f"{len(beams)} target/filter combination(s)")
     if pf.support_gap_mm == 0:
@@ -63,7 +65,7 @@ def physics_import(obj, file: Path, replace: bool) -> None:
                           "20 mm of gap left out. Measure it and import again with --replace; until then its "
                           "results are flagged suspect:support_gap_zero.[/]")
     if not db.devices(store, pf.serial):
-        cli.console.print(f"[yellow]no unit with serial {pf.serial} has sent dose reports yet; the data will be "
+        cli.console.print(f"[yellow]no unit with serial {cli.esc(pf.serial)} has sent dose reports yet; the data will be "
                           "used when it does.[/]")
     degree = obj.settings["recalc"]["fit_degree"]
     fits = PhysicsFits.build([dict(s) for s in db.physics_sets(store, pf.serial) if s["id"] == set_id], degree)
@@ -99,11 +101,12 @@ def physics_show(obj, unit: str) -> None:
     degree = obj.settings["recalc"]["fit_degree"]
     margin = obj.settings["recalc"]["kv_margin"]
     for s in sets:
-        cli.out.print(f"\n[bold]physics set {s['id']}[/]: {s['manufacturer']} {s['model']} serial {s['serial']}, "
+        cli.out.print(f"\n[bold]physics set {s['id']}[/]: {cli.esc(s['manufacturer'])} {cli.esc(s['model'])} "
+                      f"serial {cli.esc(s['serial'])}, "
                       f"valid {s['valid_from']} to {s['valid_to'] or '(open)'}; FDD {s['fdd_mm']:g} mm, support "
                       f"gap {s['support_gap_mm']:g} mm, output measured at {s['d_ref_mm']:g} mm; "
-                      f"from {s['source_file'] or '?'} (sha256 {s['sha256'][:12]}), measured by "
-                      f"{s['measured_by'] or '?'}")
+                      f"from {cli.esc(s['source_file'] or '?')} (sha256 {s['sha256'][:12]}), measured by "
+                      f"{cli.esc(s['measured_by'] or '?')}")
         fits = PhysicsFits.build([s], degree)
         for _, target, filt, mm, fo, fh in fits.beam_fits:
             name = f"{target}/{filt}" + (f" {mm:g} mm" if mm else "")
@@ -122,14 +125,14 @@ def physics_show(obj, unit: str) -> None:
 
 
 @click.command("recalc")
-@click.option("--unit", "serial", metavar="SERIAL", help="Only this unit (device serial number).")
-@click.option("--since", metavar="YYYY-MM-DD", help="Only studies from this date.")
+@click.option("--unit", "unit", type=UNIT, help="Only this unit: serial, station or the name it is shown under.")
+@click.option("--since", type=DATE, help="Only studies from this date.")
 @click.option("--factor-set", "factor_set", metavar="NAME",
               help="'bundled', a factor-set CSV, or the name of one used before (default from config: "
                    "[recalc] default_factor_set).")
 @click.option("--all", "force", is_flag=True, help="Recompute every selected event, changed or not.")
 @click.pass_obj
-def recalc(obj, serial, since, factor_set, force) -> None:
+def recalc(obj, unit, since, factor_set, force) -> None:
     """Recalculate the mean glandular dose of the selected events (Dance model).
 
     Uses the unit's physics data valid on each study date (method
@@ -147,11 +150,8 @@ def recalc(obj, serial, since, factor_set, force) -> None:
     from srdose.store.recalc import devices
 
     cli = _cli()
-    day = None
-    if since:
-        day = since.replace("-", "")
-        if not (len(day) == 8 and day.isdigit()):
-            cli.fail(f"--since {since!r}: expected YYYY-MM-DD", cli.EXIT_USAGE)
+    day = dicom_day(since)
+    serial = unit.one_serial() if unit else None
     section = obj.settings["recalc"]
     try:
         params = Params.from_settings(section)

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from srdose.export import private_dir
 from srdose.report import common as C
 from srdose.report import stats
 from srdose.report.render import Table, html_table, render_html, safe_name, write_csv, write_tables
@@ -21,7 +22,7 @@ from srdose.report.render import Table, html_table, render_html, safe_name, writ
 Progress = Optional[Callable[[str], None]]
 #: Columns the survey does not use (not read: 400,000 events are read faster without them).
 SURVEY_SKIP = ("exposure_time_ms", "filter_thickness_mm", "compression_force_n", "hvl_mm", "entrance_exposure_mgy",
-               "ratio_recalc_to_reported", "event_type", "method", "recalc_flags")
+               "ratio_recalc_to_reported", "event_type", "recalc_flags")
 
 
 @dataclass
@@ -59,8 +60,7 @@ def build_survey(store, settings, since: str, until: str, out_dir: Path, serial:
         built.partial = True
         built.notes.append(f"no events between {since} and {until}" + (f" for unit {serial}" if serial else ""))
         return built
-    out_dir = out_dir / f"survey_{period}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir / f"survey_{period}")
     # one unit read at a time, handed to a worker while the next is read:
     # reading (the database) and drawing (matplotlib) overlap on two cores
     def jobs():
@@ -70,11 +70,10 @@ def build_survey(store, settings, since: str, until: str, out_dir: Path, serial:
             cols = report_events(store, since, until, device_ids=[u["id"]], times=False, skip=SURVEY_SKIP)
             yield (u, cols, configured, out_dir, period, since, until, max_listed)
 
-    for files, html, note in _map_units(_survey_unit, jobs(), len(units)):
+    for files, html, notes in _map_units(_survey_unit, jobs(), len(units)):
         built.files += files
         built.html.append(html)
-        if note:
-            built.notes.append(note)
+        built.notes += notes
     return built
 
 
@@ -100,7 +99,7 @@ def _map_units(fn, jobs, n_jobs: int):
 
 
 def _survey_unit(job):
-    """One unit's survey CSVs, tables, plots and HTML; returns (files, html, note)."""
+    """One unit's survey CSVs, tables, plots and HTML; returns (files, html, notes)."""
     from srdose.report import survey as S
     from srdose.report.reference import eu_levels, survey_reference
 
@@ -140,8 +139,15 @@ def _survey_unit(job):
                        kicker="national dose-survey submission", meta=meta, keyfigs=keyfigs,
                        tables=_tables_ctx(tables, max_listed), figures=figs, eu=eu_levels(),
                        survey_ref=survey_reference(), numbers_how=how)
-    note = None if files else f"unit {u['serial']}: no exposure qualifies for the survey"
-    return out_files, html, note
+    notes = [] if files else [f"unit {u['serial']}: no exposure qualifies for the survey"]
+    not_recalculated = int((included & (cols["method"] == None)).sum())  # noqa: E711 (no result row)
+    if not_recalculated:
+        recalculated = np.isfinite(C.recalc_mgd(cols)[included]).any()
+        shown = ("they are missing from the recalculated MGD figures" if recalculated
+                 else "the plots and the key figures show the AGD as reported")
+        notes.append(f"unit {u['serial']}: {not_recalculated:,} of {int(included.sum()):,} exposures in the survey "
+                     f"have never been recalculated, so {shown}: run `srdose recalc`, then this report again")
+    return out_files, html, notes
 
 
 # --- DRL -----------------------------------------------------------------------------------
@@ -219,7 +225,7 @@ def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settin
     meds = np.nan_to_num(rs.median[order], nan=0.0)
     colors = [P.PALETTE[0] if rs.qualifies[j] else "#b8c2cc" for j in order]
     ax.barh(ypos, meds, color=colors, height=0.6)
-    ax.set_yticks(ypos, [f"{label[int(rs.rooms[j])]} (n={int(rs.used[j])})" for j in order])
+    ax.set_yticks(ypos, [P.mpl_text(f"{label[int(rs.rooms[j])]} (n={int(rs.used[j])})") for j in order])
     ax.set_xlabel(f"room median {'recalculated MGD' if s.dose == 'recalc' else 'reported AGD'} (mGy)")
     lines = [(values.local_drl, "local DRL (median)", P.PALETTE[2], "-"),
              (values.national_style_drl, "75th percentile", P.PALETTE[1], "--")]
@@ -251,8 +257,7 @@ def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settin
                      "caption": "Dose distribution of the standard set per room (boxes: quartiles and median; "
                                 "whiskers: 1.5 × IQR; outliers not drawn)."}
     period = _period(since, until)
-    out_dir = out_dir / f"drl_{period}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir / f"drl_{period}")
     built.files += write_tables(out_dir / f"drl_{period}", list(tables.values()))
     keyfigs = [("rooms in the statistics", f"{values.rooms} of {rs.rooms.size}"),
                ("local DRL (median)", f"{values.local_drl:.2f} mGy" if values.rooms else "–"),
@@ -482,8 +487,7 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
 
     period = _period(since, until)
     name = safe_name(serial)
-    out_dir = out_dir / f"qa_{name}_{period}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir / f"qa_{name}_{period}")
     built.files += write_tables(out_dir / f"qa_{name}_{period}", list(tables.values()))
     d_all = stats.describe(r)
     keyfigs = [("exposures", f"{cols['n']:,}"), ("studies", f"{np.unique(cols['study_id']).size:,}"),

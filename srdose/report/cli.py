@@ -8,12 +8,13 @@ dates, unknown unit, bad ``[report]`` settings); 3 could not run.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
 from pathlib import Path
 
 import click
+
+from srdose.cli_types import DATE, UNIT, esc, flatten_serials
 
 
 def _cli():
@@ -22,21 +23,16 @@ def _cli():
     return cli
 
 
-def _date(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected YYYY-MM-DD") from None
+def _iso(ctx, param, value):
+    return value.isoformat() if value is not None else None
 
 
 def _period_options(f):
     f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
                      show_default=True, help="Folder for the HTML report and its CSV/XLSX tables.")(f)
-    f = click.option("--to", "until", required=True, metavar="YYYY-MM-DD", callback=_date,
+    f = click.option("--to", "until", required=True, type=DATE, callback=_iso,
                      help="Last study date (inclusive).")(f)
-    f = click.option("--from", "since", required=True, metavar="YYYY-MM-DD", callback=_date,
+    f = click.option("--from", "since", required=True, type=DATE, callback=_iso,
                      help="First study date.")(f)
     return f
 
@@ -44,12 +40,12 @@ def _period_options(f):
 def _finish(built, started: float) -> None:
     cli = _cli()
     for note in built.notes:
-        cli.console.print(f"[yellow]{note}[/]")
+        cli.console.print(f"[yellow]{esc(note)}[/]")
     for path in built.html:
-        cli.out.print(f"report: {path}")
+        cli.out.print(f"report: {esc(path)}")
     others = [p for p in built.files if p not in built.html]
     if others:
-        cli.console.print(f"{len(others)} table file(s) (CSV/XLSX) beside it in {others[0].parent}")
+        cli.console.print(f"{len(others)} table file(s) (CSV/XLSX) beside it in {esc(others[0].parent)}")
     cli.console.print(f"done in {time.monotonic() - started:.1f} s")
     sys.exit(cli.EXIT_PARTIAL if built.partial or not built.html else cli.EXIT_OK)
 
@@ -58,7 +54,8 @@ def _run(step_name: str, fn):
     """Run a build with a rich status line showing its current step."""
     cli = _cli()
     with cli.console.status(step_name) as status:
-        return fn(lambda text: status.update(text))
+        # step texts name units: a serial is shown as it is, never read as markup
+        return fn(lambda text: status.update(esc(text)))
 
 
 def _check_period(since: str, until: str) -> None:
@@ -73,9 +70,10 @@ def report() -> None:
 
 @report.command("survey")
 @_period_options
-@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only this unit (repeat); default all.")
+@click.option("--unit", "units", multiple=True, type=UNIT,
+              help="Only this unit: serial, station or the name it is shown under (repeat); default all.")
 @click.pass_obj
-def survey_cmd(obj, since, until, out_dir, serials) -> None:
+def survey_cmd(obj, since, until, out_dir, units) -> None:
     """National dose-survey submission: per unit, the survey CSVs (UK breast screening
     format; 2D and DBT apart, DBT numbered 2D + 1) and an HTML report with MGD per view, MLO
     50-60 mm, MGD against thickness with the European Guidelines levels, thickness histogram
@@ -94,7 +92,7 @@ def survey_cmd(obj, since, until, out_dir, serials) -> None:
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     store = obj.store(write=False)
-    _check_serials(cli, store, serials)
+    serials = flatten_serials(units)
     started = time.monotonic()
     total = Built()
 
@@ -110,15 +108,6 @@ def survey_cmd(obj, since, until, out_dir, serials) -> None:
     _finish(_run("survey", go), started)
 
 
-def _check_serials(cli, store, serials) -> None:
-    """Usage error for a --unit serial the database does not know."""
-    from srdose.store.reports import known_serials
-
-    unknown = sorted(set(serials) - set(known_serials(store))) if serials else []
-    if unknown:
-        cli.fail(f"no unit with serial {', '.join(map(repr, unknown))} in the database", cli.EXIT_USAGE)
-
-
 @report.command("drl")
 @_period_options
 @click.option("--band", metavar="LOW-HIGH", help="Compressed thickness band in mm (default [report] drl_band_mm: 50-60).")
@@ -126,9 +115,10 @@ def _check_serials(cli, store, serials) -> None:
 @click.option("--acquisition", type=click.Choice(["2D", "DBT"], case_sensitive=False), help="Default [report] drl_acquisition: 2D.")
 @click.option("--dose", type=click.Choice(["recalc", "reported"]), help="Recalculated MGD or reported AGD (default [report] drl_dose: recalc).")
 @click.option("--min-events", type=click.IntRange(1), help="Exposures a room needs to count (default [report] drl_min_events).")
-@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only these rooms (repeat); default all.")
+@click.option("--unit", "units", multiple=True, type=UNIT,
+              help="Only these rooms: serial, station or the name shown (repeat); default all.")
 @click.pass_obj
-def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_events, serials) -> None:
+def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_events, units) -> None:
     """Local and national-style DRLs (ICRP 135): per room the median dose of a standard exposure
     set (default 2D MLO, 50-60 mm); local DRL = median of room medians, national-style = their
     75th percentile; each room against the national DRL of [report] national_drl_mgy (none built in).
@@ -145,7 +135,7 @@ def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_even
     except ValueError as exc:
         cli.fail(str(exc), cli.EXIT_USAGE)
     store = obj.store(write=False)
-    _check_serials(cli, store, serials)
+    serials = flatten_serials(units)
     started = time.monotonic()
     built = _run("DRL", lambda step: build_drl(store, obj.settings, since, until, out_dir, s, list(serials) or None,
                                                progress=step))
@@ -153,21 +143,19 @@ def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_even
 
 
 @report.command("qa")
-@click.option("--unit", "serial", required=True, metavar="SERIAL", help="The unit (device serial number).")
+@click.option("--unit", "unit", required=True, type=UNIT,
+              help="The unit: serial, station or the name it is shown under.")
 @_period_options
 @click.pass_obj
-def qa_cmd(obj, serial, since, until, out_dir) -> None:
+def qa_cmd(obj, unit, since, until, out_dir) -> None:
     """Physics QA review of one unit: recalculated against reported MGD (scatter, Bland-Altman,
     ratio by kV and target/filter, flagged events), AEC behaviour (kV, target/filter, mAs against
     thickness), compression per view, exam timing, data-quality flags."""
     from srdose.report.build import build_qa
-    from srdose.store.reports import known_serials
 
-    cli = _cli()
     _check_period(since, until)
+    serial = unit.one_serial()
     store = obj.store(write=False)
-    if serial not in known_serials(store):
-        cli.fail(f"no unit with serial {serial!r} in the database", cli.EXIT_USAGE)
     started = time.monotonic()
     built = _run("QA", lambda step: build_qa(store, obj.settings, since, until, out_dir, serial, progress=step))
     _finish(built, started)
@@ -175,7 +163,8 @@ def qa_cmd(obj, serial, since, until, out_dir) -> None:
 
 @click.command("qc")
 @_period_options
-@click.option("--unit", "serials", multiple=True, metavar="SERIAL", help="Only these units (repeat); default all.")
+@click.option("--unit", "units", multiple=True, type=UNIT,
+              help="Only these units: serial, station or the name shown (repeat); default all.")
 @click.option("--thickness-is", "convention", type=click.Choice(["breast", "pmma"]), default="breast",
               show_default=True,
               help="What the displayed thickness of a phantom exposure is: the equivalent breast (spacers hold "
@@ -184,7 +173,7 @@ def qa_cmd(obj, serial, since, until, out_dir) -> None:
               help="Also take events whose protocol name matches (SQL LIKE, e.g. '%PMMA%'), besides the studies "
                    "marked not-a-patient at ingest.")
 @click.pass_obj
-def qc(obj, since, until, out_dir, serials, convention, protocol_like) -> None:
+def qc(obj, since, until, out_dir, units, convention, protocol_like) -> None:
     """Phantom QC: the MGD of the breast each PMMA exposure stands for (European protocol), against the
     European acceptable and achievable levels, per unit and over time.
 
@@ -196,7 +185,7 @@ def qc(obj, since, until, out_dir, serials, convention, protocol_like) -> None:
     cli = _cli()
     _check_period(since, until)
     store = obj.store(write=False)
-    _check_serials(cli, store, serials)
+    serials = flatten_serials(units)
     started = time.monotonic()
     try:
         built = _run("phantom QC", lambda step: build_phantom_qc(store, obj.settings, since, until, out_dir,

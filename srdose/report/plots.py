@@ -20,10 +20,19 @@ import numpy as np  # noqa: E402
 
 MAX_POINTS = 10000
 WIDTH_IN = 6.7  # 17 cm
-def mpl_text(text: str) -> str:
+
+
+#: Longest label drawn from the data (a 250-character serial would squeeze the axes to nothing).
+LABEL_MAX = 60
+
+
+def mpl_text(text: str, limit: int = LABEL_MAX) -> str:
     """Text for a matplotlib label: no mathtext (a '$' pair in a unit name would be parsed), no
-    control characters."""
-    return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in str(text)).replace("$", r"\$")
+    control characters, at most ``limit`` characters."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text).replace("$", r"\$")
 
 
 PALETTE = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e69138", "#3d85c6", "#7f6000", "#666666"]
@@ -77,7 +86,8 @@ def scatter_groups(ax, x, y, groups, labels: Optional[Sequence[str]] = None, siz
         if sel.size:
             # markers of a line: several times faster to draw than a PathCollection
             ax.plot(x[sel], y[sel], "o", markersize=size, alpha=alpha, markeredgewidth=0,
-                    color=PALETTE[k % len(PALETTE)], label=f"{name} (n={int((groups[ok] == name).sum()):,})")
+                    color=PALETTE[k % len(PALETTE)],
+                    label=mpl_text(f"{name} (n={int((groups[ok] == name).sum()):,})"))
     return int(idx.size)
 
 
@@ -93,7 +103,8 @@ def boxplot_groups(ax, values, groups, order: Optional[Sequence] = None, ylabel:
         v = values[ok & (groups == str(name))]
         if v.size >= min_n:
             data.append(v)
-            labels.append(f"{name}\nn={v.size:,}")
+            # group names come from the data; their own line breaks (target/filter over modality) stay
+            labels.append("\n".join(mpl_text(part) for part in str(name).split("\n")) + f"\nn={v.size:,}")
     if not data:
         no_data(ax)
         return
@@ -118,7 +129,7 @@ def histogram_groups(ax, values, groups, bins, xlabel: str, order: Optional[Sequ
         return
     ax.hist([d for _, d in keep], bins=bins, stacked=stacked, histtype="barstacked" if stacked else "step",
             linewidth=1.4, color=[PALETTE[names.index(n) % len(PALETTE)] for n, _ in keep],
-            label=[f"{n} (n={d.size:,})" for n, d in keep])
+            label=[mpl_text(f"{n} (n={d.size:,})") for n, d in keep])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("exposures")
     ax.legend(frameon=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from srdose import __version__
+from srdose.export import close_sheet, inert, private_file, save_workbook, xlsx_sheet
 
 
 @dataclass
@@ -83,53 +85,54 @@ def render_html(template: str, path: Path, **context) -> Path:
     context.setdefault("generated", dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     context.setdefault("version", __version__)
     html = _env().get_template(template).render(**context)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    with private_file(path, "w", encoding="utf-8") as fh:
+        fh.write(html)
     return path
 
 
+#: Longest file-name part made from data: a whole report file name stays far below the 255 bytes
+#: file systems allow.
+SAFE_NAME_MAX = 48
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe form of a serial or label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "unknown"
+    """A file-name-safe form of a serial or label: letters, digits, '.', '_' and '-', at most
+    :data:`SAFE_NAME_MAX` characters. Where that changed the text, a short hash of the original
+    follows, so that two units never share a file name."""
+    original = str(text)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", original).strip("_.") or "unknown"
+    if name == original and len(name) <= SAFE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{name[:SAFE_NAME_MAX - 9].rstrip('_.')}-{digest}"
 
 
 def write_csv(path: Path, columns: Sequence[str], rows, raw: bool = False) -> Path:
-    """Rows as CSV; ``raw``: the values are already what to write (no NaN/numpy conversion)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    """Rows as CSV; ``raw``: the values are already what to write (no NaN/numpy conversion).
+    Text a spreadsheet would run as a formula is made inert either way."""
+    with private_file(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(columns)
-        w.writerows(rows if raw else ([plain(v) for v in row] for row in rows))
+        w.writerow([inert(str(c)) for c in columns])
+        convert = (lambda v: inert(v)) if raw else (lambda v: inert(plain(v)))
+        w.writerows([convert(v) for v in row] for row in rows)
     return path
 
 
 def write_tables(prefix: Path, tables: Sequence[Table]) -> list[Path]:
-    """``<prefix>_<table>.csv`` per table and ``<prefix>_tables.xlsx`` with a sheet per table."""
+    """``<prefix>_<table>.csv`` per table and ``<prefix>_tables.xlsx`` with a sheet per table
+    (header row frozen and with filters, dates as dates)."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
 
     written = []
     for t in tables:
         written.append(write_csv(prefix.parent / f"{prefix.name}_{t.name}.csv", t.columns, t.rows))
     wb = Workbook(write_only=True)  # streamed: long listings stay fast
-    bold = Font(bold=True)
     for t in tables:
-        ws = wb.create_sheet(t.name[:31])
-        for k, col in enumerate(t.columns, start=1):
-            ws.column_dimensions[get_column_letter(k)].width = max(10, min(40, len(str(col)) + 2))
-        header = []
-        for col in t.columns:
-            cell = WriteOnlyCell(ws, value=str(col))
-            cell.font = bold
-            header.append(cell)
-        ws.append(header)
+        ws, convert = xlsx_sheet(wb, t.name, [str(c) for c in t.columns])
         for row in t.rows:
-            ws.append([plain(v) for v in row])
-    xlsx = prefix.parent / f"{prefix.name}_tables.xlsx"
-    wb.save(xlsx)
-    written.append(xlsx)
+            ws.append(convert(row, plain))
+        close_sheet(ws, len(t.columns), len(t.rows))
+    written.append(save_workbook(wb, prefix.parent / f"{prefix.name}_tables.xlsx"))
     return written
 
 

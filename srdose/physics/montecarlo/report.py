@@ -33,14 +33,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict]]:
     return comments, list(csv.DictReader(io.StringIO(body)))
 
 
-def load_responses(path: Path) -> dict:
-    d = np.load(path)
-    out = {}
-    for k, dose, var, kerma in zip(d["keys"], d["dose"], d["dose_var"], d["kerma"]):
-        key = (float(k[0]), round(float(k[1]), 6), round(float(k[2]), 6))
-        geom = transport.BreastGeometry(thickness_cm=key[0], glandularity=key[1], angle_deg=key[2])
-        out[key] = conversion.Response(geom, dose, var, kerma, 0, 0)
-    return out
+load_responses = tables.load_responses
 
 
 def _variant_g(thicknesses, fluence, photons, seed, ash=None, **geom_kw):
