@@ -231,3 +231,22 @@ def test_survey_before_recalc_says_what_to_run(units_db, tmp_path):
     said = flat(r.output)
     assert re.search(r"3 of 3 exposures .* never been recalculated", said)
     assert "AGD as reported" in said and "srdose recalc" in said
+
+
+def test_status_shows_a_calling_ae_literally(tmp_path):
+    """A calling AE title of ``[/]`` (valid in DICOM) crashed `srdose status` through rich markup."""
+    from srdose.parse import read_bytes
+    from srdose.pseudonym import Pseudonymiser
+    from srdose.store import DoseStore
+
+    data = tmp_path / "data"
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(B.to_bytes(B.rdsr()))
+    ok(cli("ingest", src, data_dir=data))
+    store = DoseStore(f"sqlite:///{data / 'srdose.sqlite'}", Pseudonymiser(b"x" * 32))
+    with store.begin() as conn:
+        store.add(conn, read_bytes(B.to_bytes(B.rdsr())), "3" * 64, "dicom:[/]")
+    store.close()
+    r = ok(cli("status", data_dir=data))
+    assert "dicom:[/]" in flat(r.output)
