@@ -111,8 +111,8 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
     ok = ~flagged
     within = int(np.sum(np.abs(dev[ok]) <= 3.0))
     lines += ["## 1. g (50 % glandular) against the published g table", ""]
-    lines += [f"Cells compared: {dev.size} ({int(flagged.sum())} flagged as probable copying errors in the "
-              "public copy, excluded from the statistics below). Statistical uncertainty of every g cell: "
+    lines += [f"Cells compared: {dev.size} ({int(flagged.sum())} flagged as doubtful by the "
+              "public copy itself, excluded from the statistics below). Statistical uncertainty of every g cell: "
               f"max {np.nanmax(unc):.2f} %, median {np.nanmedian(unc):.2f} % (1 s.d.).", ""]
     lines += [f"* median deviation (unflagged): **{np.median(dev[ok]):+.2f} %** (target within +-1.5 %)",
               f"* mean {np.mean(dev[ok]):+.2f} %, min {np.min(dev[ok]):+.2f} %, max {np.max(dev[ok]):+.2f} %",
@@ -135,7 +135,7 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
                                                             for h, t, d in misses), ""]
 
     # suspect cells against their neighbours
-    lines += ["### The suspect cells of the public copy", ""]
+    lines += ["### The doubtful cells of the public copy", ""]
     srows = []
     for (h, t), why in tables.SUSPECT_G_CELLS.items():
         i, j = hvls.index(h), ths.index(t)
