@@ -1,4 +1,4 @@
-"""Export: the events table as CSV or XLSX (the column contract of issue #3), and what every
+"""Export: the events table as CSV or XLSX (a column contract other tools rely on), and what every
 CSV and XLSX writer of srdose shares: inert text cells, private files, dates as dates.
 
 One row per irradiation event, columns in :data:`EVENT_EXPORT_COLUMNS` order,

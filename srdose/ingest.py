@@ -180,7 +180,7 @@ class Ingestor:
         self.batch_size = max(1, int(batch_size))
         self.retries = max(1, int(retries))
         self.retry_wait = float(retry_wait)
-        # issue #8: governance and curation steps (not-a-patient marking, infeasible-value
+        # governance and curation steps (not-a-patient marking, infeasible-value
         # flags, re-identification mapping); default: from the settings in force
         if hooks is None:
             from srdose.governance.hooks import IngestHooks
@@ -225,12 +225,12 @@ class Ingestor:
                 log.exception("unexpected error parsing %s", sha[:12])
                 return self._quarantine(conn, data, sha, "error", bug_reason(exc), origin, where=where)
         try:
-            # issue #8: mark phantom studies and flag infeasible values while the patient
+            # mark phantom studies and flag infeasible values while the patient
             # ID and name are still in clear (the store pseudonymises them)
             self.hooks.before_store(report)
             with conn.begin_nested():
                 outcome = self.store.add(conn, report, sha, origin)
-                # issue #8: encrypted pseudonym -> ID mapping, only when configured
+                # encrypted pseudonym -> ID mapping, only when configured
                 self.hooks.after_store(conn, self.store, report, outcome)
         except Exception as exc:
             if is_transient(exc):

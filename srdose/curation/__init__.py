@@ -1,4 +1,4 @@
-"""Data curation (issue #8): the values and names reports can trust.
+"""Data curation: the values and names reports can trust.
 
 * :mod:`.infeasible` -- domain limits in one readable table
   (``infeasible_rules.csv``); each rule an event breaks becomes the flag

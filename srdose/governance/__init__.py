@@ -1,4 +1,4 @@
-"""Information governance (issue #8): opt-out, research exports, re-identification,
+"""Information governance: opt-out, research exports, re-identification,
 retention and the audit trail.
 
 * :mod:`.optout` -- ``srdose optout import FILE``: the national data opt-out list,

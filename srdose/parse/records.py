@@ -124,7 +124,7 @@ class Study:
     patient_id: Optional[str] = field(default=None, repr=False)
     accession: Optional[str] = field(default=None, repr=False)
     patient_name: Optional[str] = field(default=None, repr=False)
-    # issue #8: a test / QA phantom study (set at ingest from the ID or name above)
+    # a test / QA phantom study (set at ingest from the ID or name above)
     not_patient: bool = False
 
 

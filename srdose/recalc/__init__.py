@@ -1,4 +1,4 @@
-"""MGD recalculation with the Dance model (issue #6).
+"""MGD recalculation with the Dance model.
 
 ``srdose physics import FILE`` loads a unit's dated QA measurements
 (:mod:`srdose.recalc.physicsfile`); ``srdose recalc`` recomputes the mean

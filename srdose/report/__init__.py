@@ -1,4 +1,4 @@
-"""Reports (issue #7): ``srdose report survey | drl | qa``.
+"""Reports: ``srdose report survey | drl | qa``.
 
 * :mod:`srdose.report.survey` — the UK national dose-survey submission (CSV per unit and modality) and its
   HTML report;

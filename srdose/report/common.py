@@ -20,7 +20,7 @@ def contains(texts: np.ndarray, needle: str) -> np.ndarray:
 
 
 def infeasible(cols: dict) -> np.ndarray:
-    """Events carrying any ``infeasible:<rule>`` flag (written by the curation of issue 8)."""
+    """Events carrying any ``infeasible:<rule>`` flag (written by srdose's curation)."""
     return contains(cols["flags"], "infeasible:")
 
 

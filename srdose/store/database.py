@@ -276,7 +276,7 @@ class DoseStore:
                 patient_pseudonym=p.patient(st.patient_id),
                 accession_pseudonym=p.accession(st.accession),
                 age_years=self._coarse_age(st.age_years), sex=st.sex,
-                not_patient=bool(st.not_patient),  # issue #8: phantom / QA study, set at ingest
+                not_patient=bool(st.not_patient),  # phantom / QA study, set at ingest
             ), report.flags.append))
         ).inserted_primary_key[0]
 

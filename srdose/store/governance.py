@@ -1,6 +1,6 @@
-"""Database side of information governance and curation (issue #8): the only SQL they need.
+"""Database side of information governance and curation: the only SQL they need.
 
-For the report code (issue #7):
+For the report code:
 
 * :func:`not_patient_expr` -- ``studies.not_patient`` as a boolean SQL expression
   (phantom / QA studies: leave them out of patient statistics, count them);

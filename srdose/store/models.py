@@ -44,7 +44,7 @@ class Device(Base):
     software: Mapped[Optional[str]] = mapped_column(String(256))
     first_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    # issue #8: the name reports show (``srdose units rename``); None: see srdose.store.governance
+    # the name reports show (``srdose units rename``); None: see srdose.store.governance
     display_name: Mapped[Optional[str]] = mapped_column(String(256))
 
 
@@ -62,7 +62,7 @@ class Study(Base):
     accession_pseudonym: Mapped[Optional[str]] = mapped_column(String(64))
     age_years: Mapped[Optional[float]] = mapped_column(Float)
     sex: Mapped[Optional[str]] = mapped_column(String(16))
-    # issue #8: a test / QA phantom study (patient ID or name matched a configured
+    # a test / QA phantom study (patient ID or name matched a configured
     # pattern at ingest, before pseudonymisation); kept out of patient statistics
     not_patient: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
@@ -185,7 +185,7 @@ class Quarantine(Base):
     received_from: Mapped[Optional[str]] = mapped_column(String(256))
 
 
-# --- MGD recalculation (issue #6) ------------------------------------------------------
+# --- MGD recalculation ------------------------------------------------------
 
 
 class PhysicsSet(Base):
@@ -273,7 +273,7 @@ class RecalcResult(Base):
     params_hash: Mapped[str] = mapped_column(String(16))
 
 
-# --- information governance and curation (issue #8) ---------------------------------------
+# --- information governance and curation ---------------------------------------
 # New columns on existing tables: ``Study.not_patient`` and ``Device.display_name``
 # (declared on those classes above); the tables below hold no patient identifier in clear.
 

@@ -1,4 +1,4 @@
-"""Database side of the MGD recalculation (issue #6): the only SQL it needs.
+"""Database side of the MGD recalculation: the only SQL it needs.
 
 Physics sets (a unit's dated QA measurements), factor-set provenance, the
 recalculation inputs as numpy arrays, and writing the results.

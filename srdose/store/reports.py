@@ -1,4 +1,4 @@
-"""Database side of the reports (issue #7, ``srdose report``): the only SQL they need.
+"""Database side of the reports (``srdose report``): the only SQL they need.
 
 :func:`report_events` returns the live irradiation events of a period as
 columns (numpy arrays), streamed in chunks so that 400,000 events stay well
@@ -8,7 +8,7 @@ Patient pseudonyms, accession pseudonyms and UIDs never leave this module.
 
 Which studies count as patients is decided in one place,
 :func:`_not_patient_expr`: the ``not_patient`` study marker (information
-governance, issue 8) reaches every report as the boolean column
+governance) reaches every report as the boolean column
 ``not_patient``, which the reports exclude and count.
 """
 
@@ -33,7 +33,7 @@ TEXT = ("study_date", "acquisition", "event_type", "protocol", "label", "view", 
 
 def _not_patient_expr():
     """True for a study that is not a patient's (QA, test, phantom): the ``not_patient`` study
-    marker of issue 8 (``srdose`` curation), when the schema has it. The single place that
+    marker of srdose's curation, when the schema has it. The single place that
     decides it."""
     column = getattr(M.Study, "not_patient", None)
     return false() if column is None else func.coalesce(column, false())

@@ -1,4 +1,4 @@
-"""recalculation (issue #6): physics sets and points, factor sets, recalc results
+"""recalculation: physics sets and points, factor sets, recalc results
 
 Adds tables only; the 0001 tables are unchanged.
 
