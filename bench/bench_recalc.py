@@ -35,7 +35,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from srdose.physics import dance  # noqa: E402
 from srdose.physics.factors import load_bundled  # noqa: E402
 from srdose.recalc.engine import Params, PhysicsFits, compute, prepare  # noqa: E402
 from srdose.recalc.physicsfile import parse  # noqa: E402
@@ -293,7 +292,7 @@ def bench_end_to_end(n_events: int, keep: str | None) -> None:
           f"{n_events / t_first:,.0f} events/s  [{' '.join(measured.split())}]")
     print(f"srdose recalc again (nothing changed): {t_again:.1f} s; srdose recalc --all: {t_force:.1f} s "
           f"= {n_events / t_force:,.0f} events/s (replaces every stored result)")
-    print(f"  end-to-end rate / numpy-core rate shows the database share of the work")
+    print("  end-to-end rate / numpy-core rate shows the database share of the work")
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

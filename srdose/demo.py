@@ -72,7 +72,7 @@ def gather_files(data_dir: Path, sample: Optional[Path], progress=None) -> list[
 def send(files: list[Path], port: int, aet: str = "SRDOSE", progress=None) -> tuple[int, int]:
     """C-STORE every file to 127.0.0.1:port with pynetdicom; (sent with Success, failed)."""
     import pydicom
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRBigEndian
     from pynetdicom import AE
 
     datasets = []

@@ -199,7 +199,7 @@ def examples_section(fs: FactorSet) -> tuple[list[str], list[tuple[str, float, f
               f"g(0.50, 5) = {gi.values[4, 4]:g}, g(0.50, 6) = {gi.values[4, 5]:g}, g(0.55, 5) = "
               f"{gi.values[5, 4]:g}, g(0.55, 6) = {gi.values[5, 5]:g}: **{g:.6f}**",
               f"* c(0.52, 5.5 cm, 50-64): bilinear in the Monte Carlo c_typical table: **{c:.6f}**",
-              f"* s(W/Ag) = 1.042 (Dance et al. 2009)",
+              "* s(W/Ag) = 1.042 (Dance et al. 2009)",
               f"* MGD = 5.0 × {g:.6f} × {c:.6f} × 1.042 = **{mgd:.6f} mGy**; the engine: "
               f"{float(res.mgd[0]):.6f} mGy ± {float(res.mgd_u[0]):.3f} (k = 2)", ""]
     # DBT: Hologic-like W/Al 0.7 sweep, 15 projections over the RDSR's -7.4..+7.6, kerma at surface

@@ -158,7 +158,15 @@ class IngestProcess:
         return self.pending == 0
 
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        # The child's sentinel becomes readable when it exits. is_alive() is not safe from several
+        # threads at once: when another thread has just reaped the child, its waitpid fails and
+        # multiprocessing reports the dead child as running.
+        from multiprocessing.connection import wait
+
+        try:
+            return not wait([self._proc.sentinel], timeout=0)
+        except (ValueError, AttributeError):  # never started, or closed
+            return False
 
     def stop(self, drain: bool = True, timeout: float = DRAIN_SECONDS + 15) -> None:
         """Let the child ingest what was handed over (for a bounded time),

@@ -32,8 +32,6 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (

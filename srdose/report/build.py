@@ -47,7 +47,6 @@ def _tables_ctx(tables: dict, max_listed: int) -> dict:
 def build_survey(store, settings, since: str, until: str, out_dir: Path, serial: Optional[str] = None,
                  progress: Progress = None) -> Built:
     from srdose.report import survey as S
-    from srdose.report.reference import eu_levels, survey_reference
     from srdose.store.reports import period_units, report_events
 
     section = settings["report"]

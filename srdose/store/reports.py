@@ -116,7 +116,7 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
         number of events. Columns named in ``skip`` are not read (all NaN /
         None): fewer columns, faster on large periods.
     """
-    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
     cols = [E.id, E.study_id, E.device_id, St.patient_pseudonym, E.datetime_started,
             _not_patient_expr().label("not_patient"),
             St.age_years, E.kvp, E.mas, E.exposure_time_ms, E.filter_thickness_mm, E.compressed_thickness_mm,

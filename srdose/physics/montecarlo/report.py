@@ -195,14 +195,14 @@ def build_report(tables_dir: Path, out_md: Path, bench_text: str | None, sens_ph
                     cells.append("-")
                     continue
                 d = [100 * (conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], sp.fluence)[0] / pub[(h, t)] - 1)
-                     for t in ths if not (round(h, 2), t) in tables.SUSPECT_G_CELLS]
+                     for t in ths if (round(h, 2), t) not in tables.SUSPECT_G_CELLS]
                 cells.append(f"{np.median(d):+.1f} ({min(d):+.1f}..{max(d):+.1f})")
             try:  # the first choice, with a 3 mm PMMA paddle (HVL 0.30 then forces 24 kV)
                 sp = spectra.spectrum_for_hvl("Mo", "Mo", 0.03, 28.0, h)
             except ValueError:
                 sp = spectra.spectrum_for_hvl("Mo", "Mo", 0.03, 24.0, h)
             d = [100 * (conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], sp.fluence)[0] / pub[(h, t)] - 1)
-                 for t in ths if not (round(h, 2), t) in tables.SUSPECT_G_CELLS]
+                 for t in ths if (round(h, 2), t) not in tables.SUSPECT_G_CELLS]
             cells.append(f"{np.median(d):+.1f} ({min(d):+.1f}..{max(d):+.1f}) [{sp.label}]")
             rows.append([f"{h:.2f}"] + cells)
         lines += ["Spectrum: the same Monte Carlo responses folded with Mo/Mo spectra of the same HVL made "
