@@ -452,22 +452,31 @@ def read_event(container: Node) -> IrradiationEvent:
 
 
 #: Event attributes that are numbers, each checked against :data:`PLAUSIBLE`
-#: under the name given (derived values included: a sum of plausible pulses
+#: under its own name (derived values included: a sum of plausible pulses
 #: can still be absurd).
-_STORED_NUMBERS = {
-    "kvp": "kvp", "mas": "mas", "tube_current_ma": "tube_current_ma",
-    "exposure_time_ms": "exposure_time_ms", "irradiation_duration_ms": "irradiation_duration_ms",
-    "n_pulses": "n_pulses", "filter_thickness_mm": "filter_thickness_mm",
-    "focal_spot_mm": "focal_spot_mm", "compressed_thickness_mm": "compressed_thickness_mm",
-    "compression_force_n": "compression_force_n", "compression_pressure_kpa": "compression_pressure_kpa",
-    "compression_contact_area_mm2": "compression_contact_area_mm2", "hvl_mm": "hvl_mm",
-    "entrance_exposure_mgy": "entrance_exposure_mgy", "agd_mgy": "agd_mgy",
-    "positioner_primary_angle_deg": "positioner_primary_angle_deg",
-    "positioner_primary_end_angle_deg": "positioner_primary_end_angle_deg",
-    "positioner_secondary_angle_deg": "positioner_secondary_angle_deg",
-    "source_detector_mm": "source_detector_mm", "source_rp_mm": "source_rp_mm",
-    "dose_area_product_gym2": "dose_area_product_gym2",
-}
+_STORED_NUMBERS = (
+    "kvp",
+    "mas",
+    "tube_current_ma",
+    "exposure_time_ms",
+    "irradiation_duration_ms",
+    "n_pulses",
+    "filter_thickness_mm",
+    "focal_spot_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "compression_pressure_kpa",
+    "compression_contact_area_mm2",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "positioner_primary_angle_deg",
+    "positioner_primary_end_angle_deg",
+    "positioner_secondary_angle_deg",
+    "source_detector_mm",
+    "source_rp_mm",
+    "dose_area_product_gym2",
+)
 _PULSE_NUMBERS = {"kvp": "kvp", "tube_current_ma": "tube_current_ma",
                   "exposure_mas": "exposure_mas", "pulse_width_ms": "pulse_width_ms"}
 _FILTER_NUMBERS = {"thickness_min_mm": "filter_min_mm", "thickness_max_mm": "filter_max_mm"}
@@ -490,8 +499,8 @@ def _bounded(name: str, value, flags_to) -> Optional[float]:
 def bound_event(ev: IrradiationEvent) -> None:
     """Every number of ``ev`` (pulses and filters too) within :data:`PLAUSIBLE`,
     else None plus an ``absurd:<name>`` flag: nothing out of bounds is stored."""
-    for attr, name in _STORED_NUMBERS.items():
-        setattr(ev, attr, _bounded(name, getattr(ev, attr), ev.flag))
+    for name in _STORED_NUMBERS:
+        setattr(ev, name, _bounded(name, getattr(ev, name), ev.flag))
     for pulse in ev.pulses:
         for attr, name in _PULSE_NUMBERS.items():
             setattr(pulse, attr, _bounded(name, getattr(pulse, attr), ev.flag))

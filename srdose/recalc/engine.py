@@ -567,10 +567,24 @@ def _measured_kerma(b: Batch, fits: PhysicsFits, params: Params, flags: Flags):
     return k_meas, hvl_fit, u_fit
 
 
+def _support_gap(b: Batch, params: Params) -> np.ndarray:
+    """Breast support to detector (mm): the unit's physics set, else ``[recalc] rdsr_support_gap_mm``."""
+    return np.where(b.set_index >= 0, b.gap_mm, params.rdsr_support_gap_mm)
+
+
+def kerma_inconsistent(k_meas, k_rdsr, tolerance: float) -> np.ndarray:
+    """Where the kerma implied by output × mAs and the RDSR's own differ by more than ``tolerance``
+    (symmetric in the ratio); False where either is missing."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = k_meas / k_rdsr
+        ok = np.isfinite(ratio) & (ratio > 0)
+        return ok & (np.abs(np.log(np.where(ok, ratio, 1.0))) > np.log1p(tolerance))
+
+
 def _rdsr_kerma(b: Batch, params: Params):
     """The RDSR's entrance exposure moved from its reference point to the breast surface."""
     has_set = b.set_index >= 0
-    gap = np.where(has_set, b.gap_mm, params.rdsr_support_gap_mm)
+    gap = _support_gap(b, params)
     at_distance = b.rp_height_mm == AT_SOURCE_DISTANCE
     at_height = ~np.isnan(b.rp_height_mm) & ~at_distance
     d_surface = b.sdd_mm - gap - b.thickness_mm
@@ -817,10 +831,8 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
     k_rdsr, moved, has_set = _rdsr_kerma(b, params)
 
     # Kerma implied by output x mAs against the RDSR's own kerma, for every vendor.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k_ratio = k_meas / k_rdsr
-        inconsistent = (np.isfinite(k_ratio) & (k_ratio > 0)
-                        & (np.abs(np.log(np.where(k_ratio > 0, k_ratio, 1.0))) > np.log1p(params.k_vs_mas_tolerance)))
+    inconsistent = kerma_inconsistent(k_meas, k_rdsr, params.k_vs_mas_tolerance)
+    with np.errstate(invalid="ignore"):
         # Siemens DBT said to report the mAs of one projection (unsourced; docs/vendors.md)
         one_proj = b.is_dbt & b.siemens & ((b.mas < params.dbt_min_sweep_mas) | (k_meas < k_rdsr / 3.0))
     flags.add("inconsistent:k_vs_mas", has_fit & inconsistent)
@@ -864,7 +876,7 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
         flags.add("missing:agd_mgy", ~(b.agd > 0))
         flags.add("ratio_outside_band", np.abs(ratio - 1.0) > band)
     flags.add("no_mgd", np.isnan(mgd))
-    u = relative_uncertainty(b, flags, budget, measured, dlng_dt, dlng_dh, u_fit, s_mc)
+    u = relative_uncertainty(b, flags, budget, measured, dlng_dt, dlng_dh, u_fit, s_mc, _support_gap(b, params))
     return Result(np.where(measured, 0, 1).astype(np.int8), mgd, k, hvl, g, c, s,
                   np.where(b.is_dbt, t_factor, np.nan), ratio, flags, 2.0 * u * mgd)
 
@@ -873,7 +885,7 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
 
 
 def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, measured, dlng_dt, dlng_dh, u_fit,
-                         s_mc) -> np.ndarray:
+                         s_mc, gap) -> np.ndarray:
     """Combined relative standard uncertainty of each MGD (k = 1), vectorised.
 
     Components: K (fit residual and dosemeter, or the unit's own kerma and,
@@ -888,7 +900,6 @@ def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, meas
     rp_alt = (b.rp_status == RP_ASSUMED) & ~measured
     if rp_alt.any():
         # the reading the rule replaced: the fixed height the RDSR's text names (a rectangular spread)
-        gap = np.where(b.set_index >= 0, b.gap_mm, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = np.abs(2.0 * np.log((b.sdd_mm - gap - b.rp_text_height_mm)
                                          / (b.sdd_mm - gap - b.thickness_mm))) / np.sqrt(3.0)

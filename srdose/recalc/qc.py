@@ -27,7 +27,7 @@ import numpy as np
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet
 from srdose.recalc.engine import (Batch, Flags, Params, PhysicsFits, _g_factor, _measured_kerma, _rdsr_kerma,
-                                  _s_factor, _t_factor)
+                                  _s_factor, _support_gap, _t_factor, kerma_inconsistent)
 
 CONVENTIONS = ("breast", "pmma")
 
@@ -103,12 +103,9 @@ def compute_phantom(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params, 
     at_pmma = replace(b, thickness_mm=pmma_mm)
     k_meas, hvl_fit, _ = _measured_kerma(at_pmma, fits, params, flags)
     k_rp, moved, has_set = _rdsr_kerma(b, params)  # at the reference point's surface (the paddle)
-    gap = np.where(has_set, b.gap_mm, params.rdsr_support_gap_mm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k_rdsr = dance.move_kerma(k_rp, b.sdd_mm - gap - b.thickness_mm, b.sdd_mm - gap - pmma_mm)
-        ratio = k_meas / k_rdsr
-        inconsistent = np.isfinite(ratio) & (ratio > 0) & (
-            np.abs(np.log(np.where(ratio > 0, ratio, 1.0))) > np.log1p(params.k_vs_mas_tolerance))
+    gap = _support_gap(b, params)
+    k_rdsr = dance.move_kerma(k_rp, b.sdd_mm - gap - b.thickness_mm, b.sdd_mm - gap - pmma_mm)
+    inconsistent = kerma_inconsistent(k_meas, k_rdsr, params.k_vs_mas_tolerance)
     flags.add("inconsistent:k_vs_mas", inconsistent)
     flags.add("assumed:support_gap_mm", ~has_set & (np.abs(b.thickness_mm - pmma_mm) > 0.5))
     measured = np.isfinite(k_meas) & np.isfinite(hvl_fit) & ~inconsistent

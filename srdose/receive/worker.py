@@ -26,6 +26,7 @@ from typing import Optional
 from srdose.ingest import Ingestor
 from srdose.quarantine import write_durably
 from srdose.spool import Spool
+from srdose.store.database import is_transient
 
 log = logging.getLogger("srdose.listen")
 
@@ -44,14 +45,9 @@ class Received:
 
 
 def transient(exc: BaseException) -> bool:
-    """Does ``exc`` say the database is unavailable, rather than that it
-    refuses this dataset? Those are retried, never a reason to quarantine."""
-    from sqlalchemy import exc as sa
-
-    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, sa.DisconnectionError,
-                            OSError))
+    """The database is unavailable (rather than refusing this dataset), or the spool or
+    quarantine folder cannot be written: retried, never a reason to quarantine."""
+    return is_transient(exc) or isinstance(exc, OSError)
 
 
 def _db_text(value: Optional[str], limit: int) -> Optional[str]:
@@ -59,11 +55,6 @@ def _db_text(value: Optional[str], limit: int) -> Optional[str]:
     if value is None:
         return None
     return "".join(ch if ch >= " " or ch in "\t\n" else "?" for ch in str(value))[:limit] or None
-
-
-def _plausible_uid(uid: Optional[str]) -> Optional[str]:
-    uid = (uid or "").strip()
-    return uid if 0 < len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid) else None
 
 
 class AfterIngestRecalc:
@@ -356,7 +347,7 @@ class IngestWorker:
                 note = {"kind": "error", "reason": f"refused at the door; its note is unreadable ({exc})"}
         self.ingestor.store.add_quarantine(
             conn, _db_text(note.get("kind"), 32) or "error", _db_text(note.get("reason"), 4000) or "refused",
-            _db_text(note.get("sha256"), 64), _plausible_uid(note.get("sop_instance_uid")),
+            _db_text(note.get("sha256"), 64), note.get("sop_instance_uid"),
             _db_text(note.get("stored_as"), 1024), _db_text(item.origin, 256))
         return "quarantined"
 

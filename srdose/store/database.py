@@ -38,11 +38,12 @@ class Outcome(str, enum.Enum):
 
 def is_transient(exc: BaseException) -> bool:
     """A database error that says nothing about the dataset (disk full,
-    database locked, connection lost, serialisation failure): retry it,
-    never quarantine for it."""
+    database locked, connection lost or timed out, serialisation failure):
+    retry it, never quarantine for it."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa_exc.OperationalError)
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                            sa_exc.DisconnectionError))
 
 
 def _without_nul(value: str) -> str:

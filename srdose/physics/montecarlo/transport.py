@@ -12,7 +12,7 @@ below are as the issue and the public abstracts describe them):
   with its flat face against the chest wall (plane y = 0);
 * a central region, a uniform mixture of glandular and adipose tissue
   (Hammerstein et al. 1979) of the given glandularity by mass, inside a
-  superficial layer of adipose tissue 5 mm thick on the upper, lower and curved
+  superficial adipose layer, 5 mm thick, on the upper, lower and curved
   surfaces (Dance et al. 2000 use 5 mm; there is no layer on the chest-wall
   face, where the breast continues into the body and photons crossing it are
   lost);
