@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="reuse/keep the synthetic files here")
     args = ap.parse_args()
 
+    from srdose.config import load
+    from srdose.governance.hooks import IngestHooks
     from srdose.ingest import Ingestor
     from srdose.pseudonym import Pseudonymiser
     from srdose.quarantine import QuarantineFolder
@@ -69,7 +71,8 @@ def main() -> None:
     peer = time.perf_counter() - t
 
     store = DoseStore(f"sqlite:///{work / 'bench.sqlite'}", Pseudonymiser(b"k" * 64))
-    ingestor = Ingestor(store, QuarantineFolder(work / "q"), batch_size=200)
+    # the governance and curation steps `srdose ingest` runs
+    ingestor = Ingestor(store, QuarantineFolder(work / "q"), batch_size=200, hooks=IngestHooks.from_settings(load()))
     t = time.perf_counter()
     summary = ingestor.ingest_paths(files)
     ours = time.perf_counter() - t

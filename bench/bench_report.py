@@ -1,4 +1,4 @@
-"""Benchmark of ``srdose report survey`` and ``srdose report qa`` (issue #7) over 400,000 events.
+"""Benchmark of ``srdose report survey`` and ``srdose report qa`` over 400,000 events.
 
     python bench/bench_report.py [--events 400000] [--keep DIR]
 

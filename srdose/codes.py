@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pydicom.sr._snomed_dict import mapping as _SNOMED_MAPPING
 from pydicom.sr.coding import Code
+
+from srdose.compat import SNOMED_RT_TO_CT
 
 # --- SOP classes (PS3.4 Annex B) -------------------------------------------
 XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
@@ -219,7 +220,7 @@ def normalise(scheme: str, value: str) -> tuple[str, str]:
     scheme = (scheme or "").strip().upper()
     value = (value or "").strip()
     if scheme in ("SRT", "SNM3", "99SDM"):
-        sct = _SNOMED_MAPPING["SRT"].get(value)
+        sct = SNOMED_RT_TO_CT.get(value)
         if sct:
             return "SCT", sct
         return "SRT", value

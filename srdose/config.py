@@ -11,6 +11,13 @@ No file is needed: every setting has a default. An environment variable
 ``SRDOSE_<KEY>`` overrides a top-level key and ``SRDOSE_<SECTION>__<KEY>`` a
 key in a section, e.g. ``SRDOSE_DATABASE_URL=postgresql+psycopg://...`` or
 ``SRDOSE_LISTENER__PORT=11113``. ``srdose config`` prints what is in force.
+
+Each section is a frozen dataclass below (``settings.recalc.ratio_band``), one
+field per key with its default and what it means; :data:`DEFAULTS` (the
+settings as written in TOML) is generated from them. Every value is checked,
+and a value with structure (``"KEY=VALUE"`` lists, a thickness band, a regular
+expression) is parsed, when the settings are loaded: a ConfigError names the
+``[section] key`` and where the value came from.
 """
 
 from __future__ import annotations
@@ -19,149 +26,426 @@ import copy
 import math
 import os
 import re
+from collections.abc import Callable, Iterator
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+from srdose.vocab import Acquisition, Method
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-DEFAULTS: dict[str, Any] = {
-    # Where srdose keeps its database, secret, spool and quarantine.
-    "data_dir": "~/.local/share/srdose",
-    # SQLAlchemy URL; empty means a SQLite file in data_dir.
-    "database_url": "",
-    # The key for patient pseudonyms (HMAC-SHA256); created on first run, mode 0600.
-    "site_secret": "",
-    # Datasets that could not be ingested, each with a .json reason beside it.
-    "quarantine_dir": "",
-    "log_level": "INFO",
-    "ingest": {
-        # Files per database transaction: larger is faster, smaller loses less on a crash.
-        "batch_size": 200,
-    },
-    "listener": {
-        "aet": "SRDOSE",
-        "port": 11112,
-        "host": "0.0.0.0",
-        "allow": [],  # calling AE titles; empty allows any
-        "spool_dir": "",
-        "archive_dir": "",
-        "after_ingest": "delete",  # delete | keep | archive
-        "max_pdu": 0,  # 0: pynetdicom's default (16382); 0 also accepted from peers
-        "max_associations": 16,
-        "acse_timeout": 30,
-        "dimse_timeout": 30,
-        "network_timeout": 60,
-        "tls_cert": "",
-        "tls_key": "",  # needs tls_cert
-        "tls_ca": "",  # client certificates signed by it required; needs tls_cert
-        # A dataset larger than this once decoded (MB; deflated ones inflate) is refused.
-        "max_dataset_mb": 512,
-        # Seconds a new connection has to finish its TLS handshake and association request,
-        # and how many connections may be waiting to do so (slow senders hold no slot).
-        "request_timeout": 10,
-        "max_pending": 32,
-    },
-    "recalc": {
-        # Flag an event whose recalculated MGD differs from the reported AGD by
-        # more than this fraction (0.25: ratio outside 0.75-1.25).
-        "ratio_band": 0.25,
-        # How far (kV) past a unit's measured kV range its output/HVL fits may
-        # be used; further out the kV is clamped to range ± margin and flagged.
-        "kv_margin": 1.0,
-        # Degree of the output and HVL fits against kV (per target/filter).
-        "fit_degree": 2,
-        # "bundled", a factor-set CSV, or the name of a set used before.
-        "default_factor_set": "bundled",
-        # rdsr method, reference point at a height above the breast support
-        # (Hologic, 4.2 cm): the support-to-detector gap is not in the RDSR.
-        # Used, and flagged, only when the unit has no physics file giving it.
-        "rdsr_support_gap_mm": 0.0,
-        # Siemens DBT: a "sweep" below this mAs is taken to report one
-        # projection only (a reported quirk whose source could not be traced; docs/vendors.md) and flagged.
-        "dbt_min_sweep_mas": 20.0,
-        # Every vendor: beyond this fraction between the kerma implied by the unit's
-        # output x mAs and the RDSR's own kerma, the measured MGD is withheld
-        # (inconsistent:k_vs_mas) and the rdsr method's kept.
-        "k_vs_mas_tolerance": 0.30,
-        # The ratio band per method and maker ("METHOD[:MAKER]=FRACTION"; the most
-        # specific wins, ratio_band otherwise). Defaults justified in
-        # reports/mgd-validation.md: GE's own AGD leaves out c and s (~12 %).
-        "ratio_bands": ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"],
-        # Reference point of the RDSR's entrance exposure per maker or model,
-        # overriding srdose's evidence-based defaults (docs/vendors.md), e.g.
-        # ["hologic=surface"] or ["selenia dimensions=42mm"] after a phantom check.
-        "reference_point": [],
-        # Uncertainty budget (k = 1; the dossier gives the basis of each default).
-        "u_dosemeter": 0.025,
-        "u_rdsr_kerma": 0.10,
-        "u_thickness_mm": 2.9,
-        "u_hvl_measured_mm": 0.02,
-        "u_hvl_rdsr_mm": 0.03,
-        # The listener recalculates the events it ingests, so that the database is always current.
-        "after_ingest": True,
-    },
-    "report": {
-        # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the
-        # DBT survey is NUMBER + 1). A unit not listed gets
-        # 100000 + 2 * (CRC-32 of "manufacturer|model|serial" mod 450000):
-        # even, six digits, the same on every run and machine.
-        "survey_numbers": [],
-        # National DRL (mGy) for the DRL standard exposure set, and where the
-        # value comes from (both shown in the report). Empty: none; srdose ships
-        # no national value.
-        "national_drl_mgy": "",
-        "national_drl_source": "",
-        # The DRL standard exposure set: views, compressed thickness band (mm,
-        # inclusive), acquisition (2D | DBT) and dose (recalc | reported).
-        "drl_views": ["MLO"],
-        "drl_band_mm": "50-60",
-        "drl_acquisition": "2D",
-        "drl_dose": "recalc",
-        # A room (unit) enters the DRL statistics with at least this many
-        # exposures in the standard set.
-        "drl_min_events": 20,
-        # Rows listed in an HTML table (the CSV/XLSX tables hold them all).
-        "max_listed": 200,
-    },
-    "governance": {
-        # Ages are stored in completed years, in steps of this many years (1: whole years; 5: 50, 55,
-        # ...): with the study date an exact age would give the birth date away.
-        "site_age_resolution_years": 1,
-        # Opted-out patients (srdose optout import) are always left out of research
-        # exports and research reports; in clinical audit reports: include | exclude.
-        "optout_clinical_audit": "include",
-        # Research export (srdose export research): dates shifted per patient by
-        # ±1..N days (intervals kept); ages in bands of this many years (0: exact);
-        # free-text columns written only if listed (protocol, label, study_description).
-        "research_date_shift_days": 365,
-        "research_age_band_years": 5,
-        "research_free_text": [],
-        # Keep studies this many days (by study date); `srdose purge` without
-        # --before uses it. 0: no retention period configured.
-        "retention_days": 0,
-        # AES-256 key file (hex, mode 0600, created if missing) for the encrypted
-        # pseudonym -> patient ID mapping written at ingest; empty: no mapping kept.
-        # Keep it outside the data directory and the database backups.
-        "reidentification_key_file": "",
-    },
-    "curation": {
-        # Infeasible-value rules (CSV as srdose/curation/infeasible_rules.csv); empty: packaged table.
-        "infeasible_rules": "",
-        # A study whose patient ID or name holds one of these words (case-insensitive,
-        # whole word; "re:" + a regular expression for anything else) is a test / QA
-        # phantom study: marked not_patient at ingest and kept out of patient statistics.
-        "not_patient_patterns": ["PHANTOM", "QA", "QC", "TEST", "DUMMY"],
-        # Protocol-name mapping (CSV as srdose/curation/protocols.csv); empty: packaged table.
-        "protocol_map": "",
-    },
-}
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
+
+
+# --- parsers of the values with structure ------------------------------------------------------
+# Each takes the value as written in TOML and gives the typed value, or raises a ValueError whose
+# message starts with the setting's name. The recalculation and the reports call them too, for
+# values given to them directly (tests, command-line options).
+
+
+def _rules(items: Any, name: str, check: Callable[[str, str, Any], Any]) -> tuple:
+    """``["KEY=VALUE", ...]`` -> ``((key, value), ...)``, keys lower-case, each value checked by ``check``."""
+    if isinstance(items, str):
+        raise ValueError(f'{name} must be a list of "KEY=VALUE" strings, not a single string')
+    out = []
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{name} entry {item!r} is not KEY=VALUE")
+        key = key.strip().lower()
+        out.append((key, check(key, value.strip(), item)))
+    return tuple(out)
+
+
+def _band(key: str, value: str, item: Any) -> float:
+    method = key.partition(":")[0]
+    if method not in {m.value for m in Method}:
+        raise ValueError(f"[recalc] ratio_bands entry {item!r}: the method must be one of "
+                         f"{', '.join(m.value for m in Method)}")
+    try:
+        f = float(value)
+    except ValueError:
+        f = -1.0
+    if not 0.0 < f < 10.0:
+        raise ValueError(f"[recalc] ratio_bands entry {item!r}: the band must be a fraction such as 0.15")
+    return f
+
+
+def parse_ratio_bands(items: Any) -> tuple[tuple[str, float], ...]:
+    """``["METHOD[:MAKER]=FRACTION", ...]`` -> ``(("rdsr:ge", 0.25), ...)``."""
+    return _rules(items, "[recalc] ratio_bands", _band)
+
+
+def _rp(key: str, value: str, item: Any) -> str:
+    v = value.lower().replace(" ", "")
+    if v in ("surface", "rdsr"):
+        return v
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)mm", v)
+    if m:
+        return f"{float(m.group(1)):g}mm"
+    raise ValueError(f"[recalc] reference_point entry {item!r}: expected surface, rdsr or a height such as 42mm")
+
+
+def parse_reference_points(items: Any) -> tuple[tuple[str, str], ...]:
+    """``["MAKER_OR_MODEL=surface|rdsr|HEIGHTmm", ...]`` -> ``(("hologic", "42mm"), ...)``."""
+    return _rules(items, "[recalc] reference_point", _rp)
+
+
+def parse_survey_numbers(entries: Any) -> dict[str, int]:
+    """``["SERIAL=NUMBER", ...]`` -> {serial: number}."""
+    out: dict[str, int] = {}
+    for entry in entries or []:
+        if "=" not in str(entry):
+            raise ValueError(f"[report] survey_numbers entry {entry!r}: expected SERIAL=NUMBER")
+        serial, number = str(entry).rsplit("=", 1)
+        try:
+            n = int(number.strip())
+        except ValueError:
+            raise ValueError(f"[report] survey_numbers entry {entry!r}: NUMBER must be a whole number") from None
+        if n < 0:
+            raise ValueError(f"[report] survey_numbers entry {entry!r}: NUMBER must not be negative")
+        out[serial.strip()] = n
+    return out
+
+
+def parse_band(text: Any) -> tuple[float, float]:
+    """A compressed-thickness band: ``'50-60'`` -> ``(50.0, 60.0)`` (mm, inclusive)."""
+    parts = str(text).replace("–", "-").split("-")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{text!r} is not a thickness band: expected LOW-HIGH in mm, e.g. 50-60") from None
+    if not (0 <= lo < hi):
+        raise ValueError(f"thickness band {text!r}: LOW must be below HIGH")
+    return lo, hi
+
+
+def parse_national_drl(value: Any) -> float | None:
+    """``[report] national_drl_mgy``: None when empty, else a positive number of mGy."""
+    if value in ("", None):
+        return None
+    try:
+        mgy = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"[report] national_drl_mgy must be a number of mGy, or empty, not {value!r}") from None
+    if not (math.isfinite(mgy) and mgy > 0):
+        raise ValueError(f"[report] national_drl_mgy must be positive, not {value!r}")
+    return mgy
+
+
+def parse_drl_views(items: Any) -> tuple[str, ...]:
+    """The DRL standard set's view codes (``MLO``, ``CC``, ...), upper-case; at least one."""
+    views = tuple(str(v).strip().upper() for v in items if str(v).strip())
+    if not views:
+        raise ValueError("[report] drl_views must name at least one view, e.g. MLO")
+    for view in views:
+        if not re.fullmatch(r"[A-Z0-9]+", view):
+            raise ValueError(f"[report] drl_views entry {view!r} is not a view code such as MLO or CC")
+    return views
+
+
+def _patterns(items: Any) -> tuple[str, ...]:
+    # the "re:" patterns are compiled by curation at ingest; a broken one would quarantine every file
+    for item in items:
+        if item.startswith("re:"):
+            try:
+                re.compile(item[3:])
+            except re.error as exc:
+                raise ValueError(f"[curation] not_patient_patterns entry {item!r} is not a valid regular "
+                                 f"expression: {exc}") from None
+    return tuple(items)
+
+
+def _choice(*options: str, kind: Callable[[str], Any] = str) -> Callable[[Any], Any]:
+    """One of ``options``, matched case-insensitively, as written in ``options``."""
+
+    def parse(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # log_level may be a number
+        for option in options:
+            if value.upper() == option.upper():
+                return kind(option)
+        raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+
+    return parse
+
+
+# PS3.5 AE title: up to 16 characters of the default repertoire, no backslash or control character
+_AE_TITLE = re.compile(r"[ -\[\]-~]{1,16}")
+
+
+def _is_ae(value: str) -> bool:
+    return bool(_AE_TITLE.fullmatch(value)) and bool(value.strip())
+
+
+def _aet(value: str) -> str:
+    if not _is_ae(value):
+        raise ValueError(f"must be an AE title of 1 to 16 characters (no backslash or control character), "
+                         f"not {value!r}")
+    return value
+
+
+def _allow(titles: list) -> tuple[str, ...]:
+    for title in titles:
+        if not _is_ae(title):
+            raise ValueError(f"holds {title!r}, which is not an AE title (1 to 16 characters, no backslash or "
+                             "control character)")
+    return tuple(titles)
+
+
+def _not_empty(value: str) -> str:
+    if not str(value).strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# --- the settings ----------------------------------------------------------------------------
+
+
+def _setting(default: Any, *, parse: Callable[[Any], Any] | None = None, types: tuple = (),
+             within: tuple | None = None, below: float | None = None) -> Any:
+    """A setting's field. ``default`` is as written in TOML; ``parse`` turns what was written into the
+    field's value; ``types`` when the TOML value may be of another type than the default's;
+    ``within`` inclusive bounds (None: open) and ``below`` an exclusive upper bound."""
+    meta = {"raw": default, "parse": parse, "within": within, "below": below,
+            "types": types or ((float,) if isinstance(default, float) else (type(default),))}
+    value = _typed(default, default, parse)
+    if value.__hash__ is None:
+        return field(default_factory=lambda: copy.deepcopy(value), metadata=meta)
+    return field(default=value, metadata=meta)
+
+
+def _typed(default: Any, value: Any, parse: Callable[[Any], Any] | None) -> Any:
+    """A value as written (already of an accepted type) as the field holds it."""
+    if parse is not None:
+        return parse(value)
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    return value
+
+
+class _Section:
+    """Base of the section dataclasses.
+
+    Transitional: ``section["key"]``, ``section.get`` and ``dict(section)`` give the value as
+    written in the file (as ``settings.values`` holds it, read at the time of the call) for callers
+    not yet reading the typed fields. Remove once every caller reads ``section.key``.
+    """
+
+    #: the section's entry of ``Settings.values``; None for a section built directly
+    _raw: dict | None = None
+
+    def _mapping(self) -> dict:
+        return self._raw if self._raw is not None else dict(vars(self))  # built directly: the fields only
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._mapping().get(key, default)
+
+    def keys(self):
+        return self._mapping().keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._mapping()
+
+
+@dataclass(frozen=True)
+class TopLevel(_Section):
+    """The keys outside any section; :class:`Settings` gives the paths derived from them."""
+
+    # Where srdose keeps its database, secret, spool and quarantine.
+    data_dir: str = _setting("~/.local/share/srdose", parse=_not_empty)
+    # SQLAlchemy URL; empty means a SQLite file in data_dir.
+    database_url: str = _setting("")
+    # The key for patient pseudonyms (HMAC-SHA256); created on first run, mode 0600.
+    site_secret: str = _setting("")
+    # Datasets that could not be ingested, each with a .json reason beside it.
+    quarantine_dir: str = _setting("")
+    log_level: str | int = _setting("INFO", types=(str, int),
+                                          parse=_choice("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"))
+
+
+@dataclass(frozen=True)
+class IngestSettings(_Section):
+    """``[ingest]``."""
+
+    # Files per database transaction: larger is faster, smaller loses less on a crash.
+    batch_size: int = _setting(200, within=(1, 100_000))
+
+
+@dataclass(frozen=True)
+class ListenerSettings(_Section):
+    """``[listener]``: the DICOM storage listener."""
+
+    aet: str = _setting("SRDOSE", parse=_aet)
+    port: int = _setting(11112, within=(1, 65535))
+    host: str = _setting("0.0.0.0")
+    # calling AE titles; empty allows any
+    allow: tuple[str, ...] = _setting([], parse=_allow)
+    spool_dir: str = _setting("")
+    archive_dir: str = _setting("")
+    # delete | keep | archive
+    after_ingest: str = _setting("delete", parse=_choice("delete", "keep", "archive"))
+    # 0: pynetdicom's default (16382); 0 also accepted from peers
+    max_pdu: int = _setting(0, within=(0, None))
+    max_associations: int = _setting(16, within=(1, None))
+    acse_timeout: int = _setting(30, within=(1, None))
+    dimse_timeout: int = _setting(30, within=(1, None))
+    network_timeout: int = _setting(60, within=(1, None))
+    tls_cert: str = _setting("")
+    # needs tls_cert
+    tls_key: str = _setting("")
+    # client certificates signed by it required; needs tls_cert
+    tls_ca: str = _setting("")
+    # A dataset larger than this once decoded (MB; deflated ones inflate) is refused.
+    max_dataset_mb: int = _setting(512, within=(1, None))
+    # Seconds a new connection has to finish its TLS handshake and association request,
+    # and how many connections may be waiting to do so (slow senders hold no slot).
+    request_timeout: int = _setting(10, within=(1, None))
+    max_pending: int = _setting(32, within=(1, 10000))
+
+
+@dataclass(frozen=True)
+class RecalcSettings(_Section):
+    """``[recalc]``: the MGD recalculation."""
+
+    # Flag an event whose recalculated MGD differs from the reported AGD by
+    # more than this fraction (0.25: ratio outside 0.75-1.25).
+    ratio_band: float = _setting(0.25, within=(0, None))
+    # How far (kV) past a unit's measured kV range its output/HVL fits may
+    # be used; further out the kV is clamped to range ± margin and flagged.
+    kv_margin: float = _setting(1.0, within=(0, None))
+    # Degree of the output and HVL fits against kV (per target/filter).
+    fit_degree: int = _setting(2, within=(1, None))
+    # "bundled", a factor-set CSV, or the name of a set used before.
+    default_factor_set: str = _setting("bundled")
+    # rdsr method, reference point at a height above the breast support
+    # (Hologic, 4.2 cm): the support-to-detector gap is not in the RDSR.
+    # Used, and flagged, only when the unit has no physics file giving it.
+    rdsr_support_gap_mm: float = _setting(0.0, within=(0, None))
+    # Siemens DBT: a "sweep" below this mAs is taken to report one
+    # projection only (a reported quirk whose source could not be traced; docs/vendors.md) and flagged.
+    dbt_min_sweep_mas: float = _setting(20.0, within=(0, None))
+    # Every vendor: beyond this fraction between the kerma implied by the unit's
+    # output x mAs and the RDSR's own kerma, the measured MGD is withheld
+    # (inconsistent:k_vs_mas) and the rdsr method's kept.
+    k_vs_mas_tolerance: float = _setting(0.30, within=(0, None))
+    # The ratio band per method and maker ("METHOD[:MAKER]=FRACTION"; the most
+    # specific wins, ratio_band otherwise). Defaults justified in
+    # reports/mgd-validation.md: GE's own AGD leaves out c and s (~12 %).
+    ratio_bands: tuple[tuple[str, float], ...] = _setting(["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"],
+                                                          parse=parse_ratio_bands)
+    # Reference point of the RDSR's entrance exposure per maker or model,
+    # overriding srdose's evidence-based defaults (docs/vendors.md), e.g.
+    # ["hologic=surface"] or ["selenia dimensions=42mm"] after a phantom check.
+    reference_point: tuple[tuple[str, str], ...] = _setting([], parse=parse_reference_points)
+    # Uncertainty budget (k = 1; the dossier gives the basis of each default).
+    u_dosemeter: float = _setting(0.025, within=(0, None), below=10)
+    u_rdsr_kerma: float = _setting(0.10, within=(0, None), below=10)
+    u_thickness_mm: float = _setting(2.9, within=(0, None), below=10)
+    u_hvl_measured_mm: float = _setting(0.02, within=(0, None), below=10)
+    u_hvl_rdsr_mm: float = _setting(0.03, within=(0, None), below=10)
+    # The listener recalculates the events it ingests, so that the database is always current.
+    after_ingest: bool = _setting(True)
+
+
+@dataclass(frozen=True)
+class ReportSettings(_Section):
+    """``[report]``."""
+
+    # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the
+    # DBT survey is NUMBER + 1). A unit not listed gets
+    # 100000 + 2 * (CRC-32 of "manufacturer|model|serial" mod 450000):
+    # even, six digits, the same on every run and machine.
+    survey_numbers: dict[str, int] = _setting([], parse=parse_survey_numbers)  # noqa: RUF009  a field()
+    # National DRL (mGy) for the DRL standard exposure set, and where the
+    # value comes from (both shown in the report). Empty: none; srdose ships
+    # no national value.
+    national_drl_mgy: float | None = _setting("", types=(str, int, float), parse=parse_national_drl)
+    national_drl_source: str = _setting("")
+    # The DRL standard exposure set: views, compressed thickness band (mm,
+    # inclusive), acquisition (2D | DBT) and dose (recalc | reported).
+    drl_views: tuple[str, ...] = _setting(["MLO"], parse=parse_drl_views)
+    drl_band_mm: tuple[float, float] = _setting("50-60", parse=parse_band)
+    drl_acquisition: Acquisition = _setting(  # noqa: RUF009  a field()
+        "2D", parse=_choice(*(a.value for a in Acquisition), kind=Acquisition))
+    drl_dose: str = _setting("recalc", parse=_choice("recalc", "reported"))
+    # A room (unit) enters the DRL statistics with at least this many
+    # exposures in the standard set.
+    drl_min_events: int = _setting(20, within=(1, None))
+    # Rows listed in an HTML table (the CSV/XLSX tables hold them all).
+    max_listed: int = _setting(200, within=(0, None))
+
+
+@dataclass(frozen=True)
+class GovernanceSettings(_Section):
+    """``[governance]``: pseudonymised data, research exports, retention."""
+
+    # Ages are stored in completed years, in steps of this many years (1: whole years; 5: 50, 55,
+    # ...): with the study date an exact age would give the birth date away.
+    site_age_resolution_years: int = _setting(1, within=(1, 20))
+    # Opted-out patients (srdose optout import) are always left out of research
+    # exports and research reports; in clinical audit reports: include | exclude.
+    optout_clinical_audit: str = _setting("include", parse=_choice("include", "exclude"))
+    # Research export (srdose export research): dates shifted per patient by
+    # ±1..N days (intervals kept); ages in bands of this many years (0: exact);
+    # free-text columns written only if listed (protocol, label, study_description).
+    research_date_shift_days: int = _setting(365, within=(0, None))
+    research_age_band_years: int = _setting(5, within=(0, None))
+    research_free_text: tuple[str, ...] = _setting([])
+    # Keep studies this many days (by study date); `srdose purge` without
+    # --before uses it. 0: no retention period configured.
+    retention_days: int = _setting(0, within=(0, None))
+    # AES-256 key file (hex, mode 0600, created if missing) for the encrypted
+    # pseudonym -> patient ID mapping written at ingest; empty: no mapping kept.
+    # Keep it outside the data directory and the database backups.
+    reidentification_key_file: str = _setting("")
+
+
+@dataclass(frozen=True)
+class CurationSettings(_Section):
+    """``[curation]``."""
+
+    # Infeasible-value rules (CSV as srdose/curation/infeasible_rules.csv); empty: packaged table.
+    infeasible_rules: str = _setting("")
+    # A study whose patient ID or name holds one of these words (case-insensitive,
+    # whole word; "re:" + a regular expression for anything else) is a test / QA
+    # phantom study: marked not_patient at ingest and kept out of patient statistics.
+    not_patient_patterns: tuple[str, ...] = _setting(["PHANTOM", "QA", "QC", "TEST", "DUMMY"], parse=_patterns)
+    # Protocol-name mapping (CSV as srdose/curation/protocols.csv); empty: packaged table.
+    protocol_map: str = _setting("")
+
+
+#: The sections, in the order ``srdose config`` prints them.
+SECTIONS: dict[str, type] = {"ingest": IngestSettings, "listener": ListenerSettings, "recalc": RecalcSettings,
+                             "report": ReportSettings, "governance": GovernanceSettings,
+                             "curation": CurationSettings}
+
+
+def _written(cls: type) -> dict[str, Any]:
+    return {f.name: copy.deepcopy(f.metadata["raw"]) for f in fields(cls)}
+
+
+#: Every setting's default as written in TOML (top-level keys, then one table per section).
+DEFAULTS: dict[str, Any] = {**_written(TopLevel), **{name: _written(cls) for name, cls in SECTIONS.items()}}
 
 
 def _merge(base: dict, extra: dict, where: str) -> dict:
@@ -203,7 +487,7 @@ def _coerce(default: Any, text: str, name: str) -> Any:
 def _env(cfg: dict, environ) -> dict:
     for key, default in cfg.items():
         if isinstance(default, dict):
-            for sub, subdefault in default.items():
+            for sub in default:
                 name = _env_name(key, sub)
                 if name in environ:
                     default[sub] = _coerce(DEFAULTS[key][sub], environ[name], name)
@@ -214,57 +498,17 @@ def _env(cfg: dict, environ) -> dict:
     return cfg
 
 
-def _env_name(key: str, sub: Optional[str] = None) -> str:
+def _env_name(key: str, sub: str | None = None) -> str:
     return f"SRDOSE_{key.upper()}__{sub.upper()}" if sub else f"SRDOSE_{key.upper()}"
 
 
-# --- validation: a setting of the wrong type or out of range is refused when loaded ----------
+# --- validation: a setting of the wrong type, out of range or unparsable is refused when loaded ---
 
-#: Settings whose value may be of another type than their default's.
-_TYPES: dict[tuple[str, str], tuple] = {
-    ("", "log_level"): (str, int),
-    ("report", "national_drl_mgy"): (str, int, float),  # empty, or a number of mGy
-}
-#: Allowed values.
-_CHOICES: dict[tuple[str, str], tuple] = {
-    ("", "log_level"): ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"),
-    ("listener", "after_ingest"): ("delete", "keep", "archive"),
-    ("governance", "optout_clinical_audit"): ("include", "exclude"),
-}
-#: Inclusive bounds (None: open).
-_RANGES: dict[tuple[str, str], tuple] = {
-    ("ingest", "batch_size"): (1, 100_000),
-    ("listener", "port"): (1, 65535),
-    ("listener", "max_pdu"): (0, None),
-    ("listener", "max_associations"): (1, None),
-    ("listener", "acse_timeout"): (1, None),
-    ("listener", "dimse_timeout"): (1, None),
-    ("listener", "network_timeout"): (1, None),
-    ("listener", "max_dataset_mb"): (1, None),
-    ("listener", "request_timeout"): (1, None),
-    ("listener", "max_pending"): (1, 10000),
-    ("recalc", "ratio_band"): (0, None),
-    ("recalc", "kv_margin"): (0, None),
-    ("recalc", "fit_degree"): (1, None),
-    ("recalc", "rdsr_support_gap_mm"): (0, None),
-    ("recalc", "dbt_min_sweep_mas"): (0, None),
-    ("recalc", "k_vs_mas_tolerance"): (0, None),
-    ("recalc", "u_dosemeter"): (0, None),
-    ("recalc", "u_rdsr_kerma"): (0, None),
-    ("recalc", "u_thickness_mm"): (0, None),
-    ("recalc", "u_hvl_measured_mm"): (0, None),
-    ("recalc", "u_hvl_rdsr_mm"): (0, None),
-    ("report", "drl_min_events"): (1, None),
-    ("report", "max_listed"): (0, None),
-    ("governance", "site_age_resolution_years"): (1, 20),
-    ("governance", "research_date_shift_days"): (0, None),
-    ("governance", "research_age_band_years"): (0, None),
-    ("governance", "retention_days"): (0, None),
-}
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
                list: "a list of strings"}
-# PS3.5 AE title: up to 16 characters of the default repertoire, no backslash or control character
-_AE_TITLE = re.compile(r"[ -\[\]-~]{1,16}")
+
+#: Where a setting's value came from, for a message: ``origin(section, key)``.
+Origin = Callable[[str, str], str]
 
 
 def _type_ok(value: Any, types: tuple) -> bool:
@@ -281,64 +525,124 @@ def _describe(value: Any) -> str:
     return f"the {kind} {value!r}"
 
 
-def _check_ae(value: str) -> bool:
-    return bool(_AE_TITLE.fullmatch(value)) and bool(value.strip())
+def _refuse(section: str, key: str, why: str, origin: Origin) -> ConfigError:
+    name = f"[{section}] {key}" if section else key
+    if why.startswith(name + " "):  # a parser's message names the setting itself
+        why = why[len(name) + 1:]
+    return ConfigError(f"{name} {why} ({origin(section, key)})")
 
 
-def _validate(values: dict, origin) -> None:
-    """Refuse what the settings cannot mean: ConfigError naming ``[section] key`` and where it was set."""
-
-    def bad(section: str, key: str, why: str):
-        name = f"[{section}] {key}" if section else key
-        raise ConfigError(f"{name} {why} ({origin(section, key)})")
-
-    for section, key, default, value in _walk(DEFAULTS, values):
-        types = _TYPES.get((section, key)) or ((float,) if isinstance(default, float) else (type(default),))
-        if not _type_ok(value, types):
-            hint = ""
-            if list in types and isinstance(value, str):
-                hint = f', e.g. {key} = ["{value}"]: a string is not read as a list'
-            bad(section, key, f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, not {_describe(value)}{hint}")
-        if isinstance(value, list):
-            for item in value:
-                if not isinstance(item, str):
-                    bad(section, key, f"must be a list of strings; {_describe(item)} is not one")
-        if isinstance(value, float) and not math.isfinite(value):
-            bad(section, key, f"must be a finite number, not {value!r}")
-        choices = _CHOICES.get((section, key))
-        if choices and isinstance(value, str) and value.upper() not in {c.upper() for c in choices}:
-            bad(section, key, f"must be one of {', '.join(choices)}, not {value!r}")
-        bounds = _RANGES.get((section, key))
-        if bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
-            lo, hi = bounds
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                within = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
-                bad(section, key, f"must be {within}, not {value!r}")
-    if not str(values["data_dir"]).strip():
-        bad("", "data_dir", "must not be empty")
-    listener = values["listener"]
-    if not _check_ae(listener["aet"]):
-        bad("listener", "aet", f"must be an AE title of 1 to 16 characters (no backslash or control "
-                               f"character), not {listener['aet']!r}")
-    for title in listener["allow"]:
-        if not _check_ae(title):
-            bad("listener", "allow", f"holds {title!r}, which is not an AE title (1 to 16 characters, no "
-                                     "backslash or control character)")
-    for key in ("tls_key", "tls_ca"):
-        if listener[key] and not listener["tls_cert"]:
-            bad("listener", key, "is set without tls_cert: DICOM TLS needs the listener's certificate, and "
-                                 "without it srdose would listen in plain TCP")
+def _value(f: Field, value: Any, section: str, origin: Origin) -> Any:
+    """One setting's value as written, checked, as its field holds it."""
+    key, meta = f.name, f.metadata
+    types = meta["types"]
+    if not _type_ok(value, types):
+        hint = ""
+        if list in types and isinstance(value, str):
+            hint = f', e.g. {key} = ["{value}"]: a string is not read as a list'
+        raise _refuse(section, key, f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, not "
+                                    f"{_describe(value)}{hint}", origin)
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str):
+                raise _refuse(section, key, f"must be a list of strings; {_describe(item)} is not one", origin)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _refuse(section, key, f"must be a finite number, not {value!r}", origin)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = meta["within"] or (None, None)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            within = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise _refuse(section, key, f"must be {within}, not {value!r}", origin)
+        if meta["below"] is not None and value >= meta["below"]:
+            raise _refuse(section, key, f"must be below {meta['below']}, not {value!r}", origin)
+    try:
+        return _typed(meta["raw"], value, meta["parse"])
+    except ValueError as exc:
+        raise _refuse(section, key, str(exc), origin) from None
 
 
-def _walk(defaults: dict, values: dict, section: str = ""):
-    for key, default in defaults.items():
-        if isinstance(default, dict):
-            yield from _walk(default, values[key], key)
-        else:
-            yield section, key, default, values[key]
+def _build(cls: type, raw: dict, section: str, origin: Origin) -> Any:
+    built = cls(**{f.name: _value(f, raw[f.name], section, origin) for f in fields(cls)})
+    object.__setattr__(built, "_raw", raw)
+    return built
 
 
-def find_config_file(explicit: Optional[str], environ=None) -> Optional[Path]:
+def _given(section: str, key: str) -> str:
+    return "as given"
+
+
+class Settings:
+    """The settings in force: one typed section per table, and the paths derived from them.
+
+    Parameters
+    ----------
+    values
+        The merged settings as written (defaults, file, environment), shaped as :data:`DEFAULTS`;
+        checked and parsed here (ConfigError).
+    source
+        The config file they came from, if any.
+    origin
+        Where a value came from, for the error messages.
+    """
+
+    ingest: IngestSettings
+    listener: ListenerSettings
+    recalc: RecalcSettings
+    report: ReportSettings
+    governance: GovernanceSettings
+    curation: CurationSettings
+
+    def __init__(self, values: dict, source: Path | None = None, origin: Origin = _given):
+        self.values = values  # as written: what `srdose config` prints
+        self.source = source
+        self._top: TopLevel = _build(TopLevel, values, "", origin)
+        for name, cls in SECTIONS.items():
+            setattr(self, name, _build(cls, values[name], name, origin))
+        for key in ("tls_key", "tls_ca"):
+            if getattr(self.listener, key) and not self.listener.tls_cert:
+                raise _refuse("listener", key, "is set without tls_cert: DICOM TLS needs the listener's "
+                                               "certificate, and without it srdose would listen in plain TCP", origin)
+        if self.report.national_drl_mgy is not None and not self.report.national_drl_source.strip():
+            raise _refuse("report", "national_drl_mgy", "is set without national_drl_source: cite where the "
+                                                        "value comes from", origin)
+
+    def __getitem__(self, key: str) -> Any:
+        # Transitional: settings["recalc"]["ratio_band"] for callers not yet reading settings.recalc.ratio_band.
+        return getattr(self, key) if key in SECTIONS else self.values[key]
+
+    @property
+    def log_level(self) -> str | int:
+        return self._top.log_level
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._top.data_dir).expanduser()
+
+    def _path(self, value: str, default: str) -> Path:
+        return Path(value).expanduser() if value else self.data_dir / default
+
+    @property
+    def database_url(self) -> str:
+        return self._top.database_url or f"sqlite:///{self.data_dir / 'srdose.sqlite'}"
+
+    @property
+    def site_secret_path(self) -> Path:
+        return self._path(self._top.site_secret, "site-secret.key")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self._path(self._top.quarantine_dir, "quarantine")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._path(self.listener.spool_dir, "spool")
+
+    @property
+    def archive_dir(self) -> Path:
+        return self._path(self.listener.archive_dir, "archive")
+
+
+def find_config_file(explicit: str | None, environ=None) -> Path | None:
     environ = os.environ if environ is None else environ
     if explicit:
         path = Path(explicit).expanduser()
@@ -356,56 +660,9 @@ def find_config_file(explicit: Optional[str], environ=None) -> Optional[Path]:
     return None
 
 
-class Settings:
-    """The settings in force, with derived paths.
-
-    Parameters
-    ----------
-    values
-        The merged settings (defaults, file, environment).
-    source
-        The config file they came from, if any.
-    """
-
-    def __init__(self, values: dict, source: Optional[Path] = None):
-        self.values = values
-        self.source = source
-
-    def __getitem__(self, key):
-        return self.values[key]
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.values["data_dir"]).expanduser()
-
-    def _path(self, key: str, default: str, section: Optional[str] = None) -> Path:
-        value = (self.values[section] if section else self.values)[key]
-        return Path(value).expanduser() if value else self.data_dir / default
-
-    @property
-    def database_url(self) -> str:
-        return self.values["database_url"] or f"sqlite:///{self.data_dir / 'srdose.sqlite'}"
-
-    @property
-    def site_secret_path(self) -> Path:
-        return self._path("site_secret", "site-secret.key")
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self._path("quarantine_dir", "quarantine")
-
-    @property
-    def spool_dir(self) -> Path:
-        return self._path("spool_dir", "spool", "listener")
-
-    @property
-    def archive_dir(self) -> Path:
-        return self._path("archive_dir", "archive", "listener")
-
-
-def load(explicit: Optional[str] = None, environ=None) -> Settings:
+def load(explicit: str | None = None, environ=None) -> Settings:
     """Load the settings: defaults, then the TOML file, then the environment; ConfigError when a
-    setting is unknown, of the wrong type or out of range."""
+    setting is unknown, of the wrong type, out of range or cannot be parsed."""
     environ = os.environ if environ is None else environ
     path = find_config_file(explicit, environ)
     values = copy.deepcopy(DEFAULTS)
@@ -427,5 +684,4 @@ def load(explicit: Optional[str] = None, environ=None) -> Settings:
             return f"in {path}"
         return "the default"
 
-    _validate(values, origin)
-    return Settings(values, path)
+    return Settings(values, path, origin)

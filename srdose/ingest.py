@@ -14,12 +14,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 from srdose.parse import Refused, read_bytes
+from srdose.parse.records import DoseReport
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
 from srdose.store.database import is_transient
+from srdose.vocab import RefusalKind
 
 log = logging.getLogger("srdose.ingest")
 
@@ -139,6 +141,27 @@ def iter_files(paths: Iterable[os.PathLike], skipped: Optional[list] = None) -> 
             raise FileNotFoundError(f"{p} does not exist")
 
 
+class Hooks(Protocol):
+    """Steps ingest runs around each store: governance and curation (see
+    :class:`srdose.governance.hooks.IngestHooks`), given by the caller."""
+
+    def before_store(self, report: DoseReport) -> None:
+        """Called with the parsed report while its identifiers are still in clear."""
+
+    def after_store(self, conn, store: DoseStore, report: DoseReport, outcome: Outcome) -> None:
+        """Called inside the dataset's transaction once the store has written it."""
+
+
+class NoHooks:
+    """No governance or curation step: what an :class:`Ingestor` built without hooks runs."""
+
+    def before_store(self, report: DoseReport) -> None:
+        pass
+
+    def after_store(self, conn, store: DoseStore, report: DoseReport, outcome: Outcome) -> None:
+        pass
+
+
 @dataclass
 class Pending:
     """One dataset waiting for a transaction. Its bytes are read by ``load``
@@ -166,6 +189,10 @@ class Ingestor:
         so one failing write rolls back only itself; a batch whose
         transaction fails all the same is committed again one dataset at a
         time, so that only the dataset at fault is quarantined.
+    hooks
+        Governance and curation steps (not-a-patient marking, infeasible-value
+        flags, re-identification mapping), built by the caller from its
+        settings; None: none of them.
     retries, retry_wait
         A transient database error (disk full, locked, connection lost) is
         retried this many times, waiting ``retry_wait`` seconds, doubled each
@@ -174,19 +201,13 @@ class Ingestor:
     """
 
     def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200,
-                 hooks=None, retries: int = 5, retry_wait: float = 0.2):
+                 hooks: Optional[Hooks] = None, retries: int = 5, retry_wait: float = 0.2):
         self.store = store
         self.quarantine = quarantine
         self.batch_size = max(1, int(batch_size))
         self.retries = max(1, int(retries))
         self.retry_wait = float(retry_wait)
-        # governance and curation steps (not-a-patient marking, infeasible-value
-        # flags, re-identification mapping); default: from the settings in force
-        if hooks is None:
-            from srdose.governance.hooks import IngestHooks
-
-            hooks = IngestHooks.current()
-        self.hooks = hooks
+        self.hooks: Hooks = hooks if hooks is not None else NoHooks()
 
     def _quarantine(self, conn, data: bytes, sha: str, exc_kind: str, reason: str,
                     origin: Optional[str], sop_uid: Optional[str] = None,
@@ -197,7 +218,7 @@ class Ingestor:
         stored = self.quarantine.put(data, sha, exc_kind, reason, where or origin)
         self.store.add_quarantine(conn, exc_kind, reason, sha, sop_uid, str(stored), origin)
         log.info("quarantined %s: %s", sha[:12], reason)
-        return Result("quarantined", sop_uid, 0, reason, exc_kind)
+        return Result(Outcome.QUARANTINED.value, sop_uid, 0, reason, exc_kind)
 
     def ingest_one(self, conn, data: bytes, origin: Optional[str] = None,
                    what: str = "dataset", report=None, sha: Optional[str] = None,
@@ -223,7 +244,7 @@ class Ingestor:
                 return self._quarantine(conn, data, sha, exc.kind, exc.reason, origin, where=where)
             except Exception as exc:  # a parser bug must not stop the run or lose the file
                 log.exception("unexpected error parsing %s", sha[:12])
-                return self._quarantine(conn, data, sha, "error", bug_reason(exc), origin, where=where)
+                return self._quarantine(conn, data, sha, RefusalKind.ERROR.value, bug_reason(exc), origin, where=where)
         try:
             # mark phantom studies and flag infeasible values while the patient
             # ID and name are still in clear (the store pseudonymises them)
@@ -236,10 +257,10 @@ class Ingestor:
             if is_transient(exc):
                 raise
             log.exception("could not store %s", report.sop_instance_uid)
-            return self._quarantine(conn, data, sha, "store_error", store_error_reason(exc),
+            return self._quarantine(conn, data, sha, RefusalKind.STORE_ERROR.value, store_error_reason(exc),
                                     origin, report.sop_instance_uid, where=where)
         if outcome == Outcome.CONFLICT:
-            return self._quarantine(conn, data, sha, "conflict", CONFLICT_REASON, origin,
+            return self._quarantine(conn, data, sha, RefusalKind.CONFLICT.value, CONFLICT_REASON, origin,
                                     report.sop_instance_uid, where=where)
         n_events = len(report.events) if outcome in (Outcome.INGESTED, Outcome.REPLACED) else 0
         return Result(outcome.value, report.sop_instance_uid, n_events)
@@ -250,8 +271,8 @@ class Ingestor:
         try:
             return item.load(), None
         except OSError as exc:
-            return None, Result("unreadable", reason=f"cannot read {item.where}: {exc.strerror}",
-                                kind="unreadable")
+            return None, Result(Outcome.UNREADABLE.value, reason=f"cannot read {item.where}: {exc.strerror}",
+                                kind=RefusalKind.UNREADABLE.value)
 
     def _one(self, conn, item: Pending) -> Result:
         data, unreadable = self._load(item)
@@ -306,7 +327,7 @@ class Ingestor:
         sha = item.sha or hashlib.sha256(data).hexdigest()
         uid = getattr(item.report, "sop_instance_uid", None)
         with self.store.begin() as conn:
-            return self._quarantine(conn, data, sha, "store_error", store_error_reason(exc),
+            return self._quarantine(conn, data, sha, RefusalKind.STORE_ERROR.value, store_error_reason(exc),
                                     item.origin, uid, where=item.where)
 
     def ingest_paths(self, paths: Iterable[os.PathLike],
@@ -324,7 +345,7 @@ class Ingestor:
             for path, result in zip(batch, self.ingest_batch(items)):
                 summary.files += 1
                 summary.events += result.events
-                if result.outcome in ("quarantined", "unreadable"):
+                if result.outcome in (Outcome.QUARANTINED, Outcome.UNREADABLE):
                     summary.quarantined[result.kind] += 1
                 else:
                     summary.outcomes[result.outcome] += 1

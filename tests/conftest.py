@@ -1,4 +1,7 @@
-"""Shared fixtures: the ../shared material, isolated settings, and databases.
+"""Shared fixtures: the shared material, isolated settings, and databases.
+
+The shared material (real vendor dose reports and their expected values) is
+the ``shared`` folder beside the repository; tests needing it skip without it.
 
 Database tests run on SQLite and on a real PostgreSQL server. The server is
 the one named by ``SRDOSE_TEST_POSTGRES_URL`` (``.ci/run`` starts one), else
@@ -24,10 +27,10 @@ SAMPLE_DATA = REPO / "sample_data"
 
 
 def shared_file(name: str) -> Path:
-    """A file of ../shared/rdsr, or skip the test when ../shared is absent."""
+    """A file of the shared dose reports (``rdsr`` of the shared material), or skip the test."""
     path = SHARED_RDSR / name
     if not path.is_file():
-        pytest.skip(f"../shared/rdsr/{name} is not here (shared material absent)")
+        pytest.skip(f"shared dose report {name} is not here (shared material absent)")
     return path
 
 
@@ -35,7 +38,7 @@ def shared_file(name: str) -> Path:
 def expected_mammography():
     path = SHARED_RDSR / "expected-mammography.json"
     if not path.is_file():
-        pytest.skip("../shared/rdsr/expected-mammography.json is not here")
+        pytest.skip("the expected values of the shared dose reports are not here (shared material absent)")
     return {entry["file"]: entry for entry in json.loads(path.read_text())}
 
 

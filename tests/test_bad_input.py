@@ -164,6 +164,20 @@ def test_content_walk_refuses_absurd_depth_in_memory():
         read_dataset(_deep(40))
 
 
+def test_header_or_deflated_body_cut_short_is_malformed():
+    """pydicom's own struct and zlib errors on a cut file are a refusal, not a crash."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from srdose.parse import Malformed, read_bytes
+
+    data = B.to_bytes(B.rdsr())
+    mid_header = data.index(b"\x40\x00\x30\xa7SQ") + 10  # inside the ContentSequence's length
+    deflated = B.to_bytes(B.rdsr(), DeflatedExplicitVRLittleEndian)
+    for cut in (data[:mid_header], deflated[:-20]):
+        with pytest.raises(Malformed, match="truncated or damaged"):
+            read_bytes(cut)
+
+
 def test_file_and_folder_names_stay_out_of_the_database(ingestor, tmp_path, store):
     """PACS exports often name folders after patients: no path reaches the
     database (the quarantine note beside the kept file has it)."""

@@ -1,4 +1,4 @@
-"""Curation (issue #8): infeasible-value rules, not-a-patient, unit names, views, protocols."""
+"""Curation: infeasible-value rules, not-a-patient, unit names, views, protocols."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from sqlalchemy import select
 from srdose.curation import infeasible as I
 from srdose.parse.records import IrradiationEvent
 from tests import builders as B
-from tests.conftest import SHARED_RDSR
 
 MAMMO_FILES = ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-Giotto-DBT.dcm",
                "MG-Im-GE-SenDS-scaled.dcm")
@@ -226,7 +225,8 @@ def test_standard_views():
 
 
 def test_protocol_mapping_packaged_and_configured(srdose_env, tmp_path, monkeypatch):
-    from srdose.curation.protocols import standard_protocol
+    from srdose.config import load
+    from srdose.curation.protocols import load_mapping, standard_protocol
 
     cases = {"ROUTINE": "2D standard", "L CC": "2D standard", "R MLO Tomo": "tomosynthesis",
              "3D STD": "tomosynthesis", "Tomo Standard": "tomosynthesis", "Implant displaced": "implant",
@@ -237,8 +237,10 @@ def test_protocol_mapping_packaged_and_configured(srdose_env, tmp_path, monkeypa
     own = tmp_path / "map.csv"
     own.write_text("match,standard\n^wib,site special\n")
     monkeypatch.setenv("SRDOSE_CURATION__PROTOCOL_MAP", str(own))
-    assert standard_protocol("Wibble") == "site special"
-    assert standard_protocol("ROUTINE") == "other"
+    # the caller passes the configured map
+    configured = load_mapping(load()["curation"]["protocol_map"] or None)
+    assert standard_protocol("Wibble", configured) == "site special"
+    assert standard_protocol("ROUTINE", configured) == "other"
 
 
 # --- the commands ----------------------------------------------------------------------
@@ -282,5 +284,5 @@ def test_protocol_mapper_for_many_names(tmp_path):
     from srdose.config import load
     from srdose.curation.protocols import protocol_mapper
 
-    m = protocol_mapper(load(environ={}))
+    m = protocol_mapper(load(environ={})["curation"]["protocol_map"] or None)
     assert [m(n) for n in ("ROUTINE", "Tomosynthesis", None)] == ["2D standard", "tomosynthesis", "unknown"]

@@ -1,8 +1,7 @@
 """The Dance-model physics (srdose.physics.dance) and factor sets (srdose.physics.factors).
 
 Expected values are either cells of the published tables (the public copy in
-srdose/physics/data/dance_public_factors.json, from ../shared/physics/factors.json)
-or arithmetic written out in the test.
+srdose/physics/data/dance_public_factors.json) or arithmetic written out in the test.
 """
 
 import math
@@ -12,6 +11,7 @@ import pytest
 
 from srdose.physics import dance
 from srdose.physics.factors import FactorSetError, load_bundled, load_csv
+from srdose.physics.io import load_public_factors, package_table, parse_commented_csv
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,6 @@ def test_worked_example_by_hand_from_published_tables(bundled):
     sf, _ = bundled.spectrum_factor("W", "Rh", 0.05)
     assert sf.grid.values[0, 0] == 1.042
     # the typical glandularity behind c = 1 (published copy: 50 % at 4 cm for ages 50-64)
-    from srdose.physics.montecarlo.tables import load_public_factors
-
     tg = load_public_factors()["typical_glandularity_pct"]
     assert tg["age_50_64"][tg["thickness_cm"].index(4)] == 50
     if "50-64" in bundled.c:  # the Monte Carlo c table agrees: c ≡ 1 at 50 % glandularity
@@ -181,3 +179,19 @@ def test_user_factor_set_csv():
 def test_user_factor_set_errors_name_the_problem(text, message):
     with pytest.raises(FactorSetError, match=message):
         load_csv(text)
+
+
+def test_commented_csv_comments_metadata_and_rows():
+    text = ("# name: Site_Set\n#version: 2\n# name: ignored, the first is kept\n\n"
+            "factor,value\ng,0.3\n\n  # late\ns,1.04\n")
+    table = parse_commented_csv(text)
+    assert table.comments == ("name: Site_Set", "version: 2", "name: ignored, the first is kept", "late")
+    assert table.meta == {"name": "Site_Set", "version": "2"}
+    assert table.rows == [{"factor": "g", "value": "0.3"}, {"factor": "s", "value": "1.04"}]
+
+
+def test_packaged_tables_read_through_the_one_reader():
+    g = package_table("g_factors.csv")
+    assert g.rows and {"hvl_mm_al", "thickness_cm"} <= set(g.rows[0])
+    assert any(c.startswith("table: g_factors.csv") for c in g.comments)
+    assert "g_factor" in load_public_factors()

@@ -1,4 +1,4 @@
-"""Information governance (issue #8): opt-out, research export, re-identification, purge, audit.
+"""Information governance: opt-out, research export, re-identification, purge, audit.
 
 The commands run in-process (click's runner) on a fresh data directory
 (``srdose_env``), as a person would run them.

@@ -1,6 +1,6 @@
-"""No patient identifier in any file srdose writes, nor in its database (issue #8).
+"""No patient identifier in any file srdose writes, nor in its database.
 
-Real vendor files (when ../shared is here) and synthetic studies seeded with
+Real vendor files (when the shared material is here) and synthetic studies seeded with
 known names, IDs, accession numbers and birth dates are ingested; every
 command that writes something is run; then every byte of every file under
 the data directory -- exports (CSV, XLSX members decompressed, Parquet
@@ -28,7 +28,7 @@ import pytest
 
 from tests import builders as B
 from tests.conftest import SHARED_RDSR
-from tests.test_governance import cli, ok
+from tests.test_governance import cli
 
 REAL = ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-Giotto-DBT.dcm",
         "MG-Im-GE-SenDS-scaled.dcm", "CT-RDSR-Siemens_Flash-TAP-SS.dcm", "DX-RDSR-Canon_CXDI.dcm",

@@ -21,7 +21,7 @@ def _ds(n, date, events=1, serial="SN-1", name=None):
 
 
 def test_governance_queries(store, tmp_path):
-    from srdose.curation.infeasible import load_rules
+    from srdose.curation.infeasible import FIELDS, load_rules
     from srdose.governance.hooks import IngestHooks
     from srdose.governance.reid import decrypt, load_or_create_key
     from srdose.ingest import Ingestor
@@ -54,7 +54,7 @@ def test_governance_queries(store, tmp_path):
     assert sum(u["events"] for u in per_unit.values()) == 9
     assert sum(u["flagged"] for u in per_unit.values()) == 1
     assert sum(u["not_patient"] for u in per_unit.values()) == 2
-    ids = [r["id"] for r in G.iter_events_for_check(store)]
+    ids = [r["id"] for r in G.iter_events_for_check(store, FIELDS)]
     assert G.set_event_flags(store, {ids[0]: "infeasible:hvl"}) == 1
     assert sorted(c["rule"] for c in G.flag_counts(store)) == ["hvl", "kvp"]
 

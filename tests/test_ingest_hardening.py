@@ -26,7 +26,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
-from sqlalchemy import event, exc as sa_exc, func, select, text
+from sqlalchemy import event, func, select, text
+from sqlalchemy import exc as sa_exc
 
 from srdose.ingest import Ingestor, iter_files
 from srdose.parse import Malformed, age_in_years, read_bytes

@@ -23,7 +23,14 @@ from srdose import synth
 from srdose.parse import read_path
 from tests import builders as B
 from tests.conftest import SAMPLE_DATA, SHARED_RDSR
-from tests.netutil import ECHOSCU, ListenerProcess, free_port, need, storescu, wait_until
+from tests.netutil import (
+    ECHOSCU,
+    ListenerProcess,
+    free_port,
+    need,
+    storescu,
+    wait_until,
+)
 
 pytestmark = pytest.mark.network
 

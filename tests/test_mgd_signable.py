@@ -24,7 +24,7 @@ from srdose.recalc.engine import Params as EngineParams
 from srdose.recalc.physicsfile import parse
 from srdose.store import models as M
 from srdose.store import recalc as db
-from tests.builders import HVL, KVP, THICKNESS, code, event, item, num, rdsr, to_bytes
+from tests.builders import HVL, THICKNESS, event, item, num, rdsr, to_bytes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 ESE = ("111636", "DCM", "Entrance Exposure at RP")
@@ -91,8 +91,8 @@ def table(name):
 
 
 def test_outside_every_table_there_is_no_dose_and_beyond_the_published_one_the_monte_carlo(store, bundled):
-    """HVL 0.674 mm Al at 7 cm (W/Al 0.7 mm, 37 kV): the published g stops at 0.60 and a clamped g was
-    9.5 % low. Now g comes from the Monte Carlo extension; HVL 0.95 and 12.5 cm are outside every table."""
+    """HVL 0.674 mm Al at 7 cm (W/Al 0.7 mm, 37 kV): the published g stops at 0.60 and a clamped g would
+    be 9.5 % low, so g comes from the Monte Carlo extension; HVL 0.95 and 12.5 cm are outside every table."""
     add(store, rdsr(events=[acme_event(hvl="0.674", thickness="70"), acme_event(hvl="0.95", thickness="50"),
                             acme_event(hvl="0.50", thickness="125")]))
     run(store, bundled, Params())
@@ -138,7 +138,7 @@ def test_a_fit_through_two_kv_is_used_only_inside_them_and_flagged(store, bundle
     run(store, bundled, Params())
     inside, past = results(store)
     assert inside["method"] == "measured" and "physics:few_kv_points" in flags(inside)
-    # 0.8 kV past a line through two points: no measured K (it was used within ±1 kV before)
+    # 0.8 kV past a line through two points: no measured K (a fit is trusted only over its measured kV)
     assert past["method"] == "rdsr" and {"kv_outside_measured", "fallback:rdsr"} <= flags(past)
 
 

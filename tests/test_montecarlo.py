@@ -20,7 +20,7 @@ E = spectra.BIN_CENTRES_KEV
 def _published_g() -> dict:
     path = SHARED / "physics" / "factors.json"
     if not path.exists():
-        pytest.skip("../shared/physics/factors.json is absent")
+        pytest.skip("the published factors of the shared material are absent")
     g = json.loads(path.read_text())["g_factor"]
     return {(h, t): g["values_rows_hvl_cols_thickness"][i][j]
             for i, h in enumerate(g["hvl_mm_al"]) for j, t in enumerate(g["thickness_cm"])}
@@ -137,7 +137,7 @@ def test_glandularity_changes_dose_the_expected_way(momo):
 def test_cli_single_calculation_json():
     from click.testing import CliRunner
 
-    from srdose.physics.mc_cli import mc
+    from srdose.cli.mc import mc
 
     res = CliRunner().invoke(mc, ["--target", "Mo", "--filter", "Mo:0.03", "--kv", "28", "--added-al", "0.2",
                                   "--thickness-mm", "45", "--photons", "30000", "--seed", "3", "--json"])

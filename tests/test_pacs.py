@@ -13,7 +13,12 @@ from pydicom.sequence import Sequence
 from srdose import synth
 from srdose.parse import read_path
 from tests import builders as B
-from tests.netutil import ListenerProcess, OrthancServer, free_port, storescu, wait_until
+from tests.netutil import (
+    ListenerProcess,
+    OrthancServer,
+    free_port,
+    wait_until,
+)
 
 pytestmark = pytest.mark.network
 

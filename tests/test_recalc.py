@@ -172,8 +172,8 @@ def test_sample_physics_files_parse():
 
 def test_cli_physics_recalc_and_export(srdose_env, tmp_path):
     runner = CliRunner()
-    from srdose.synth.vendors import make_unit
     from srdose import synth
+    from srdose.synth.vendors import make_unit
 
     synth.generate("hologic", 3, tmp_path / "in", seed=3)
     assert runner.invoke(main, ["ingest", str(tmp_path / "in")]).exit_code == 0

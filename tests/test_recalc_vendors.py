@@ -1,4 +1,4 @@
-"""Vendor behaviour in the recalculation, on the real files of ../shared/rdsr/ (skipped when absent).
+"""Vendor behaviour in the recalculation, on the real files of the shared material (skipped when absent).
 
 Tolerance of the rdsr method against the AGD each unit reported, per vendor
 (|MGD_recalc / AGD_reported − 1|), with the physical reason for the spread

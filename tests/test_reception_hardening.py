@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation, Verification, \
-    XRayRadiationDoseSRStorage
+from pynetdicom.sop_class import (
+    DigitalMammographyXRayImageStorageForPresentation,
+    Verification,
+    XRayRadiationDoseSRStorage,
+)
 from sqlalchemy import text
 
 from srdose import synth
@@ -104,11 +107,12 @@ def inproc(srdose_env, tmp_path):
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A throw-away certificate for 127.0.0.1 and its key (PEM)."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])

@@ -1,4 +1,4 @@
-"""Reports (issue #7): statistics against hand-computed values, the survey CSVs of the real
+"""Reports: statistics against hand-computed values, the survey CSVs of the real
 vendor files (exact rows), exclusions, 2D/DBT split and numbering, DRLs on a hand-computed
 example through the database, and no identifier in any output."""
 
@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,8 +19,14 @@ from pydicom.dataset import Dataset
 
 from srdose.config import load
 from srdose.report import stats
-from srdose.report.drl import DRLSettings, drl_values, room_statistics
-from srdose.report.survey import SURVEY_COLUMNS, default_survey_number, parse_survey_numbers
+from srdose.report.drl import DRLSettings, build_drl, drl_values, room_statistics
+from srdose.report.render import Column, Table, html_table
+from srdose.report.survey import (
+    SURVEY_COLUMNS,
+    build_survey,
+    default_survey_number,
+    parse_survey_numbers,
+)
 from tests import builders as B
 from tests.conftest import shared_file
 
@@ -110,6 +119,23 @@ def test_survey_numbers_configured_and_default():
     assert n % 2 == 0 and 100000 <= n < 1000000
 
 
+def test_table_columns_decide_the_html_cells():
+    t = Table("t", "T", [Column("name"), Column("dose", numeric=True, digits=3), Column("note", wrap=True), "plain"],
+              [["a", 1.23456, "x", 2.5], ["b", float("nan"), "y", 3]])
+    h = html_table(t, max_rows=1)
+    assert h["columns"] == ["name", "dose", "note", "plain"] and t.names == h["columns"]
+    assert h["numeric"] == {1} and h["wrap"] == {2}
+    assert h["rows"] == [["a", "1.235", "x", "2.50"]] and h["total"] == 2 and h["truncated"]
+
+
+def test_importing_the_reports_leaves_matplotlib_unloaded():
+    """matplotlib loads on the first figure, not when a command module imports the reports."""
+    code = ("import sys, srdose.demo, srdose.report.plots, srdose.report.phantom; "
+            "print('matplotlib' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == "False"
+
+
 # --- the real vendor files -------------------------------------------------------------------
 
 
@@ -154,8 +180,6 @@ REAL = {
 
 
 def test_survey_csv_of_the_real_vendor_files(store, ingestor, tmp_path):
-    from srdose.report.build import build_survey
-
     files = [shared_file(n) for n in ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm",
                                       "MG-RDSR-Giotto-DBT.dcm")]
     ingestor.ingest_paths(files)
@@ -211,8 +235,6 @@ def _t(k: int) -> str:
 
 
 def test_survey_exclusions_split_and_numbering(store, ingestor, tmp_path):
-    from srdose.report.build import build_survey
-
     src = tmp_path / "src"
     src.mkdir()
     study1 = [
@@ -252,8 +274,6 @@ def test_survey_exclusions_split_and_numbering(store, ingestor, tmp_path):
 def test_drl_report_hand_computed(store, ingestor, tmp_path):
     """Three rooms, reported AGD of 2D MLO views at 55 mm: room medians 1.2, 1.5, 2.0 (ROOM-C has
     a 70 mm MLO and a CC outside the set) -> local DRL 1.5, 75th percentile 1.75."""
-    from srdose.report.build import build_drl
-
     src = tmp_path / "src"
     src.mkdir()
     doses = {"ROOM-A": ["1.0", "1.2", "1.4"], "ROOM-B": ["1.5", "1.5"], "ROOM-C": ["1.9", "2.1"]}
@@ -285,10 +305,6 @@ def test_drl_report_hand_computed(store, ingestor, tmp_path):
 
 
 def _run(*args, env):
-    import os
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300)
 
@@ -370,10 +386,9 @@ def test_report_commands_have_help(cmd):
 
 
 def test_not_patient_studies_are_excluded_and_counted(store, ingestor, tmp_path):
-    """A study marked not_patient (issue 8) leaves the survey and the DRL set, counted in both."""
+    """A study marked not_patient leaves the survey and the DRL set, counted in both."""
     from sqlalchemy import update
 
-    from srdose.report.build import build_drl, build_survey
     from srdose.store import models as M
 
     if not hasattr(M.Study, "not_patient"):

@@ -3,7 +3,6 @@ migrations. Every test here runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select, text
 

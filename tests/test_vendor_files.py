@@ -1,8 +1,8 @@
-"""The real vendor files in ../shared/rdsr, value by value.
+"""The real vendor files of the shared material (its ``rdsr`` folder), value by value.
 
-Expected values come from ../shared/rdsr/expected-mammography.json, written
+Expected values come from that folder's expected-mammography.json, written
 by an independent raw reader; the MG image header values from the shared
-README. Skips when ../shared is absent.
+README. Skips when the shared material is absent.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def test_projection_rdsr_quirks_parse_without_crashing():
     those non-mammography reports."""
     import pydicom
 
-    from srdose.parse.rdsr import _number, walk
+    from srdose.parse.rdsr import _number
+    from srdose.parse.tree import walk
 
     for name in ("DX-RDSR-Canon_CXDI.dcm", "RF-RDSR-Philips_Allura.dcm", "RF-RDSR-Siemens-Zee.dcm"):
         ds = pydicom.dcmread(shared_file(name))

@@ -7,7 +7,8 @@ applied at report time, so editing it changes every later report without
 touching the database. ``srdose protocols`` shows the names in the database
 and what they map to.
 
-The report code calls :func:`standard_protocol`.
+The caller passes the mapping (or its path, ``[curation] protocol_map`` of its
+settings): this module never looks the settings up.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import Callable, Optional
 
 PACKAGED = Path(__file__).with_name("protocols.csv")
 OTHER, UNKNOWN = "other", "unknown"
+#: A loaded mapping: (pattern, standard name) rows, first match wins.
+ProtocolMap = tuple[tuple[re.Pattern, str], ...]
 
 
 class ProtocolMapError(ValueError):
     pass
 
 
-def parse_mapping(text: str, source: str = "protocol map") -> tuple[tuple[re.Pattern, str], ...]:
+def parse_mapping(text: str, source: str = "protocol map") -> ProtocolMap:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     reader = csv.DictReader(io.StringIO("\n".join(lines)))
     if not reader.fieldnames or {"match", "standard"} - set(reader.fieldnames):
@@ -45,11 +48,11 @@ def parse_mapping(text: str, source: str = "protocol map") -> tuple[tuple[re.Pat
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, mtime: float):
+def _load(path: str, mtime: float) -> ProtocolMap:
     return parse_mapping(Path(path).read_text(encoding="utf-8"), path)
 
 
-def load_mapping(path: Optional[str | Path] = None):
+def load_mapping(path: Optional[str | Path] = None) -> ProtocolMap:
     """The mapping of ``path``, else the packaged one."""
     p = Path(path).expanduser() if path else PACKAGED
     if not p.is_file():
@@ -57,27 +60,16 @@ def load_mapping(path: Optional[str | Path] = None):
     return _load(str(p), p.stat().st_mtime)
 
 
-def configured_path() -> Optional[str]:
-    """``[curation] protocol_map`` of the settings in force (None: packaged)."""
-    from srdose.governance.hooks import current_settings
-
-    try:
-        return current_settings()["curation"]["protocol_map"] or None
-    except Exception:  # no usable configuration: the packaged table
-        return None
-
-
-def standard_protocol(name: Optional[str], mapping=None) -> str:
+def standard_protocol(name: Optional[str], mapping: Optional[ProtocolMap] = None) -> str:
     """The standard protocol of a free-text protocol name.
 
-    ``mapping`` defaults to the configured CSV (``[curation] protocol_map``),
-    else the packaged one (the configuration is looked up on each call: for
-    many names use :func:`protocol_mapper`). Names no row matches are
+    ``mapping`` is what :func:`load_mapping` returns; None: the packaged one
+    (for many names use :func:`protocol_mapper`). Names no row matches are
     ``"other"``, empty names ``"unknown"``.
     """
     if name is None or not str(name).strip():
         return UNKNOWN
-    rows = mapping if mapping is not None else load_mapping(configured_path())
+    rows = mapping if mapping is not None else load_mapping()
     text = str(name)
     for rx, standard in rows:
         if rx.search(text):
@@ -85,9 +77,9 @@ def standard_protocol(name: Optional[str], mapping=None) -> str:
     return OTHER
 
 
-def protocol_mapper(settings=None) -> Callable[[Optional[str]], str]:
-    """A function name -> standard protocol with the mapping loaded once (memoised per
-    name): for report code mapping many events. ``settings`` default: those in force."""
-    path = (settings["curation"]["protocol_map"] or None) if settings is not None else configured_path()
+def protocol_mapper(path: Optional[str | Path] = None) -> Callable[[Optional[str]], str]:
+    """A function name -> standard protocol with the mapping of ``path`` (``[curation]
+    protocol_map``; None: the packaged one) loaded once and memoised per name: for code
+    mapping many events."""
     rows = load_mapping(path)
     return lru_cache(maxsize=4096)(lambda name: standard_protocol(name, rows))

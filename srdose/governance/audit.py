@@ -8,7 +8,10 @@ hold identifiers: callers pass pseudonyms, paths and counts only.
 from __future__ import annotations
 
 import getpass
+import os
 from typing import Optional
+
+from srdose.store.governance import record_audit
 
 
 def who() -> str:
@@ -16,8 +19,6 @@ def who() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no login name (some containers)
-        import os
-
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
@@ -25,6 +26,4 @@ def record(store, action: str, parameters: Optional[dict] = None, rows: Optional
            detail: Optional[dict] = None) -> int:
     """Append one entry (``action`` like ``export.research``, ``report``, ``reidentify``,
     ``purge``); returns its id."""
-    from srdose.store.governance import record_audit
-
     return record_audit(store, action, who(), parameters, rows, detail)

@@ -10,33 +10,24 @@ parsed report:
   encrypted pseudonym -> patient ID mapping when re-identification is
   configured.
 
-Settings come from the command being run (``srdose --config ...``), else
-from :func:`srdose.config.load` (environment, ./srdose.toml, ...).
+The command builds them from its settings with :meth:`IngestHooks.from_settings`
+and hands them to the :class:`~srdose.ingest.Ingestor`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Iterable, Optional
+
+from srdose.config import Settings
+from srdose.curation.infeasible import Rule, flag_report, rules_from_settings
+from srdose.curation.notpatient import is_not_patient
+from srdose.governance.reid import encrypt, load_or_create_key
+from srdose.parse.records import DoseReport
+from srdose.store import DoseStore, Outcome
+from srdose.store import governance as G
 
 log = logging.getLogger("srdose.governance")
-
-
-def current_settings():
-    """The settings of the running ``srdose`` command, else the loaded configuration."""
-    try:
-        import click
-
-        ctx = click.get_current_context(silent=True)
-        obj = ctx.find_root().obj if ctx is not None else None
-        settings = getattr(obj, "settings", None)
-        if settings is not None:
-            return settings
-    except Exception:  # not under click
-        pass
-    from srdose.config import load
-
-    return load()
 
 
 class IngestHooks:
@@ -52,46 +43,31 @@ class IngestHooks:
         AES-256 key for the re-identification mapping; None: no mapping kept.
     """
 
-    def __init__(self, not_patient_patterns=(), rules=(), reid_key: Optional[bytes] = None):
+    def __init__(self, not_patient_patterns: Iterable[str] = (), rules: Iterable[Rule] = (),
+                 reid_key: Optional[bytes] = None):
         self.not_patient_patterns = tuple(not_patient_patterns)
         self.rules = tuple(rules)
         self.reid_key = reid_key
 
     @classmethod
-    def from_settings(cls, settings) -> "IngestHooks":
-        from srdose.curation.infeasible import rules_from_settings
+    def from_settings(cls, settings: Settings) -> "IngestHooks":
+        """The steps ``settings`` ask for; creates the re-identification key file when one is named."""
+        key_file = settings.governance.reidentification_key_file
+        key = load_or_create_key(key_file) if key_file else None
+        return cls(settings.curation.not_patient_patterns, rules_from_settings(settings), key)
 
-        key = None
-        key_file = settings["governance"]["reidentification_key_file"]
-        if key_file:
-            from srdose.governance.reid import load_or_create_key
-
-            key = load_or_create_key(key_file)
-        return cls(settings["curation"]["not_patient_patterns"], rules_from_settings(settings), key)
-
-    @classmethod
-    def current(cls) -> "IngestHooks":
-        """Hooks of the settings in force (see :func:`current_settings`)."""
-        return cls.from_settings(current_settings())
-
-    def before_store(self, report) -> None:
+    def before_store(self, report: DoseReport) -> None:
         """Mark a phantom study and flag infeasible values (identifiers still in clear here)."""
-        from srdose.curation.infeasible import flag_report
-        from srdose.curation.notpatient import is_not_patient
-
         st = report.study
         if is_not_patient(st.patient_id, st.patient_name, self.not_patient_patterns):
             st.not_patient = True
         if self.rules:
             flag_report(report, self.rules)
 
-    def after_store(self, conn, store, report, outcome) -> None:
+    def after_store(self, conn, store: DoseStore, report: DoseReport, outcome: Outcome) -> None:
         """Keep the encrypted ID of a newly seen pseudonym (re-identification enabled only)."""
         if self.reid_key is None or store.pseudonymiser is None or not report.study.patient_id:
             return
-        from srdose.governance.reid import encrypt
-        from srdose.store import governance as G
-
         pseudonym = store.pseudonymiser.patient(report.study.patient_id)
         if pseudonym and not G.has_reidentification(conn, pseudonym):
             G.add_reidentification(conn, pseudonym, *encrypt(self.reid_key, pseudonym, report.study.patient_id))

@@ -18,6 +18,8 @@ import hmac
 import re
 from typing import Optional
 
+from srdose.dates import parse_da, parse_dt
+
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -64,9 +66,8 @@ def shift_date(yyyymmdd: Optional[str], days: int) -> Optional[str]:
     """A DICOM date moved by ``days``, as ISO ``YYYY-MM-DD``; None if unreadable."""
     if not yyyymmdd:
         return None
-    try:
-        d = dt.datetime.strptime(str(yyyymmdd)[:8], "%Y%m%d").date()
-    except ValueError:
+    d = parse_da(str(yyyymmdd)[:8])
+    if d is None:
         return None
     return (d + dt.timedelta(days=days)).isoformat()
 
@@ -77,15 +78,11 @@ def shift_datetime(value: Optional[str], days: int) -> Optional[str]:
         return None
     text = re.split(r"[+-]", str(value), maxsplit=1)[0]
     main, _, frac = text.partition(".")
-    for fmt, n in (("%Y%m%d%H%M%S", 14), ("%Y%m%d%H%M", 12), ("%Y%m%d%H", 10), ("%Y%m%d", 8)):
-        if len(main) >= n:
-            try:
-                t = dt.datetime.strptime(main[:n], fmt)
-            except ValueError:
-                continue
-            out = (t + dt.timedelta(days=days)).isoformat(timespec="seconds")
-            return out + ("." + frac if frac and frac.isdigit() else "")
-    return None
+    t = parse_dt(value)
+    if t is None or len(main) < 8:  # a DT without its day is no date to shift
+        return None
+    return (t.replace(microsecond=0) + dt.timedelta(days=days)).isoformat(timespec="seconds") + \
+        ("." + frac if frac else "")
 
 
 def age_band(age_years: Optional[float], width: int) -> Optional[str]:

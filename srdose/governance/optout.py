@@ -20,6 +20,9 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from srdose.pseudonym import Pseudonymiser
+from srdose.store.governance import add_optouts
+
 _SEPARATORS = re.compile(r"[\s-]+")
 
 
@@ -45,10 +48,8 @@ def pseudonyms_of(ids, pseudonymiser) -> set[str]:
     return out
 
 
-def import_file(store, path: Path, pseudonymiser, replace: bool = False) -> dict:
+def import_file(store, path: Path, pseudonymiser: Pseudonymiser, replace: bool = False) -> dict:
     """Hash and store the IDs of ``path``; returns counts (``ids`` read, ``added``, ...)."""
-    from srdose.store.governance import add_optouts
-
     path = Path(path)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     ids = list(read_ids(path))

@@ -30,9 +30,17 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
+from srdose import __version__
+from srdose.curation.protocols import protocol_mapper
+from srdose.files import private_dir, private_file, write_csv, write_xlsx
 from srdose.governance.keys import ProjectKeys, age_band, shift_date, shift_datetime
+from srdose.store.governance import (
+    iter_research_rows,
+    opted_out_pseudonyms,
+    research_counts,
+)
 
 FREE_TEXT = ("protocol", "label", "study_description")
 BASE_COLUMNS = (
@@ -54,10 +62,11 @@ def columns_for(free_text: Iterable[str]) -> tuple[str, ...]:
     return BASE_COLUMNS + tuple(allowed)
 
 
-def _rows(store, keys: ProjectKeys, columns, band: int, since, until, exclude_flagged: bool, counts: dict,
-          protocol):
-    from srdose.store.governance import iter_research_rows
-
+def research_rows(store, keys: ProjectKeys, columns: Sequence[str], band: int, since: Optional[str],
+                  until: Optional[str], exclude_flagged: bool, counts: dict,
+                  protocol: Callable[[Optional[str]], str]) -> Iterator[tuple]:
+    """The de-identified rows of the extract, one tuple of ``columns`` per event; ``counts`` gets
+    ``flagged_excluded``, ``patients`` and ``studies``."""
     patients, studies = set(), set()
     for r in iter_research_rows(store, since, until):
         if exclude_flagged and r["flags"] and "infeasible:" in r["flags"]:
@@ -120,8 +129,6 @@ def _write_parquet(rows: list[tuple], columns, path: Path) -> None:
             typ = pa.string()
             values = [None if v is None else str(v) for v in values]
         arrays.append(pa.array(values, type=typ))
-    from srdose.export import private_file
-
     with private_file(path, "wb") as fh:
         pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), fh)
 
@@ -138,10 +145,6 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
                     parquet: Optional[bool] = None, since: Optional[str] = None, until: Optional[str] = None,
                     exclude_flagged: bool = False) -> dict:
     """Write the extract of ``project`` to ``out_dir``; returns the manifest (also written)."""
-    from srdose import __version__
-    from srdose.export import private_dir, private_file, write_csv, write_xlsx
-    from srdose.store.governance import opted_out_pseudonyms, research_counts
-
     if fmt not in ("csv", "xlsx"):
         raise ResearchExportError(f"unknown format {fmt!r}: use csv or xlsx")
     gov = settings["governance"]
@@ -159,9 +162,8 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
     columns = columns_for(free_text)
     out_dir = private_dir(Path(out_dir))
     counts = {"flagged_excluded": 0}
-    from srdose.curation.protocols import protocol_mapper
-
-    rows = list(_rows(store, keys, columns, band, since, until, exclude_flagged, counts, protocol_mapper(settings)))
+    protocol = protocol_mapper(settings.curation.protocol_map or None)
+    rows = list(research_rows(store, keys, columns, band, since, until, exclude_flagged, counts, protocol))
     files = {}
     table = out_dir / f"{project}-events.{fmt}"
     (write_csv if fmt == "csv" else write_xlsx)(iter(rows), table, columns)

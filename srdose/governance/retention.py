@@ -17,16 +17,17 @@ import datetime as dt
 from pathlib import Path
 from typing import Optional
 
+from srdose.dates import parse_da, parse_day
+from srdose.store.governance import purge_before
+
 
 def resolve_before(before: Optional[str], retention_days: int, today: Optional[dt.date] = None) -> str:
     """The cut-off date as YYYYMMDD: ``before`` (YYYY-MM-DD or YYYYMMDD), else today - retention."""
     if before:
-        text = before.replace("-", "")
-        try:
-            dt.datetime.strptime(text, "%Y%m%d")
-        except ValueError:
-            raise ValueError(f"--before {before!r}: give a date as YYYY-MM-DD") from None
-        return text
+        day = parse_day(before.strip())
+        if day is None:
+            raise ValueError(f"--before {before!r}: give a date as YYYY-MM-DD")
+        return day.strftime("%Y%m%d")
     if retention_days and retention_days > 0:
         return ((today or dt.date.today()) - dt.timedelta(days=int(retention_days))).strftime("%Y%m%d")
     raise ValueError("no cut-off: give --before DATE or set [governance] retention_days")
@@ -41,10 +42,8 @@ def _old_files(folder: Path, cutoff: float, recursive: bool = True) -> list[Path
 
 def purge(store, settings, before: str, dry_run: bool = False) -> dict:
     """Purge the database and files; returns counts (what was, or with dry_run would be, removed)."""
-    from srdose.store.governance import purge_before
-
     counts = purge_before(store, before, dry_run=dry_run)
-    cutoff = dt.datetime.strptime(before, "%Y%m%d").timestamp()
+    cutoff = dt.datetime.combine(parse_da(before), dt.time()).timestamp()
     quarantine_db_files = [Path(p) for p in counts.pop("quarantine_files")]
     qdir = settings.quarantine_dir
     files = {

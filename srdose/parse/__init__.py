@@ -12,23 +12,29 @@ can act on.
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from srdose import codes as C
-from srdose.parse.errors import Malformed, NotADoseReport, NotDicom, Refused, Unsupported
-from srdose.parse.content import content_nodes
+from srdose.dates import parse_da
+from srdose.parse.elements import check_complete
+from srdose.parse.errors import (
+    Malformed,
+    NotADoseReport,
+    NotDicom,
+    Refused,
+    Unsupported,
+)
 from srdose.parse.image import read_image_event
-from srdose.parse.integrity import check_complete
 from srdose.parse.rdsr import MAX_TEXT, check_dose_sr, read_report
-from srdose.parse.values import check_uid, date_or_none, time_or_none, uid_problem
 from srdose.parse.records import (
     AccumulatedDose,
     Device,
@@ -38,6 +44,9 @@ from srdose.parse.records import (
     Pulse,
     Study,
 )
+from srdose.parse.tree import Node, content_nodes
+from srdose.parse.values import check_uid, date_or_none, time_or_none, uid_problem
+from srdose.vocab import SourceKind
 
 __all__ = [
     "AccumulatedDose", "Device", "DoseReport", "Filter", "IrradiationEvent",
@@ -80,14 +89,9 @@ def age_in_years(birth_date: Optional[str], study_date: Optional[str],
     birth date back.
     """
     years = None
-    try:
-        if birth_date and study_date:
-            born = _dt.datetime.strptime(birth_date[:8], "%Y%m%d").date()
-            seen = _dt.datetime.strptime(study_date[:8], "%Y%m%d").date()
-            if seen >= born:
-                years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
-    except ValueError:
-        pass
+    born, seen = parse_da((birth_date or "")[:8]), parse_da((study_date or "")[:8])
+    if born and seen and seen >= born:
+        years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
     if years is None and patient_age and len(patient_age) == 4 and patient_age[:3].isdigit():
         n = int(patient_age[:3])
         per_year = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}.get(patient_age[3].upper())
@@ -140,7 +144,7 @@ def _need_study_uid(ds: Dataset) -> None:
         raise Malformed("dataset has no Study Instance UID: its events cannot be placed in a study")
 
 
-def read_dataset(ds: Dataset, nodes=None) -> DoseReport:
+def read_dataset(ds: Dataset, nodes: Optional[list[Node]] = None) -> DoseReport:
     """Parse a dataset already in memory.
 
     ``nodes`` is the content tree already read from the encoded bytes, if
@@ -162,13 +166,13 @@ def read_dataset(ds: Dataset, nodes=None) -> DoseReport:
     if sop_class in C.DOSE_SR_CLASSES:
         _need_study_uid(ds)
         nodes = check_dose_sr(ds, nodes)
-        report = DoseReport(sop_uid, sop_class, "rdsr", Device(), Study())
+        report = DoseReport(sop_uid, sop_class, SourceKind.RDSR.value, Device(), Study())
         _header(ds, report)
         read_report(ds, nodes, report)
         return report
     if sop_class in C.MG_IMAGE_CLASSES and (modality == "MG" or sop_class != C.SECONDARY_CAPTURE):
         _need_study_uid(ds)
-        report = DoseReport(sop_uid, sop_class, "image", Device(), Study())
+        report = DoseReport(sop_uid, sop_class, SourceKind.IMAGE.value, Device(), Study())
         _header(ds, report)
         report.study.procedure = "Mammography"
         report.events = [read_image_event(ds)]
@@ -187,16 +191,22 @@ def _read(fp, what: str) -> Dataset:
         ds = pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError as exc:
         raise NotDicom(f"{what} is not a DICOM Part 10 file ({exc}); send DICOM files only") from exc
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError, RecursionError) as exc:
+    # struct and zlib errors: pydicom reading a header or a deflated body cut short
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError, RecursionError,
+            struct.error, zlib.error) as exc:
         raise Malformed(f"{what} could not be read as DICOM ({type(exc).__name__}: {str(exc)[:200]}); it is truncated or damaged") from exc
     return ds
 
 
-def _load(ds: Dataset, what: str, data: Optional[bytes] = None) -> DoseReport:
+def _load(ds: Dataset, what: str, data: bytes) -> DoseReport:
+    """Check ``data`` is whole and read it; a dose SR's content tree straight
+    from the bytes, in the same pass."""
     try:
-        nodes = None
-        if data is not None and str(ds.get("SOPClassUID", "")) in C.DOSE_SR_CLASSES:
-            nodes = content_nodes(data, ds)  # fast path: straight from the bytes
+        if str(ds.get("SOPClassUID", "")) in C.DOSE_SR_CLASSES:
+            nodes = content_nodes(data, ds)
+        else:
+            check_complete(data, _transfer_syntax(ds))
+            nodes = None
         return read_dataset(ds, nodes)
     except Refused:
         raise
@@ -205,6 +215,10 @@ def _load(ds: Dataset, what: str, data: Optional[bytes] = None) -> DoseReport:
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError) as exc:
         # pydicom parses lazily: a truncated or damaged element surfaces here
         raise Malformed(f"{what} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    return str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
 
 
 def read_path(path: Union[str, Path]) -> DoseReport:
@@ -227,10 +241,8 @@ def image_header(data: bytes, what: str = "dataset") -> bytes:
     Refused
         When ``data`` is not DICOM or is truncated or damaged.
     """
-    from pydicom.uid import ExplicitVRLittleEndian
-
     ds = _read(io.BytesIO(data), what)
-    check_complete(data, str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
+    check_complete(data, _transfer_syntax(ds))
     try:
         for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if keyword in ds:
@@ -246,6 +258,4 @@ def image_header(data: bytes, what: str = "dataset") -> bytes:
 
 def read_bytes(data: bytes, what: str = "dataset") -> DoseReport:
     """Parse a DICOM Part 10 byte string, refusing it if it is truncated."""
-    ds = _read(io.BytesIO(data), what)
-    check_complete(data, str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
-    return _load(ds, what, data)
+    return _load(_read(io.BytesIO(data), what), what, data)

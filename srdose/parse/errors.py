@@ -1,5 +1,7 @@
 """Why a dataset was refused. Each reason says what it is and what to do."""
 
+from srdose.vocab import RefusalKind
+
 
 class Refused(Exception):
     """A dataset srdose will not ingest; it goes to quarantine with this reason.
@@ -11,7 +13,7 @@ class Refused(Exception):
         used for the summary counts and the quarantine JSON.
     """
 
-    kind = "refused"
+    kind: str = RefusalKind.REFUSED.value
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -19,16 +21,16 @@ class Refused(Exception):
 
 
 class NotDicom(Refused):
-    kind = "not_dicom"
+    kind = RefusalKind.NOT_DICOM.value
 
 
 class Malformed(Refused):
-    kind = "malformed"
+    kind = RefusalKind.MALFORMED.value
 
 
 class Unsupported(Refused):
-    kind = "unsupported"
+    kind = RefusalKind.UNSUPPORTED.value
 
 
 class NotADoseReport(Refused):
-    kind = "not_dose_report"
+    kind = RefusalKind.NOT_DOSE_REPORT.value

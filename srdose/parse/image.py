@@ -14,9 +14,10 @@ from typing import Optional
 from pydicom.dataset import Dataset
 
 from srdose import codes as C
-from srdose.parse.records import Filter, IrradiationEvent, Pulse
 from srdose.parse.rdsr import EXPECTED, bound_event, checked, checked_datetime
+from srdose.parse.records import Filter, IrradiationEvent, Pulse
 from srdose.parse.values import check_uid
+from srdose.vocab import Acquisition
 
 #: Reference-point text of an image-header dose given at Distance Source to Entrance.
 REFERENCE_AT_ENTRANCE_DISTANCE = "At Distance Source to Entrance"
@@ -131,9 +132,9 @@ def read_image_event(ds: Dataset) -> IrradiationEvent:
     # DBT projections) are one sweep; everything else here is a 2D exposure.
     sop = str(ds.get("SOPClassUID", ""))
     if sop in (C.BREAST_PROJECTION_FOR_PRESENTATION, C.BREAST_PROJECTION_FOR_PROCESSING, C.SECONDARY_CAPTURE):
-        ev.acquisition, ev.event_type = "DBT", "rotational"
+        ev.acquisition, ev.event_type = Acquisition.DBT.value, "rotational"
     else:
-        ev.acquisition, ev.event_type = "2D", "stationary"
+        ev.acquisition, ev.event_type = Acquisition.TWO_D.value, "stationary"
 
     bound_event(ev)
     for what in EXPECTED:

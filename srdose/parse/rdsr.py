@@ -1,9 +1,8 @@
 """Read a projection X-ray dose report (TID 10001 / 10003 / 10005) into records.
 
-The content tree is walked once with plain pydicom (a highdicom content item
-per node costs 12-20x as much, measured on the vendor files) into light
-:class:`Node` objects; concepts are then matched by code value and scheme
-(:mod:`srdose.codes`), with the code meaning as the fallback. Every value is
+The content tree arrives as light :class:`~srdose.parse.tree.Node` objects
+(:mod:`srdose.parse.tree`; a highdicom content item per node costs 12-20x as
+much, measured on the vendor files), each concept already named. Every value is
 converted to its canonical unit; anything missing, zero, absurd or in a unit
 we cannot convert becomes ``None`` plus a named data-quality flag, never an
 exception. Only a dataset that is not a readable dose report at all raises
@@ -21,7 +20,6 @@ from pydicom.dataset import Dataset
 from srdose import codes as C
 from srdose import units
 from srdose.parse.errors import Malformed, NotADoseReport, Unsupported
-from srdose.parse.values import check_uid, datetime_or_none
 from srdose.parse.records import (
     AccumulatedDose,
     DoseReport,
@@ -29,122 +27,12 @@ from srdose.parse.records import (
     IrradiationEvent,
     Pulse,
 )
+from srdose.parse.tree import Node, dataset_code, walk
+from srdose.parse.values import check_uid, datetime_or_none
+from srdose.vocab import Acquisition
 
-#: RDSR trees are 4-6 levels deep; anything far deeper is broken or hostile.
-MAX_DEPTH = 32
 #: Longest text kept from a file; longer values are cut and flagged.
 MAX_TEXT = 1024
-
-# Tags used in the walk (PS3.3 C.17.3), as ints: faster than keywords.
-_CONCEPT_NAME = 0x0040A043
-_CONTENT_SEQ = 0x0040A730
-_VALUE_TYPE = 0x0040A040
-_RELATIONSHIP = 0x0040A010
-_MEASURED_VALUE_SEQ = 0x0040A300
-_NUMERIC_VALUE = 0x0040A30A
-_FLOAT_VALUE = 0x0040A161
-_UNITS_SEQ = 0x004008EA
-_CONCEPT_CODE = 0x0040A168
-_TEXT_VALUE = 0x0040A160
-_DATETIME = 0x0040A120
-_UID = 0x0040A124
-_CODE_VALUE = 0x00080100
-_SCHEME = 0x00080102
-_MEANING = 0x00080104
-_LONG_CODE_VALUE = 0x00080119
-_URN_CODE_VALUE = 0x00080120
-
-
-class Node:
-    """One content item, reduced to what the reader needs."""
-
-    __slots__ = ("rel", "vt", "name", "meaning", "value", "unit", "children", "problem")
-
-    def __init__(self):
-        self.rel = self.vt = self.name = self.meaning = None
-        self.value = self.unit = self.problem = None
-        self.children: list[Node] = []
-
-
-def _value(ds: Dataset, tag: int):
-    elem = ds.get(tag)
-    return None if elem is None else elem.value
-
-
-def _code(seq) -> Optional[tuple[tuple[str, str], str]]:
-    """((scheme, value) normalised, meaning) of the first item of a code sequence."""
-    if not seq:
-        return None
-    item = seq[0]
-    value = _value(item, _CODE_VALUE) or _value(item, _LONG_CODE_VALUE) or _value(item, _URN_CODE_VALUE)
-    scheme = _value(item, _SCHEME) or ""
-    meaning = _value(item, _MEANING) or ""
-    return C.normalise(str(scheme), str(value or "")), str(meaning)
-
-
-# --- concept registry ---------------------------------------------------------
-# Internal name -> the standard concept; the walk matches on its normalised key,
-# then on the deviations table, then on the meaning.
-_CONCEPTS = {
-    "procedure_reported": C.PROCEDURE_REPORTED,
-    "observer_uid": C.DEVICE_OBSERVER_UID,
-    "observer_name": C.DEVICE_OBSERVER_NAME,
-    "observer_manufacturer": C.DEVICE_OBSERVER_MANUFACTURER,
-    "observer_model": C.DEVICE_OBSERVER_MODEL_NAME,
-    "observer_serial": C.DEVICE_OBSERVER_SERIAL_NUMBER,
-    "scope": C.SCOPE_OF_ACCUMULATION,
-    "study_instance_uid": C.STUDY_INSTANCE_UID,
-    "accumulated": C.ACCUMULATED_XRAY_DOSE_DATA,
-    "accumulated_agd": C.ACCUMULATED_AGD,
-    "laterality": C.LATERALITY,
-    "event": C.IRRADIATION_EVENT_XRAY_DATA,
-    "event_uid": C.IRRADIATION_EVENT_UID,
-    "label": C.IRRADIATION_EVENT_LABEL,
-    "datetime_started": C.DATETIME_STARTED,
-    "event_type": C.IRRADIATION_EVENT_TYPE,
-    "protocol": C.ACQUISITION_PROTOCOL,
-    "anatomy": C.ANATOMICAL_STRUCTURE,
-    "target_region": C.TARGET_REGION,
-    "view": C.IMAGE_VIEW,
-    "view_modifier": C.IMAGE_VIEW_MODIFIER,
-    "hvl_mm": C.HALF_VALUE_LAYER,
-    "entrance_exposure_mgy": C.ENTRANCE_EXPOSURE_AT_RP,
-    "reference_point": C.REFERENCE_POINT_DEFINITION,
-    "agd_mgy": C.AVERAGE_GLANDULAR_DOSE,
-    "n_pulses": C.NUMBER_OF_PULSES,
-    "pulse_width_ms": C.PULSE_WIDTH,
-    "irradiation_duration_ms": C.IRRADIATION_DURATION,
-    "kvp": C.KVP,
-    "tube_current_ma": C.XRAY_TUBE_CURRENT,
-    "exposure_time_ms": C.EXPOSURE_TIME,
-    "exposure_mas": C.EXPOSURE,
-    "focal_spot_mm": C.FOCAL_SPOT_SIZE,
-    "anode": C.ANODE_TARGET_MATERIAL,
-    "filters": C.XRAY_FILTERS,
-    "filter_type": C.XRAY_FILTER_TYPE,
-    "filter_material": C.XRAY_FILTER_MATERIAL,
-    "filter_min_mm": C.XRAY_FILTER_THICKNESS_MIN,
-    "filter_max_mm": C.XRAY_FILTER_THICKNESS_MAX,
-    "grid": C.XRAY_GRID,
-    "positioner_primary_angle_deg": C.POSITIONER_PRIMARY_ANGLE,
-    "positioner_secondary_angle_deg": C.POSITIONER_SECONDARY_ANGLE,
-    "positioner_primary_end_angle_deg": C.POSITIONER_PRIMARY_END_ANGLE,
-    "compressed_thickness_mm": C.COMPRESSION_THICKNESS,
-    "compression_force_n": C.COMPRESSION_FORCE,
-    "compression_pressure_kpa": C.COMPRESSION_PRESSURE,
-    "compression_contact_area_mm2": C.COMPRESSION_CONTACT_AREA,
-    "source_detector_mm": C.DISTANCE_SOURCE_TO_DETECTOR,
-    "source_rp_mm": C.DISTANCE_SOURCE_TO_RP,
-    "dose_area_product_gym2": C.Code("122130", "DCM", "Dose Area Product"),
-    "ct_acquisition": C.Code("113819", "DCM", "CT Acquisition"),
-}
-_BY_KEY = {C.key_of(code): name for name, code in _CONCEPTS.items()}
-_BY_MEANING = {code.meaning.lower(): name for name, code in _CONCEPTS.items()}
-_NAME_OF_CODE = {C.key_of(code): name for name, code in _CONCEPTS.items()}
-for _dev in C.VENDOR_DEVIATIONS:
-    _name = _NAME_OF_CODE.get(C.key_of(_dev.means))
-    if _name:
-        _BY_KEY[C.normalise(*_dev.seen)] = _name
 
 #: NUM concepts and the quantity their unit must measure.
 _QUANTITY = {
@@ -213,28 +101,6 @@ PLAUSIBLE.update({
 })
 
 
-def concept_name(key: tuple[str, str], meaning: str) -> Optional[str]:
-    """Internal name of a concept: by code first, by meaning as fallback."""
-    name = _BY_KEY.get(key)
-    if name is None and meaning:
-        name = _BY_MEANING.get(meaning.strip().lower())
-    return name
-
-
-NO_MEASURED_VALUE = "NUM item has no MeasuredValueSequence (no value)"
-
-
-def set_measured_value(node: Node, num, unit) -> None:
-    """Put a NUM item's value and unit code on ``node``, or say what is wrong."""
-    node.unit = unit[0][1] if unit else None
-    try:
-        node.value = float(num) if num not in (None, "") else None
-    except (TypeError, ValueError):
-        node.problem = f"numeric value {str(num)[:40]!r} is not a number"
-    if node.value is None and node.problem is None:
-        node.problem = "NUM item has an empty numeric value"
-
-
 def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
     """``value`` unless it is a zero meaning "not measured" or absurd for
     ``name``; then None, with a flag naming it."""
@@ -249,53 +115,6 @@ def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
         flags.append(f"absurd:{name}")
         return None
     return value
-
-
-def walk(items, depth: int = 1) -> list[Node]:
-    """Turn a ContentSequence into :class:`Node` trees.
-
-    Raises
-    ------
-    Malformed
-        When the tree is deeper than :data:`MAX_DEPTH`.
-    """
-    if depth > MAX_DEPTH:
-        raise Malformed(
-            f"content tree is nested more than {MAX_DEPTH} levels deep; a dose "
-            "report is 4-6 levels deep, so this file is damaged or not a dose report"
-        )
-    nodes = []
-    for item in items:
-        node = Node()
-        node.rel = _value(item, _RELATIONSHIP)
-        vt = node.vt = _value(item, _VALUE_TYPE)
-        code = _code(_value(item, _CONCEPT_NAME))
-        if code is not None:
-            node.name = concept_name(*code)
-            node.meaning = code[1]
-        if vt == "NUM":
-            mvs = _value(item, _MEASURED_VALUE_SEQ)
-            if mvs:
-                mv = mvs[0]
-                num = _value(mv, _FLOAT_VALUE)
-                if num is None:
-                    num = _value(mv, _NUMERIC_VALUE)
-                set_measured_value(node, num, _code(_value(mv, _UNITS_SEQ)))
-            else:
-                node.problem = NO_MEASURED_VALUE
-        elif vt == "CODE":
-            node.value = _code(_value(item, _CONCEPT_CODE))
-        elif vt == "TEXT":
-            node.value = _value(item, _TEXT_VALUE)
-        elif vt == "DATETIME":
-            node.value = _value(item, _DATETIME)
-        elif vt == "UIDREF":
-            node.value = _value(item, _UID)
-        children = _value(item, _CONTENT_SEQ)
-        if children:
-            node.children = walk(children, depth + 1)
-        nodes.append(node)
-    return nodes
 
 
 # --- value helpers ------------------------------------------------------------
@@ -612,9 +431,9 @@ def derive_event_values(ev: IrradiationEvent, lists: dict, times: list,
         ev.filter_thickness_mm = lo if lo is not None else hi
 
     if ev.event_type == "rotational":
-        ev.acquisition = "DBT"
+        ev.acquisition = Acquisition.DBT.value
     elif ev.event_type in ("stationary", "stepping"):
-        ev.acquisition = "2D"
+        ev.acquisition = Acquisition.TWO_D.value
 
 
 # --- the report -------------------------------------------------------------------
@@ -687,15 +506,15 @@ def read_report(ds: Dataset, nodes: list[Node], report: DoseReport) -> None:
 
 def root_concept(ds: Dataset) -> Optional[tuple[tuple[str, str], str]]:
     """The normalised code and meaning of an SR's document title."""
-    return _code(ds.get("ConceptNameCodeSequence"))
+    return dataset_code(ds.get("ConceptNameCodeSequence"))
 
 
 def check_dose_sr(ds: Dataset, nodes: Optional[list[Node]] = None) -> list[Node]:
     """Refuse an SR that is not a readable dose report; return its nodes.
 
     ``nodes`` is the content tree when the caller already read it from the
-    encoded bytes (:mod:`srdose.parse.content`); otherwise pydicom's
-    decoded ContentSequence is walked.
+    encoded bytes (:func:`srdose.parse.tree.content_nodes`); otherwise
+    pydicom's decoded ContentSequence is walked.
     """
     title = root_concept(ds)
     if title is None:

@@ -59,19 +59,23 @@ there is no value, only a flag naming the factor and axis.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from srdose.physics.dance import AGE_GROUPS, Grid
+from srdose import __version__
+from srdose.physics.dance import AGE_GROUPS, Grid, _axis_position
+from srdose.physics.io import (
+    file_bytes,
+    parse_commented_csv,
+    public_factors_bytes,
+    table_bytes,
+)
 
 FACTORS = ("g", "c", "s", "T")
 
@@ -131,8 +135,6 @@ class TTheta:
     def at_nodes(self, hvl, t_cm, n_nodes: int):
         """t at the first ``n_nodes`` angle nodes for each (HVL, thickness), bilinear (one axis search
         for all nodes); and the masks of inputs outside the HVL and thickness axes (their t is NaN)."""
-        from srdose.physics.dance import _axis_position
-
         hvl = np.asarray(hvl, dtype=float)
         t_cm = np.asarray(t_cm, dtype=float)
         i, wi, ch = _axis_position(self.hvl, hvl)
@@ -232,22 +234,6 @@ class FactorSet:
 # --- CSV helpers ---------------------------------------------------------------------------
 
 
-def _read_commented_csv(text: str) -> tuple[dict, list[dict]]:
-    """``# key: value`` metadata and the rows of a CSV with '#' comment lines."""
-    meta: dict = {}
-    lines = []
-    for line in text.splitlines():
-        if line.lstrip().startswith("#"):
-            m = re.match(r"\s*#\s*([A-Za-z_]+)\s*:\s*(.*)$", line)
-            if m:
-                meta.setdefault(m.group(1).lower(), m.group(2).strip())
-            continue
-        if line.strip():
-            lines.append(line)
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
-    return meta, rows
-
-
 def _num(text: Optional[str]) -> Optional[float]:
     text = (text or "").strip()
     if not text:
@@ -297,13 +283,13 @@ def load_csv(source) -> FactorSet:
     if isinstance(source, str) and "\n" in source:
         raw = source.encode("utf-8")
         where = "factor set"
-    elif isinstance(source, (str, Path)) and Path(source).is_file():
-        raw = Path(source).read_bytes()
+    elif isinstance(source, (str, Path)) and (raw := file_bytes(source)) is not None:
         where = str(source)
     else:
         raise FactorSetError(f"factor set file {source} does not exist")
     text = raw.decode("utf-8-sig")
-    meta, rows = _read_commented_csv(text)
+    table = parse_commented_csv(text)
+    meta, rows = table.meta, table.rows
     for key in ("name", "version"):
         if not meta.get(key):
             raise FactorSetError(f"{where}: a '# {key}: ...' line is required")
@@ -387,14 +373,6 @@ S_POLICY = ("published constants where the papers give them (Mo/Mo, Mo/Rh, Rh/Rh
             "(kV via HVL) and thickness for every other beam (W/Al, Rh/Ag, Mo/Ag), from s_factors.csv")
 
 
-def _package_text(relative: str) -> Optional[bytes]:
-    try:
-        p = resources.files("srdose.physics").joinpath(relative)
-        return p.read_bytes() if p.is_file() else None
-    except (FileNotFoundError, ModuleNotFoundError):
-        return None
-
-
 def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] = None) -> FactorSet:
     """The factor set srdose ships (see the module docstring).
 
@@ -407,9 +385,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
         The copy of the published tables (default: the package's
         ``srdose/physics/data/dance_public_factors.json``).
     """
-    from srdose import __version__
-
-    raw_json = Path(public_json).read_bytes() if public_json else _package_text("data/dance_public_factors.json")
+    raw_json = public_factors_bytes(public_json)
     if raw_json is None:
         raise FactorSetError("the bundled published factors (srdose/physics/data/dance_public_factors.json) "
                              "are not installed")
@@ -418,11 +394,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
     digest = hashlib.sha256(raw_json)
     mc: dict[str, Optional[str]] = {}
     for key, name in MC_TABLES.items():
-        if tables_dir is not None:
-            p = Path(tables_dir) / name
-            data = p.read_bytes() if p.is_file() else None
-        else:
-            data = _package_text(f"tables/{name}")
+        data = table_bytes(name, tables_dir)
         mc[key] = None if data is None else data.decode("utf-8")
         digest.update(name.encode() + b"\0" + (data or b""))
     sha = digest.hexdigest()
@@ -439,7 +411,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
 
     # g beyond the published table: srdose Monte Carlo (used only outside the published range)
     if mc["g"] is not None:
-        _, rows = _read_commented_csv(mc["g"])
+        rows = parse_commented_csv(mc["g"]).rows
         points = {(round(float(r["hvl_mm_al"]), 4), float(r["thickness_cm"])): float(r["g"])
                   for r in rows if _num(r.get("g")) is not None}
         if points:
@@ -463,7 +435,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
             fs.missing[f"c:{grp}"] = (f"missing factor table c ({where_tables}/{MC_TABLES['c']}: the Monte Carlo "
                                       "c table is not shipped yet)")
     else:
-        _, rows = _read_commented_csv(mc["c"])
+        rows = parse_commented_csv(mc["c"]).rows
         by_age: dict[str, dict] = {}
         for r in rows:
             v = _num(r.get("c"))
@@ -485,7 +457,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
         fs.missing["s:mc"] = (f"missing factor table s for W/Al, Rh/Ag, Mo/Ag ({where_tables}/{MC_TABLES['s']}: "
                               "the Monte Carlo s table is not shipped yet)")
     else:
-        _, rows = _read_commented_csv(mc["s"])
+        rows = parse_commented_csv(mc["s"]).rows
         beams: dict[tuple, dict] = {}
         for r in rows:
             target, filt = r["target"].strip().capitalize(), r["filter"].strip().capitalize()
@@ -514,7 +486,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
 
     # c against glandularity (phantom QC: the glandularity of the PMMA-equivalent breast)
     if mc["cg"] is not None:
-        _, rows = _read_commented_csv(mc["cg"])
+        rows = parse_commented_csv(mc["cg"]).rows
         by_gl: dict[float, dict] = {}
         for r in rows:
             v = _num(r.get("c"))
@@ -537,7 +509,7 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
 
 
 def _t_theta_tables(text: str) -> list[TTheta]:
-    _, rows = _read_commented_csv(text)
+    rows = parse_commented_csv(text).rows
     by_beam: dict[tuple, dict] = {}
     for r in rows:
         v = _num(r.get("t"))
@@ -564,7 +536,7 @@ def _t_theta_tables(text: str) -> list[TTheta]:
 def load_pmma_equivalence(public_json: Optional[Path] = None) -> dict:
     """PMMA thickness -> equivalent breast thickness and glandularity (European protocol), with its
     status and source, from the bundled public copy."""
-    raw = Path(public_json).read_bytes() if public_json else _package_text("data/dance_public_factors.json")
+    raw = public_factors_bytes(public_json)
     if raw is None:
         raise FactorSetError("the bundled published factors are not installed")
     doc = json.loads(raw)

@@ -58,13 +58,16 @@ from typing import Optional
 
 import numpy as np
 
+from srdose.config import DEFAULTS, parse_ratio_bands, parse_reference_points
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet, system_key
 from srdose.physics.sweeps import documented_sweep
+from srdose.vocab import Acquisition, Method
 
 ENGINE_VERSION = "2"
 
-METHODS = ("measured", "rdsr")
+#: Method names by the code in :attr:`Result.method` (0 measured, 1 rdsr), as stored.
+METHODS = (Method.MEASURED.value, Method.RDSR.value)
 
 
 #: Reference-point rules by maker, decided from evidence (docs/vendors.md):
@@ -82,39 +85,6 @@ VENDOR_REFERENCE_POINT = {
     # "At Surface of Patient"; kerma per mAs across 44 and 47 mm follows the surface.
     "giotto": ("rdsr", False),
 }
-
-
-def _parse_rule_list(items, what: str, check) -> tuple:
-    """("KEY=VALUE", ...) -> ((key, value), ...), each value checked by ``check``."""
-    if isinstance(items, str):
-        raise ValueError(f"[recalc] {what} must be a list of \"KEY=VALUE\" strings, not a single string")
-    out = []
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"[recalc] {what}: {item!r} is not KEY=VALUE")
-        out.append((key.strip().lower(), check(value.strip(), item)))
-    return tuple(out)
-
-
-def _rp_value(value: str, item) -> str:
-    v = value.lower().replace(" ", "")
-    if v in ("surface", "rdsr"):
-        return v
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)mm", v)
-    if m:
-        return f"{float(m.group(1)):g}mm"
-    raise ValueError(f"[recalc] reference_point: {item!r}: expected surface, rdsr or a height such as 42mm")
-
-
-def _band_value(value: str, item) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        f = -1.0
-    if not 0.0 < f < 10.0:
-        raise ValueError(f"[recalc] ratio_bands: {item!r}: the band must be a fraction such as 0.15")
-    return f
 
 
 @dataclass(frozen=True)
@@ -187,10 +157,8 @@ class Params:
                    rdsr_support_gap_mm=float(section["rdsr_support_gap_mm"]),
                    dbt_min_sweep_mas=float(section["dbt_min_sweep_mas"]),
                    k_vs_mas_tolerance=float(section.get("k_vs_mas_tolerance", 0.30)),
-                   ratio_bands=_parse_rule_list(section.get("ratio_bands", ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"]),
-                                                "ratio_bands", _band_value),
-                   reference_point=_parse_rule_list(section.get("reference_point", []), "reference_point",
-                                                    _rp_value),
+                   ratio_bands=parse_ratio_bands(section.get("ratio_bands", DEFAULTS["recalc"]["ratio_bands"])),
+                   reference_point=parse_reference_points(section.get("reference_point", [])),
                    budget=UncertaintyBudget.from_settings(section))
 
     def band_for(self, method: str, maker: str) -> float:
@@ -244,12 +212,24 @@ class Flags:
 # --- physics: fits and their lookup ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BeamFit:
+    """The tube output and HVL of one beam (target/filter) of a physics set, fitted against kV."""
+
+    set_index: int  # into PhysicsFits.sets
+    target: str
+    filter_material: str
+    filter_mm: Optional[float]
+    output: dance.KvFit  # µGy/mAs at the set's reference distance
+    hvl: dance.KvFit  # mm Al
+
+
 @dataclass
 class PhysicsFits:
     """The fits of all stored physics sets, stacked for vectorised use."""
 
     sets: list[dict]  # as returned by srdose.store.recalc.physics_sets (with 'points')
-    beam_fits: list[tuple]  # (set index, target, filter, filter_mm, output KvFit, hvl KvFit)
+    beam_fits: list[BeamFit]
     coef_out: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     coef_hvl: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     kv_range: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -265,15 +245,16 @@ class PhysicsFits:
                 beams.setdefault((p["target"], p["filter_material"], p["filter_mm"]), []).append(p)
             for (target, filt, mm), pts in sorted(beams.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
                 kv = [p["kvp"] for p in pts]
-                fits.append((si, target, filt, mm, dance.fit_kv(kv, [p["output_ugy_per_mas"] for p in pts], degree),
-                             dance.fit_kv(kv, [p["hvl_mm"] for p in pts], degree)))
+                fits.append(BeamFit(si, target, filt, mm,
+                                    dance.fit_kv(kv, [p["output_ugy_per_mas"] for p in pts], degree),
+                                    dance.fit_kv(kv, [p["hvl_mm"] for p in pts], degree)))
         pf = cls(sets, fits)
         if fits:
-            pf.coef_out = np.array([f[4].coef for f in fits])
-            pf.coef_hvl = np.array([f[5].coef for f in fits])
-            pf.kv_range = np.array([(f[4].kv_min, f[4].kv_max) for f in fits])
-            pf.n_kv = np.array([f[4].n_kv for f in fits], dtype=np.int64)
-            pf.out_rel_rms = np.array([f[4].rel_rms for f in fits])
+            pf.coef_out = np.array([f.output.coef for f in fits])
+            pf.coef_hvl = np.array([f.hvl.coef for f in fits])
+            pf.kv_range = np.array([(f.output.kv_min, f.output.kv_max) for f in fits])
+            pf.n_kv = np.array([f.output.n_kv for f in fits], dtype=np.int64)
+            pf.out_rel_rms = np.array([f.output.rel_rms for f in fits])
         return pf
 
     def fit_for(self, set_index: int, target: Optional[str], filt: Optional[str],
@@ -281,18 +262,19 @@ class PhysicsFits:
         """Index of the fit for a beam in a set (-1 none) and whether the filter mm was the nearest."""
         t, f = (target or "").upper(), (filt or "").upper()
         cands = [k for k, fit in enumerate(self.beam_fits)
-                 if fit[0] == set_index and fit[1].upper() == t and fit[2].upper() == f]
+                 if fit.set_index == set_index and fit.target.upper() == t and fit.filter_material.upper() == f]
         if not cands:
             return -1, False
         if len(cands) == 1:
             return cands[0], False
+        mms = {k: self.beam_fits[k].filter_mm for k in cands}
         if filter_mm is not None and not np.isnan(filter_mm):
-            exact = [k for k in cands if self.beam_fits[k][3] is not None and abs(self.beam_fits[k][3] - filter_mm) < 1e-3]
+            exact = [k for k in cands if mms[k] is not None and abs(mms[k] - filter_mm) < 1e-3]
             if exact:
                 return exact[0], False
-            with_mm = [k for k in cands if self.beam_fits[k][3] is not None]
+            with_mm = [k for k in cands if mms[k] is not None]
             if with_mm:
-                return min(with_mm, key=lambda k: abs(self.beam_fits[k][3] - filter_mm)), True
+                return min(with_mm, key=lambda k: abs(mms[k] - filter_mm)), True
         return cands[0], True
 
 
@@ -458,7 +440,7 @@ def prepare(inputs: dict, fits: PhysicsFits, params: Optional[Params] = None) ->
     model = inputs.get("model") or [None] * n
     manu_code, manu_keys = _codes(list(zip(manu, model)))
     acq_code, acq_keys = _codes(inputs["acquisition"])
-    is_dbt = np.array([a == "DBT" for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
+    is_dbt = np.array([a == Acquisition.DBT for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
     acq_missing = np.array([a is None for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
     fmm = inputs["filter_thickness_mm"]
     mm_keys = np.where(np.isnan(fmm), -1.0, np.round(fmm, 4)).tolist()
@@ -815,15 +797,32 @@ def _t_factor(b: Batch, fs: FactorSet, hvl, t_cm, flags: Flags) -> np.ndarray:
     return T
 
 
-def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Result:
-    """Recalculate every event of the batch (pure numpy; no I/O)."""
-    budget = params.budget
-    n = b.n
-    flags = Flags(n)
-    t_mm = b.thickness_mm
-    t_cm = t_mm / 10.0
+@dataclass
+class Kerma:
+    """The air kerma at the breast surface chosen per event, and where it came from."""
 
-    # --- K: the unit's measured output (measured) or the RDSR's own kerma (rdsr) ---
+    k: np.ndarray  # mGy
+    hvl: np.ndarray  # mm Al: the fitted HVL (measured) or the RDSR's
+    measured: np.ndarray  # True: the unit's physics set; False: the RDSR's own kerma
+    u_fit: np.ndarray  # relative residual of the output fit (NaN without one)
+    moved: np.ndarray  # the RDSR's kerma was moved from its reference point
+
+
+@dataclass
+class Factors:
+    """The conversion factors of each event, NaN outside every table."""
+
+    g: np.ndarray
+    dlng_dt: np.ndarray  # slope of ln g against thickness (per cm)
+    dlng_dh: np.ndarray  # slope of ln g against HVL (per mm Al)
+    c: np.ndarray
+    s: np.ndarray
+    s_monte_carlo: np.ndarray  # s from a per-spectrum Monte Carlo table
+    t: np.ndarray  # NaN for 2D
+
+
+def _choose_kerma(b: Batch, fits: PhysicsFits, params: Params, flags: Flags) -> Kerma:
+    """K: the unit's measured output (measured) or the RDSR's own kerma (rdsr)."""
     has_fit = b.fit_index >= 0
     flags.add("fallback:rdsr:no_physics_for_beam", (b.set_index >= 0) & ~has_fit)
     flags.add("physics:nearest_filter_mm", has_fit & b.fit_nearest_mm)
@@ -840,45 +839,72 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
     measured = has_fit & np.isfinite(k_meas) & np.isfinite(hvl_fit) & ~inconsistent & ~one_proj
     flags.add("fallback:rdsr", has_fit & ~measured & np.isfinite(k_rdsr))
     rdsr = ~measured
-
-    k = np.where(measured, k_meas, k_rdsr)
-    hvl = np.where(measured, hvl_fit, b.hvl_rdsr)
     flags.add("assumed:reference_point", rdsr & (b.rp_status == RP_ASSUMED))
     flags.add("reference_point:site_rule", rdsr & (b.rp_status == RP_SITE))
     flags.add("assumed:support_gap_mm", rdsr & moved & ~has_set)
+    return Kerma(np.where(measured, k_meas, k_rdsr), np.where(measured, hvl_fit, b.hvl_rdsr), measured, u_fit,
+                 moved)
 
-    def missing(name, arr, where):
+
+def _flag_missing_inputs(b: Batch, kerma: Kerma, flags: Flags) -> None:
+    """``missing:<input>`` where an input the event's method needs is absent."""
+    has_fit = b.fit_index >= 0
+    rdsr = ~kerma.measured
+
+    def missing(name: str, arr: np.ndarray, where: np.ndarray) -> None:
         flags.add(f"missing:{name}", where & np.isnan(arr))
 
-    missing("compressed_thickness_mm", t_mm, np.ones(n, bool))
+    missing("compressed_thickness_mm", b.thickness_mm, np.ones(b.n, bool))
     missing("kvp", b.kvp, has_fit)
     missing("mas", b.mas, has_fit)
     missing("hvl_mm", b.hvl_rdsr, rdsr)
     missing("entrance_exposure_mgy", b.k_rp, rdsr)
-    missing("source_detector_mm", b.sdd_mm, rdsr & moved)
+    missing("source_detector_mm", b.sdd_mm, rdsr & kerma.moved)
     flags.add("missing:reference_point", rdsr & (b.rp_status == RP_UNKNOWN))
     flags.add("missing:acquisition", b.acquisition_missing)
 
-    # --- factors: outside every table there is no value, only a flag ---
+
+def _factors(b: Batch, fs: FactorSet, hvl: np.ndarray, flags: Flags) -> Factors:
+    """g, c, s and T: outside every table there is no value, only a flag."""
+    t_cm = b.thickness_mm / 10.0
     g, dlng_dt, dlng_dh = _g_factor(fs, hvl, t_cm, flags)
     c = _c_factor(b, fs, hvl, t_cm, flags)
     s, s_mc = _s_factor(b, fs, hvl, t_cm, flags)
     t_factor = _t_factor(b, fs, hvl, t_cm, flags)
+    return Factors(g, dlng_dt, dlng_dh, c, s, s_mc, t_factor)
 
-    mgd = dance.mgd(k, g, c, s, np.where(b.is_dbt, t_factor, 1.0))
-    band = np.full(n, params.ratio_band)
+
+def _mgd(b: Batch, params: Params, kerma: Kerma, f: Factors, flags: Flags) -> tuple[np.ndarray, np.ndarray]:
+    """MGD = K·g·c·s (·T for DBT), and its ratio to the unit's own AGD, flagged outside the band."""
+    mgd = dance.mgd(kerma.k, f.g, f.c, f.s, np.where(b.is_dbt, f.t, 1.0))
+    band = np.full(b.n, params.ratio_band)
     for code, key in enumerate(b.systems):
         sel = b.system == code
-        band[sel & measured] = params.band_for("measured", key)
-        band[sel & rdsr] = params.band_for("rdsr", key)
+        band[sel & kerma.measured] = params.band_for(Method.MEASURED, key)
+        band[sel & ~kerma.measured] = params.band_for(Method.RDSR, key)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(b.agd > 0, mgd / b.agd, np.nan)
         flags.add("missing:agd_mgy", ~(b.agd > 0))
         flags.add("ratio_outside_band", np.abs(ratio - 1.0) > band)
     flags.add("no_mgd", np.isnan(mgd))
-    u = relative_uncertainty(b, flags, budget, measured, dlng_dt, dlng_dh, u_fit, s_mc, _support_gap(b, params))
-    return Result(np.where(measured, 0, 1).astype(np.int8), mgd, k, hvl, g, c, s,
-                  np.where(b.is_dbt, t_factor, np.nan), ratio, flags, 2.0 * u * mgd)
+    return mgd, ratio
+
+
+def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Result:
+    """Recalculate every event of the batch (pure numpy; no I/O).
+
+    The steps add their flags in a fixed order: a flag's bit, and its place in the stored text,
+    follow that order.
+    """
+    flags = Flags(b.n)
+    kerma = _choose_kerma(b, fits, params, flags)
+    _flag_missing_inputs(b, kerma, flags)
+    f = _factors(b, fs, kerma.hvl, flags)
+    mgd, ratio = _mgd(b, params, kerma, f, flags)
+    u = relative_uncertainty(b, flags, params.budget, kerma.measured, f.dlng_dt, f.dlng_dh, kerma.u_fit,
+                             f.s_monte_carlo, _support_gap(b, params))
+    return Result(np.where(kerma.measured, 0, 1).astype(np.int8), mgd, kerma.k, kerma.hvl, f.g, f.c, f.s,
+                  np.where(b.is_dbt, f.t, np.nan), ratio, flags, 2.0 * u * mgd)
 
 
 # --- uncertainty ----------------------------------------------------------------------------------

@@ -40,13 +40,14 @@ per target/filter; several kV per target/filter for a fit.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from srdose.dates import parse_day
 
 #: Plausible ranges: a value outside is a typing error, refused with its row.
 RANGES = {
@@ -101,12 +102,9 @@ class PhysicsFile:
 
 
 def _date(text: str, what: str) -> str:
-    t = text.strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return dt.datetime.strptime(t, fmt).strftime("%Y%m%d")
-        except ValueError:
-            continue
+    day = parse_day(text.strip())
+    if day is not None:
+        return day.strftime("%Y%m%d")
     raise PhysicsFileError(f"{what} {text!r} is not a date (YYYY-MM-DD)")
 
 

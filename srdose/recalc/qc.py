@@ -26,8 +26,19 @@ import numpy as np
 
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet
-from srdose.recalc.engine import (Batch, Flags, Params, PhysicsFits, _g_factor, _measured_kerma, _rdsr_kerma,
-                                  _s_factor, _support_gap, _t_factor, kerma_inconsistent)
+from srdose.recalc.engine import (
+    Batch,
+    Flags,
+    Params,
+    PhysicsFits,
+    _g_factor,
+    _measured_kerma,
+    _rdsr_kerma,
+    _s_factor,
+    _support_gap,
+    _t_factor,
+    kerma_inconsistent,
+)
 
 CONVENTIONS = ("breast", "pmma")
 

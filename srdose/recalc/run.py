@@ -13,6 +13,7 @@ import numpy as np
 from srdose.physics.factors import FactorSet, FactorSetError, load_bundled, load_csv
 from srdose.recalc.engine import METHODS, Params, PhysicsFits, compute, prepare
 from srdose.store import recalc as db
+from srdose.vocab import Method
 
 
 def resolve_factor_set(store, spec: Optional[str]) -> FactorSet:
@@ -98,7 +99,7 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
             yield {
                 "event_id": eid, "method": m, "mgd_recalc_mgy": _f(cols["mgd"][i]),
                 "mgd_u_mgy": _f(cols["mgd_u"][i]), "k_mgy": _f(cols["k"][i]),
-                "hvl_used_mm": hvl, "hvl_source": None if hvl is None else ("measured_fit" if m == "measured" else "rdsr"),
+                "hvl_used_mm": hvl, "hvl_source": None if hvl is None else ("measured_fit" if m == Method.MEASURED else "rdsr"),
                 "g": _f(cols["g"][i]), "c": _f(cols["c"][i]), "s": _f(cols["s"][i]), "t_factor": _f(cols["t"][i]),
                 "factor_set": label, "factor_set_id": fs_id, "physics_set_id": None if phys[i] < 0 else phys[i],
                 "ratio_recalc_to_reported": _f(cols["ratio"][i]), "flags": flag_text[i], "params_hash": digest,

@@ -9,22 +9,32 @@ given with ``--rdsr``, the uncertainty budget and the defaults of the ratio band
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import math
 import tempfile
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 
+from srdose.parse import read_bytes
+from srdose.parse.errors import Refused
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet, load_bundled
-from srdose.recalc.engine import Params, PhysicsFits, UncertaintyBudget, compute, prepare
+from srdose.physics.io import package_table
+from srdose.pseudonym import Pseudonymiser
+from srdose.recalc.engine import (
+    Params,
+    PhysicsFits,
+    UncertaintyBudget,
+    compute,
+    prepare,
+)
+from srdose.recalc.run import run
+from srdose.store import DoseStore
+from srdose.store.recalc import results_by_event
 
 #: The published s constants the Monte Carlo is compared with (Dance et al. 2000; W/Ag Dance et al. 2009).
 PUBLISHED_S = {("Mo", "Rh"): 1.017, ("Rh", "Rh"): 1.061, ("Rh", "Al"): 1.044, ("W", "Rh"): 1.042,
@@ -57,18 +67,11 @@ def _md_table(header, rows) -> str:
     return "\n".join(out)
 
 
-def _table(name: str) -> tuple[list[str], list[dict]]:
-    text = resources.files("srdose.physics").joinpath(f"tables/{name}").read_text()
-    header = [ln[2:] for ln in text.splitlines() if ln.startswith("#")]
-    body = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
-    return header, list(csv.DictReader(io.StringIO(body)))
-
-
 # --- 1. g -----------------------------------------------------------------------------------------
 
 
 def g_section() -> list[str]:
-    _, rows = _table("g_factors.csv")
+    rows = package_table("g_factors.csv").rows
     pub = [r for r in rows if r["g_public_copy"]]
     dev = np.array([float(r["deviation_pct"]) for r in pub])
     hvls = sorted({r["hvl_mm_al"] for r in pub}, key=float)
@@ -109,7 +112,7 @@ def g_section() -> list[str]:
 
 
 def s_section(fs: FactorSet) -> list[str]:
-    _, rows = _table("s_factors.csv")
+    rows = package_table("s_factors.csv").rows
     lines = ["## 2. s: Monte Carlo per cell against the five published constants", "",
              "The published s is one number per target/filter (Dance et al. 2000; W/Ag: Dance et al. 2009). "
              "The Monte Carlo gives s per spectrum (tube voltage, hence HVL) and thickness; below, the "
@@ -247,14 +250,6 @@ VENDOR_EXPLANATION = {
 
 
 def vendor_section(paths: Iterable[Path]) -> list[str]:
-    from srdose.parse import read_bytes
-    from srdose.parse.errors import Refused
-    from srdose.pseudonym import Pseudonymiser
-    from srdose.recalc.run import run
-    from srdose.store import DoseStore
-    from srdose.store import models as M
-    from sqlalchemy import select
-
     files = []
     for p in paths:
         p = Path(p)
@@ -275,23 +270,19 @@ def vendor_section(paths: Iterable[Path]) -> list[str]:
                 store.add(conn, report, hashlib.sha256(data).hexdigest())
             used.append(f.name)
         run(store, load_bundled(), Params())
-        E, R, D = M.Event, M.RecalcResult, M.Device
-        with store.engine.connect() as conn:
-            got = conn.execute(select(D.manufacturer, D.model, E.acquisition, E.compressed_thickness_mm, E.agd_mgy,
-                                      R.mgd_recalc_mgy, R.mgd_u_mgy, R.ratio_recalc_to_reported, R.flags)
-                               .join(R, R.event_id == E.id).join(D, D.id == E.device_id).order_by(E.id)).all()
+        got = results_by_event(store)
         store.close()
     lines += ["Files: " + ", ".join(used) + " (the rdsr method: no physics data).", ""]
     rows = []
     by_maker: dict[str, list[float]] = {}
     for r in got:
-        ratio = r.ratio_recalc_to_reported
+        ratio = r["ratio_recalc_to_reported"]
         if ratio is not None:
-            by_maker.setdefault(r.manufacturer, []).append(ratio)
-        rows.append([r.manufacturer, r.acquisition, f"{r.compressed_thickness_mm:g}",
-                     "" if r.agd_mgy is None else f"{r.agd_mgy:g}",
-                     "" if r.mgd_recalc_mgy is None else f"{r.mgd_recalc_mgy:.3f} ± {r.mgd_u_mgy:.3f}",
-                     "" if ratio is None else f"{ratio:.3f}", (r.flags or "").replace(";", "; ")])
+            by_maker.setdefault(r["manufacturer"], []).append(ratio)
+        rows.append([r["manufacturer"], r["acquisition"], f"{r['compressed_thickness_mm']:g}",
+                     "" if r["agd_mgy"] is None else f"{r['agd_mgy']:g}",
+                     "" if r["mgd_recalc_mgy"] is None else f"{r['mgd_recalc_mgy']:.3f} ± {r['mgd_u_mgy']:.3f}",
+                     "" if ratio is None else f"{ratio:.3f}", (r["flags"] or "").replace(";", "; ")])
     lines += [_md_table(["maker", "acq.", "mm", "AGD reported", "MGD recalc (k = 2)", "ratio", "flags"], rows), ""]
     for maker, ratios in by_maker.items():
         why = next((v for k, v in VENDOR_EXPLANATION.items() if maker.upper().startswith(k)), "")
@@ -328,7 +319,7 @@ def build(rdsr_paths: Iterable[Path] = (), params: Optional[Params] = None) -> t
     """The dossier as Markdown, and the worked-example checks (name, by hand, engine)."""
     params = params or Params()
     fs = load_bundled()
-    header, _ = _table("g_factors.csv")
+    header = package_table("g_factors.csv").comments
     lines = ["# Recalculated mean glandular dose: validation dossier", "",
              f"Regenerated by `srdose validate` on {dt.date.today().isoformat()} from the bundled factor set "
              f"{fs.label}. Tables: " + "; ".join(h for h in header if h.startswith(("photons", "model"))), ""]

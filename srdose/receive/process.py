@@ -30,7 +30,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from srdose.receive.worker import Received
+from srdose.ingest import Hooks, Ingestor
+from srdose.pseudonym import Pseudonymiser, load_or_create_secret
+from srdose.quarantine import QuarantineFolder
+from srdose.receive.worker import AfterIngestRecalc, IngestWorker, Received
+from srdose.spool import Spool
+from srdose.store import DoseStore
 
 log = logging.getLogger("srdose.listen")
 
@@ -50,7 +55,7 @@ def _die_with_parent() -> None:
 
 def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, after_ingest: str,
            archive_dir: str, status_file: str, inbox, outstanding, ready, parent_pid: int,
-           log_level: int, hooks, recalc_section: Optional[dict] = None) -> None:
+           log_level: int, hooks: Hooks, recalc_section: Optional[dict] = None) -> None:
     _die_with_parent()
     # the parent coordinates shutdown: Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,13 +63,6 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[ingest]: %(message)s")
     # the schema check on opening the store is not news at every start
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from srdose.ingest import Ingestor
-    from srdose.pseudonym import Pseudonymiser, load_or_create_secret
-    from srdose.quarantine import QuarantineFolder
-    from srdose.receive.worker import AfterIngestRecalc, IngestWorker
-    from srdose.spool import Spool
-    from srdose.store import DoseStore
-
     store = DoseStore(db_url, Pseudonymiser(load_or_create_secret(Path(secret_path))))
     spool = Spool(Path(spool_dir), after_ingest, Path(archive_dir) if archive_dir else None)
     recalc = AfterIngestRecalc(store, recalc_section) if recalc_section is not None else None
@@ -86,8 +84,7 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
             continue
         if item is _STOP:
             break
-        path, origin, sha, kind, reason, sop, report = item
-        worker.submit(Received(Path(path) if path else None, origin, report, sha, kind, reason, sop))
+        worker.submit(item)
     worker.stop(drain=True, timeout=DRAIN_SECONDS)
     store.close()
 
@@ -113,7 +110,7 @@ class IngestProcess:
     """
 
     def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path,
-                 hooks=None, recalc_section: Optional[dict] = None):
+                 hooks: Optional[Hooks] = None, recalc_section: Optional[dict] = None):
         ctx = mp.get_context("spawn")  # no threads or engines inherited from the parent
         self._inbox = ctx.Queue()
         self._outstanding = ctx.Value("q", 0)
@@ -147,8 +144,7 @@ class IngestProcess:
             self._outstanding.value += 1
         # the parsed report travels along (pickled), so the child does not
         # parse the file a second time; after a crash it parses the spool
-        self._inbox.put((str(item.path) if item.path else None, item.origin, item.sha256, item.kind,
-                         item.reason, item.sop_instance_uid, item.report))
+        self._inbox.put(item)
 
     @property
     def pending(self) -> int:

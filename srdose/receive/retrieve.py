@@ -32,7 +32,14 @@ from pynetdicom.sop_class import (
 )
 
 from srdose import codes as C
-from srdose.receive.scp import IMAGE_CLASSES, IMAGE_SYNTAXES, SR_CLASSES, SR_SYNTAXES, Receiver
+from srdose.receive.scp import (
+    IMAGE_CLASSES,
+    IMAGE_SYNTAXES,
+    SR_CLASSES,
+    SR_SYNTAXES,
+    Receiver,
+)
+from srdose.vocab import RetrieveStatus
 
 log = logging.getLogger("srdose.retrieve")
 
@@ -56,11 +63,12 @@ class RetrieveSummary:
 
 
 def _ok(status) -> bool:
-    return status is not None and getattr(status, "Status", None) in (0x0000,)
+    return status is not None and getattr(status, "Status", None) == RetrieveStatus.SUCCESS
 
 
 def _pending(status) -> bool:
-    return status is not None and getattr(status, "Status", None) in (0xFF00, 0xFF01)
+    return status is not None and getattr(status, "Status", None) in (RetrieveStatus.PENDING,
+                                                                      RetrieveStatus.PENDING_OPTIONAL_KEYS)
 
 
 class PacsClient:

@@ -9,7 +9,7 @@ For each C-STORE the handler
    encoding included; the byte-level parse is ~5 ms), and if srdose refuses
    it, quarantines it with the reason and answers a failure status;
 3. writes it to the spool (temp name, fsync, rename, fsync of the folder),
-   answering 0xA700 "out of resources" if that fails or if the ingest
+   answering Out of Resources (0xA700) if that fails or if the ingest
    worker is gone;
 4. only then answers Success, and hands the spooled file to the ingest
    worker, which commits it to the database off the network thread.
@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -54,11 +54,13 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from srdose import codes as C
+from srdose.compat import quick_acks
 from srdose.ingest import bug_reason
 from srdose.parse import Refused, read_bytes
 from srdose.quarantine import QuarantineFolder
 from srdose.receive.worker import IngestWorker, Received
 from srdose.spool import Spool, SpoolError
+from srdose.vocab import RefusalKind, StoreStatus
 
 log = logging.getLogger("srdose.listen")
 
@@ -71,70 +73,31 @@ IMAGE_SYNTAXES = SR_SYNTAXES + [JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossles
 SR_CLASSES = sorted(C.DOSE_SR_CLASSES)
 IMAGE_CLASSES = sorted(C.MG_IMAGE_CLASSES)
 
-# C-STORE failure statuses (PS3.4 Table B.2-1) and their ErrorComment (LO, 64 chars).
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
+#: C-STORE failure status per refusal (PS3.4 Annex B.2.3).
 REFUSED_STATUS = {
-    "not_dicom": 0xC000,
-    "malformed": 0xC000,
-    "unsupported": 0xC001,  # understood, but not a dose object srdose reads
-    "not_dose_report": 0xC002,  # an SR that is not a dose report
-    "too_large": 0xC000,
-    "error": 0xC0FF,
+    RefusalKind.NOT_DICOM: StoreStatus.CANNOT_UNDERSTAND,
+    RefusalKind.MALFORMED: StoreStatus.CANNOT_UNDERSTAND,
+    RefusalKind.UNSUPPORTED: StoreStatus.NOT_A_DOSE_OBJECT,
+    RefusalKind.NOT_DOSE_REPORT: StoreStatus.NOT_A_DOSE_REPORT,
+    RefusalKind.TOO_LARGE: StoreStatus.CANNOT_UNDERSTAND,
+    RefusalKind.ERROR: StoreStatus.PARSER_FAILED,
 }
 #: Error Comment (LO, at most 64 characters) per refusal; the full reason is
 #: in the quarantine folder's JSON note and the log.
 REFUSED_COMMENT = {
-    "not_dicom": "malformed dataset; quarantined by srdose",
-    "malformed": "malformed or truncated dataset; quarantined by srdose",
-    "unsupported": "not a mammography dose object; quarantined by srdose",
-    "not_dose_report": "SR is not a dose report; quarantined by srdose",
-    "too_large": "dataset larger than srdose accepts; quarantined",
-    "error": "srdose could not parse this dataset; quarantined",
+    RefusalKind.NOT_DICOM: "malformed dataset; quarantined by srdose",
+    RefusalKind.MALFORMED: "malformed or truncated dataset; quarantined by srdose",
+    RefusalKind.UNSUPPORTED: "not a mammography dose object; quarantined by srdose",
+    RefusalKind.NOT_DOSE_REPORT: "SR is not a dose report; quarantined by srdose",
+    RefusalKind.TOO_LARGE: "dataset larger than srdose accepts; quarantined",
+    RefusalKind.ERROR: "srdose could not parse this dataset; quarantined",
 }
 #: Decoded size (MB) above which a dataset is refused, unless configured.
 MAX_DATASET_MB = 512
 
-TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-
-def _quick_acks(assoc) -> None:
-    """Acknowledge every PDU at once.
-
-    DCMTK (and many modalities) write a PDU's header and body separately
-    with Nagle's algorithm on; with Linux's delayed ACK the second write then
-    waits ~40 ms for the first one's ACK, capping a sender at ~11-22 files/s.
-    TCP_QUICKACK is cleared by the kernel after use, so it is set again
-    before every read.
-    """
-    try:
-        sock_wrapper = assoc.dul.socket
-        raw = sock_wrapper.socket
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        return
-    if TCP_QUICKACK is None:
-        return
-    original = sock_wrapper.recv
-
-    def recv(nr_bytes):
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
-        except OSError:
-            pass
-        data = original(nr_bytes)
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
-        except OSError:
-            pass
-        return data
-
-    sock_wrapper.recv = recv
-
-
-def _failure(status: int, comment: str) -> Dataset:
+def _failure(status: StoreStatus, comment: str) -> Dataset:
     ds = Dataset()
-    ds.Status = status
+    ds.Status = int(status)
     ds.ErrorComment = comment[:64]
     return ds
 
@@ -205,19 +168,19 @@ class Receiver:
             # what is acknowledged must reach the database: without an
             # ingest worker, nothing more is taken (the sender retries later)
             log.error("C-STORE from %s: the ingest worker is not running; answering out-of-resources", calling)
-            return _failure(OUT_OF_RESOURCES, "srdose cannot ingest now; send again later")
+            return _failure(StoreStatus.OUT_OF_RESOURCES, "srdose cannot ingest now; send again later")
         try:
             raw = event.encoded_dataset(include_meta=True)
         except Exception as exc:  # the file meta cannot be made from what the peer sent
             log.warning("C-STORE from %s: cannot frame the dataset (%s)", calling, exc)
             raw = bytes(getattr(event.request.DataSet, "getvalue", lambda: b"")())
-            return self._refuse(raw, "malformed", f"the dataset cannot be framed as a DICOM file "
+            return self._refuse(raw, RefusalKind.MALFORMED, f"the dataset cannot be framed as a DICOM file "
                                 f"({type(exc).__name__}: {str(exc)[:200]})", calling, sop_uid, sop_class, t0)
         ts = str(event.context.transfer_syntax)
         size = decoded_size(event.encoded_dataset(include_meta=False), ts, self.max_bytes)
         if size > self.max_bytes:
-            return self._refuse(raw, "too_large", f"the dataset is more than {self.max_bytes / 1e6:g} MB once "
-                                f"decoded ({len(raw)} bytes as sent, transfer syntax {UID(ts).name}); the cap "
+            return self._refuse(raw, RefusalKind.TOO_LARGE, f"the dataset is more than {self.max_bytes / 1e6:g} MB "
+                                f"once decoded ({len(raw)} bytes as sent, transfer syntax {UID(ts).name}); the cap "
                                 "is [listener] max_dataset_mb", calling, sop_uid, sop_class, t0)
         # the same checks as `srdose ingest`, on the bytes as received
         try:
@@ -226,7 +189,7 @@ class Receiver:
             return self._refuse(raw, exc.kind, exc.reason, calling, sop_uid, sop_class, t0)
         except Exception as exc:
             log.exception("parser failed on a dataset from %s", calling)
-            return self._refuse(raw, "error", bug_reason(exc), calling, sop_uid, sop_class, t0)
+            return self._refuse(raw, RefusalKind.ERROR, bug_reason(exc), calling, sop_uid, sop_class, t0)
         data = raw
         if sop_class in C.MG_IMAGE_CLASSES:
             try:
@@ -238,13 +201,13 @@ class Receiver:
             path = self.spool.put(data, calling)
         except SpoolError as exc:
             log.error("C-STORE from %s: %s; answering out-of-resources", calling, exc)
-            return _failure(OUT_OF_RESOURCES, "cannot spool dataset")
+            return _failure(StoreStatus.OUT_OF_RESOURCES, "cannot spool dataset")
         self.worker.submit(Received(path, origin, report, sha))
         if self.on_stored:
             self.on_stored(report)
         log.info("C-STORE %s from %s: spooled in %.0f ms", UID(sop_class).name, calling,
                  (time.monotonic() - t0) * 1e3)
-        return 0x0000
+        return int(StoreStatus.SUCCESS)
 
     def _refuse(self, raw: bytes, kind: str, reason: str, calling: str, sop_uid: str, sop_class: str,
                 t0: float) -> Dataset:
@@ -256,7 +219,7 @@ class Receiver:
             stored = self.quarantine.put(raw, sha, kind, reason, origin)
         except OSError as exc:
             log.error("cannot quarantine a refused dataset from %s: %s", calling, exc)
-            return _failure(OUT_OF_RESOURCES, "cannot store dataset")
+            return _failure(StoreStatus.OUT_OF_RESOURCES, "cannot store dataset")
         note = {"kind": kind, "reason": reason, "sha256": sha, "sop_instance_uid": sop_uid,
                 "stored_as": str(stored)}
         try:
@@ -271,7 +234,7 @@ class Receiver:
             name = "dataset"
         log.info("C-STORE %s from %s: refused (%s) in %.0f ms", name, calling, kind,
                  (time.monotonic() - t0) * 1e3)
-        return _failure(REFUSED_STATUS.get(kind, CANNOT_UNDERSTAND),
+        return _failure(REFUSED_STATUS.get(kind, StoreStatus.CANNOT_UNDERSTAND),
                         REFUSED_COMMENT.get(kind, "refused; quarantined by srdose"))
 
 
@@ -515,7 +478,7 @@ class Listener:
     # --- event handlers -----------------------------------------------------
 
     def _on_open(self, event) -> None:
-        _quick_acks(event.assoc)
+        quick_acks(event.assoc)
 
     def _on_accepted(self, event) -> None:
         with self._lock:

@@ -25,8 +25,11 @@ from typing import Optional
 
 from srdose.ingest import Ingestor
 from srdose.quarantine import write_durably
+from srdose.recalc.engine import Params
+from srdose.recalc.run import resolve_factor_set, run
 from srdose.spool import Spool
 from srdose.store.database import is_transient
+from srdose.vocab import NEW_EVENTS, Outcome, RefusalKind
 
 log = logging.getLogger("srdose.listen")
 
@@ -39,7 +42,7 @@ class Received:
     origin: str  # "dicom:<calling AE>"
     report: object  # the parsed DoseReport, or None to parse from the file
     sha256: str
-    kind: Optional[str] = None  # refusal kind, when refused
+    kind: Optional[str] = None  # a RefusalKind, when refused
     reason: Optional[str] = None
     sop_instance_uid: Optional[str] = None
 
@@ -94,9 +97,6 @@ class AfterIngestRecalc:
         return bool(self.wanted) and (idle or time.monotonic() - self._last >= self.interval)
 
     def run(self) -> None:
-        from srdose.recalc.engine import Params
-        from srdose.recalc.run import resolve_factor_set, run
-
         wanted, self.wanted = self.wanted, {}
         self._last = time.monotonic()
         try:
@@ -265,7 +265,7 @@ class IngestWorker:
                 self.counts[result] += 1
                 ae = item.origin.split(":", 1)[-1]
                 self.per_ae.setdefault(ae, Counter())[result] += 1
-            if self.recalc is not None and result in ("ingested", "replaced"):
+            if self.recalc is not None and result in NEW_EVENTS:
                 self.recalc.note(item.report)
             self.queue.task_done()
             if self.on_done:
@@ -295,24 +295,24 @@ class IngestWorker:
             elif item.path is not None:
                 data = item.path.read_bytes()
                 sha = item.sha256 or hashlib.sha256(data).hexdigest()
-                stored = str(self.ingestor.quarantine.put(data, sha, "store_error", reason, item.origin))
+                stored = str(self.ingestor.quarantine.put(data, sha, RefusalKind.STORE_ERROR, reason, item.origin))
             else:
                 stored, sha = None, item.sha256
         except FileNotFoundError:
-            return "missing"
+            return Outcome.MISSING
         except (OSError, ValueError) as err:
             log.error("cannot quarantine %s: %s; it stays in the spool", item.path, err)
             return None
         try:
             with self.ingestor.store.begin() as conn:
-                self.ingestor.store.add_quarantine(conn, "store_error", reason, _db_text(sha, 64), None,
+                self.ingestor.store.add_quarantine(conn, RefusalKind.STORE_ERROR.value, reason, _db_text(sha, 64), None,
                                                    _db_text(stored, 1024), _db_text(item.origin, 256))
         except Exception as err:
             if transient(err):
                 return None
             # the dataset and its note are in the quarantine folder: nothing is lost
             log.error("cannot record the quarantine of %s in the database (%s)", stored, err)
-        return "quarantined"
+        return Outcome.QUARANTINED
 
     def _ingest(self, batch: list[Received]) -> list[str]:
         results = []
@@ -324,7 +324,7 @@ class IngestWorker:
                 try:
                     data = item.path.read_bytes()
                 except FileNotFoundError:  # cleared by another process already
-                    results.append("missing")
+                    results.append(Outcome.MISSING)
                     item.path = None
                     continue
                 result = self.ingestor.ingest_one(conn, data, item.origin, item.path.name,
@@ -342,14 +342,16 @@ class IngestWorker:
                 note = self.spool.read_refusal(item.path)
             except FileNotFoundError:
                 item.path = None
-                return "missing"
+                return Outcome.MISSING
             except (OSError, ValueError) as exc:
-                note = {"kind": "error", "reason": f"refused at the door; its note is unreadable ({exc})"}
+                note = {"kind": RefusalKind.ERROR.value,
+                        "reason": f"refused at the door; its note is unreadable ({exc})"}
         self.ingestor.store.add_quarantine(
-            conn, _db_text(note.get("kind"), 32) or "error", _db_text(note.get("reason"), 4000) or "refused",
+            conn, _db_text(note.get("kind"), 32) or RefusalKind.ERROR.value,
+            _db_text(note.get("reason"), 4000) or "refused",
             _db_text(note.get("sha256"), 64), note.get("sop_instance_uid"),
             _db_text(note.get("stored_as"), 1024), _db_text(item.origin, 256))
-        return "quarantined"
+        return Outcome.QUARANTINED
 
     def _maybe_write_status(self) -> None:
         if time.monotonic() - self._last_status > 2.0:

@@ -1,9 +1,33 @@
-"""Helpers the three reports share: masks over the columns of
+"""Helpers the reports share: what a build returns, masks over the columns of
 :func:`srdose.store.reports.report_events`, unit labels, dose columns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
 import numpy as np
+
+from srdose.vocab import Acquisition
+
+#: Told each step of a build, for a status line.
+Progress = Optional[Callable[[str], None]]
+
+
+@dataclass
+class Built:
+    """What a report build wrote (the HTML first) and the notes for the command to print."""
+
+    html: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    partial: bool = False
+
+
+def period_tag(since: str, until: str) -> str:
+    """The period of a report in its file names: YYYYMMDD-YYYYMMDD."""
+    return f"{since.replace('-', '')}-{until.replace('-', '')}"
 
 VIEW_ORDER = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO", "CV", "AT")
 
@@ -47,8 +71,8 @@ def modality(cols: dict) -> np.ndarray:
     """'2D', 'DBT' or '' per event (acquisition as parsed)."""
     acq = cols["acquisition"]
     out = np.full(acq.size, "", dtype=object)
-    out[acq == "2D"] = "2D"
-    out[acq == "DBT"] = "DBT"
+    out[acq == Acquisition.TWO_D] = Acquisition.TWO_D.value
+    out[acq == Acquisition.DBT] = Acquisition.DBT.value
     return out
 
 
@@ -71,3 +95,11 @@ def unit_label(u: dict) -> str:
 def iso(day: str) -> str:
     """YYYYMMDD -> YYYY-MM-DD."""
     return f"{day[:4]}-{day[4:6]}-{day[6:8]}" if day and len(day) == 8 else (day or "")
+
+
+def time_of_day(t: float) -> str:
+    """Seconds since midnight (or any multiple of a day) -> HH:MM:SS; '' when not finite."""
+    if not np.isfinite(t):
+        return ""
+    s = int(round(t % 86400.0))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -19,12 +19,26 @@ value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from srdose.config import parse_band, parse_drl_views, parse_national_drl
+from srdose.files import private_dir
 from srdose.report import common as C
+from srdose.report import plots as P
 from srdose.report import stats
+from srdose.report.common import Built, Progress, period_tag
+from srdose.report.render import (
+    Table,
+    html_tables,
+    number_columns,
+    render_html,
+    text_columns,
+    write_tables,
+)
+from srdose.store.reports import period_units, report_events
 
 
 @dataclass
@@ -41,10 +55,8 @@ class DRLSettings:
     def from_settings(cls, section: dict, band: Optional[str] = None, views=None, acquisition=None,
                       dose=None, min_events=None) -> "DRLSettings":
         """From ``[report]`` with command-line overrides; ValueError on a bad value."""
-        lo, hi = stats.parse_band(band or section["drl_band_mm"])
-        vs = tuple(v.strip().upper() for v in (views or section["drl_views"]) if str(v).strip())
-        if not vs:
-            raise ValueError("no DRL views given")
+        lo, hi = parse_band(band or section["drl_band_mm"])
+        vs = parse_drl_views(views or section["drl_views"])
         acq = (acquisition or section["drl_acquisition"]).strip().upper()
         if acq not in ("2D", "DBT"):
             raise ValueError(f"DRL acquisition {acq!r}: 2D or DBT")
@@ -54,23 +66,16 @@ class DRLSettings:
         m = int(section["drl_min_events"] if min_events is None else min_events)
         if m < 1:
             raise ValueError("drl_min_events must be at least 1")
-        raw = section.get("national_drl_mgy", "")
-        national = None
-        if raw not in ("", None):
-            try:
-                national = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"[report] national_drl_mgy = {raw!r}: a number of mGy, or empty") from None
-            if not national > 0:
-                raise ValueError("[report] national_drl_mgy must be positive")
-            if not str(section.get("national_drl_source", "")).strip():
-                raise ValueError("[report] national_drl_mgy is set without national_drl_source: cite where "
-                                 "the value comes from")
+        national = parse_national_drl(section.get("national_drl_mgy", ""))
+        if national is not None and not str(section.get("national_drl_source", "")).strip():
+            raise ValueError("[report] national_drl_mgy is set without national_drl_source: cite where "
+                             "the value comes from")
         return cls(vs, (lo, hi), acq, d, m, national, str(section.get("national_drl_source", "")).strip())
 
     def describe(self) -> str:
+        dose = "recalculated MGD" if self.dose == "recalc" else "AGD as reported"
         return (f"{self.acquisition} {'/'.join(self.views)} views, compressed thickness "
-                f"{self.band[0]:g}–{self.band[1]:g} mm, {'recalculated MGD' if self.dose == 'recalc' else 'AGD as reported'}")
+                f"{self.band[0]:g}–{self.band[1]:g} mm, {dose}")
 
 
 @dataclass
@@ -135,3 +140,181 @@ def drl_values(rs: RoomStats) -> stats.DRL:
 
 def dose_column(cols: dict, s: DRLSettings) -> np.ndarray:
     return C.recalc_mgd(cols) if s.dose == "recalc" else C.reported_agd(cols)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass
+class DRLData:
+    """The events of the period and what the report shows of them."""
+
+    cols: dict
+    dose: np.ndarray
+    in_set: np.ndarray
+    rooms: RoomStats
+    values: stats.DRL
+    units: dict  # device id -> unit
+    label: dict  # device id -> "model serial"
+
+    def used(self) -> np.ndarray:
+        """Events that enter the statistics (see :func:`room_statistics`)."""
+        return self.in_set & ~self.cols["not_patient"] & ~C.infeasible(self.cols) & np.isfinite(self.dose)
+
+
+def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settings: DRLSettings,
+              serials: Optional[list[str]] = None, progress: Progress = None) -> Built:
+    """The DRL report over the rooms with events in the period (or ``serials``)."""
+    s = drl_settings
+    built = Built()
+    units = period_units(store, since, until)
+    if serials:
+        units = [u for u in units if u["serial"] in set(serials)]
+    if not units:
+        built.partial = True
+        built.notes.append(f"no events between {since} and {until}")
+        return built
+    if progress:
+        progress("DRL: reading events")
+    data = drl_data(report_events(store, since, until, device_ids=[u["id"] for u in units]), units, s)
+    tables = drl_tables(data, s)
+    if progress:
+        progress("DRL: plots")
+    figs = drl_plots(data, s)
+    period = period_tag(since, until)
+    out_dir = private_dir(out_dir / f"drl_{period}")
+    built.files += write_tables(out_dir / f"drl_{period}", tables)
+    rs, values = data.rooms, data.values
+    keyfigs = [("rooms in the statistics", f"{values.rooms} of {rs.rooms.size}"),
+               ("local DRL (median)", f"{values.local_drl:.2f} mGy" if values.rooms else "–"),
+               ("75th percentile", f"{values.national_style_drl:.2f} mGy" if values.rooms else "–"),
+               ("exposures used", f"{int(rs.used.sum()):,}")]
+    meta = [("period", f"{since} to {until} (study dates)"), ("standard set", s.describe()),
+            ("rooms", f"{rs.rooms.size} unit(s) with events in the period")]
+    html = render_html("drl.html", out_dir / f"drl_{period}.html", title="Diagnostic reference levels",
+                       kicker="local and national-style DRLs", meta=meta, keyfigs=keyfigs,
+                       tables=html_tables(tables, int(settings["report"]["max_listed"])), figures=figs,
+                       national=s.national_mgy, national_source=s.national_source, standard=s.describe(),
+                       min_events=s.min_events)
+    built.html.insert(0, html)
+    built.notes += drl_notes(rs, values, s)
+    if values.rooms == 0:
+        built.partial = True
+    return built
+
+
+def drl_data(cols: dict, units: list[dict], s: DRLSettings) -> DRLData:
+    dose = dose_column(cols, s)
+    in_set = standard_set(cols, s)
+    rs = room_statistics(cols["device_id"], dose, in_set, cols["not_patient"], C.infeasible(cols),
+                         s.min_events, rooms=np.array([u["id"] for u in units]))
+    return DRLData(cols, dose, in_set, rs, drl_values(rs), {u["id"]: u for u in units},
+                   {u["id"]: f"{u['model']} {u['serial']}" for u in units})
+
+
+def drl_notes(rs: RoomStats, values: stats.DRL, s: DRLSettings) -> list[str]:
+    notes = []
+    if values.rooms == 0:
+        notes.append(f"no room has {s.min_events} or more exposures in the standard set ({s.describe()})")
+    if s.dose == "recalc" and rs.in_set.sum() and rs.no_dose.sum() == rs.in_set.sum() - rs.not_patient.sum() \
+            - rs.infeasible.sum():
+        notes.append("no recalculated MGD in the standard set: run `srdose recalc` (or --dose reported)")
+    return notes
+
+
+def drl_tables(data: DRLData, s: DRLSettings) -> list[Table]:
+    """The values, each room, and the exclusions per room."""
+    rs, values = data.rooms, data.values
+    room_rows = []
+    for j, rid in enumerate(rs.rooms):
+        u = data.units[int(rid)]
+        versus = ""
+        if s.national_mgy is not None and np.isfinite(rs.median[j]):
+            versus = f"{rs.median[j] / s.national_mgy:.2f} × national DRL" + (
+                " — above" if rs.median[j] > s.national_mgy else "")
+        room_rows.append([u["manufacturer"], u["model"], u["serial"], u["station"] or "", int(rs.in_set[j]),
+                          int(rs.used[j]), rs.median[j], rs.p25[j], rs.p75[j], rs.mean[j],
+                          "yes" if rs.qualifies[j] else f"no (< {s.min_events})", versus])
+    unit = "mGy"
+    value_rows = [
+        ["rooms qualifying", values.rooms, "", f"of {rs.rooms.size} with events in the period"],
+        ["local DRL (median of room medians)", values.local_drl, unit, "ICRP 135: the service's typical value"],
+        ["national-style DRL (75th percentile of room medians)", values.national_style_drl, unit,
+         "ICRP 135 national DRL definition applied to these rooms"],
+        ["25th percentile of room medians", values.p25, unit, ""],
+        ["lowest / highest room median", f"{values.minimum:.2f} / {values.maximum:.2f}" if values.rooms else "",
+         unit, ""],
+        ["national DRL (configured)", s.national_mgy, unit if s.national_mgy else "",
+         s.national_source or "not configured: srdose ships no national value"],
+    ]
+    excl_rows = [[data.label[int(r)], int(rs.in_set[j]), int(rs.not_patient[j]), int(rs.infeasible[j]),
+                  int(rs.no_dose[j]), int(rs.used[j])] for j, r in enumerate(rs.rooms)]
+    excl_rows.append(["all rooms", int(rs.in_set.sum()), int(rs.not_patient.sum()), int(rs.infeasible.sum()),
+                      int(rs.no_dose.sum()), int(rs.used.sum())])
+    return [
+        Table("values", "", [*text_columns("quantity"), *number_columns("value"), *text_columns("unit", "note")],
+              value_rows),
+        Table("rooms", "Each room",
+              [*text_columns("manufacturer", "model", "serial", "station"),
+               *number_columns("in set", "used", f"median ({unit})", f"p25 ({unit})", f"p75 ({unit})",
+                               f"mean ({unit})"),
+               *text_columns("qualifies"), *text_columns("against national DRL", wrap=True)], room_rows),
+        Table("exclusions", "Exposures of the standard set excluded, per room",
+              [*text_columns("room"), *number_columns("in set", "not a patient study", "infeasible value", "no dose",
+                                                      "used")], excl_rows),
+    ]
+
+
+def _reference_lines(values: stats.DRL, s: DRLSettings) -> list[tuple]:
+    """(value, name, colour, line style) of the levels drawn over the rooms."""
+    lines = [(values.local_drl, "local DRL (median)", P.PALETTE[2], "-"),
+             (values.national_style_drl, "75th percentile", P.PALETTE[1], "--")]
+    if s.national_mgy is not None:
+        lines.append((s.national_mgy, "national DRL (configured)", "black", ":"))
+    return lines
+
+
+def drl_plots(data: DRLData, s: DRLSettings) -> dict:
+    """The room medians as bars, and each room's dose distribution."""
+    rs = data.rooms
+    order = np.argsort(np.where(np.isfinite(rs.median), rs.median, -np.inf))
+    lines = _reference_lines(data.values, s)
+    fig, axes = P.figure(max(2.4, 0.32 * rs.rooms.size + 1.4))
+    ax = axes[0]
+    ypos = np.arange(order.size)
+    meds = np.nan_to_num(rs.median[order], nan=0.0)
+    colors = [P.PALETTE[0] if rs.qualifies[j] else "#b8c2cc" for j in order]
+    ax.barh(ypos, meds, color=colors, height=0.6)
+    ax.set_yticks(ypos, [P.mpl_text(f"{data.label[int(rs.rooms[j])]} (n={int(rs.used[j])})") for j in order])
+    ax.set_xlabel(f"room median {'recalculated MGD' if s.dose == 'recalc' else 'reported AGD'} (mGy)")
+    for x, name, color, style in lines:
+        if x is not None and np.isfinite(x):
+            ax.axvline(x, color=color, linestyle=style, linewidth=1.5, label=f"{name}: {x:.2f} mGy")
+    ax.grid(axis="y", visible=False)
+    if any(np.isfinite(x) for x, *_ in lines if x is not None):
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.4, -0.16), ncol=3, fontsize=7.5)
+    figs = {"rooms": {"uri": P.to_data_uri(fig),
+                      "caption": f"Median dose per room, standard set: {s.describe()}. Grey: fewer than "
+                                 f"{s.min_events} exposures (not in the statistics)."}}
+    figs["boxes"] = _boxes_figure(data, order, lines)
+    return figs
+
+
+def _boxes_figure(data: DRLData, order: np.ndarray, lines: list[tuple]) -> dict:
+    rs, cols = data.rooms, data.cols
+    fig, axes = P.figure(3.4)
+    used = data.used()
+    room_names = np.empty(cols["n"], dtype=object)
+    for rid in rs.rooms:
+        room_names[cols["device_id"] == rid] = data.label[int(rid)]
+    P.boxplot_groups(axes[0], data.dose[used], room_names[used], order=[data.label[int(rs.rooms[j])] for j in order],
+                     ylabel="dose (mGy)")
+    for x, name, color, style in lines:
+        if x is not None and np.isfinite(x):
+            axes[0].axhline(x, color=color, linestyle=style, linewidth=1.2, label=f"{name}: {x:.2f} mGy")
+    if used.any():
+        axes[0].legend(frameon=False, fontsize=7)
+        axes[0].tick_params(axis="x", labelrotation=20, labelsize=7)
+    return {"uri": P.to_data_uri(fig),
+            "caption": "Dose distribution of the standard set per room (boxes: quartiles and median; "
+                       "whiskers: 1.5 × IQR; outliers not drawn)."}

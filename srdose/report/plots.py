@@ -1,6 +1,8 @@
 """Plots of the reports: matplotlib (Agg), returned as base64 PNG data URIs for embedding.
 
 Sized for an A4 page (17 cm printable width), axis labels with units.
+matplotlib is imported on the first figure, so that importing the reports
+(and ``srdose --help``) stays fast.
 Scatter plots draw at most :data:`MAX_POINTS` points (a fixed random
 sample, stated in the caption by the caller); statistics and fitted curves
 always use every point.
@@ -10,13 +12,10 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import lru_cache
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 MAX_POINTS = 10000
 WIDTH_IN = 6.7  # 17 cm
@@ -37,25 +36,37 @@ def mpl_text(text: str, limit: int = LABEL_MAX) -> str:
 
 PALETTE = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e69138", "#3d85c6", "#7f6000", "#666666"]
 
-plt.rcParams.update({
+STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
     "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100,
     "svg.fonttype": "none",
-})
+}
+
+
+@lru_cache(maxsize=1)
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed) with the reports' style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+    return plt
 
 
 def figure(height_in: float = 3.4, ncols: int = 1):
     # constrained layout fits labels in the one draw savefig makes anyway;
     # tight_layout would draw the figure a second time
-    fig, axes = plt.subplots(1, ncols, figsize=(WIDTH_IN, height_in), squeeze=False, layout="constrained")
+    fig, axes = pyplot().subplots(1, ncols, figsize=(WIDTH_IN, height_in), squeeze=False, layout="constrained")
     return fig, list(axes[0])
 
 
 def to_data_uri(fig, dpi: int = 130) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

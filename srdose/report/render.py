@@ -7,27 +7,49 @@ import datetime as dt
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from srdose import __version__
-from srdose.export import close_sheet, inert, private_file, save_workbook, xlsx_sheet
+from srdose.files import close_sheet, inert, private_file, save_workbook, xlsx_sheet
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a report table and how the HTML shows it (CSV and XLSX take the values as they are)."""
+
+    name: str
+    numeric: bool = False  # right-aligned in HTML
+    digits: int = 2  # decimals of a number in HTML
+    wrap: bool = False  # long text, broken anywhere in HTML
+
+
+def text_columns(*names: str, wrap: bool = False) -> list[Column]:
+    return [Column(n, wrap=wrap) for n in names]
+
+
+def number_columns(*names: str, digits: int = 2) -> list[Column]:
+    return [Column(n, numeric=True, digits=digits) for n in names]
 
 
 @dataclass
 class Table:
     """One report table: shown in the HTML (up to ``max_listed`` rows), written whole as CSV and
-    as a sheet of the report's XLSX workbook."""
+    as a sheet of the report's XLSX workbook. A column given by its name alone is plain text."""
 
     name: str  # file and sheet name: letters, digits, underscores
     title: str
-    columns: Sequence[str]
+    columns: Sequence[Column | str]
     rows: list
     note: str = ""
-    numeric: Sequence[int] = field(default_factory=tuple)  # columns right-aligned in HTML
-    digits: dict = field(default_factory=dict)  # column -> decimals in HTML (default 2)
-    wrap: Sequence[int] = field(default_factory=tuple)  # long text columns, broken anywhere in HTML
+
+    def __post_init__(self) -> None:
+        self.columns = [c if isinstance(c, Column) else Column(str(c)) for c in self.columns]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -125,10 +147,10 @@ def write_tables(prefix: Path, tables: Sequence[Table]) -> list[Path]:
 
     written = []
     for t in tables:
-        written.append(write_csv(prefix.parent / f"{prefix.name}_{t.name}.csv", t.columns, t.rows))
+        written.append(write_csv(prefix.parent / f"{prefix.name}_{t.name}.csv", t.names, t.rows))
     wb = Workbook(write_only=True)  # streamed: long listings stay fast
     for t in tables:
-        ws, convert = xlsx_sheet(wb, t.name, [str(c) for c in t.columns])
+        ws, convert = xlsx_sheet(wb, t.name, t.names)
         for row in t.rows:
             ws.append(convert(row, plain))
         close_sheet(ws, len(t.columns), len(t.rows))
@@ -136,10 +158,18 @@ def write_tables(prefix: Path, tables: Sequence[Table]) -> list[Path]:
     return written
 
 
-def html_table(t: Table, max_rows: Optional[int] = None, digits: int = 2) -> dict:
+def html_table(t: Table, max_rows: Optional[int] = None) -> dict:
     """What the templates' table macro needs."""
     rows = t.rows if max_rows is None else t.rows[:max_rows]
-    return {"title": t.title, "columns": list(t.columns), "note": t.note, "numeric": set(t.numeric), "wrap": set(t.wrap),
-            "rows": [[fmt(v, t.digits.get(k, digits)) for k, v in enumerate(r)] for r in rows],
+    digits = [c.digits for c in t.columns]
+    return {"title": t.title, "columns": t.names, "note": t.note,
+            "numeric": {k for k, c in enumerate(t.columns) if c.numeric},
+            "wrap": {k for k, c in enumerate(t.columns) if c.wrap},
+            "rows": [[fmt(v, digits[k]) for k, v in enumerate(r)] for r in rows],
             "total": len(t.rows),
             "truncated": max_rows is not None and len(t.rows) > max_rows, "name": t.name}
+
+
+def html_tables(tables: Sequence[Table], max_listed: int) -> dict[str, dict]:
+    """The template context of a report's tables, by table name."""
+    return {t.name: html_table(t, max_listed) for t in tables}

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from srdose.config import parse_band  # noqa: F401  the reports' thickness band (drl, --band)
+
 
 def describe(x) -> dict:
     """n, mean, sd, median, p25, p75, min, max of the finite values of ``x`` (NaN when n = 0)."""
@@ -74,17 +76,6 @@ def in_band(x, lo: float, hi: float) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     with np.errstate(invalid="ignore"):
         return (x >= lo) & (x <= hi)
-
-
-def parse_band(text: str) -> tuple[float, float]:
-    """'50-60' -> (50.0, 60.0); raises ValueError."""
-    parts = str(text).replace("–", "-").split("-")
-    if len(parts) != 2:
-        raise ValueError(f"thickness band {text!r}: expected LOW-HIGH in mm, e.g. 50-60")
-    lo, hi = float(parts[0]), float(parts[1])
-    if not (0 <= lo < hi):
-        raise ValueError(f"thickness band {text!r}: LOW must be below HIGH")
-    return lo, hi
 
 
 @dataclass

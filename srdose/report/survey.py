@@ -30,14 +30,35 @@ flag; events that are neither 2D nor DBT.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
 import re
 import zlib
-from typing import Optional
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
+from srdose.config import parse_survey_numbers
+from srdose.files import private_dir
 from srdose.report import common as C
+from srdose.report import plots as P
 from srdose.report import stats
+from srdose.report.common import Built, Progress, period_tag
+from srdose.report.reference import eu_levels, survey_reference
+from srdose.report.render import (
+    Table,
+    html_tables,
+    number_columns,
+    render_html,
+    safe_name,
+    text_columns,
+    write_csv,
+    write_tables,
+)
+from srdose.store.reports import period_units, report_events, subset
 
 SURVEY_COLUMNS = ("Survey number", "Patient number", "View code", "kV", "Anode", "Filter", "Thickness", "mAs",
                   "large cassette used", "auto/man", "Auto mode", "Density setting", "Age", "Comment",
@@ -62,23 +83,6 @@ _AEC_MODE = re.compile(r'AEC:\s*"([^"]+)"')
 def default_survey_number(manufacturer: str, model: str, serial: str) -> int:
     key = f"{manufacturer or ''}|{model or ''}|{serial or ''}".encode("utf-8")
     return 100000 + 2 * (zlib.crc32(key) % 450000)
-
-
-def parse_survey_numbers(entries) -> dict[str, int]:
-    """``["SERIAL=NUMBER", ...]`` -> {serial: number}; ValueError on a bad entry."""
-    out: dict[str, int] = {}
-    for entry in entries or []:
-        if "=" not in str(entry):
-            raise ValueError(f"[report] survey_numbers entry {entry!r}: expected SERIAL=NUMBER")
-        serial, number = str(entry).rsplit("=", 1)
-        try:
-            n = int(number.strip())
-        except ValueError:
-            raise ValueError(f"[report] survey_numbers entry {entry!r}: NUMBER must be a whole number") from None
-        if n < 0:
-            raise ValueError(f"[report] survey_numbers entry {entry!r}: NUMBER must not be negative")
-        out[serial.strip()] = n
-    return out
 
 
 def survey_numbers(unit: dict, configured: dict[str, int]) -> tuple[int, int, str]:
@@ -202,29 +206,151 @@ def survey_rows(cols: dict, survey_number: int) -> list[list]:
 
 # --- the report ------------------------------------------------------------------------------
 
-
-def _time_of_day(t: float) -> str:
-    if not np.isfinite(t):
-        return ""
-    s = int(round(t % 86400.0))
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _dose_stats(x) -> tuple:
-    d = stats.describe(x)
-    return d["n"], d["mean"], d["median"]
+#: Columns the survey does not use (not read: 400,000 events are read faster without them).
+SURVEY_SKIP = ("exposure_time_ms", "filter_thickness_mm", "compression_force_n", "hvl_mm", "entrance_exposure_mgy",
+               "ratio_recalc_to_reported", "event_type", "recalc_flags")
+MODALITIES = ("2D", "DBT")
+#: Counts and dose statistics of a group of exposures, recalculated then reported (see :func:`_dose_cells`).
+DOSE_COLUMNS = number_columns("n recalc", "MGD recalc mean (mGy)", "MGD recalc median (mGy)", "n reported",
+                              "AGD reported mean (mGy)", "AGD reported median (mGy)")
 
 
-def unit_tables(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], files: dict) -> dict:
+@dataclass
+class UnitJob:
+    """What the worker drawing one unit's report needs (the events already read)."""
+
+    unit: dict
+    cols: dict
+    configured: dict[str, int]
+    out_dir: Path
+    period: str
+    since: str
+    until: str
+    max_listed: int
+
+
+def build_survey(store, settings, since: str, until: str, out_dir: Path, serial: Optional[str] = None,
+                 progress: Progress = None) -> Built:
+    """The survey CSVs and HTML report of each unit with events in the period (or of ``serial``)."""
+    section = settings["report"]
+    configured = parse_survey_numbers(section["survey_numbers"])
+    built = Built()
+    period = period_tag(since, until)
+    units = period_units(store, since, until, serial)
+    if not units:
+        built.partial = True
+        built.notes.append(f"no events between {since} and {until}" + (f" for unit {serial}" if serial else ""))
+        return built
+    out_dir = private_dir(out_dir / f"survey_{period}")
+
+    # one unit read at a time, handed to a worker while the next is read:
+    # reading (the database) and drawing (matplotlib) overlap on two cores
+    def jobs() -> Iterator[UnitJob]:
+        for u in units:
+            if progress:
+                progress(f"survey: unit {u['serial']}")
+            cols = report_events(store, since, until, device_ids=[u["id"]], times=False, skip=SURVEY_SKIP)
+            yield UnitJob(u, cols, configured, out_dir, period, since, until, int(section["max_listed"]))
+
+    for files, html, notes in map_units(survey_unit, jobs(), len(units)):
+        built.files += files
+        built.html.append(html)
+        built.notes += notes
+    return built
+
+
+def map_units(fn: Callable, jobs: Iterable, n_jobs: int) -> Iterator:
+    """``fn`` over ``jobs`` on the machine's cores, results in job order.
+
+    Each unit's tables, plots and HTML are independent, and drawing the plots
+    is most of the time. Workers are forked; they never touch the database
+    (and leave through os._exit, so nothing inherited is closed twice).
+    """
+    workers = min(n_jobs, os.cpu_count() or 1)
+    if workers < 2:
+        yield from map(fn, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        futures = [pool.submit(fn, job) for job in jobs]
+        for future in futures:
+            yield future.result()
+
+
+def survey_unit(job: UnitJob) -> tuple[list[Path], Path, list[str]]:
+    """One unit's survey CSVs, tables, plots and HTML; returns (files, html, notes)."""
+    u, cols = job.unit, job.cols
+    reasons = classify(cols)
+    n2d, ndbt, how = survey_numbers(u, job.configured)
+    name = safe_name(u["serial"])
+    survey_files = write_survey_csvs(cols, reasons, (n2d, ndbt), job.out_dir, name)
+    files = {m: path.name for m, path in survey_files.items()}
+    tables = unit_tables(cols, reasons, (n2d, ndbt), files)
+    figs, fit_table = unit_plots(cols, reasons)
+    tables.append(fit_table)
+    out_files = list(survey_files.values())
+    out_files += write_tables(job.out_dir / f"survey_{name}_{job.period}", tables)
+    meta = [("unit", C.unit_label(u)), ("period", f"{job.since} to {job.until} (study dates)"),
+            ("survey numbers", f"2D {n2d}, DBT {ndbt} ({how})")]
+    html = render_html("survey.html", job.out_dir / f"survey_{name}_{job.period}.html",
+                       title=f"Dose survey — {u['manufacturer']} {u['model']} ({u['serial']})",
+                       kicker="national dose-survey submission", meta=meta, keyfigs=key_figures(cols, reasons),
+                       tables=html_tables(tables, job.max_listed), figures=figs, eu=eu_levels(),
+                       survey_ref=survey_reference(), numbers_how=how)
+    return out_files, html, unit_notes(u, cols, reasons, files)
+
+
+def write_survey_csvs(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], out_dir: Path,
+                      name: str) -> dict[str, Path]:
+    """The survey CSV of each modality with included exposures: {modality: path}."""
+    mod = C.modality(cols)
+    written = {}
+    for m, number in zip(MODALITIES, numbers):
+        sel = (reasons == "") & (mod == m)
+        if not sel.any():
+            continue
+        rows = survey_rows(subset(cols, sel), number)
+        written[m] = write_csv(out_dir / f"survey_{name}_{m}_{number}.csv", SURVEY_COLUMNS, rows, raw=True)
+    return written
+
+
+def key_figures(cols: dict, reasons: np.ndarray) -> list[tuple[str, str]]:
+    included = reasons == ""
+    women = np.unique(cols["woman"][included & (cols["woman"] >= 0)]).size
+    rec = C.recalc_mgd(cols)[included & (cols["view"] == "MLO") & stats.in_band(cols["compressed_thickness_mm"], 50, 60)
+                             & (C.modality(cols) == "2D")]
+    return [("women", f"{women:,}"), ("exposures in the survey", f"{int(included.sum()):,}"),
+            ("exposures excluded", f"{int((~included).sum()):,}"),
+            ("2D MLO 50–60 mm, mean recalculated MGD", f"{np.nanmean(rec):.2f} mGy" if np.isfinite(rec).any() else "–")]
+
+
+def unit_notes(u: dict, cols: dict, reasons: np.ndarray, files: dict) -> list[str]:
+    """What the command tells about a unit: no survey file, exposures never recalculated."""
+    included = reasons == ""
+    notes = [] if files else [f"unit {u['serial']}: no exposure qualifies for the survey"]
+    not_recalculated = int((included & (cols["method"] == None)).sum())  # noqa: E711 (no result row)
+    if not_recalculated:
+        recalculated = np.isfinite(C.recalc_mgd(cols)[included]).any()
+        shown = ("they are missing from the recalculated MGD figures" if recalculated
+                 else "the plots and the key figures show the AGD as reported")
+        notes.append(f"unit {u['serial']}: {not_recalculated:,} of {int(included.sum()):,} exposures in the survey "
+                     f"have never been recalculated, so {shown}: run `srdose recalc`, then this report again")
+    return notes
+
+
+def _dose_cells(recalc: np.ndarray, reported: np.ndarray) -> list:
+    """The values of :data:`DOSE_COLUMNS`."""
+    d_rec, d_rep = stats.describe(recalc), stats.describe(reported)
+    return [d_rec["n"], d_rec["mean"], d_rec["median"], d_rep["n"], d_rep["mean"], d_rep["median"]]
+
+
+def unit_tables(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], files: dict) -> list[Table]:
     """The tables of one unit's survey report (pure: columns in, :class:`Table` objects out)."""
-    from srdose.report.render import Table
-
     included = reasons == ""
     mod = C.modality(cols)
     recalc, reported = C.recalc_mgd(cols), C.reported_agd(cols)
     t = cols["compressed_thickness_mm"]
     overview, views, mlo = [], [], []
-    for m, number in (("2D", numbers[0]), ("DBT", numbers[1])):
+    for m, number in zip(MODALITIES, numbers):
         sel = included & (mod == m)
         women = np.unique(cols["woman"][sel & (cols["woman"] >= 0)]).size
         studies = np.unique(cols["study_id"][sel]).size
@@ -234,60 +360,76 @@ def unit_tables(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], files
         present = set(cols["view"][sel].tolist())
         for v in [v for v in C.VIEW_ORDER if v in present]:
             s = sel & (cols["view"] == v)
-            nr, mr, medr = _dose_stats(recalc[s])
-            np_, mp, medp = _dose_stats(reported[s])
-            views.append([m, v, int(s.sum()), nr, mr, medr, np_, mp, medp, stats.describe(t[s])["mean"],
+            views.append([m, v, int(s.sum()), *_dose_cells(recalc[s], reported[s]), stats.describe(t[s])["mean"],
                           stats.describe(t[s])["median"], stats.describe(cols["kvp"][s])["mean"]])
         s = sel & (cols["view"] == "MLO") & stats.in_band(t, 50, 60)
-        nr, mr, medr = _dose_stats(recalc[s])
-        np_, mp, medp = _dose_stats(reported[s])
         mlo.append([m, int(s.sum()), int(np.unique(cols["woman"][s & (cols["woman"] >= 0)]).size),
-                    nr, mr, medr, np_, mp, medp, stats.describe(t[s])["mean"]])
-    excluded = np.flatnonzero(~included)
+                    *_dose_cells(recalc[s], reported[s]), stats.describe(t[s])["mean"]])
+    return [
+        Table("overview", "Survey files", [*text_columns("modality", "survey number", "file"),
+                                           *number_columns("women", "studies", "exposures")], overview),
+        Table("views", "Dose and thickness per view (included exposures)",
+              [*text_columns("modality", "view"), *number_columns("exposures"), *DOSE_COLUMNS,
+               *number_columns("thickness mean (mm)", "thickness median (mm)", "kV mean", digits=1)], views),
+        Table("mlo_50_60", "MLO views of 50–60 mm compressed thickness",
+              [*text_columns("modality"), *number_columns("exposures", "women"), *DOSE_COLUMNS,
+               *number_columns("thickness mean (mm)", digits=1)], mlo),
+        *exclusion_tables(cols, reasons),
+    ]
+
+
+def exclusion_tables(cols: dict, reasons: np.ndarray) -> list[Table]:
+    """The exclusions counted by reason, and each excluded exposure."""
+    excluded = np.flatnonzero(reasons != "")
     r_keys, r_counts = np.unique(reasons[excluded].astype(str), return_counts=True) if excluded.size \
         else (np.zeros(0, str), np.zeros(0, int))
     order = np.argsort(-r_counts, kind="stable")
     ex_rows = [[C.iso(cols["study_date"][i]), cols["acquisition"][i] or "",
                 cols["laterality"][i] or "", cols["view"][i] or "", cols["protocol"][i] or "",
                 cols["anode"][i] or "", cols["filter_material"][i] or "", reasons[i]] for i in excluded]
-    return {
-        "overview": Table("overview", "Survey files", ["modality", "survey number", "file", "women", "studies",
-                                                      "exposures"], overview, numeric=(3, 4, 5)),
-        "views": Table("views", "Dose and thickness per view (included exposures)",
-                       ["modality", "view", "exposures", "n recalc", "MGD recalc mean (mGy)",
-                        "MGD recalc median (mGy)", "n reported", "AGD reported mean (mGy)",
-                        "AGD reported median (mGy)", "thickness mean (mm)", "thickness median (mm)",
-                        "kV mean"], views, numeric=tuple(range(2, 12)), digits={9: 1, 10: 1, 11: 1}),
-        "mlo_50_60": Table("mlo_50_60", "MLO views of 50–60 mm compressed thickness",
-                           ["modality", "exposures", "women", "n recalc", "MGD recalc mean (mGy)",
-                            "MGD recalc median (mGy)", "n reported", "AGD reported mean (mGy)",
-                            "AGD reported median (mGy)", "thickness mean (mm)"], mlo, numeric=tuple(range(1, 10)),
-                           digits={9: 1}),
-        "exclusion_reasons": Table("exclusion_reasons", "Exclusions by reason", ["reason", "exposures"],
-                                   [[r_keys[k], int(r_counts[k])] for k in order], numeric=(1,)),
-        "excluded": Table("excluded", "Excluded exposures",
-                          ["study date", "acquisition", "laterality", "view", "protocol", "anode", "filter",
-                           "reason"], ex_rows, wrap=(4, 7)),
-    }
+    return [
+        Table("exclusion_reasons", "Exclusions by reason", [*text_columns("reason"), *number_columns("exposures")],
+              [[r_keys[k], int(r_counts[k])] for k in order]),
+        Table("excluded", "Excluded exposures",
+              [*text_columns("study date", "acquisition", "laterality", "view"), *text_columns("protocol", wrap=True),
+               *text_columns("anode", "filter"), *text_columns("reason", wrap=True)], ex_rows),
+    ]
 
 
-def unit_plots(cols: dict, reasons: np.ndarray) -> dict:
-    """Figures (data URIs) of one unit's survey report, with their captions."""
-    from srdose.report import plots as P
-    from srdose.report.reference import eu_levels
-
+def unit_plots(cols: dict, reasons: np.ndarray) -> tuple[dict, Table]:
+    """Figures (data URIs, with their captions) of one unit's survey report, and the table of the curves
+    fitted in them."""
     included = reasons == ""
-    mod = C.modality(cols)
     recalc, reported = C.recalc_mgd(cols), C.reported_agd(cols)
     use_recalc = bool(np.isfinite(recalc[included]).any())
     dose = recalc if use_recalc else reported
     dose_name = "MGD, recalculated (mGy)" if use_recalc else "AGD as reported (mGy)"
+    figs = {}
+    figs["scatter"], fits = _dose_scatter(cols, included, dose, dose_name)
+    fig, axes = P.figure(3.0, 1)
+    t = cols["compressed_thickness_mm"]
+    sel = included & np.isfinite(t)
+    P.histogram_groups(axes[0], t[sel], C.view_group(cols["view"][sel]), bins=np.arange(0, 131, 5),
+                       xlabel="compressed breast thickness (mm)", order=["CC", "MLO", "other"])
+    figs["thickness"] = {"uri": P.to_data_uri(fig),
+                         "caption": "Compressed thickness of the included exposures (2D and DBT), 5 mm bins."}
+    fit_table = Table("fit", "Fitted curves MGD = a·exp(b·thickness)",
+                      [*text_columns("modality"), *number_columns("a (mGy)", "b (1/mm)", "n", "left out",
+                                                                  "R² (log scale)")],
+                      fits, note="Least squares on ln(MGD); exposures more than a factor 2 from a first fit are "
+                                 "left out of the second (e.g. 20 kV events).")
+    return figs, fit_table
+
+
+def _dose_scatter(cols: dict, included: np.ndarray, dose: np.ndarray, dose_name: str) -> tuple[dict, list[list]]:
+    """Dose against thickness per modality with the fitted curve (and the EU levels on 2D); the figure
+    and the fit table's rows."""
+    mod = C.modality(cols)
     t = cols["compressed_thickness_mm"]
     eu = eu_levels()
-    out = {}
     fig, axes = P.figure(3.6, 2)
     fits = []
-    for ax, m in zip(axes, ("2D", "DBT")):
+    for ax, m in zip(axes, MODALITIES):
         sel = included & (mod == m)
         ax.set_title(f"{m}")
         ax.set_xlabel("compressed breast thickness (mm)")
@@ -312,24 +454,11 @@ def unit_plots(cols: dict, reasons: np.ndarray) -> dict:
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=6.5, loc="upper left")
     n_shown = int(min(P.MAX_POINTS, (included & np.isfinite(dose) & np.isfinite(t)).sum()))
-    out["scatter"] = {
+    figure = {
         "uri": P.to_data_uri(fig),
         "caption": (f"{dose_name.split(' (')[0]} against compressed thickness, included exposures by view; "
-                    f"black: least-squares fit of ln(MGD) on thickness (see the table). Dashed/dotted: {eu['label']} for PMMA "
-                    f"phantoms, plotted at the equivalent breast thickness — status: {eu['status_short']} "
+                    f"black: least-squares fit of ln(MGD) on thickness (see the table). Dashed/dotted: {eu['label']} "
+                    f"for PMMA phantoms, plotted at the equivalent breast thickness — status: {eu['status_short']} "
                     f"({eu['source']}). Up to {P.MAX_POINTS:,} points drawn per panel ({n_shown:,} here)."),
     }
-    fig, axes = P.figure(3.0, 1)
-    sel = included & np.isfinite(t)
-    P.histogram_groups(axes[0], t[sel], C.view_group(cols["view"][sel]), bins=np.arange(0, 131, 5),
-                       xlabel="compressed breast thickness (mm)", order=["CC", "MLO", "other"])
-    out["thickness"] = {"uri": P.to_data_uri(fig),
-                        "caption": "Compressed thickness of the included exposures (2D and DBT), 5 mm bins."}
-    from srdose.report.render import Table
-
-    out["fit_table"] = Table("fit", "Fitted curves MGD = a·exp(b·thickness)", ["modality", "a (mGy)", "b (1/mm)",
-                                                                               "n", "left out", "R² (log scale)"],
-                          fits, numeric=(1, 2, 3, 4, 5),
-                          note="Least squares on ln(MGD); exposures more than a factor 2 from a first fit are "
-                               "left out of the second (e.g. 20 kV events).")
-    return out
+    return figure, fits

@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import hashlib
 import json
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from sqlalchemy import String, Text, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
+from srdose.dates import dt_seconds
+from srdose.files import private_dir
 from srdose.parse.records import DoseReport, IrradiationEvent
+from srdose.parse.values import uid_problem
 from srdose.pseudonym import Pseudonymiser
 from srdose.store import models as M
+from srdose.vocab import Outcome, SourceKind
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-class Outcome(str, enum.Enum):
-    """What writing one dose report did."""
-
-    INGESTED = "ingested"
-    DUPLICATE = "duplicate"  # this SOP instance was already held
-    REPLACED = "replaced"  # superset of an earlier RDSR of the study, which it replaced
-    SUPERSEDED = "superseded"  # an earlier RDSR of the study already holds all its events
-    COVERED = "covered"  # MG image whose exposure an RDSR of the study already reports
-    # this SOP instance UID is held with other content: the first is kept, nothing written
-    CONFLICT = "conflict"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -145,26 +147,6 @@ def _event_key(ev) -> str:
     if ev.event_uid:
         return "uid:" + ev.event_uid
     return f"t:{ev.datetime_started}|{ev.laterality}|{ev.view}"
-
-
-def dt_seconds(value: Optional[str]) -> float:
-    """DICOM DT (YYYYMMDDHHMM[SS[.frac]][&zone]) as seconds on a day-number
-    scale, NaN when unreadable or without a time of day.
-
-    Differences are exact within and across days; the zone is ignored (the
-    events compared carry the same one).
-    """
-    if not value or len(value) < 12:
-        return float("nan")
-    try:
-        day = dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8])).toordinal()
-        sec = int(value[8:10]) * 3600 + int(value[10:12]) * 60
-        rest = value[12:].split("+")[0].split("-")[0]
-        if rest:
-            sec += float(rest)
-        return day * 86400.0 + sec
-    except ValueError:
-        return float("nan")
 
 
 #: An image and an RDSR event with no shared UID are the same exposure when
@@ -373,12 +355,12 @@ class DoseStore:
                 M.SourceObject.id != source_id,
             )
         ).all()
-        rdsr_ids = [r.id for r in live if r.kind == "rdsr"]
-        image_ids = [r.id for r in live if r.kind == "image"]
+        rdsr_ids = [r.id for r in live if r.kind == SourceKind.RDSR]
+        image_ids = [r.id for r in live if r.kind == SourceKind.IMAGE]
         events = report.events
         outcome = Outcome.INGESTED
 
-        if report.source == "rdsr":
+        if report.source == SourceKind.RDSR:
             new_keys = {_event_key(e) for e in events}
             held = self._events_of(conn, rdsr_ids)
             by_source: dict[int, set] = {}
@@ -469,8 +451,6 @@ class DoseStore:
         """Record a quarantined dataset. Whatever the dataset held, this row
         can be written: a UID that is not one is left out (the reason says
         it), text is cut to its column and cleared of NUL characters."""
-        from srdose.parse.values import uid_problem
-
         if sop_instance_uid is not None and uid_problem(str(sop_instance_uid)):
             sop_instance_uid = None
         row = fit_row(M.Quarantine, dict(
@@ -580,3 +560,28 @@ def held_sop_instances(store: "DoseStore") -> set[str]:
         held = set(conn.execute(select(M.SourceObject.sop_instance_uid)).scalars())
         held.update(u for u in conn.execute(select(M.Quarantine.sop_instance_uid)).scalars() if u)
     return held
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create a new SQLite database file readable by its owner only (its journal and WAL files
+    take the same mode), in a folder of the same kind. Other URLs and existing files are left alone."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return  # the store reports the bad URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.exists():
+        return
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Optional
 from sqlalchemy import and_, case, delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from srdose.dates import parse_da
 from srdose.store import models as M
 
 FLAG_INFEASIBLE = "infeasible:"
@@ -210,12 +211,11 @@ def iter_research_rows(store, since: Optional[str] = None, until: Optional[str] 
 # --- curation: infeasible values ------------------------------------------------------
 
 
-def iter_events_for_check(store) -> Iterator[dict]:
-    """Every live event's checked fields, with its study date and flags."""
-    from srdose.curation.infeasible import FIELDS
-
+def iter_events_for_check(store, fields: Iterable[str]) -> Iterator[dict]:
+    """Every live event's ``fields`` (event columns; ``study_date`` is always there), with its
+    study date and flags. Curation names the fields its rules check."""
     E, S, St = M.Event, M.SourceObject, M.Study
-    cols = [getattr(E, f) for f in FIELDS if f != "study_date"]
+    cols = [getattr(E, f) for f in fields if f != "study_date"]
     q = (select(E.id, E.acquisition, E.flags, St.study_date, *cols)
          .join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
          .where(S.superseded_by.is_(None)).order_by(E.id))
@@ -385,7 +385,7 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
     audit trail are kept.
     """
     St, S, E = M.Study, M.SourceObject, M.Event
-    cutoff = dt.datetime.strptime(before, "%Y%m%d")
+    cutoff = dt.datetime.combine(parse_da(before), dt.time())
     counts: dict[str, int] = {}
     with store.begin() as conn:
         undated_old = (select(S.study_id).group_by(S.study_id).having(func.max(S.received_at) < cutoff))
@@ -441,3 +441,9 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
                 conn.execute(delete(Q).where(Q.id.in_(c)))
     counts["quarantine_files"] = [r.stored_as for r in quarantine_rows if r.stored_as]
     return counts
+
+
+def opted_out_study_count(store) -> int:
+    """Held studies of patients on the opt-out list."""
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(M.Study).where(opted_out_expr())).scalar_one()

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 
 from srdose.store import models as M
+from srdose.vocab import Acquisition
 
 
 def _now() -> dt.datetime:
@@ -213,7 +214,7 @@ def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[
     Returns (position of the event in ``event_id``, weight) per pulse: the
     pulse's mAs, else its mA x pulse width, else NaN (unknown).
     """
-    dbt = [int(e) for e, a in zip(event_id.tolist(), acquisition) if a == "DBT"]
+    dbt = [int(e) for e, a in zip(event_id.tolist(), acquisition) if a == Acquisition.DBT]
     if not dbt:
         return np.zeros(0, np.int64), np.zeros(0)
     P = M.Pulse
@@ -279,3 +280,13 @@ def recalc_summary(store) -> dict:
         by_method = dict(conn.execute(select(R.method, func.count()).group_by(R.method)).all())
         no_mgd = conn.execute(select(func.count()).select_from(R).where(R.mgd_recalc_mgy.is_(None))).scalar_one()
     return {"by_method": by_method, "no_mgd": no_mgd}
+
+
+def results_by_event(store) -> list[dict]:
+    """Each recalculated event with its unit, reported AGD and result, in event order."""
+    E, R, D = M.Event, M.RecalcResult, M.Device
+    q = (select(D.manufacturer, D.model, E.acquisition, E.compressed_thickness_mm, E.agd_mgy, R.mgd_recalc_mgy,
+                R.mgd_u_mgy, R.ratio_recalc_to_reported, R.flags)
+         .join(R, R.event_id == E.id).join(D, D.id == E.device_id).order_by(E.id))
+    with store.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(q)]

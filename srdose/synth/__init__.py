@@ -54,7 +54,8 @@ from .generate import (
     write_study_with_images,
 )
 from .mg import build_mg_image, build_mg_images
-from .model import Event, Patient, Pulse, Study, plan_study
+from .model import Event, Patient, Pulse, Study
+from .plan import plan_study
 from .rdsr import build_study_rdsr, encode_study_rdsr
 from .vendors import VENDORS, Unit, get_profile, make_unit
 

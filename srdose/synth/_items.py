@@ -24,6 +24,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from srdose.compat import elements_of
+
 from .codes import Code
 
 Elem = tuple  # (tag: int, vr: str, value)
@@ -157,7 +159,7 @@ def value_of(elems: list[Elem], tag: int):
 def to_dataset(elems: Iterable[Elem], ds: Dataset | None = None) -> Dataset:
     """Render an element list as a pydicom Dataset."""
     ds = Dataset() if ds is None else ds
-    d = ds._dict
+    d = elements_of(ds)
     for tag, vr, value in elems:
         if vr == "SQ":
             if isinstance(value, Code):

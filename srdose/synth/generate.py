@@ -12,7 +12,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from .mg import build_mg_images
-from .model import Study, plan_study
+from .model import Study
+from .plan import plan_study
 from .rdsr import encode_study_rdsr
 from .vendors import VENDORS, get_profile
 

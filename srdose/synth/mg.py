@@ -18,7 +18,8 @@ from pydicom.sequence import Sequence
 
 from . import codes as C
 from ._items import code_elems, to_dataset
-from .model import Event, Study, plan_study, stable_rng
+from .model import Event, Study, stable_rng
+from .plan import plan_study
 from .rdsr import file_meta
 from .vendors import get_profile
 

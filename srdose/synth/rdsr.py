@@ -17,7 +17,8 @@ from pydicom.uid import UID
 
 from . import _items as I
 from . import codes as C
-from .model import Event, Study, plan_study, stable_rng, stable_uid
+from .model import Event, Study, stable_rng, stable_uid
+from .plan import plan_study
 from .vendors import Giotto, Hologic, VendorProfile, get_profile
 
 __all__ = ["build_study_rdsr", "encode_study_rdsr", "rdsr_elements", "image_sop_class",

@@ -17,7 +17,8 @@ import pydicom
 
 from .generate import StudyFiles, manifest_entry, study_rng, write_manifest
 from .mg import build_mg_images
-from .model import Study, plan_study
+from .model import Study
+from .plan import plan_study
 from .rdsr import encode_study_rdsr
 from .vendors import get_profile
 

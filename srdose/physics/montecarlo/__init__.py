@@ -20,7 +20,14 @@ The physics modules (materials, spectra, transport, conversion) are pure
 functions on numpy arrays; only ``tables`` and ``report`` write files.
 """
 
-from .conversion import Response, dose_per_kerma, independent_ratio, spectrum_ratio, sweep_T, t_factor
+from .conversion import (
+    Response,
+    dose_per_kerma,
+    independent_ratio,
+    spectrum_ratio,
+    sweep_T,
+    t_factor,
+)
 from .transport import BreastGeometry, make_media, simulate
 
 __all__ = [

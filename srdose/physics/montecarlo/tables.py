@@ -10,18 +10,25 @@ model, library versions, photon counts and seed). Columns are documented in
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import os
 import platform
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from srdose import __version__
+from srdose.physics.io import (
+    copy_file,
+    load_arrays,
+    load_public_factors,
+    read_commented_csv,
+    save_arrays,
+    write_tables,
+)
 
 from . import conversion, spectra, systems, transport
 
@@ -33,12 +40,6 @@ SUSPECT_G_CELLS = {
     (0.60, 2.0): "doubtful: 0.587 in the public copy (~1.5-2 % low vs smooth models)",
     (0.55, 5.0): "doubtful: 0.287 in the public copy (~1-2 % high vs smooth models)",
 }
-
-
-def load_public_factors() -> dict:
-    """The bundled public copy of the Dance tables (physics/data/dance_public_factors.json)."""
-    text = resources.files("srdose.physics").joinpath("data/dance_public_factors.json").read_text()
-    return json.loads(text)["factors"]
 
 
 @dataclass(frozen=True)
@@ -318,30 +319,13 @@ def provenance_lines(photons_2d: int, photons_dbt: int, seed: int, cpu_s: float,
         f"photons per run: 2D {photons_2d}, DBT {photons_dbt}; runs {n_runs}; base seed {seed}; "
         f"cpu {cpu_s:.0f} s; generated {datetime.datetime.now().isoformat(timespec='seconds')} "
         f"on {platform.python_implementation()} {platform.python_version()}",
-        "regenerate: srdose mc tables --out DIR (python -m srdose.physics.mc_cli tables --out DIR)",
+        "regenerate: srdose mc tables --out DIR (python -m srdose mc tables --out DIR)",
     ]
-
-
-def write_tables(out_dir: Path, tables: dict[str, list[list]], header: list[str]) -> list[Path]:
-    """Write each table as CSV with '#' provenance lines."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, rows in tables.items():
-        path = out_dir / name
-        with path.open("w", newline="") as fh:
-            for line in header:
-                fh.write(f"# {line}\n")
-            fh.write(f"# table: {name}\n")
-            w = csv.writer(fh)
-            w.writerows(rows)
-        written.append(path)
-    return written
 
 
 def load_responses(path: Path) -> dict:
     """The raw responses of a generation (``responses.npz``), keyed like :func:`run_all`'s results."""
-    d = np.load(path)
+    d = load_arrays(path)
     out = {}
     for k, dose, var, kerma in zip(d["keys"], d["dose"], d["dose_var"], d["kerma"]):
         key = (float(k[0]), round(float(k[1]), 6), round(float(k[2]), 6))
@@ -356,22 +340,15 @@ def refold(tables_dir: Path, out_dir: Path) -> list[Path]:
     kept, with a line saying when the tables were refolded."""
     tables_dir = Path(tables_dir)
     results = load_responses(tables_dir / "responses.npz")
-    header = [ln[2:] for ln in (tables_dir / "g_factors.csv").read_text().splitlines()
-              if ln.startswith("# ") and not ln.startswith("# table:") and not ln.startswith("# refolded")]
-    header.append(f"refolded from these runs' responses.npz with the spectra of srdose {_version()} on "
+    header = [c for c in read_commented_csv(tables_dir / "g_factors.csv").comments
+              if not c.startswith("table:") and not c.startswith("refolded")]
+    header.append(f"refolded from these runs' responses.npz with the spectra of srdose {__version__} on "
                   f"{datetime.datetime.now().isoformat(timespec='seconds')}")
     tables = build_tables(results, table_spectra(), load_public_factors())
     out_dir = Path(out_dir)
     if out_dir.resolve() != tables_dir.resolve():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "responses.npz").write_bytes((tables_dir / "responses.npz").read_bytes())
+        copy_file(tables_dir / "responses.npz", out_dir / "responses.npz")
     return write_tables(out_dir, tables, header)
-
-
-def _version() -> str:
-    from srdose import __version__
-
-    return __version__
 
 
 def generate(out_dir: Path, photons_2d: int = 8_000_000, photons_dbt: int = 2_500_000, seed: int = 20240501,
@@ -388,8 +365,7 @@ def generate(out_dir: Path, photons_2d: int = 8_000_000, photons_dbt: int = 2_50
     tables = build_tables(results, spec, public)
     header = provenance_lines(photons_2d, photons_dbt, seed, cpu, len(runs))
     # Keep the raw responses too, for the validation report.
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
+    save_arrays(
         Path(out_dir) / "responses.npz",
         keys=np.array([list(k) for k in results]),
         dose=np.array([r.dose for r in results.values()]),

@@ -1,33 +1,43 @@
-"""``srdose report survey | drl | qa``.
+"""``srdose report survey|drl|qa`` and ``srdose qc``.
 
-Registered by :func:`srdose.cli._register_optional` (attribute ``report``).
-Exit codes as everywhere: 0 written; 1 written in part or with nothing to
-report (no events in the period, no room qualifying for a DRL); 2 usage (bad
-dates, unknown unit, bad ``[report]`` settings); 3 could not run.
+Exit codes as everywhere: 0 written; 1 written in part or with nothing to report (no events in the
+period, no room qualifying for a DRL); 2 usage (bad dates, unknown unit, bad ``[report]`` settings);
+3 could not run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from srdose.cli_types import DATE, UNIT, esc, flatten_serials
+from srdose.cli.context import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Context,
+    console,
+    fail,
+    out,
+)
+from srdose.cli.params import DATE, UNIT, Unit, flatten_serials
+from srdose.report.common import Built
+from srdose.report.drl import DRLSettings, build_drl
+from srdose.report.phantom import build_phantom_qc
+from srdose.report.qa import build_qa
+from srdose.report.survey import build_survey, parse_survey_numbers
+from srdose.terminal import esc
 
 
-def _cli():
-    from srdose import cli
-
-    return cli
-
-
-def _iso(ctx, param, value):
+def _iso(ctx: click.Context, param: click.Parameter, value: dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _period_options(f):
+def _period_options(f: Callable) -> Callable:
     f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
                      show_default=True, help="Folder for the HTML report and its CSV/XLSX tables.")(f)
     f = click.option("--to", "until", required=True, type=DATE, callback=_iso,
@@ -37,30 +47,28 @@ def _period_options(f):
     return f
 
 
-def _finish(built, started: float) -> None:
-    cli = _cli()
+def _finish(built: Built, started: float) -> None:
     for note in built.notes:
-        cli.console.print(f"[yellow]{esc(note)}[/]")
+        console.print(f"[yellow]{esc(note)}[/]")
     for path in built.html:
-        cli.out.print(f"report: {esc(path)}")
+        out.print(f"report: {esc(path)}")
     others = [p for p in built.files if p not in built.html]
     if others:
-        cli.console.print(f"{len(others)} table file(s) (CSV/XLSX) beside it in {esc(others[0].parent)}")
-    cli.console.print(f"done in {time.monotonic() - started:.1f} s")
-    sys.exit(cli.EXIT_PARTIAL if built.partial or not built.html else cli.EXIT_OK)
+        console.print(f"{len(others)} table file(s) (CSV/XLSX) beside it in {esc(others[0].parent)}")
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+    sys.exit(EXIT_PARTIAL if built.partial or not built.html else EXIT_OK)
 
 
-def _run(step_name: str, fn):
+def _run(step_name: str, fn: Callable[[Callable[[str], None]], Built]) -> Built:
     """Run a build with a rich status line showing its current step."""
-    cli = _cli()
-    with cli.console.status(step_name) as status:
+    with console.status(step_name) as status:
         # step texts name units: a serial is shown as it is, never read as markup
         return fn(lambda text: status.update(esc(text)))
 
 
 def _check_period(since: str, until: str) -> None:
     if since > until:
-        _cli().fail(f"--from {since} is after --to {until}", _cli().EXIT_USAGE)
+        fail(f"--from {since} is after --to {until}", EXIT_USAGE)
 
 
 @click.group()
@@ -73,7 +81,7 @@ def report() -> None:
 @click.option("--unit", "units", multiple=True, type=UNIT,
               help="Only this unit: serial, station or the name it is shown under (repeat); default all.")
 @click.pass_obj
-def survey_cmd(obj, since, until, out_dir, units) -> None:
+def survey_cmd(obj: Context, since: str, until: str, out_dir: Path, units: tuple[Unit, ...]) -> None:
     """National dose-survey submission: per unit, the survey CSVs (UK breast screening
     format; 2D and DBT apart, DBT numbered 2D + 1) and an HTML report with MGD per view, MLO
     50-60 mm, MGD against thickness with the European Guidelines levels, thickness histogram
@@ -82,21 +90,17 @@ def survey_cmd(obj, since, until, out_dir, units) -> None:
     Survey numbers come from [report] survey_numbers ("SERIAL=NUMBER"); other units get a
     stable default (see `srdose config`).
     """
-    from srdose.report.build import Built, build_survey
-    from srdose.report.survey import parse_survey_numbers
-
-    cli = _cli()
     _check_period(since, until)
     try:
         parse_survey_numbers(obj.settings["report"]["survey_numbers"])
     except ValueError as exc:
-        cli.fail(str(exc), cli.EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     store = obj.store(write=False)
     serials = flatten_serials(units)
     started = time.monotonic()
     total = Built()
 
-    def go(step):
+    def go(step: Callable[[str], None]) -> Built:
         for serial in (serials or [None]):
             b = build_survey(store, obj.settings, since, until, out_dir, serial, progress=step)
             total.html += b.html
@@ -118,22 +122,19 @@ def survey_cmd(obj, since, until, out_dir, units) -> None:
 @click.option("--unit", "units", multiple=True, type=UNIT,
               help="Only these rooms: serial, station or the name shown (repeat); default all.")
 @click.pass_obj
-def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_events, units) -> None:
+def drl_cmd(obj: Context, since: str, until: str, out_dir: Path, band: str | None, views: tuple[str, ...],
+            acquisition: str | None, dose: str | None, min_events: int | None, units: tuple[Unit, ...]) -> None:
     """Local and national-style DRLs (ICRP 135): per room the median dose of a standard exposure
     set (default 2D MLO, 50-60 mm); local DRL = median of room medians, national-style = their
     75th percentile; each room against the national DRL of [report] national_drl_mgy (none built in).
 
     Events with an infeasible:<rule> flag and studies that are not a patient's are excluded and counted.
     """
-    from srdose.report.build import build_drl
-    from srdose.report.drl import DRLSettings
-
-    cli = _cli()
     _check_period(since, until)
     try:
         s = DRLSettings.from_settings(obj.settings["report"], band, list(views) or None, acquisition, dose, min_events)
     except ValueError as exc:
-        cli.fail(str(exc), cli.EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     store = obj.store(write=False)
     serials = flatten_serials(units)
     started = time.monotonic()
@@ -147,12 +148,10 @@ def drl_cmd(obj, since, until, out_dir, band, views, acquisition, dose, min_even
               help="The unit: serial, station or the name it is shown under.")
 @_period_options
 @click.pass_obj
-def qa_cmd(obj, unit, since, until, out_dir) -> None:
+def qa_cmd(obj: Context, unit: Unit, since: str, until: str, out_dir: Path) -> None:
     """Physics QA review of one unit: recalculated against reported MGD (scatter, Bland-Altman,
     ratio by kV and target/filter, flagged events), AEC behaviour (kV, target/filter, mAs against
     thickness), compression per view, exam timing, data-quality flags."""
-    from srdose.report.build import build_qa
-
     _check_period(since, until)
     serial = unit.one_serial()
     store = obj.store(write=False)
@@ -173,16 +172,14 @@ def qa_cmd(obj, unit, since, until, out_dir) -> None:
               help="Also take events whose protocol name matches (SQL LIKE, e.g. '%PMMA%'), besides the studies "
                    "marked not-a-patient at ingest.")
 @click.pass_obj
-def qc(obj, since, until, out_dir, units, convention, protocol_like) -> None:
+def qc(obj: Context, since: str, until: str, out_dir: Path, units: tuple[Unit, ...], convention: str,
+       protocol_like: str | None) -> None:
     """Phantom QC: the MGD of the breast each PMMA exposure stands for (European protocol), against the
     European acceptable and achievable levels, per unit and over time.
 
     Phantom exposures are the studies marked not-a-patient at ingest ([curation] not_patient_patterns)
     and, with --protocol, events whose protocol name matches.
     """
-    from srdose.report.phantom import build_phantom_qc
-
-    cli = _cli()
     _check_period(since, until)
     store = obj.store(write=False)
     serials = flatten_serials(units)
@@ -192,5 +189,5 @@ def qc(obj, since, until, out_dir, units, convention, protocol_like) -> None:
                                                                  list(serials) or None, convention, protocol_like,
                                                                  progress=step))
     except ValueError as exc:
-        cli.fail(str(exc), cli.EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     _finish(built, started)

@@ -1,5 +1,4 @@
-"""Parameter types every ``srdose`` command shares: a date, a unit, an output file, and text
-from the data made safe for the terminal.
+"""Parameter types every ``srdose`` command shares: a date, a unit, an output file.
 
 One definition each, so that ``--from 2024/12/31`` or ``--unit NOSUCH`` is refused the same
 way (exit 2, saying what was expected) by every command, instead of being read as something
@@ -9,29 +8,15 @@ else and silently selecting nothing.
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import click
 
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-# C0 and C1 control characters and DEL: a terminal acts on them (escape sequences, bells)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def plain_text(value) -> str:
-    """``value`` as one line of printable text (control characters become '?')."""
-    return _CONTROL.sub("?", "" if value is None else str(value))
-
-
-def esc(value) -> str:
-    """Text from the data (a serial, a station, an AE title) for a rich table or message:
-    printable, and taken literally, never as rich markup such as ``[/]``."""
-    from rich.markup import escape
-
-    return escape(plain_text(value))
+from srdose.dates import parse_iso_day
+from srdose.store.governance import units
+from srdose.terminal import plain_text
 
 
 class DateType(click.ParamType):
@@ -39,27 +24,24 @@ class DateType(click.ParamType):
 
     name = "YYYY-MM-DD"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> dt.date:
         if isinstance(value, dt.date):
             return value
-        text = str(value).strip()
-        if _ISO_DAY.fullmatch(text):
-            try:
-                return dt.date.fromisoformat(text)
-            except ValueError:
-                pass
+        day = parse_iso_day(str(value))
+        if day is not None:
+            return day
         self.fail(f"{plain_text(value)!r} is not a date: expected YYYY-MM-DD, e.g. 2024-12-31", param, ctx)
 
 
 DATE = DateType()
 
 
-def dicom_day(day: Optional[dt.date]) -> Optional[str]:
+def dicom_day(day: dt.date | None) -> str | None:
     """A date as DICOM stores it (YYYYMMDD), None stays None."""
     return day.strftime("%Y%m%d") if day else None
 
 
-def iso_day(day: Optional[dt.date]) -> Optional[str]:
+def iso_day(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
 
 
@@ -91,7 +73,7 @@ def flatten_serials(units: Sequence[Unit]) -> list[str]:
     return out
 
 
-def resolve_unit(devices: list[dict], ref: str) -> Optional[Unit]:
+def resolve_unit(devices: list[dict], ref: str) -> Unit | None:
     """The devices ``ref`` names: exactly a serial, else any case a serial, a station name or the name
     the unit is shown under (rename or alias). None when nothing matches."""
     exact = [d for d in devices if d["serial"] == ref]
@@ -126,11 +108,9 @@ class UnitType(click.ParamType):
 
     name = "UNIT"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Unit:
         if isinstance(value, Unit):
             return value
-        from srdose.store.governance import units
-
         obj = ctx.find_root().obj if ctx is not None else None
         if obj is None:  # outside a command (e.g. completion): nothing to check against
             return Unit(str(value), (str(value),), ())
@@ -145,7 +125,7 @@ class UnitType(click.ParamType):
 UNIT = UnitType()
 
 
-def output_format(path: Path, fmt: Optional[str], supported: Sequence[str] = ("csv", "xlsx")) -> str:
+def output_format(path: Path, fmt: str | None, supported: Sequence[str] = ("csv", "xlsx")) -> str:
     """The format of an output file: ``fmt`` when given, else its suffix (none: the first supported).
     Any other suffix is a usage error naming the supported ones."""
     if fmt:

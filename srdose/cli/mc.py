@@ -2,8 +2,7 @@
 
 ``srdose mc --target Mo --filter Mo:0.03 --kv 28 --thickness-mm 45 --json``
 runs one calculation; ``srdose mc tables --out DIR`` regenerates the factor
-tables. Registered in srdose/cli.py as ``main.add_command(mc)``; until then
-``python -m srdose.physics.mc_cli ...`` works the same.
+tables.
 """
 
 from __future__ import annotations
@@ -13,6 +12,17 @@ import time
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from srdose.physics.montecarlo import conversion, spectra, systems, tables, transport
 
 
 def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: float, thickness_mm: float,
@@ -26,8 +36,6 @@ def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: fl
     angle differ), ``c`` and ``t`` the corresponding ratios. Uncertainties are
     one standard deviation (statistical).
     """
-    from srdose.physics.montecarlo import conversion, spectra, systems, transport
-
     fmat, fmm = spectra.parse_filter(filter_spec)
     sp = spectra.make_spectrum(target, fmat, float(fmm), float(kv), float(added_al_mm))
     hvl = spectra.hvl_mm_al(sp.fluence)
@@ -86,8 +94,9 @@ def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: fl
 @click.option("--with-s", is_flag=True, help="Also compute s against Mo/Mo of the same HVL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def mc(ctx, target, filter_spec, kv, added_al_mm, thickness_mm, glandularity, angle_deg, photons, seed,
-       with_s, as_json):
+def mc(ctx: click.Context, target: str | None, filter_spec: str | None, kv: float | None, added_al_mm: float,
+       thickness_mm: float | None, glandularity: float, angle_deg: float, photons: int, seed: int, with_s: bool,
+       as_json: bool) -> None:
     """Monte Carlo of the Dance breast model: conversion factors g, c, s, t."""
     if ctx.invoked_subcommand is not None:
         return
@@ -100,9 +109,6 @@ def mc(ctx, target, filter_spec, kv, added_al_mm, thickness_mm, glandularity, an
     if as_json:
         click.echo(json.dumps(result))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="srdose mc")
     table.add_column("quantity")
     table.add_column("value")
@@ -120,17 +126,13 @@ def mc(ctx, target, filter_spec, kv, added_al_mm, thickness_mm, glandularity, an
 @click.option("--from-responses", "from_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Rebuild the tables from the raw responses (responses.npz) of an earlier generation in this "
                    "folder, without new transport runs (new beams or tube voltages, same geometries).")
-def tables_cmd(out_dir, photons_2d, photons_dbt, seed, workers, from_dir):
+def tables_cmd(out_dir: Path, photons_2d: int, photons_dbt: int, seed: int, workers: int,
+               from_dir: Path | None) -> None:
     """Regenerate every factor table (CSV with provenance) into OUT."""
     if from_dir is not None:
-        from srdose.physics.montecarlo import tables as T
-
-        for p in T.refold(from_dir, out_dir):
+        for p in tables.refold(from_dir, out_dir):
             click.echo(str(p))
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from srdose.physics.montecarlo import tables
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TimeRemainingColumn()) as bar:
@@ -146,7 +148,3 @@ def tables_cmd(out_dir, photons_2d, photons_dbt, seed, workers, from_dir):
         paths = tables.generate(out_dir, photons_2d, photons_dbt, seed, workers, progress, on_plan)
     for p in paths:
         click.echo(str(p))
-
-
-if __name__ == "__main__":  # python -m srdose.physics.mc_cli
-    mc()

@@ -1,8 +1,11 @@
-"""Commands: ``srdose listen``, ``srdose status``, ``srdose retrieve``."""
+"""``srdose listen``, ``srdose status`` and ``srdose retrieve``: DICOM reception."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -10,16 +13,40 @@ import time
 from pathlib import Path
 
 import click
+from rich.table import Table
 
-from srdose.cli import EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE, Context, console, fail, out, progress_bar
-from srdose.cli_types import DATE, esc
+from srdose.cli.context import (
+    EXIT_FAILED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Context,
+    console,
+    fail,
+    out,
+    progress_bar,
+)
+from srdose.cli.params import DATE
+from srdose.governance.hooks import IngestHooks
+from srdose.ingest import Ingestor
+from srdose.quarantine import QuarantineFolder
+from srdose.receive.process import IngestProcess
+from srdose.receive.retrieve import (
+    PacsClient,
+    RetrieveError,
+    RetrieveSummary,
+    plan,
+    wait_until_ingested,
+)
+from srdose.receive.scp import MAX_DATASET_MB, Listener, ListenerOptions, Receiver
+from srdose.receive.worker import IngestWorker
+from srdose.spool import Spool
+from srdose.store.database import held_sop_instances, reception_counts
+from srdose.terminal import esc
 
 
 def _plain_service_log() -> None:
     """One plain line per association and per dataset, as a service log
     (journald, files) wants it; rich's rendering costs ~1 ms a line."""
-    import logging
-
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -37,8 +64,6 @@ STATUS_STALE_SECONDS = 120
 
 def _listener_running(doc: dict) -> bool:
     """Is the listener that wrote this status still running?"""
-    import os
-
     if doc.get("stopped") or time.time() - float(doc["updated"]) > STATUS_STALE_SECONDS:
         return False
     pid = doc.get("pid")
@@ -53,15 +78,13 @@ def _listener_running(doc: dict) -> bool:
     return True
 
 
-def _checked_options(section: dict):
+def _checked_options(section: dict) -> ListenerOptions:
     """Listener options from the settings, or exit 2 saying which setting is
     wrong and what it should be (before anything is started)."""
-    from srdose.receive.scp import MAX_DATASET_MB, ListenerOptions
-
-    def bad(key, expected):
+    def bad(key: str, expected: str) -> None:
         fail(f"[listener] {key} = {section.get(key)!r}: expected {expected}", EXIT_USAGE)
 
-    def integer(key, low, high, expected):
+    def integer(key: str, low: int, high: int, expected: str) -> None:
         value = section.get(key)
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
@@ -69,7 +92,7 @@ def _checked_options(section: dict):
             bad(key, expected)
         section[key] = value
 
-    def number(key, expected, default=None):
+    def number(key: str, expected: str, default: float | None = None) -> None:
         value = section.get(key, default)
         try:
             ok = not isinstance(value, bool) and float(value) > 0
@@ -101,18 +124,13 @@ def _checked_options(section: dict):
     return ListenerOptions.from_settings(section)
 
 
-def build_listener(obj: Context, overrides: dict, own_process: bool = False):
+def build_listener(obj: Context, overrides: dict,
+                   own_process: bool = False) -> tuple[Listener, IngestProcess | IngestWorker]:
     """Listener, worker and spool from the settings plus command-line overrides.
 
     With ``own_process`` the ingest worker runs in a child process (the
     listener service); otherwise in a thread (retrieval).
     """
-    from srdose.ingest import Ingestor
-    from srdose.quarantine import QuarantineFolder
-    from srdose.receive.scp import Listener
-    from srdose.receive.worker import IngestWorker
-    from srdose.spool import Spool
-
     section = dict(obj.settings["listener"])
     section.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
     options = _checked_options(section)
@@ -123,17 +141,14 @@ def build_listener(obj: Context, overrides: dict, own_process: bool = False):
     store = obj.store()  # creates the schema and the site secret before any child starts
     quarantine = QuarantineFolder(obj.settings.quarantine_dir)
     spool = Spool(obj.settings.spool_dir, section["after_ingest"], obj.settings.archive_dir)
+    hooks = IngestHooks.from_settings(obj.settings)
     if own_process:
-        from srdose.receive.process import IngestProcess
-
-        from srdose.governance.hooks import IngestHooks
-
         recalc = dict(obj.settings["recalc"])
         worker = IngestProcess(obj.db_url, obj.settings.site_secret_path, obj.settings.quarantine_dir,
-                               spool, _status_file(obj), IngestHooks.from_settings(obj.settings),
+                               spool, _status_file(obj), hooks,
                                recalc_section=recalc if recalc.get("after_ingest", True) else None)
     else:
-        worker = IngestWorker(Ingestor(store, quarantine), spool, _status_file(obj))
+        worker = IngestWorker(Ingestor(store, quarantine, hooks=hooks), spool, _status_file(obj))
     return Listener(options, spool, quarantine, worker), worker
 
 
@@ -148,7 +163,9 @@ def build_listener(obj: Context, overrides: dict, own_process: bool = False):
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA (PEM) whose client certificates are required.")
 @click.pass_obj
-def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_cert, tls_key, tls_ca) -> None:
+def listen(obj: Context, port: int | None, aet: str | None, host: str | None, allow: tuple[str, ...],
+           max_pdu: int | None, max_associations: int | None, tls_cert: str | None, tls_key: str | None,
+           tls_ca: str | None) -> None:
     """Receive dose SRs and MG images over DICOM (a Storage SCP) and ingest them.
 
     Every dataset is on disk (spooled, fsynced) before the sender hears
@@ -159,7 +176,7 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
     _plain_service_log()
     stop = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: object) -> None:
         console.print(f"{signal.Signals(signum).name}: finishing the datasets in hand, then stopping")
         stop.set()
 
@@ -208,9 +225,6 @@ def listen(obj: Context, port, aet, host, allow, max_pdu, max_associations, tls_
 @click.pass_obj
 def status(obj: Context, as_json: bool) -> None:
     """Counts received / ingested / quarantined / spooled, last seen per calling AE."""
-    from srdose.spool import Spool
-    from srdose.store.database import reception_counts
-
     store = obj.store(write=False)
     doc = {"database": reception_counts(store),
            "spooled": len(Spool(obj.settings.spool_dir).pending()) if obj.settings.spool_dir.exists() else 0}
@@ -224,8 +238,6 @@ def status(obj: Context, as_json: bool) -> None:
     if as_json:
         out.print_json(data=doc)
         return
-    from rich.table import Table
-
     table = Table(title="By calling AE / source")
     for col in ("source", "ingested objects", "quarantined", "last received (UTC)"):
         table.add_column(col)
@@ -255,21 +267,17 @@ def status(obj: Context, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), help="Port of our Storage SCP for C-MOVE (default from config).")
 @click.option("--external-listener", is_flag=True, help="C-MOVE to an `srdose listen` already running, instead of our own SCP.")
 @click.pass_obj
-def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, station, institution,
-             use_move, port, external_listener) -> None:
+def retrieve(obj: Context, pacs: str, pacs_aet: str, aet: str | None, date_from: dt.date, date_to: dt.date,
+             modality: str, station: str | None, institution: str | None, use_move: bool, port: int | None,
+             external_listener: bool) -> None:
     """Find dose SRs on a PACS (C-FIND) and retrieve them (C-MOVE or C-GET).
 
     Only dose SR instances are fetched; studies without one fall back to
     their MG image headers. Instances already in the database are skipped,
     so the command can be re-run to resume. Exit 1 if any request failed.
     """
-    from srdose.receive.retrieve import PacsClient, RetrieveError, RetrieveSummary, plan, wait_until_ingested
-    from srdose.receive.scp import Receiver
-    from srdose.store.database import held_sop_instances
-
     if date_from > date_to:
         fail(f"--from {date_from} is after --to {date_to}", EXIT_USAGE)
-    date_from, date_to = date_from.isoformat(), date_to.isoformat()
     host, _, pacs_port = pacs.rpartition(":")
     if not host or not pacs_port.isdigit():
         fail(f"--pacs must be HOST:PORT, not {pacs!r}", EXIT_USAGE)
@@ -279,7 +287,7 @@ def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, st
     held = held_sop_instances(obj.store())
     summary = RetrieveSummary()
     try:
-        dose, images = plan(client, date_from, date_to, modality or None, station, institution,
+        dose, images = plan(client, date_from.isoformat(), date_to.isoformat(), modality or None, station, institution,
                             held.__contains__, summary)
     except RetrieveError as exc:
         fail(str(exc), EXIT_FAILED)
@@ -293,7 +301,7 @@ def retrieve(obj: Context, pacs, pacs_aet, aet, date_from, date_to, modality, st
         with progress_bar() as bar:
             task = bar.add_task("retrieving", total=len(wanted), rate="")
 
-            def stored(_report):
+            def stored(_report: object) -> None:
                 summary.received += 1
                 bar.update(task, advance=1)
 

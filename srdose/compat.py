@@ -1,0 +1,81 @@
+"""Every use srdose makes of a dependency's private parts, in one place.
+
+Each helper says what it relies on; ``tests/test_compat.py`` checks each on
+the installed versions, and ``pyproject.toml`` bounds those dependencies
+below their next major version.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.sr._snomed_dict import mapping as _snomed_mapping
+
+#: Legacy SNOMED-RT code value -> SNOMED CT code value. Relies on pydicom's
+#: private table ``pydicom.sr._snomed_dict.mapping["SRT"]`` (a dict of str to
+#: str), the one pydicom itself uses to translate SRT codes.
+SNOMED_RT_TO_CT: dict[str, str] = _snomed_mapping["SRT"]
+
+#: Linux's per-read "acknowledge now" socket option; None elsewhere.
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def elements_of(ds: Dataset) -> dict:
+    """The dict of tag -> element behind a pydicom Dataset, to be written directly.
+
+    Relies on ``Dataset._dict`` holding the elements keyed by ``BaseTag``: the
+    synthetic generator sets thousands of elements a study, and
+    ``Dataset.__setitem__`` checks each one again.
+    """
+    return ds._dict
+
+
+def quick_acks(assoc: Any) -> None:
+    """Acknowledge every PDU of a pynetdicom association at once.
+
+    DCMTK (and many modalities) write a PDU's header and body separately
+    with Nagle's algorithm on; with Linux's delayed ACK the second write then
+    waits ~40 ms for the first one's ACK, capping a sender at ~11-22 files/s.
+    TCP_QUICKACK is cleared by the kernel after use, so it is set again
+    before every read.
+
+    Relies on pynetdicom's ``assoc.dul.socket`` (an ``AssociationSocket``)
+    keeping the connected socket in ``.socket`` and reading the peer only
+    through its own ``recv(nr_bytes)`` method, which is wrapped here.
+    Does nothing when those are not there.
+    """
+    try:
+        sock_wrapper = assoc.dul.socket
+        raw = sock_wrapper.socket
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        return
+    if TCP_QUICKACK is None:
+        return
+    original = sock_wrapper.recv
+
+    def recv(nr_bytes: int) -> bytes:
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+        except OSError:
+            pass
+        data = original(nr_bytes)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+        except OSError:
+            pass
+        return data
+
+    sock_wrapper.recv = recv
+
+
+def keep_server(ae: Any, server: Any) -> None:
+    """Register a server started outside ``AE.start_server`` with its AE, so that
+    ``AE.shutdown()`` stops it too.
+
+    Relies on pynetdicom's ``ApplicationEntity._servers``, the list of
+    servers ``shutdown()`` stops.
+    """
+    ae._servers.append(server)
