@@ -81,8 +81,10 @@ def main() -> None:
     n = len(files)
     print(f"files: {n} ({size / n / 1024:.1f} KiB mean, {elements / n:.0f} elements each)")
     print(f"peer  pydicom dcmread + raw walk : {n / peer:8.1f} files/s")
-    print(f"srdose ingest (parse + SQLite)   : {n / ours:8.1f} files/s "
-          f"({summary.outcomes['ingested']} ingested, {summary.events} events, {summary.n_quarantined} quarantined)")
+    print(
+        f"srdose ingest (parse + SQLite)   : {n / ours:8.1f} files/s "
+        f"({summary.outcomes['ingested']} ingested, {summary.events} events, {summary.n_quarantined} quarantined)"
+    )
     print(f"ratio srdose / peer              : {peer / ours:8.2f}   (target >= 0.5)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -33,9 +33,15 @@ STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 
 def send(port: int, files: list[Path], senders: int = 1, aec: str = "SRDOSE", env=None) -> None:
     chunks = [files[i::senders] for i in range(senders)]
-    procs = [subprocess.Popen([STORESCU, "-aet", f"BENCH{i}", "-aec", aec, "127.0.0.1", str(port),
-                               *map(str, chunk)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-             for i, chunk in enumerate(chunks)]
+    procs = [
+        subprocess.Popen(
+            [STORESCU, "-aet", f"BENCH{i}", "-aec", aec, "127.0.0.1", str(port), *map(str, chunk)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
     for p in procs:
         if p.wait(3600) != 0:
             raise SystemExit(f"storescu failed: {p.stderr.read()[-500:]}")
@@ -75,8 +81,12 @@ def time_storescp(work: Path, files: list[Path], no_nagle: bool) -> float:
     port = free_port()
     out = work / f"storescp-{no_nagle}"
     out.mkdir()
-    proc = subprocess.Popen([STORESCP, "-aet", "SRDOSE", "-od", str(out), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [STORESCP, "-aet", "SRDOSE", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         wait_for_port(port, 30, proc)
         t = time.perf_counter()

@@ -32,11 +32,20 @@ def peer_loop(geom, media, energies, cdf, n, seed):
     """Scalar, one-photon-at-a-time version of transport_batch (same physics)."""
     rnd = random.Random(seed)
     e0, de = materials.GRID_E0_KEV, materials.GRID_DE_KEV
-    tabs = {name: list(arr) for name, arr in (
-        ("mu_max", media.mu_max), ("m_tot", media.mixture.mu_total), ("a_tot", media.adipose.mu_total),
-        ("m_pe", media.mixture.mu_photo), ("a_pe", media.adipose.mu_photo),
-        ("m_ic", media.mixture.mu_incoh), ("a_ic", media.adipose.mu_incoh),
-        ("r_pe", media.gland_ratio_photo), ("r_ic", media.gland_ratio_incoh))}
+    tabs = {
+        name: list(arr)
+        for name, arr in (
+            ("mu_max", media.mu_max),
+            ("m_tot", media.mixture.mu_total),
+            ("a_tot", media.adipose.mu_total),
+            ("m_pe", media.mixture.mu_photo),
+            ("a_pe", media.adipose.mu_photo),
+            ("m_ic", media.mixture.mu_incoh),
+            ("a_ic", media.adipose.mu_incoh),
+            ("r_pe", media.gland_ratio_photo),
+            ("r_ic", media.gland_ratio_incoh),
+        )
+    }
 
     def lk(name, e):
         f = (e - e0) / de
@@ -44,8 +53,15 @@ def peer_loop(geom, media, energies, cdf, n, seed):
         t = f - i
         return tabs[name][i] * (1 - t) + tabs[name][i + 1] * t
 
-    sc = {m: (list(md.scatter.x2_grid), list(md.scatter.ff2_cumulative), list(md.scatter.x_grid),
-              list(md.scatter.s_normalised)) for m, md in (("m", media.mixture), ("a", media.adipose))}
+    sc = {
+        m: (
+            list(md.scatter.x2_grid),
+            list(md.scatter.ff2_cumulative),
+            list(md.scatter.x_grid),
+            list(md.scatter.s_normalised),
+        )
+        for m, md in (("m", media.mixture), ("a", media.adipose))
+    }
     cdf_l = list(cdf)
     src = geom.source_position()
     x0, x1, y0, y1 = transport.sampling_rectangle(geom)
@@ -58,8 +74,7 @@ def peer_loop(geom, media, energies, cdf, n, seed):
         dx, dy, dz = px - src[0], py - src[1], -h
         r = math.sqrt(dx * dx + dy * dy + dz * dz)
         u, v, w = dx / r, dy / r, dz / r
-        t_in = float(transport._entry(src[0], src[1], src[2], np.array([u]), np.array([v]),
-                                      np.array([w]), R, T)[0])
+        t_in = float(transport._entry(src[0], src[1], src[2], np.array([u]), np.array([v]), np.array([w]), R, T)[0])
         if not math.isfinite(t_in):
             continue
         x, y, z = src[0] + t_in * u, max(src[1] + t_in * v, 0.0), min(max(src[2] + t_in * w, 0.0), T)
@@ -115,8 +130,9 @@ def peer_loop(geom, media, energies, cdf, n, seed):
                     if rnd.random() < 0.5 * (1 + cos_t * cos_t):
                         break
             phi = 2 * math.pi * rnd.random()
-            nu, nv, nw = transport._rotate(np.array([u]), np.array([v]), np.array([w]),
-                                           np.array([cos_t]), np.array([phi]))
+            nu, nv, nw = transport._rotate(
+                np.array([u]), np.array([v]), np.array([w]), np.array([cos_t]), np.array([phi])
+            )
             u, v, w = float(nu[0]), float(nv[0]), float(nw[0])
     return score_total
 
@@ -146,8 +162,7 @@ def main() -> None:
     peer_rate = args.peer_photons / t_peer
     print(f"geometry: {args.thickness_cm:g} cm, 50 % glandular; spectrum {sp.label} (HVL 0.40 mm Al)")
     print(f"srdose vectorised numpy : {rate:,.0f} histories/s ({args.photons:,} histories, {t_vec:.2f} s, 1 core)")
-    print(f"peer: scalar Python loop: {peer_rate:,.0f} histories/s ({args.peer_photons:,} histories, "
-          f"{t_peer:.2f} s)")
+    print(f"peer: scalar Python loop: {peer_rate:,.0f} histories/s ({args.peer_photons:,} histories, {t_peer:.2f} s)")
     print(f"ratio srdose / peer     : {rate / peer_rate:,.0f} x")
 
 

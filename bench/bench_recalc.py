@@ -48,11 +48,30 @@ def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
 
     rng = np.random.default_rng(seed)
     pf = parse(EXAMPLE)
-    sets = [{"id": 1, "manufacturer": pf.manufacturer, "model": pf.model, "serial": pf.serial,
-             "valid_from": pf.valid_from, "valid_to": None, "fdd_mm": pf.fdd_mm, "support_gap_mm": pf.support_gap_mm,
-             "d_ref_mm": pf.d_ref_mm,
-             "points": [{"target": p.target, "filter_material": p.filter, "filter_mm": p.filter_mm, "kvp": p.kv,
-                         "output_ugy_per_mas": p.output_ugy_per_mas, "hvl_mm": p.hvl_mm_al} for p in pf.points]}]
+    sets = [
+        {
+            "id": 1,
+            "manufacturer": pf.manufacturer,
+            "model": pf.model,
+            "serial": pf.serial,
+            "valid_from": pf.valid_from,
+            "valid_to": None,
+            "fdd_mm": pf.fdd_mm,
+            "support_gap_mm": pf.support_gap_mm,
+            "d_ref_mm": pf.d_ref_mm,
+            "points": [
+                {
+                    "target": p.target,
+                    "filter_material": p.filter,
+                    "filter_mm": p.filter_mm,
+                    "kvp": p.kv,
+                    "output_ugy_per_mas": p.output_ugy_per_mas,
+                    "hvl_mm": p.hvl_mm_al,
+                }
+                for p in pf.points
+            ],
+        }
+    ]
     fits = PhysicsFits.build(sets)
     hol, ge, gio = make_unit("hologic", 0), make_unit("ge", 0), make_unit("giotto", 0)
     vendor = rng.integers(0, 3, n)  # 0 hologic (measured), 1 GE, 2 Giotto
@@ -67,16 +86,28 @@ def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
     rp = np.where(vendor == 0, "Entrance exposure to a 4.2 cm breast thickness", "At Surface of Patient")
     sdd = np.array([700.0, 660.0, 685.5])[vendor]
     inputs = {
-        "event_id": np.arange(n, dtype=np.int64), "device_id": vendor.astype(np.int64),
-        "kvp": kv, "mas": rng.uniform(30, 200, n), "n_pulses": np.where(dbt & (vendor == 2), 11.0, 1.0), "filter_thickness_mm": fmm,
-        "compressed_thickness_mm": t, "hvl_mm": 0.3 + 0.01 * kv, "entrance_exposure_mgy": rng.uniform(2, 12, n),
-        "agd_mgy": rng.uniform(0.8, 3.0, n), "source_detector_mm": sdd, "age_years": rng.uniform(38, 75, n),
+        "event_id": np.arange(n, dtype=np.int64),
+        "device_id": vendor.astype(np.int64),
+        "kvp": kv,
+        "mas": rng.uniform(30, 200, n),
+        "n_pulses": np.where(dbt & (vendor == 2), 11.0, 1.0),
+        "filter_thickness_mm": fmm,
+        "compressed_thickness_mm": t,
+        "hvl_mm": 0.3 + 0.01 * kv,
+        "entrance_exposure_mgy": rng.uniform(2, 12, n),
+        "agd_mgy": rng.uniform(0.8, 3.0, n),
+        "source_detector_mm": sdd,
+        "age_years": rng.uniform(38, 75, n),
         "positioner_primary_angle_deg": np.where(dbt & (vendor == 2), -13.73, np.nan),
         "positioner_primary_end_angle_deg": np.where(dbt & (vendor == 2), 13.73, np.nan),
         "source_rp_mm": np.full(n, np.nan),
-        "manufacturer": manu.tolist(), "model": [None] * n, "serial": serial.tolist(),
+        "manufacturer": manu.tolist(),
+        "model": [None] * n,
+        "serial": serial.tolist(),
         "study_date": ["20240601"] * n,
-        "acquisition": np.where(dbt, "DBT", "2D").tolist(), "anode": anode.tolist(), "filter_material": filt.tolist(),
+        "acquisition": np.where(dbt, "DBT", "2D").tolist(),
+        "anode": anode.tolist(),
+        "filter_material": filt.tolist(),
         "reference_point": rp.tolist(),
     }
     return inputs, fits
@@ -84,6 +115,7 @@ def synthetic_inputs(n: int, seed: int = 1) -> tuple[dict, PhysicsFits]:
 
 def _interp_py(grid, h, t):
     """Scalar version of dance.interpolate (the peer): bisect + the same formula; NaN outside."""
+
     def pos(axis, x):
         if axis is None or len(axis) == 1:
             return 0, 0.0
@@ -91,6 +123,7 @@ def _interp_py(grid, h, t):
             return None, None
         i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
         return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+
     if math.isnan(h) or math.isnan(t):
         return float("nan")
     hv = None if grid.hvl is None else grid.hvl.tolist()
@@ -174,8 +207,10 @@ def python_loop(b, fits, fs, params, idx) -> list:
 def bench_core(n: int) -> None:
     fs = load_bundled()
     if fs.missing:
-        print(f"bundled factor set incomplete ({'; '.join(fs.missing.values())}): core timing still runs, "
-              "values are NaN where tables are missing")
+        print(
+            f"bundled factor set incomplete ({'; '.join(fs.missing.values())}): core timing still runs, "
+            "values are NaN where tables are missing"
+        )
     params = Params()
     inputs, fits = synthetic_inputs(n)
     t0 = time.perf_counter()
@@ -195,14 +230,21 @@ def bench_core(n: int) -> None:
     assert np.array_equal(np.isfinite(res.mgd[sample]), np.isfinite(np.array(ref))), "peer and core disagree on NaN"
     maxdiff = float(np.max(np.abs(np.array(ref)[ok] / res.mgd[sample][ok] - 1))) if ok.any() else float("nan")
     rate, py_rate = n / best, sample.size / t_py
-    print(f"numpy core: {n:,} events in {best:.3f} s = {rate / 1e6:.2f} M events/s "
-          f"(target >= 1 M/s: {'met' if rate >= 1e6 else 'NOT met'}); preparing the arrays {t_prep:.2f} s")
-    print(f"plain-Python per-event loop (peer, {sample.size:,} events): {py_rate:,.0f} events/s; "
-          f"numpy core is {rate / py_rate:,.0f}x faster; values agree to {maxdiff:.1e} (max relative difference)")
-    print(f"  methods: measured {int((res.method == 0).sum()):,}, rdsr {int((res.method == 1).sum()):,}; "
-          f"no MGD {int(np.isnan(res.mgd).sum()):,}; every MGD has its uncertainty: "
-          f"{bool(np.all(np.isfinite(res.mgd_u[np.isfinite(res.mgd)])))} (median {np.nanmedian(res.mgd_u / res.mgd) * 50:.1f} % "
-          "at k = 1)")
+    print(
+        f"numpy core: {n:,} events in {best:.3f} s = {rate / 1e6:.2f} M events/s "
+        f"(target >= 1 M/s: {'met' if rate >= 1e6 else 'NOT met'}); preparing the arrays {t_prep:.2f} s"
+    )
+    print(
+        f"plain-Python per-event loop (peer, {sample.size:,} events): {py_rate:,.0f} events/s; "
+        f"numpy core is {rate / py_rate:,.0f}x faster; values agree to {maxdiff:.1e} (max relative difference)"
+    )
+    print(
+        f"  methods: measured {int((res.method == 0).sum()):,}, rdsr {int((res.method == 1).sum()):,}; "
+        f"no MGD {int(np.isnan(res.mgd).sum()):,}; every MGD has its uncertainty: "
+        f"{bool(np.all(np.isfinite(res.mgd_u[np.isfinite(res.mgd)])))} "
+        f"(median {np.nanmedian(res.mgd_u / res.mgd) * 50:.1f} % "
+        "at k = 1)"
+    )
 
 
 def build_db(url: str, n_events: int) -> None:
@@ -227,8 +269,9 @@ def build_db(url: str, n_events: int) -> None:
     cols = [c.name for c in M.Event.__table__.columns if c.name not in ("id", "source_object_id", "study_id")]
     with store.engine.connect() as conn:
         templates = [dict(r._mapping) for r in conn.execute(select(*[M.Event.__table__.c[c] for c in cols]))]
-        studies = [dict(r._mapping) for r in conn.execute(select(M.Study.device_id, M.Study.study_date,
-                                                                 M.Study.age_years))]
+        studies = [
+            dict(r._mapping) for r in conn.execute(select(M.Study.device_id, M.Study.study_date, M.Study.age_years))
+        ]
         have = conn.execute(select(func.count()).select_from(M.Event)).scalar_one()
     per_study = 4
     need = n_events - have
@@ -242,19 +285,43 @@ def build_db(url: str, n_events: int) -> None:
             st_rows = []
             for s in range(n_st):
                 base = studies[int(rng.integers(len(studies)))]
-                st_rows.append({"study_instance_uid": f"2.25.{9_000_000 + k + s}", **base,
-                                "patient_pseudonym": f"p{k + s}"})
-            st_ids = conn.execute(insert(M.Study).returning(M.Study.id, sort_by_parameter_order=True),
-                                  st_rows).scalars().all()
-            so_ids = conn.execute(insert(M.SourceObject).returning(M.SourceObject.id, sort_by_parameter_order=True), [
-                {"sop_instance_uid": f"2.25.{8_000_000 + k + s}", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.67",
-                 "kind": "rdsr", "study_id": sid, "sha256": "0" * 64, "received_at": now}
-                for s, sid in enumerate(st_ids)]).scalars().all()
+                st_rows.append(
+                    {"study_instance_uid": f"2.25.{9_000_000 + k + s}", **base, "patient_pseudonym": f"p{k + s}"}
+                )
+            st_ids = (
+                conn.execute(insert(M.Study).returning(M.Study.id, sort_by_parameter_order=True), st_rows)
+                .scalars()
+                .all()
+            )
+            so_ids = (
+                conn.execute(
+                    insert(M.SourceObject).returning(M.SourceObject.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "sop_instance_uid": f"2.25.{8_000_000 + k + s}",
+                            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.67",
+                            "kind": "rdsr",
+                            "study_id": sid,
+                            "sha256": "0" * 64,
+                            "received_at": now,
+                        }
+                        for s, sid in enumerate(st_ids)
+                    ],
+                )
+                .scalars()
+                .all()
+            )
             ev_rows = []
             for e in range(m):
                 t = templates[int(rng.integers(len(templates)))]
-                ev_rows.append({**t, "event_uid": None, "source_object_id": so_ids[e // per_study],
-                                "study_id": st_ids[e // per_study]})
+                ev_rows.append(
+                    {
+                        **t,
+                        "event_uid": None,
+                        "source_object_id": so_ids[e // per_study],
+                        "study_id": st_ids[e // per_study],
+                    }
+                )
             conn.execute(insert(M.Event), ev_rows)
         k += n_st
         need -= m
@@ -288,10 +355,14 @@ def bench_end_to_end(n_events: int, keep: str | None) -> None:
     t_again, _ = timed(["recalc"])
     t_force, _ = timed(["recalc", "--all"])
     measured = next((line for line in text.splitlines() if "method measured" in line), "").strip(" │")
-    print(f"srdose recalc (end to end, new process, SQLite): {n_events:,} events in {t_first:.1f} s = "
-          f"{n_events / t_first:,.0f} events/s  [{' '.join(measured.split())}]")
-    print(f"srdose recalc again (nothing changed): {t_again:.1f} s; srdose recalc --all: {t_force:.1f} s "
-          f"= {n_events / t_force:,.0f} events/s (replaces every stored result)")
+    print(
+        f"srdose recalc (end to end, new process, SQLite): {n_events:,} events in {t_first:.1f} s = "
+        f"{n_events / t_first:,.0f} events/s  [{' '.join(measured.split())}]"
+    )
+    print(
+        f"srdose recalc again (nothing changed): {t_again:.1f} s; srdose recalc --all: {t_force:.1f} s "
+        f"= {n_events / t_force:,.0f} events/s (replaces every stored result)"
+    )
     print("  end-to-end rate / numpy-core rate shows the database share of the work")
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)

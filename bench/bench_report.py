@@ -60,8 +60,12 @@ def build_db(url: str, n_events: int) -> str:
     skip = {"id", "source_object_id", "study_id"}
     ev_cols = [c.name for c in M.Event.__table__.columns if c.name not in skip]
     with store.engine.connect() as conn:
-        studies = [dict(r._mapping) for r in conn.execute(
-            select(M.Study.id, M.Study.device_id, M.Study.study_date, M.Study.study_time, M.Study.age_years))]
+        studies = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(M.Study.id, M.Study.device_id, M.Study.study_date, M.Study.study_time, M.Study.age_years)
+            )
+        ]
         events: dict[int, list] = {}
         for r in conn.execute(select(M.Event.study_id, *[M.Event.__table__.c[c] for c in ev_cols])):
             d = dict(r._mapping)
@@ -78,28 +82,64 @@ def build_db(url: str, n_events: int) -> str:
             s = studies[int(rng.integers(len(studies)))]
             day = days[int(rng.integers(len(days)))]
             picks.append((s, day))
-            st_rows.append({"study_instance_uid": f"2.25.77{k:012d}", "device_id": s["device_id"], "study_date": day,
-                            "study_time": s["study_time"], "age_years": float(rng.uniform(50, 71)),
-                            "patient_pseudonym": f"bench{k:012d}"})
+            st_rows.append(
+                {
+                    "study_instance_uid": f"2.25.77{k:012d}",
+                    "device_id": s["device_id"],
+                    "study_date": day,
+                    "study_time": s["study_time"],
+                    "age_years": float(rng.uniform(50, 71)),
+                    "patient_pseudonym": f"bench{k:012d}",
+                }
+            )
             need -= len(events[s["id"]])
             k += 1
         with store.begin() as conn:
-            st_ids = conn.execute(insert(M.Study).returning(M.Study.id, sort_by_parameter_order=True),
-                                  st_rows).scalars().all()
-            so_ids = conn.execute(insert(M.SourceObject).returning(M.SourceObject.id, sort_by_parameter_order=True), [
-                {"sop_instance_uid": f"2.25.88{sid:012d}", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.67",
-                 "kind": "rdsr", "study_id": sid, "sha256": "0" * 64, "received_at": now} for sid in st_ids]
-            ).scalars().all()
+            st_ids = (
+                conn.execute(insert(M.Study).returning(M.Study.id, sort_by_parameter_order=True), st_rows)
+                .scalars()
+                .all()
+            )
+            so_ids = (
+                conn.execute(
+                    insert(M.SourceObject).returning(M.SourceObject.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "sop_instance_uid": f"2.25.88{sid:012d}",
+                            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.88.67",
+                            "kind": "rdsr",
+                            "study_id": sid,
+                            "sha256": "0" * 64,
+                            "received_at": now,
+                        }
+                        for sid in st_ids
+                    ],
+                )
+                .scalars()
+                .all()
+            )
             rows = []
             for (s, day), sid, so in zip(picks, st_ids, so_ids):
                 for e in events[s["id"]]:
                     start = e["datetime_started"]
-                    rows.append({**e, "event_uid": None, "study_id": sid, "source_object_id": so,
-                                 "datetime_started": day + start[8:] if start else None})
+                    rows.append(
+                        {
+                            **e,
+                            "event_uid": None,
+                            "study_id": sid,
+                            "source_object_id": so,
+                            "datetime_started": day + start[8:] if start else None,
+                        }
+                    )
             conn.execute(insert(M.Event), rows)
     with store.engine.connect() as conn:
-        busiest = conn.execute(select(M.Device.serial).join(M.Event, M.Event.device_id == M.Device.id)
-                               .group_by(M.Device.serial).order_by(func.count().desc()).limit(1)).scalar_one()
+        busiest = conn.execute(
+            select(M.Device.serial)
+            .join(M.Event, M.Event.device_id == M.Device.id)
+            .group_by(M.Device.serial)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).scalar_one()
         total = conn.execute(select(func.count()).select_from(M.Event)).scalar_one()
     store.close()
     print(f"  {total:,} events in {k + len(studies):,} studies")
@@ -138,8 +178,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     db = work / "bench.sqlite"
     url = f"sqlite:///{db}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SRDOSE_")},
-           "SRDOSE_DATA_DIR": str(work / "data")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SRDOSE_")},
+        "SRDOSE_DATA_DIR": str(work / "data"),
+    }
     base = [sys.executable, "-m", "srdose", "--db", url]
     print(f"Python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs")
     if not db.exists():
@@ -152,12 +194,14 @@ def main() -> None:
     serial = (work / "busiest").read_text()
     period = ["--from", "2025-01-01", "--to", "2025-12-31"]
     results = []
-    for name, args in (("peer: srdose export events (csv)", ["export", "events", "--out", str(work / "events.csv"),
-                                                              *period]),
-                       ("srdose report qa (busiest unit)", ["report", "qa", "--unit", serial, *period, "--out",
-                                                            str(work / "reports")]),
-                       ("srdose report survey (all units)", ["report", "survey", *period, "--out",
-                                                             str(work / "reports")])):
+    for name, args in (
+        ("peer: srdose export events (csv)", ["export", "events", "--out", str(work / "events.csv"), *period]),
+        (
+            "srdose report qa (busiest unit)",
+            ["report", "qa", "--unit", serial, *period, "--out", str(work / "reports")],
+        ),
+        ("srdose report survey (all units)", ["report", "survey", *period, "--out", str(work / "reports")]),
+    ):
         wall, peak, _ = timed(base + args, env)
         results.append((name, wall, peak))
     import csv

@@ -4,7 +4,7 @@
 # srdose and the Python test dependencies go into ./.venv (scripts/setup.sh). System
 # packages come from Debian (needs root or sudo): DCMTK and Orthanc as real DICOM peers,
 # PostgreSQL as the second database engine, Chromium to render reports. PostgreSQL is
-# started here on 127.0.0.1, on a free port, and stopped on exit.
+# started here on 127.0.0.1, on a free port, and stopped on exit. ruff and mypy run first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,11 @@ fi
 
 bash scripts/setup.sh '.[test]'
 python=.venv/bin/python
+
+echo "== lint, format and types (ruff, mypy; configured in pyproject.toml)"
+"$python" -m ruff check .
+"$python" -m ruff format --check .
+"$python" -m mypy
 
 pgdir=$(mktemp -d /tmp/srdose-ci-pg.XXXXXX); chmod 755 "$pgdir"
 cleanup() { bash scripts/pg.sh stop "$pgdir/data" || true; rm -rf "$pgdir"; }

@@ -33,9 +33,7 @@ BREAST_PROJECTION_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.13.1.4"
 BREAST_PROJECTION_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.13.1.5"
 
 #: SR storage classes that may carry a dose report (root concept decides).
-DOSE_SR_CLASSES = frozenset(
-    {XRAY_RADIATION_DOSE_SR, ENHANCED_SR, COMPREHENSIVE_SR, COMPREHENSIVE_3D_SR}
-)
+DOSE_SR_CLASSES = frozenset({XRAY_RADIATION_DOSE_SR, ENHANCED_SR, COMPREHENSIVE_SR, COMPREHENSIVE_3D_SR})
 #: Image storage classes whose header we read for dose (units with no RDSR).
 MG_IMAGE_CLASSES = frozenset(
     {
@@ -131,8 +129,13 @@ LATERALITY_LABELS = {
     ("SCT", "80248007"): "L",  # Left breast
 }
 LATERALITY_MEANINGS = {
-    "right": "R", "left": "L", "right and left": "B", "bilateral": "B",
-    "right breast": "R", "left breast": "L", "both breasts": "B",
+    "right": "R",
+    "left": "L",
+    "right and left": "B",
+    "bilateral": "B",
+    "right breast": "R",
+    "left breast": "L",
+    "both breasts": "B",
 }
 
 #: Mammography views (CID 4014) to the abbreviations radiographers use.
@@ -151,23 +154,39 @@ VIEW_LABELS = {
     ("SCT", "399011000"): "AT",  # axillary tail
 }
 VIEW_MEANINGS = {
-    "cranio-caudal": "CC", "craniocaudal": "CC",
-    "medio-lateral oblique": "MLO", "mediolateral oblique": "MLO",
-    "medio-lateral": "ML", "mediolateral": "ML",
-    "latero-medial": "LM", "lateromedial": "LM",
-    "latero-medial oblique": "LMO", "lateromedial oblique": "LMO",
+    "cranio-caudal": "CC",
+    "craniocaudal": "CC",
+    "medio-lateral oblique": "MLO",
+    "mediolateral oblique": "MLO",
+    "medio-lateral": "ML",
+    "mediolateral": "ML",
+    "latero-medial": "LM",
+    "lateromedial": "LM",
+    "latero-medial oblique": "LMO",
+    "lateromedial oblique": "LMO",
     "cranio-caudal exaggerated laterally": "XCCL",
     "cranio-caudal exaggerated medially": "XCCM",
-    "caudo-cranial": "FB", "caudo-cranial (from below)": "FB",
+    "caudo-cranial": "FB",
+    "caudo-cranial (from below)": "FB",
     "superolateral to inferomedial oblique": "SIO",
     "inferomedial to superolateral oblique": "ISO",
-    "cleavage": "CV", "axillary tail": "AT",
+    "cleavage": "CV",
+    "axillary tail": "AT",
 }
 #: DICOM ViewPosition (0018,5101) defined terms in MG image headers.
 VIEW_POSITION_LABELS = {
-    "CC": "CC", "MLO": "MLO", "ML": "ML", "LM": "LM", "LMO": "LMO",
-    "XCCL": "XCCL", "XCCM": "XCCM", "FB": "FB", "SIO": "SIO", "ISO": "ISO",
-    "CV": "CV", "AT": "AT",
+    "CC": "CC",
+    "MLO": "MLO",
+    "ML": "ML",
+    "LM": "LM",
+    "LMO": "LMO",
+    "XCCL": "XCCL",
+    "XCCM": "XCCM",
+    "FB": "FB",
+    "SIO": "SIO",
+    "ISO": "ISO",
+    "CV": "CV",
+    "AT": "AT",
 }
 
 #: Materials (CID 10016 anode, CID 10006 filter) to element symbols. Legacy
@@ -183,9 +202,16 @@ MATERIAL_CODES = {
     ("SRT", "C-1190E"): "Cu",
 }
 MATERIAL_WORDS = {
-    "molybdenum": "Mo", "rhodium": "Rh", "tungsten": "W", "silver": "Ag",
-    "aluminum": "Al", "aluminium": "Al", "copper": "Cu", "beryllium": "Be",
-    "titanium": "Ti", "palladium": "Pd",
+    "molybdenum": "Mo",
+    "rhodium": "Rh",
+    "tungsten": "W",
+    "silver": "Ag",
+    "aluminum": "Al",
+    "aluminium": "Al",
+    "copper": "Cu",
+    "beryllium": "Be",
+    "titanium": "Ti",
+    "palladium": "Pd",
 }
 
 
@@ -230,4 +256,3 @@ def normalise(scheme: str, value: str) -> tuple[str, str]:
 def key_of(code: Code) -> tuple[str, str]:
     """The normalised (scheme, value) key of a named constant."""
     return normalise(code.scheme_designator, code.value)
-

@@ -8,10 +8,13 @@ below their next major version.
 from __future__ import annotations
 
 import socket
+from collections.abc import MutableMapping
 from typing import Any
 
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sr._snomed_dict import mapping as _snomed_mapping
+from pydicom.tag import BaseTag
 
 #: Legacy SNOMED-RT code value -> SNOMED CT code value. Relies on pydicom's
 #: private table ``pydicom.sr._snomed_dict.mapping["SRT"]`` (a dict of str to
@@ -22,7 +25,7 @@ SNOMED_RT_TO_CT: dict[str, str] = _snomed_mapping["SRT"]
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
-def elements_of(ds: Dataset) -> dict:
+def elements_of(ds: Dataset) -> MutableMapping[BaseTag, DataElement | RawDataElement]:
     """The dict of tag -> element behind a pydicom Dataset, to be written directly.
 
     Relies on ``Dataset._dict`` holding the elements keyed by ``BaseTag``: the

@@ -26,20 +26,21 @@ import copy
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from srdose.vocab import Acquisition, Method
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):
     """The configuration cannot be used; the message says what to change."""
 
 
@@ -66,8 +67,9 @@ def _rules(items: Any, name: str, check: Callable[[str, str, Any], Any]) -> tupl
 def _band(key: str, value: str, item: Any) -> float:
     method = key.partition(":")[0]
     if method not in {m.value for m in Method}:
-        raise ValueError(f"[recalc] ratio_bands entry {item!r}: the method must be one of "
-                         f"{', '.join(m.value for m in Method)}")
+        raise ValueError(
+            f"[recalc] ratio_bands entry {item!r}: the method must be one of {', '.join(m.value for m in Method)}"
+        )
     try:
         f = float(value)
     except ValueError:
@@ -159,8 +161,9 @@ def _patterns(items: Any) -> tuple[str, ...]:
             try:
                 re.compile(item[3:])
             except re.error as exc:
-                raise ValueError(f"[curation] not_patient_patterns entry {item!r} is not a valid regular "
-                                 f"expression: {exc}") from None
+                raise ValueError(
+                    f"[curation] not_patient_patterns entry {item!r} is not a valid regular expression: {exc}"
+                ) from None
     return tuple(items)
 
 
@@ -188,16 +191,18 @@ def _is_ae(value: str) -> bool:
 
 def _aet(value: str) -> str:
     if not _is_ae(value):
-        raise ValueError(f"must be an AE title of 1 to 16 characters (no backslash or control character), "
-                         f"not {value!r}")
+        raise ValueError(
+            f"must be an AE title of 1 to 16 characters (no backslash or control character), not {value!r}"
+        )
     return value
 
 
 def _allow(titles: list) -> tuple[str, ...]:
     for title in titles:
         if not _is_ae(title):
-            raise ValueError(f"holds {title!r}, which is not an AE title (1 to 16 characters, no backslash or "
-                             "control character)")
+            raise ValueError(
+                f"holds {title!r}, which is not an AE title (1 to 16 characters, no backslash or control character)"
+            )
     return tuple(titles)
 
 
@@ -210,13 +215,24 @@ def _not_empty(value: str) -> str:
 # --- the settings ----------------------------------------------------------------------------
 
 
-def _setting(default: Any, *, parse: Callable[[Any], Any] | None = None, types: tuple = (),
-             within: tuple | None = None, below: float | None = None) -> Any:
+def _setting(
+    default: Any,
+    *,
+    parse: Callable[[Any], Any] | None = None,
+    types: tuple = (),
+    within: tuple | None = None,
+    below: float | None = None,
+) -> Any:
     """A setting's field. ``default`` is as written in TOML; ``parse`` turns what was written into the
     field's value; ``types`` when the TOML value may be of another type than the default's;
     ``within`` inclusive bounds (None: open) and ``below`` an exclusive upper bound."""
-    meta = {"raw": default, "parse": parse, "within": within, "below": below,
-            "types": types or ((float,) if isinstance(default, float) else (type(default),))}
+    meta = {
+        "raw": default,
+        "parse": parse,
+        "within": within,
+        "below": below,
+        "types": types or ((float,) if isinstance(default, float) else (type(default),)),
+    }
     value = _typed(default, default, parse)
     if value.__hash__ is None:
         return field(default_factory=lambda: copy.deepcopy(value), metadata=meta)
@@ -234,41 +250,8 @@ def _typed(default: Any, value: Any, parse: Callable[[Any], Any] | None) -> Any:
     return value
 
 
-class _Section:
-    """Base of the section dataclasses.
-
-    Transitional: ``section["key"]``, ``section.get`` and ``dict(section)`` give the value as
-    written in the file (as ``settings.values`` holds it, read at the time of the call) for callers
-    not yet reading the typed fields. Remove once every caller reads ``section.key``.
-    """
-
-    #: the section's entry of ``Settings.values``; None for a section built directly
-    _raw: dict | None = None
-
-    def _mapping(self) -> dict:
-        return self._raw if self._raw is not None else dict(vars(self))  # built directly: the fields only
-
-    def __getitem__(self, key: str) -> Any:
-        return self._mapping()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._mapping().get(key, default)
-
-    def keys(self):
-        return self._mapping().keys()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._mapping())
-
-    def __len__(self) -> int:
-        return len(self._mapping())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._mapping()
-
-
 @dataclass(frozen=True)
-class TopLevel(_Section):
+class TopLevel:
     """The keys outside any section; :class:`Settings` gives the paths derived from them."""
 
     # Where srdose keeps its database, secret, spool and quarantine.
@@ -279,12 +262,13 @@ class TopLevel(_Section):
     site_secret: str = _setting("")
     # Datasets that could not be ingested, each with a .json reason beside it.
     quarantine_dir: str = _setting("")
-    log_level: str | int = _setting("INFO", types=(str, int),
-                                          parse=_choice("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"))
+    log_level: str | int = _setting(
+        "INFO", types=(str, int), parse=_choice("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+    )
 
 
 @dataclass(frozen=True)
-class IngestSettings(_Section):
+class IngestSettings:
     """``[ingest]``."""
 
     # Files per database transaction: larger is faster, smaller loses less on a crash.
@@ -292,7 +276,7 @@ class IngestSettings(_Section):
 
 
 @dataclass(frozen=True)
-class ListenerSettings(_Section):
+class ListenerSettings:
     """``[listener]``: the DICOM storage listener."""
 
     aet: str = _setting("SRDOSE", parse=_aet)
@@ -324,7 +308,7 @@ class ListenerSettings(_Section):
 
 
 @dataclass(frozen=True)
-class RecalcSettings(_Section):
+class RecalcSettings:
     """``[recalc]``: the MGD recalculation."""
 
     # Flag an event whose recalculated MGD differs from the reported AGD by
@@ -351,8 +335,9 @@ class RecalcSettings(_Section):
     # The ratio band per method and maker ("METHOD[:MAKER]=FRACTION"; the most
     # specific wins, ratio_band otherwise). Defaults justified in
     # reports/mgd-validation.md: GE's own AGD leaves out c and s (~12 %).
-    ratio_bands: tuple[tuple[str, float], ...] = _setting(["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"],
-                                                          parse=parse_ratio_bands)
+    ratio_bands: tuple[tuple[str, float], ...] = _setting(
+        ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"], parse=parse_ratio_bands
+    )
     # Reference point of the RDSR's entrance exposure per maker or model,
     # overriding srdose's evidence-based defaults (docs/vendors.md), e.g.
     # ["hologic=surface"] or ["selenia dimensions=42mm"] after a phantom check.
@@ -368,7 +353,7 @@ class RecalcSettings(_Section):
 
 
 @dataclass(frozen=True)
-class ReportSettings(_Section):
+class ReportSettings:
     """``[report]``."""
 
     # National survey numbers, "SERIAL=NUMBER" per unit (the 2D survey; the
@@ -386,7 +371,8 @@ class ReportSettings(_Section):
     drl_views: tuple[str, ...] = _setting(["MLO"], parse=parse_drl_views)
     drl_band_mm: tuple[float, float] = _setting("50-60", parse=parse_band)
     drl_acquisition: Acquisition = _setting(  # noqa: RUF009  a field()
-        "2D", parse=_choice(*(a.value for a in Acquisition), kind=Acquisition))
+        "2D", parse=_choice(*(a.value for a in Acquisition), kind=Acquisition)
+    )
     drl_dose: str = _setting("recalc", parse=_choice("recalc", "reported"))
     # A room (unit) enters the DRL statistics with at least this many
     # exposures in the standard set.
@@ -396,7 +382,7 @@ class ReportSettings(_Section):
 
 
 @dataclass(frozen=True)
-class GovernanceSettings(_Section):
+class GovernanceSettings:
     """``[governance]``: pseudonymised data, research exports, retention."""
 
     # Ages are stored in completed years, in steps of this many years (1: whole years; 5: 50, 55,
@@ -421,7 +407,7 @@ class GovernanceSettings(_Section):
 
 
 @dataclass(frozen=True)
-class CurationSettings(_Section):
+class CurationSettings:
     """``[curation]``."""
 
     # Infeasible-value rules (CSV as srdose/curation/infeasible_rules.csv); empty: packaged table.
@@ -435,9 +421,14 @@ class CurationSettings(_Section):
 
 
 #: The sections, in the order ``srdose config`` prints them.
-SECTIONS: dict[str, type] = {"ingest": IngestSettings, "listener": ListenerSettings, "recalc": RecalcSettings,
-                             "report": ReportSettings, "governance": GovernanceSettings,
-                             "curation": CurationSettings}
+SECTIONS: dict[str, type] = {
+    "ingest": IngestSettings,
+    "listener": ListenerSettings,
+    "recalc": RecalcSettings,
+    "report": ReportSettings,
+    "governance": GovernanceSettings,
+    "curation": CurationSettings,
+}
 
 
 def _written(cls: type) -> dict[str, Any]:
@@ -504,8 +495,13 @@ def _env_name(key: str, sub: str | None = None) -> str:
 
 # --- validation: a setting of the wrong type, out of range or unparsable is refused when loaded ---
 
-_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-               list: "a list of strings"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list of strings",
+}
 
 #: Where a setting's value came from, for a message: ``origin(section, key)``.
 Origin = Callable[[str, str], str]
@@ -520,15 +516,16 @@ def _type_ok(value: Any, types: tuple) -> bool:
 
 
 def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "whole number", float: "number", str: "string", list: "list",
-            dict: "table"}.get(type(value), type(value).__name__)
+    kind = {bool: "boolean", int: "whole number", float: "number", str: "string", list: "list", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
     return f"the {kind} {value!r}"
 
 
 def _refuse(section: str, key: str, why: str, origin: Origin) -> ConfigError:
     name = f"[{section}] {key}" if section else key
     if why.startswith(name + " "):  # a parser's message names the setting itself
-        why = why[len(name) + 1:]
+        why = why[len(name) + 1 :]
     return ConfigError(f"{name} {why} ({origin(section, key)})")
 
 
@@ -540,8 +537,9 @@ def _value(f: Field, value: Any, section: str, origin: Origin) -> Any:
         hint = ""
         if list in types and isinstance(value, str):
             hint = f', e.g. {key} = ["{value}"]: a string is not read as a list'
-        raise _refuse(section, key, f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, not "
-                                    f"{_describe(value)}{hint}", origin)
+        raise _refuse(
+            section, key, f"must be {' or '.join(_TYPE_WORDS[t] for t in types)}, not {_describe(value)}{hint}", origin
+        )
     if isinstance(value, list):
         for item in value:
             if not isinstance(item, str):
@@ -562,9 +560,7 @@ def _value(f: Field, value: Any, section: str, origin: Origin) -> Any:
 
 
 def _build(cls: type, raw: dict, section: str, origin: Origin) -> Any:
-    built = cls(**{f.name: _value(f, raw[f.name], section, origin) for f in fields(cls)})
-    object.__setattr__(built, "_raw", raw)
-    return built
+    return cls(**{f.name: _value(f, raw[f.name], section, origin) for f in fields(cls)})
 
 
 def _given(section: str, key: str) -> str:
@@ -595,20 +591,36 @@ class Settings:
     def __init__(self, values: dict, source: Path | None = None, origin: Origin = _given):
         self.values = values  # as written: what `srdose config` prints
         self.source = source
+        self._origin = origin
         self._top: TopLevel = _build(TopLevel, values, "", origin)
         for name, cls in SECTIONS.items():
             setattr(self, name, _build(cls, values[name], name, origin))
         for key in ("tls_key", "tls_ca"):
             if getattr(self.listener, key) and not self.listener.tls_cert:
-                raise _refuse("listener", key, "is set without tls_cert: DICOM TLS needs the listener's "
-                                               "certificate, and without it srdose would listen in plain TCP", origin)
+                raise _refuse(
+                    "listener",
+                    key,
+                    "is set without tls_cert: DICOM TLS needs the listener's "
+                    "certificate, and without it srdose would listen in plain TCP",
+                    origin,
+                )
         if self.report.national_drl_mgy is not None and not self.report.national_drl_source.strip():
-            raise _refuse("report", "national_drl_mgy", "is set without national_drl_source: cite where the "
-                                                        "value comes from", origin)
+            raise _refuse(
+                "report",
+                "national_drl_mgy",
+                "is set without national_drl_source: cite where the value comes from",
+                origin,
+            )
 
-    def __getitem__(self, key: str) -> Any:
-        # Transitional: settings["recalc"]["ratio_band"] for callers not yet reading settings.recalc.ratio_band.
-        return getattr(self, key) if key in SECTIONS else self.values[key]
+    def with_overrides(self, section: str, changes: dict, where: str = "on the command line") -> Any:
+        """Section ``section`` with ``changes`` (values as a TOML file would hold them), checked as the
+        file's values are; ConfigError names the setting and ``where`` for a changed one."""
+        raw = {**self.values[section], **changes}
+
+        def origin(sec: str, key: str) -> str:
+            return where if key in changes else self._origin(sec, key)
+
+        return _build(SECTIONS[section], raw, section, origin)
 
     @property
     def log_level(self) -> str | int:

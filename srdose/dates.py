@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Optional
 
 _DA = re.compile(r"(\d{4})(\d{2})(\d{2})", re.ASCII)
 #: the dotted form ACR-NEMA wrote and some old modalities still send
@@ -18,7 +17,7 @@ _TM = re.compile(r"(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?", re.ASCII)
 _DT = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?([+-]\d{4})?", re.ASCII)
 
 
-def _day(match: Optional[re.Match]) -> Optional[dt.date]:
+def _day(match: re.Match | None) -> dt.date | None:
     if not match:
         return None
     try:
@@ -27,7 +26,7 @@ def _day(match: Optional[re.Match]) -> Optional[dt.date]:
         return None
 
 
-def parse_da(value: Optional[str], dotted: bool = False) -> Optional[dt.date]:
+def parse_da(value: str | None, dotted: bool = False) -> dt.date | None:
     """A DICOM DA (``YYYYMMDD``; with ``dotted``, also ``YYYY.MM.DD``) as a date."""
     if not value:
         return None
@@ -38,14 +37,14 @@ def parse_da(value: Optional[str], dotted: bool = False) -> Optional[dt.date]:
     return day
 
 
-def parse_iso_day(value: Optional[str]) -> Optional[dt.date]:
+def parse_iso_day(value: str | None) -> dt.date | None:
     """An ISO 8601 calendar day (``YYYY-MM-DD``) as a date."""
     if not value:
         return None
     return _day(_ISO_DAY.fullmatch(str(value).strip()))
 
 
-def parse_day(value) -> Optional[dt.date]:
+def parse_day(value) -> dt.date | None:
     """A day given as a date, a datetime, DICOM DA or ISO ``YYYY-MM-DD``."""
     if isinstance(value, dt.datetime):
         return value.date()
@@ -56,13 +55,13 @@ def parse_day(value) -> Optional[dt.date]:
     return parse_da(value) or parse_iso_day(value)
 
 
-def da_or_none(value: Optional[str]) -> Optional[str]:
+def da_or_none(value: str | None) -> str | None:
     """A DA value as ``YYYYMMDD`` when it is a real date (``YYYY.MM.DD`` accepted), else None."""
     day = parse_da(value, dotted=True)
     return f"{day.year:04d}{day.month:02d}{day.day:02d}" if day else None
 
 
-def tm_or_none(value: Optional[str]) -> Optional[str]:
+def tm_or_none(value: str | None) -> str | None:
     """A TM value as ``HH[MM[SS]]`` (fraction dropped; ``HH:MM:SS`` accepted) when it is a time
     of day, else None. Seconds may be 60 (a leap second)."""
     if not value:
@@ -79,7 +78,7 @@ def tm_or_none(value: Optional[str]) -> Optional[str]:
     return hh + (mm or "") + (ss or "")
 
 
-def _dt_match(value: Optional[str]) -> Optional[re.Match]:
+def _dt_match(value: str | None) -> re.Match | None:
     """The parts of a DT value when every part is in range."""
     if not value:
         return None
@@ -100,12 +99,12 @@ def _dt_match(value: Optional[str]) -> Optional[re.Match]:
     return m
 
 
-def dt_or_none(value: Optional[str]) -> Optional[str]:
+def dt_or_none(value: str | None) -> str | None:
     """A DT value, as written, when every part of it is in range, else None."""
-    return value.strip() if _dt_match(value) else None
+    return value.strip() if value is not None and _dt_match(value) else None
 
 
-def parse_dt(value: Optional[str]) -> Optional[dt.datetime]:
+def parse_dt(value: str | None) -> dt.datetime | None:
     """A DT value as a naive datetime in its own zone (the offset is not applied); parts the value
     leaves out are their least (month 1, hour 0). None for a leap second: datetime has none."""
     m = _dt_match(value)
@@ -115,11 +114,12 @@ def parse_dt(value: Optional[str]) -> Optional[dt.datetime]:
     if ss and int(ss) == 60:
         return None
     micro = int(round(float(frac) * 1e6)) if frac else 0
-    return dt.datetime(int(year), int(month or 1), int(day or 1), int(hh or 0), int(mm or 0), int(ss or 0),
-                       min(micro, 999999))
+    return dt.datetime(
+        int(year), int(month or 1), int(day or 1), int(hh or 0), int(mm or 0), int(ss or 0), min(micro, 999999)
+    )
 
 
-def dt_seconds(value: Optional[str]) -> float:
+def dt_seconds(value: str | None) -> float:
     """A DT with at least a time of day (``YYYYMMDDHHMM``) as seconds on a day-number scale; NaN
     when unreadable or without one.
 
@@ -130,13 +130,13 @@ def dt_seconds(value: Optional[str]) -> float:
     if not m or m.group(5) is None:
         return float("nan")
     year, month, day, hh, mm, ss, frac, _ = m.groups()
-    sec = int(hh) * 3600 + int(mm) * 60
+    sec: float = int(hh) * 3600 + int(mm) * 60
     if ss:
         sec += float(ss + (frac or ""))
     return dt.date(int(year), int(month), int(day)).toordinal() * 86400.0 + sec
 
 
-def parse_iso_datetime(value) -> Optional[dt.datetime]:
+def parse_iso_datetime(value) -> dt.datetime | None:
     """An ISO 8601 date and time (as the database and exports write them) as a datetime."""
     if isinstance(value, dt.datetime):
         return value

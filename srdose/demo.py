@@ -27,10 +27,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
@@ -69,7 +70,7 @@ class Demo:
     """What every step of the demo works with: its own settings and folder, and where it prints."""
 
     settings: Settings  # the demo's own: its data directory, database, secret and spool
-    source: Optional[Path]  # the user's configuration file, handed on to the listener
+    source: Path | None  # the user's configuration file, handed on to the listener
     data_dir: Path
     console: Console  # the messages
     out: Console  # the report paths
@@ -95,24 +96,31 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> 
     raise TimeoutError(f"srdose listen not listening on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
-def gather_files(data_dir: Path, sample: Optional[Path], progress: Optional[Callable[[], None]] = None) -> list[Path]:
+def gather_files(data_dir: Path, sample: Path | None, progress: Callable[[], None] | None = None) -> list[Path]:
     """sample_data's dose objects (if any) and freshly generated synthetic RDSRs."""
     files = sorted(p for p in sample.rglob("*.dcm")) if sample is not None and sample.is_dir() else []
     out = data_dir / "synthetic"
     for vendor, count, units, seed in SYNTHETIC:
-        files += synth.generate(vendor, count, out / vendor, seed=seed, units=units,
-                                date_range=(dt.date(2024, 1, 2), dt.date(2024, 12, 31)),
-                                progress=(lambda *_: progress()) if progress else None)
+        files += synth.generate(
+            vendor,
+            count,
+            out / vendor,
+            seed=seed,
+            units=units,
+            date_range=(dt.date(2024, 1, 2), dt.date(2024, 12, 31)),
+            progress=(lambda *_: progress()) if progress else None,
+        )
     return files
 
 
-def send(files: list[Path], port: int, aet: str = "SRDOSE",
-         progress: Optional[Callable[[], None]] = None) -> tuple[int, int]:
+def send(
+    files: list[Path], port: int, aet: str = "SRDOSE", progress: Callable[[], None] | None = None
+) -> tuple[int, int]:
     """C-STORE every file to 127.0.0.1:port with pynetdicom; (sent with Success, failed)."""
     datasets = []
     contexts: dict[str, set] = {}
     for path in files:
-        ds = pydicom.dcmread(path)
+        ds: pydicom.Dataset = pydicom.dcmread(path)
         if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian:
             # retired, and refused by the listener: re-encoded as Explicit VR Little Endian, as a PACS would
             ds = _to_little_endian(ds)
@@ -148,20 +156,27 @@ def _to_little_endian(ds: pydicom.Dataset) -> pydicom.Dataset:
 
 
 def _sop_uids(files: list[Path]) -> set[str]:
-    return {str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-            for p in files}
+    return {
+        str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID) for p in files
+    }
 
 
-def run(settings: Settings, data_dir: Path, reports_dir: Path, sample: Optional[Path], console: Console,
-        out: Console, progress_bar: Callable) -> int:
+def run(
+    settings: Settings,
+    data_dir: Path,
+    reports_dir: Path,
+    sample: Path | None,
+    console: Console,
+    out: Console,
+    progress_bar: Callable,
+) -> int:
     """The demo; returns the exit code (0 done, 1 done with something missing, 3 could not run)."""
     data_dir = data_dir.resolve()
     demo = Demo(demo_settings(settings, data_dir), settings.source, data_dir, console, out, progress_bar)
     console.print(f"demo data directory: {data_dir}")
     data_dir.mkdir(parents=True, exist_ok=True)
     files = prepare_files(demo, sample)
-    store = DoseStore(demo.settings.database_url,
-                      Pseudonymiser(load_or_create_secret(demo.settings.site_secret_path)))
+    store = DoseStore(demo.settings.database_url, Pseudonymiser(load_or_create_secret(demo.settings.site_secret_path)))
     try:
         complete = receive(demo, store, files)
         qa_serial = load_physics(demo, store, sample)
@@ -181,14 +196,16 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
     return Settings(values, settings.source)
 
 
-def prepare_files(demo: Demo, sample: Optional[Path]) -> list[Path]:
+def prepare_files(demo: Demo, sample: Path | None) -> list[Path]:
     """1. the dose objects: sample_data's and the synthetic ones."""
     with demo.progress_bar() as bar:
         task = bar.add_task("generating synthetic RDSRs", total=sum(c for _, c, _, _ in SYNTHETIC), rate="")
         files = gather_files(demo.data_dir, sample, progress=lambda: bar.update(task, advance=1))
     n_sample = sum(1 for f in files if sample is not None and sample in f.parents)
-    demo.console.print(f"{len(files)} DICOM files: {n_sample} from {sample if n_sample else '(no sample_data)'}, "
-                       f"{len(files) - n_sample} synthetic")
+    demo.console.print(
+        f"{len(files)} DICOM files: {n_sample} from {sample if n_sample else '(no sample_data)'}, "
+        f"{len(files) - n_sample} synthetic"
+    )
     return files
 
 
@@ -206,18 +223,26 @@ def receive(demo: Demo, store: DoseStore, files: list[Path]) -> bool:
         demo.console.print(f"sent {ok} file(s) with Success" + (f", [red]{failed} failed[/]" if failed else ""))
         ingested = wait_for_ingest(demo, store, proc, log, expected, before)
     c = store.counts()
-    demo.console.print(f"database: {c['devices']} units, {c['studies']} studies, {c['events']} events, "
-                       f"{c['quarantine']} quarantined")
+    demo.console.print(
+        f"database: {c['devices']} units, {c['studies']} studies, {c['events']} events, {c['quarantine']} quarantined"
+    )
     return not failed and ingested
 
 
 def listener_env(demo: Demo) -> dict[str, str]:
     """The environment of ``srdose listen``: none of the user's SRDOSE_ variables, the demo's data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRDOSE_")}
-    env.update(SRDOSE_DATA_DIR=str(demo.data_dir), SRDOSE_DATABASE_URL="", SRDOSE_SITE_SECRET="",
-               SRDOSE_QUARANTINE_DIR="", SRDOSE_LISTENER__SPOOL_DIR="", SRDOSE_LISTENER__ARCHIVE_DIR="",
-               SRDOSE_LISTENER__ALLOW="", SRDOSE_LISTENER__AFTER_INGEST="delete",
-               SRDOSE_LISTENER__AET="SRDOSE")
+    env.update(
+        SRDOSE_DATA_DIR=str(demo.data_dir),
+        SRDOSE_DATABASE_URL="",
+        SRDOSE_SITE_SECRET="",
+        SRDOSE_QUARANTINE_DIR="",
+        SRDOSE_LISTENER__SPOOL_DIR="",
+        SRDOSE_LISTENER__ARCHIVE_DIR="",
+        SRDOSE_LISTENER__ALLOW="",
+        SRDOSE_LISTENER__AFTER_INGEST="delete",
+        SRDOSE_LISTENER__AET="SRDOSE",
+    )
     if demo.source is not None:
         env["SRDOSE_CONFIG"] = str(demo.source)
     return env
@@ -229,8 +254,12 @@ def listener(demo: Demo) -> Iterator[tuple[subprocess.Popen, int, Path]]:
     stopped (SIGTERM, then killed) on the way out."""
     port = _free_port()
     log = demo.data_dir / "listen.log"
-    proc = subprocess.Popen([sys.executable, "-m", "srdose", "listen", "--host", "127.0.0.1", "--port", str(port)],
-                            env=listener_env(demo), stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srdose", "listen", "--host", "127.0.0.1", "--port", str(port)],
+        env=listener_env(demo),
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_for_port(port, proc)
         yield proc, port, log
@@ -244,8 +273,9 @@ def listener(demo: Demo) -> Iterator[tuple[subprocess.Popen, int, Path]]:
                 proc.wait(10)
 
 
-def wait_for_ingest(demo: Demo, store: DoseStore, proc: subprocess.Popen, log: Path, expected: int,
-                    before: int) -> bool:
+def wait_for_ingest(
+    demo: Demo, store: DoseStore, proc: subprocess.Popen, log: Path, expected: int, before: int
+) -> bool:
     """Until the store holds ``expected`` more objects (kept or quarantined) and the spool is empty;
     False when the listener died or :data:`INGEST_TIMEOUT_S` passed first."""
     spool = Spool(demo.settings.spool_dir)
@@ -260,13 +290,14 @@ def wait_for_ingest(demo: Demo, store: DoseStore, proc: subprocess.Popen, log: P
             if done >= expected and pending == 0:
                 return True
             if time.monotonic() > deadline or proc.poll() is not None:
-                demo.console.print(f"[red]ingest incomplete: {done} of {expected} after "
-                                   f"{INGEST_TIMEOUT_S:.0f} s (see {log})[/]")
+                demo.console.print(
+                    f"[red]ingest incomplete: {done} of {expected} after {INGEST_TIMEOUT_S:.0f} s (see {log})[/]"
+                )
                 return False
             time.sleep(0.25)
 
 
-def load_physics(demo: Demo, store: DoseStore, sample: Optional[Path]) -> Optional[str]:
+def load_physics(demo: Demo, store: DoseStore, sample: Path | None) -> str | None:
     """4. the example physics data; the serial of its unit (the QA report's), None without the file."""
     physics = (sample / "physics" / EXAMPLE_PHYSICS) if sample is not None else None
     if physics is None or not physics.is_file():
@@ -282,25 +313,32 @@ def load_physics(demo: Demo, store: DoseStore, sample: Optional[Path]) -> Option
 
 def recalculate(demo: Demo, store: DoseStore) -> None:
     """4. ``srdose recalc`` of every event."""
-    params = Params.from_settings(demo.settings["recalc"])
-    fs = resolve_factor_set(store, demo.settings["recalc"]["default_factor_set"])
+    params = Params.from_settings(demo.settings.recalc)
+    fs = resolve_factor_set(store, demo.settings.recalc.default_factor_set)
     with demo.progress_bar() as bar:
         task = bar.add_task("recalculating MGD", total=None, rate="")
-        summary = recalc_run(store, fs, params, on_plan=lambda n: bar.update(task, total=n),
-                             progress=lambda k: bar.update(task, advance=k))
-    demo.console.print(f"recalculated {summary.computed} event(s) ({dict(summary.methods)}), "
-                       f"{summary.no_mgd} without MGD")
+        summary = recalc_run(
+            store,
+            fs,
+            params,
+            on_plan=lambda n: bar.update(task, total=n),
+            progress=lambda k: bar.update(task, advance=k),
+        )
+    demo.console.print(
+        f"recalculated {summary.computed} event(s) ({dict(summary.methods)}), {summary.no_mgd} without MGD"
+    )
 
 
-def write_reports(demo: Demo, store: DoseStore, reports_dir: Path, qa_serial: Optional[str]) -> bool:
+def write_reports(demo: Demo, store: DoseStore, reports_dir: Path, qa_serial: str | None) -> bool:
     """5. the survey, DRL and QA reports over the whole period held, their paths printed; False when one
     is partial."""
     units = period_units(store)
-    since, until = (f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in (min(u["first"] for u in units),
-                                                           max(u["last"] for u in units)))
+    since, until = (
+        f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in (min(u["first"] for u in units), max(u["last"] for u in units))
+    )
     if qa_serial is None or qa_serial not in {u["serial"] for u in units}:
         qa_serial = max(units, key=lambda u: u["events"])["serial"]
-    drl_settings = DRLSettings.from_settings(demo.settings["report"], min_events=5)
+    drl_settings = DRLSettings.from_settings(demo.settings.report, min_events=5)
     built: list[Built] = []
     with demo.console.status("writing reports") as status:
         step = status.update
@@ -309,8 +347,10 @@ def write_reports(demo: Demo, store: DoseStore, reports_dir: Path, qa_serial: Op
         built.append(build_qa(store, demo.settings, since, until, reports_dir, qa_serial, progress=step))
     for note in (note for b in built for note in b.notes):
         demo.console.print(f"[yellow]{esc(note)}[/]")
-    demo.console.print(f"reports for {since} to {until} (the DRL with at least {drl_settings.min_events} "
-                       f"exposures per room: the demo's rooms are small):")
+    demo.console.print(
+        f"reports for {since} to {until} (the DRL with at least {drl_settings.min_events} "
+        f"exposures per room: the demo's rooms are small):"
+    )
     for path in (path for b in built for path in b.html):
         demo.out.print(str(path))
     return not any(b.partial for b in built)

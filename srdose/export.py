@@ -7,15 +7,14 @@ database: no patient name, ID, birth date or accession number is exported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from srdose.files import FORMATS, write_csv, write_xlsx
 from srdose.store.database import EVENT_EXPORT_COLUMNS, iter_event_rows
 
 
-def export_events(store, out: Path, fmt: Optional[str] = None, serials: Optional[Sequence[str]] = None,
-                  **filters) -> int:
+def export_events(store, out: Path, fmt: str | None = None, serials: Sequence[str] | None = None, **filters) -> int:
     """Export the events table; the format follows ``fmt`` or the file suffix. ``serials``: only
     the events of these units."""
     out = Path(out)

@@ -11,9 +11,9 @@ import csv
 import datetime as dt
 import os
 import re
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from srdose.dates import parse_day, parse_iso_datetime
 
@@ -59,12 +59,12 @@ def xlsx_value(value):
     return value
 
 
-def as_date(value) -> Optional[dt.date]:
+def as_date(value) -> dt.date | None:
     """A DICOM (YYYYMMDD) or ISO (YYYY-MM-DD) day as a date; None if it is not one."""
     return parse_day(value)
 
 
-def as_datetime(value) -> Optional[dt.datetime]:
+def as_datetime(value) -> dt.datetime | None:
     return parse_iso_datetime(value)
 
 
@@ -104,7 +104,7 @@ def write_csv(rows: Iterable[tuple], out: Path, columns: Sequence[str]) -> int:
     return n
 
 
-def xlsx_sheet(wb, name: str, columns: Sequence[str], widths: Optional[Sequence[int]] = None):
+def xlsx_sheet(wb, name: str, columns: Sequence[str], widths: Sequence[int] | None = None):
     """A streamed sheet whose first row is a bold header, frozen, with filters (see :func:`close_sheet`).
     Returns (sheet, converter): the converter turns a row into cells (dates as dates, text inert)."""
     from openpyxl.cell import WriteOnlyCell
@@ -156,8 +156,7 @@ def save_workbook(wb, out: Path) -> Path:
     return Path(out)
 
 
-def write_xlsx(rows: Iterable[tuple], out: Path, columns: Sequence[str],
-               sheet: str = "events") -> int:
+def write_xlsx(rows: Iterable[tuple], out: Path, columns: Sequence[str], sheet: str = "events") -> int:
     """Write rows to an XLSX workbook (streaming, so large exports fit in memory)."""
     from openpyxl import Workbook
 

@@ -12,9 +12,10 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Protocol
+from typing import Protocol
 
 from srdose.parse import Refused, read_bytes
 from srdose.parse.records import DoseReport
@@ -32,12 +33,65 @@ SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
 #: DICOM (a dose report saved as ``rdsr.txt`` is still one), else skipped and
 #: counted, not quarantined. Files with any other name are always tried, as
 #: is a file named on the command line.
-NON_DICOM_SUFFIXES = {".md", ".txt", ".json", ".csv", ".tsv", ".toml", ".xml", ".html", ".htm",
-                      ".pdf", ".py", ".sh", ".ini", ".log", ".xlsx", ".zip", ".gz", ".npz", ".png", ".jpg"}
+NON_DICOM_SUFFIXES = {
+    ".md",
+    ".txt",
+    ".json",
+    ".csv",
+    ".tsv",
+    ".toml",
+    ".xml",
+    ".html",
+    ".htm",
+    ".pdf",
+    ".py",
+    ".sh",
+    ".ini",
+    ".log",
+    ".xlsx",
+    ".zip",
+    ".gz",
+    ".npz",
+    ".png",
+    ".jpg",
+}
 #: Value representations a raw dataset's first element can have (explicit VR).
-_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD",
-        b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
-        b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+_VRS = {
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FD",
+    b"FL",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SQ",
+    b"SS",
+    b"ST",
+    b"SV",
+    b"TM",
+    b"UC",
+    b"UI",
+    b"UL",
+    b"UN",
+    b"UR",
+    b"US",
+    b"UT",
+    b"UV",
+}
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -81,7 +135,7 @@ class Summary:
     def n_quarantined(self) -> int:
         return sum(self.quarantined.values())
 
-    def merge(self, other: "Summary") -> None:
+    def merge(self, other: Summary) -> None:
         self.outcomes.update(other.outcomes)
         self.quarantined.update(other.quarantined)
         self.events += other.events
@@ -94,10 +148,10 @@ class Result:
     """What happened to one dataset."""
 
     outcome: str  # an Outcome value, or "quarantined"
-    sop_instance_uid: Optional[str] = None
+    sop_instance_uid: str | None = None
     events: int = 0
-    reason: Optional[str] = None
-    kind: Optional[str] = None
+    reason: str | None = None
+    kind: str | None = None
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -106,16 +160,20 @@ class DatabaseUnavailable(RuntimeError):
 
 
 #: Why a dataset reusing a SOP Instance UID is not stored.
-CONFLICT_REASON = ("same SOP Instance UID as an object already stored, different content; the first one "
-                   "received is kept: the sending system has reused a UID (or changed the object)")
+CONFLICT_REASON = (
+    "same SOP Instance UID as an object already stored, different content; the first one "
+    "received is kept: the sending system has reused a UID (or changed the object)"
+)
 
 
 def bug_reason(exc: BaseException) -> str:
-    return (f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
-            "this is a bug in srdose: please report it with this file")
+    return (
+        f"srdose failed on this dataset ({type(exc).__name__}: {str(exc)[:200]}); "
+        "this is a bug in srdose: please report it with this file"
+    )
 
 
-def iter_files(paths: Iterable[os.PathLike], skipped: Optional[list] = None) -> Iterator[Path]:
+def iter_files(paths: Iterable[os.PathLike], skipped: list | None = None) -> Iterator[Path]:
     """Files under ``paths`` (files or folders, recursively), in a stable order.
 
     In a folder, hidden files, :data:`SKIP_NAMES` and files with a
@@ -129,8 +187,11 @@ def iter_files(paths: Iterable[os.PathLike], skipped: Optional[list] = None) -> 
                 dirs.sort()
                 for name in sorted(names):
                     path = Path(root) / name
-                    if (name in SKIP_NAMES or name.startswith(".")
-                            or (Path(name).suffix.lower() in NON_DICOM_SUFFIXES and not is_dicom_file(path))):
+                    if (
+                        name in SKIP_NAMES
+                        or name.startswith(".")
+                        or (Path(name).suffix.lower() in NON_DICOM_SUFFIXES and not is_dicom_file(path))
+                    ):
                         if skipped is not None:
                             skipped.append(path)
                         continue
@@ -168,11 +229,11 @@ class Pending:
     when needed and not kept: a batch of whole MG images would not fit in memory."""
 
     load: Callable[[], bytes]
-    origin: Optional[str] = None
+    origin: str | None = None
     what: str = "dataset"
-    where: Optional[str] = None
+    where: str | None = None
     report: object = None
-    sha: Optional[str] = None
+    sha: str | None = None
 
 
 class Ingestor:
@@ -200,8 +261,15 @@ class Ingestor:
         dataset to quarantine.
     """
 
-    def __init__(self, store: DoseStore, quarantine: QuarantineFolder, batch_size: int = 200,
-                 hooks: Optional[Hooks] = None, retries: int = 5, retry_wait: float = 0.2):
+    def __init__(
+        self,
+        store: DoseStore,
+        quarantine: QuarantineFolder,
+        batch_size: int = 200,
+        hooks: Hooks | None = None,
+        retries: int = 5,
+        retry_wait: float = 0.2,
+    ):
         self.store = store
         self.quarantine = quarantine
         self.batch_size = max(1, int(batch_size))
@@ -209,9 +277,17 @@ class Ingestor:
         self.retry_wait = float(retry_wait)
         self.hooks: Hooks = hooks if hooks is not None else NoHooks()
 
-    def _quarantine(self, conn, data: bytes, sha: str, exc_kind: str, reason: str,
-                    origin: Optional[str], sop_uid: Optional[str] = None,
-                    where: Optional[str] = None) -> Result:
+    def _quarantine(
+        self,
+        conn,
+        data: bytes,
+        sha: str,
+        exc_kind: str,
+        reason: str,
+        origin: str | None,
+        sop_uid: str | None = None,
+        where: str | None = None,
+    ) -> Result:
         # the full path goes only in the quarantine note, beside the file it
         # names; the database gets the origin (PACS exports often name
         # folders after patients)
@@ -220,9 +296,16 @@ class Ingestor:
         log.info("quarantined %s: %s", sha[:12], reason)
         return Result(Outcome.QUARANTINED.value, sop_uid, 0, reason, exc_kind)
 
-    def ingest_one(self, conn, data: bytes, origin: Optional[str] = None,
-                   what: str = "dataset", report=None, sha: Optional[str] = None,
-                   where: Optional[str] = None) -> Result:
+    def ingest_one(
+        self,
+        conn,
+        data: bytes,
+        origin: str | None = None,
+        what: str = "dataset",
+        report=None,
+        sha: str | None = None,
+        where: str | None = None,
+    ) -> Result:
         """Parse and store one dataset inside the caller's transaction.
 
         ``report`` and ``sha`` may be passed when the caller (the listener)
@@ -257,11 +340,27 @@ class Ingestor:
             if is_transient(exc):
                 raise
             log.exception("could not store %s", report.sop_instance_uid)
-            return self._quarantine(conn, data, sha, RefusalKind.STORE_ERROR.value, store_error_reason(exc),
-                                    origin, report.sop_instance_uid, where=where)
+            return self._quarantine(
+                conn,
+                data,
+                sha,
+                RefusalKind.STORE_ERROR.value,
+                store_error_reason(exc),
+                origin,
+                report.sop_instance_uid,
+                where=where,
+            )
         if outcome == Outcome.CONFLICT:
-            return self._quarantine(conn, data, sha, RefusalKind.CONFLICT.value, CONFLICT_REASON, origin,
-                                    report.sop_instance_uid, where=where)
+            return self._quarantine(
+                conn,
+                data,
+                sha,
+                RefusalKind.CONFLICT.value,
+                CONFLICT_REASON,
+                origin,
+                report.sop_instance_uid,
+                where=where,
+            )
         n_events = len(report.events) if outcome in (Outcome.INGESTED, Outcome.REPLACED) else 0
         return Result(outcome.value, report.sop_instance_uid, n_events)
 
@@ -271,15 +370,17 @@ class Ingestor:
         try:
             return item.load(), None
         except OSError as exc:
-            return None, Result(Outcome.UNREADABLE.value, reason=f"cannot read {item.where}: {exc.strerror}",
-                                kind=RefusalKind.UNREADABLE.value)
+            return None, Result(
+                Outcome.UNREADABLE.value,
+                reason=f"cannot read {item.where}: {exc.strerror}",
+                kind=RefusalKind.UNREADABLE.value,
+            )
 
     def _one(self, conn, item: Pending) -> Result:
         data, unreadable = self._load(item)
         if unreadable:
             return unreadable
-        return self.ingest_one(conn, data, item.origin, item.what, report=item.report,
-                               sha=item.sha, where=item.where)
+        return self.ingest_one(conn, data, item.origin, item.what, report=item.report, sha=item.sha, where=item.where)
 
     def ingest_batch(self, items: list[Pending]) -> list[Result]:
         """Ingest ``items`` in one transaction and return once it has committed.
@@ -305,15 +406,20 @@ class Ingestor:
                         raise DatabaseUnavailable(
                             f"the database or the quarantine folder kept failing ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); nothing of this batch "
-                            "was lost: run the ingest again once it is back") from exc
-                    log.warning("transient failure, retrying in %.1f s (%s: %s)", wait, type(exc).__name__,
-                                str(exc)[:200])
+                            "was lost: run the ingest again once it is back"
+                        ) from exc
+                    log.warning(
+                        "transient failure, retrying in %.1f s (%s: %s)", wait, type(exc).__name__, str(exc)[:200]
+                    )
                     time.sleep(wait)
                     wait *= 2
                     continue
                 if len(items) > 1:
-                    log.warning("a batch failed (%s: %s); committing its datasets one at a time",
-                                type(exc).__name__, str(exc)[:200])
+                    log.warning(
+                        "a batch failed (%s: %s); committing its datasets one at a time",
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
                     return [result for item in items for result in self.ingest_batch([item])]
                 return [self._isolate(items[0], exc)]
         raise AssertionError("unreachable")
@@ -327,11 +433,20 @@ class Ingestor:
         sha = item.sha or hashlib.sha256(data).hexdigest()
         uid = getattr(item.report, "sop_instance_uid", None)
         with self.store.begin() as conn:
-            return self._quarantine(conn, data, sha, RefusalKind.STORE_ERROR.value, store_error_reason(exc),
-                                    item.origin, uid, where=item.where)
+            return self._quarantine(
+                conn,
+                data,
+                sha,
+                RefusalKind.STORE_ERROR.value,
+                store_error_reason(exc),
+                item.origin,
+                uid,
+                where=item.where,
+            )
 
-    def ingest_paths(self, paths: Iterable[os.PathLike],
-                     progress: Optional[Callable[[Path, Result], None]] = None) -> Summary:
+    def ingest_paths(
+        self, paths: Iterable[os.PathLike], progress: Callable[[Path, Result], None] | None = None
+    ) -> Summary:
         """Ingest every file under ``paths``; ``progress`` is called per file
         once its transaction has committed."""
         summary = Summary()
@@ -339,7 +454,7 @@ class Ingestor:
         files = list(iter_files(paths, skipped))
         summary.skipped = len(skipped)
         for start in range(0, len(files), self.batch_size):
-            batch = files[start:start + self.batch_size]
+            batch = files[start : start + self.batch_size]
             # no file name in reasons or in the database: names can identify
             items = [Pending(path.read_bytes, origin="file", what="file", where=str(path)) for path in batch]
             for path, result in zip(batch, self.ingest_batch(items)):

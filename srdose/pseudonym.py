@@ -13,7 +13,6 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Optional
 
 SECRET_BYTES = 32
 
@@ -63,7 +62,7 @@ class Pseudonymiser:
     def __init__(self, secret: bytes):
         self._secret = bytes(secret)
 
-    def pseudonym(self, kind: str, value: Optional[str]) -> Optional[str]:
+    def pseudonym(self, kind: str, value: str | None) -> str | None:
         """Pseudonym of ``value``; ``kind`` ("patient", "accession") separates
         the namespaces so a patient ID and an accession number never collide.
         """
@@ -72,11 +71,11 @@ class Pseudonymiser:
         value = str(value).strip()
         if not value:
             return None
-        mac = hmac.new(self._secret, f"{kind}\x00{value}".encode("utf-8"), hashlib.sha256)
+        mac = hmac.new(self._secret, f"{kind}\x00{value}".encode(), hashlib.sha256)
         return mac.hexdigest()[:32]
 
-    def patient(self, patient_id: Optional[str]) -> Optional[str]:
+    def patient(self, patient_id: str | None) -> str | None:
         return self.pseudonym("patient", patient_id)
 
-    def accession(self, accession: Optional[str]) -> Optional[str]:
+    def accession(self, accession: str | None) -> str | None:
         return self.pseudonym("accession", accession)

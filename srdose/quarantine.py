@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -57,8 +56,7 @@ class QuarantineFolder:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def put(self, data: bytes, sha256: str, kind: str, reason: str,
-            origin: Optional[str] = None) -> Path:
+    def put(self, data: bytes, sha256: str, kind: str, reason: str, origin: str | None = None) -> Path:
         """Keep ``data`` with its reason; returns where the dataset now is."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         target = self.root / f"{sha256}.dcm"

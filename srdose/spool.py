@@ -24,7 +24,6 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from srdose.quarantine import write_durably
 
@@ -52,7 +51,7 @@ class Spool:
         Where ``archive`` puts them.
     """
 
-    def __init__(self, root: Path, after_ingest: str = "delete", archive_dir: Optional[Path] = None):
+    def __init__(self, root: Path, after_ingest: str = "delete", archive_dir: Path | None = None):
         if after_ingest not in ("delete", "keep", "archive"):
             raise ValueError(f"after_ingest must be delete, keep or archive, not {after_ingest!r}")
         if after_ingest == "archive" and archive_dir is None:
@@ -109,8 +108,10 @@ class Spool:
 
     def pending(self) -> list[Path]:
         """Spooled datasets and refusal notes still to ingest, oldest first."""
-        return sorted((p for pattern in ("*.dcm", "*" + REFUSED_SUFFIX) for p in self.root.glob(pattern)
-                       if p.is_file()), key=lambda p: p.name)
+        return sorted(
+            (p for pattern in ("*.dcm", "*" + REFUSED_SUFFIX) for p in self.root.glob(pattern) if p.is_file()),
+            key=lambda p: p.name,
+        )
 
     @staticmethod
     def calling_ae(path: Path) -> str:
@@ -128,8 +129,10 @@ class Spool:
             target.mkdir(exist_ok=True, mode=0o700)
             os.replace(path, target / path.name)
         else:
-            self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            archive_dir = self.archive_dir
+            assert archive_dir is not None  # __init__ refuses "archive" without one
+            archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             try:
-                os.replace(path, self.archive_dir / path.name)
+                os.replace(path, archive_dir / path.name)
             except OSError:  # another file system
-                shutil.move(str(path), self.archive_dir / path.name)
+                shutil.move(str(path), archive_dir / path.name)

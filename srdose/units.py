@@ -84,7 +84,7 @@ class UnitError(ValueError):
     """A unit that cannot be converted to the quantity asked for."""
 
 
-def factor(unit: str, quantity: str) -> float:
+def factor(unit: str | None, quantity: str) -> float:
     """Factor that turns a value in ``unit`` into the canonical unit of ``quantity``.
 
     Parameters
@@ -103,12 +103,10 @@ def factor(unit: str, quantity: str) -> float:
     if entry is None:
         raise UnitError(f"unknown unit {unit!r} (expected {CANONICAL[quantity]})")
     if entry[0] != quantity:
-        raise UnitError(
-            f"unit {unit!r} measures {entry[0]}, not {quantity} ({CANONICAL[quantity]})"
-        )
+        raise UnitError(f"unit {unit!r} measures {entry[0]}, not {quantity} ({CANONICAL[quantity]})")
     return entry[1]
 
 
-def convert(value: float, unit: str, quantity: str) -> float:
+def convert(value: float, unit: str | None, quantity: str) -> float:
     """``value`` in ``unit``, converted to the canonical unit of ``quantity``."""
     return value * factor(unit, quantity)

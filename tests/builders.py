@@ -65,29 +65,58 @@ THICKNESS = ("111633", "DCM", "Compression Thickness")
 EXPOSURE = ("113736", "DCM", "Exposure")
 
 
-def event(uid=None, laterality=("24028007", "SCT", "Right"), view=("399162004", "SCT", "cranio-caudal"),
-          kvp="28", agd="1.5", start="20250102093000", extra=()):
+def event(
+    uid=None,
+    laterality=("24028007", "SCT", "Right"),
+    view=("399162004", "SCT", "cranio-caudal"),
+    kvp="28",
+    agd="1.5",
+    start="20250102093000",
+    extra=(),
+):
     children = [
         item("CONTAINS", "UIDREF", ("113769", "DCM", "Irradiation Event UID"), uid=uid or generate_uid()),
         item("CONTAINS", "DATETIME", ("111526", "DCM", "DateTime Started"), dt=start),
-        item("CONTAINS", "CODE", ("113721", "DCM", "Irradiation Event Type"),
-             code=("113611", "DCM", "Stationary Acquisition")),
+        item(
+            "CONTAINS",
+            "CODE",
+            ("113721", "DCM", "Irradiation Event Type"),
+            code=("113611", "DCM", "Stationary Acquisition"),
+        ),
         item("CONTAINS", "CODE", ("111031", "DCM", "Image View"), code=view),
-        item("CONTAINS", "CODE", ("123014", "DCM", "Target Region"), code=("76752008", "SCT", "Breast"),
-             children=[item("HAS CONCEPT MOD", "CODE", ("272741003", "SCT", "Laterality"), code=laterality)]),
+        item(
+            "CONTAINS",
+            "CODE",
+            ("123014", "DCM", "Target Region"),
+            code=("76752008", "SCT", "Breast"),
+            children=[item("HAS CONCEPT MOD", "CODE", ("272741003", "SCT", "Laterality"), code=laterality)],
+        ),
         num(HVL, "0.52", "mm"),
         num(AGD, agd, "mGy"),
         num(KVP, kvp, "kV"),
         num(EXPOSURE, "95000", "uA.s"),
         num(THICKNESS, "55", "mm"),
-        item("CONTAINS", "CODE", ("111632", "DCM", "Anode Target Material"),
-             code=("C-164F9", "SRT", "Tungsten or Tungsten compound")),
-        item("CONTAINS", "CONTAINER", ("113771", "DCM", "X-Ray Filters"), children=[
-            item("CONTAINS", "CODE", ("113757", "DCM", "X-Ray Filter Material"),
-                 code=("C-167F9", "SRT", "Rhodium or Rhodium compound")),
-            num(("113758", "DCM", "X-Ray Filter Thickness Minimum"), "0.05", "mm"),
-            num(("113773", "DCM", "X-Ray Filter Thickness Maximum"), "0.05", "mm"),
-        ]),
+        item(
+            "CONTAINS",
+            "CODE",
+            ("111632", "DCM", "Anode Target Material"),
+            code=("C-164F9", "SRT", "Tungsten or Tungsten compound"),
+        ),
+        item(
+            "CONTAINS",
+            "CONTAINER",
+            ("113771", "DCM", "X-Ray Filters"),
+            children=[
+                item(
+                    "CONTAINS",
+                    "CODE",
+                    ("113757", "DCM", "X-Ray Filter Material"),
+                    code=("C-167F9", "SRT", "Rhodium or Rhodium compound"),
+                ),
+                num(("113758", "DCM", "X-Ray Filter Thickness Minimum"), "0.05", "mm"),
+                num(("113773", "DCM", "X-Ray Filter Thickness Maximum"), "0.05", "mm"),
+            ],
+        ),
         *extra,
     ]
     return item("CONTAINS", "CONTAINER", ("113706", "DCM", "Irradiation Event X-Ray Data"), children=children)
@@ -111,8 +140,14 @@ def rdsr(events=None, study_uid=None, sop_uid=None, patient=PATIENT, content=Tru
     ds.ContinuityOfContent = "SEPARATE"
     ds.ConceptNameCodeSequence = Sequence([code("113701", "DCM", "X-Ray Radiation Dose Report")])
     if content:
-        root = [item("HAS CONCEPT MOD", "CODE", ("121058", "DCM", "Procedure reported"),
-                     code=("71651007", "SCT", "Mammography"))]
+        root = [
+            item(
+                "HAS CONCEPT MOD",
+                "CODE",
+                ("121058", "DCM", "Procedure reported"),
+                code=("71651007", "SCT", "Mammography"),
+            )
+        ]
         root += events if events is not None else [event()]
         ds.ContentSequence = Sequence(root)
     return ds

@@ -70,8 +70,13 @@ def postgres_server(tmp_path_factory):
     pgdir = base / "data"
     port = str(55000 + os.getpid() % 900)
     try:
-        url = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start", str(pgdir), port],
-                             check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+        url = subprocess.run(
+            [str(REPO / "scripts" / "pg.sh"), "start", str(pgdir), port],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         if os.environ.get("CI"):

@@ -68,11 +68,14 @@ class ListenerProcess:
         self.proc = None
         self.log = self.data_dir.parent / f"listen-{port}.log"
 
-    def start(self, wait: bool = True) -> "ListenerProcess":
+    def start(self, wait: bool = True) -> ListenerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "srdose", "listen", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+            env=self.env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         if wait:
             wait_for_port(self.port, 60, self.proc)
         return self
@@ -92,8 +95,9 @@ class ListenerProcess:
         self.proc.wait(10)
 
     def srdose(self, *args) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "srdose", *map(str, args)], env=self.env, capture_output=True, text=True, timeout=300
+        )
 
     def events(self) -> list[dict]:
         out = self.data_dir / "export.csv"
@@ -108,8 +112,12 @@ class ListenerProcess:
 
 def storescu(port: int, files, *extra, aet="MAMMO1", aec="SRDOSE", timeout=600):
     """DCMTK storescu (by full path: pip's pynetdicom ships its own)."""
-    return subprocess.run([need(STORESCU), "-aet", aet, "-aec", aec, *extra, "127.0.0.1", str(port),
-                           *map(str, files)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [need(STORESCU), "-aet", aet, "-aec", aec, *extra, "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class OrthancServer:
@@ -159,9 +167,13 @@ class OrthancServer:
         self.config.write_text(json.dumps(config, indent=1))
         self.proc = None
 
-    def start(self) -> "OrthancServer":
-        self.proc = subprocess.Popen([need(ORTHANC), str(self.config)], cwd=self.workdir,
-                                     stdout=open(self.workdir / "orthanc.log", "ab"), stderr=subprocess.STDOUT)
+    def start(self) -> OrthancServer:
+        self.proc = subprocess.Popen(
+            [need(ORTHANC), str(self.config)],
+            cwd=self.workdir,
+            stdout=open(self.workdir / "orthanc.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for_port(self.dicom_port, 60, self.proc)
         wait_for_port(self.http_port, 60, self.proc)
         return self

@@ -187,6 +187,7 @@ def test_file_and_folder_names_stay_out_of_the_database(ingestor, tmp_path, stor
     (folder / "ok.dcm").write_bytes(B.to_bytes(B.rdsr()))
     ingestor.ingest_paths([folder])
     with store.engine.connect() as conn:
-        text = " ".join(str(v) for table in M.Base.metadata.sorted_tables
-                        for row in conn.execute(select(table)) for v in row)
+        text = " ".join(
+            str(v) for table in M.Base.metadata.sorted_tables for row in conn.execute(select(table)) for v in row
+        )
     assert "TESTPERSON" not in text and "ALICE" not in text and "9434765919" not in text

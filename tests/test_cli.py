@@ -15,8 +15,14 @@ from tests.conftest import SHARED_RDSR, shared_file
 
 
 def run(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "srdose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("cmd", [[], ["ingest"], ["export", "events"], ["synth"], ["db", "upgrade"], ["config"]])
@@ -37,8 +43,18 @@ def test_ingest_export_round_trip_and_exit_codes(srdose_env, tmp_path):
     good = tmp_path / "good"
     good.mkdir()
     for i in range(3):
-        (good / f"r{i}.dcm").write_bytes(B.to_bytes(B.rdsr(events=[
-            B.event(), B.event(laterality=("7771000", "SCT", "Left"), view=("399368009", "SCT", "medio-lateral oblique"))])))
+        (good / f"r{i}.dcm").write_bytes(
+            B.to_bytes(
+                B.rdsr(
+                    events=[
+                        B.event(),
+                        B.event(
+                            laterality=("7771000", "SCT", "Left"), view=("399368009", "SCT", "medio-lateral oblique")
+                        ),
+                    ]
+                )
+            )
+        )
     r = run("ingest", good)
     assert r.returncode == 0, r.stderr
     assert "ingested" in r.stdout and "6" in r.stdout

@@ -22,8 +22,9 @@ def cli(*args, data_dir: Path, env=None):
 
     from srdose.cli import main
 
-    result = CliRunner().invoke(main, [str(a) for a in args],
-                                env={"COLUMNS": "250", "SRDOSE_DATA_DIR": str(data_dir), **(env or {})})
+    result = CliRunner().invoke(
+        main, [str(a) for a in args], env={"COLUMNS": "250", "SRDOSE_DATA_DIR": str(data_dir), **(env or {})}
+    )
     gc.collect()  # openpyxl's write-only generators, collected while their files are still here
     return result
 
@@ -55,8 +56,10 @@ def units_db(tmp_path_factory):
     src.mkdir()
     for k, (maker, model, serial, station, day) in enumerate(UNITS):
         for i in range(3):
-            ds = B.rdsr(events=[B.event(view=("399368009", "SCT", "medio-lateral oblique"), start=f"{day}093000")],
-                         patient={**B.PATIENT, "PatientID": f"P{k}{i}"})
+            ds = B.rdsr(
+                events=[B.event(view=("399368009", "SCT", "medio-lateral oblique"), start=f"{day}093000")],
+                patient={**B.PATIENT, "PatientID": f"P{k}{i}"},
+            )
             ds.Manufacturer, ds.ManufacturerModelName, ds.DeviceSerialNumber = maker, model, serial
             ds.StationName, ds.StudyDate = station, day
             (src / f"u{k}_{i}.dcm").write_bytes(B.to_bytes(ds))
@@ -68,21 +71,24 @@ def units_db(tmp_path_factory):
 # --- configuration -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, named", [
-    ('[listener]\nallow = "MAMMO1"\n', "[listener] allow"),
-    ('[listener]\nport = "eleven"\n', "[listener] port"),
-    ('[listener]\nport = 70000\n', "[listener] port"),
-    ('[listener]\ntls_ca = "/etc/ca.pem"\n', "[listener] tls_ca"),
-    ('[listener]\ntls_key = "/etc/key.pem"\n', "[listener] tls_key"),
-    ('[listener]\nallow = ["MAMMO1", 7]\n', "[listener] allow"),
-    ('[listener]\nallow = ["AN AE TITLE TOO LONG"]\n', "[listener] allow"),
-    ('[listener]\nmax_dataset_mb = 0\n', "[listener] max_dataset_mb"),
-    ('[governance]\nretention_days = "forever"\n', "[governance] retention_days"),
-    ('[recalc]\nafter_ingest = "yes"\n', "[recalc] after_ingest"),
-    ('[recalc]\nratio_band = nan\n', "[recalc] ratio_band"),
-    ('[report]\ndrl_views = "MLO"\n', "[report] drl_views"),
-    ('database_url = 5\n', "database_url"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ('[listener]\nallow = "MAMMO1"\n', "[listener] allow"),
+        ('[listener]\nport = "eleven"\n', "[listener] port"),
+        ("[listener]\nport = 70000\n", "[listener] port"),
+        ('[listener]\ntls_ca = "/etc/ca.pem"\n', "[listener] tls_ca"),
+        ('[listener]\ntls_key = "/etc/key.pem"\n', "[listener] tls_key"),
+        ('[listener]\nallow = ["MAMMO1", 7]\n', "[listener] allow"),
+        ('[listener]\nallow = ["AN AE TITLE TOO LONG"]\n', "[listener] allow"),
+        ("[listener]\nmax_dataset_mb = 0\n", "[listener] max_dataset_mb"),
+        ('[governance]\nretention_days = "forever"\n', "[governance] retention_days"),
+        ('[recalc]\nafter_ingest = "yes"\n', "[recalc] after_ingest"),
+        ("[recalc]\nratio_band = nan\n", "[recalc] ratio_band"),
+        ('[report]\ndrl_views = "MLO"\n', "[report] drl_views"),
+        ("database_url = 5\n", "database_url"),
+    ],
+)
 def test_bad_settings_are_refused_when_loaded(tmp_path, text, named):
     cfg = tmp_path / "srdose.toml"
     cfg.write_text(text)
@@ -100,17 +106,19 @@ def test_environment_settings_are_checked_too(tmp_path):
     with pytest.raises(ConfigError, match="SRDOSE_RECALC__AFTER_INGEST"):
         load(None, environ={"SRDOSE_RECALC__AFTER_INGEST": "maybe"})
     s = load(None, environ={"SRDOSE_RECALC__AFTER_INGEST": "off", "SRDOSE_LISTENER__ALLOW": "MAMMO1, PACS"})
-    assert s["recalc"]["after_ingest"] is False and s["listener"]["allow"] == ["MAMMO1", "PACS"]
+    assert s.recalc.after_ingest is False and s.listener.allow == ("MAMMO1", "PACS")
 
 
 def test_defaults_hold_the_new_keys_and_good_settings_load(tmp_path):
     s = load(None, environ={})
-    assert s["listener"]["max_dataset_mb"] == 512 and s["recalc"]["after_ingest"] is True
+    assert s.listener.max_dataset_mb == 512 and s.recalc.after_ingest is True
     cfg = tmp_path / "srdose.toml"
-    cfg.write_text('[listener]\nport = 104\nallow = ["MAMMO1"]\ntls_cert = "c.pem"\ntls_ca = "ca.pem"\n'
-                   '[recalc]\nratio_band = 1\n[report]\nnational_drl_mgy = 2.5\nnational_drl_source = "x"\n')
+    cfg.write_text(
+        '[listener]\nport = 104\nallow = ["MAMMO1"]\ntls_cert = "c.pem"\ntls_ca = "ca.pem"\n'
+        '[recalc]\nratio_band = 1\n[report]\nnational_drl_mgy = 2.5\nnational_drl_source = "x"\n'
+    )
     s = load(str(cfg), environ={})
-    assert s["listener"]["port"] == 104 and s["recalc"]["ratio_band"] == 1
+    assert s.listener.port == 104 and s.recalc.ratio_band == 1
 
 
 def test_messages_keep_their_config_section(tmp_path):
@@ -122,19 +130,22 @@ def test_messages_keep_their_config_section(tmp_path):
 # --- dates, units, output files --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["export", "events", "--out", "ev.csv", "--to", "2024/12/31"],
-    ["export", "events", "--out", "ev.csv", "--from", "banana"],
-    ["export", "events", "--out", "ev.csv", "--from", "20250101"],
-    ["export", "events", "--out", "ev.csv", "--to", "2025-02-30"],
-    ["export", "research", "--project", "P1", "--out", "res", "--from", "2025/01/01"],
-    ["report", "survey", "--from", "2025-01-01", "--to", "31/12/2025"],
-    ["report", "drl", "--from", "yesterday", "--to", "2025-12-31"],
-    ["qc", "--from", "2025-1-1", "--to", "2025-12-31"],
-    ["recalc", "--since", "2025/01/01"],
-    ["purge", "--before", "2025/01/01", "--dry-run"],
-    ["audit", "--since", "banana"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "events", "--out", "ev.csv", "--to", "2024/12/31"],
+        ["export", "events", "--out", "ev.csv", "--from", "banana"],
+        ["export", "events", "--out", "ev.csv", "--from", "20250101"],
+        ["export", "events", "--out", "ev.csv", "--to", "2025-02-30"],
+        ["export", "research", "--project", "P1", "--out", "res", "--from", "2025/01/01"],
+        ["report", "survey", "--from", "2025-01-01", "--to", "31/12/2025"],
+        ["report", "drl", "--from", "yesterday", "--to", "2025-12-31"],
+        ["qc", "--from", "2025-1-1", "--to", "2025-12-31"],
+        ["recalc", "--since", "2025/01/01"],
+        ["purge", "--before", "2025/01/01", "--dry-run"],
+        ["audit", "--since", "banana"],
+    ],
+)
 def test_a_date_is_yyyy_mm_dd_everywhere(units_db, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
     r = cli(*args, data_dir=units_db)
@@ -168,8 +179,12 @@ def test_a_unit_by_serial_station_or_name_in_any_case(units_db, tmp_path):
     assert r.exit_code == 2
     said = flat(r.output)
     assert "no unit 'NOSUCH'" in said and "SN-3" in said and "$\\frac{$" in said
-    for args in (["report", "qa", "--unit", "NOSUCH"], ["report", "survey", "--unit", "nosuch"],
-                 ["report", "drl", "--unit", "nosuch"], ["qc", "--unit", "nosuch"]):
+    for args in (
+        ["report", "qa", "--unit", "NOSUCH"],
+        ["report", "survey", "--unit", "nosuch"],
+        ["report", "drl", "--unit", "nosuch"],
+        ["qc", "--unit", "nosuch"],
+    ):
         r = cli(*args, "--from", "2025-01-01", "--to", "2025-12-31", "--out", tmp_path / "rep", data_dir=units_db)
         assert r.exit_code == 2 and "known units" in flat(r.output), args
     r = cli("recalc", "--unit", "nosuch", data_dir=units_db)
@@ -192,8 +207,19 @@ def test_a_shared_name_covers_its_units(tmp_path):
     assert len(out.read_text().splitlines()) == 1 + 2
     ok(cli("export", "events", "--out", out, "--unit", "breast unit", data_dir=data))
     assert len(out.read_text().splitlines()) == 1 + 1
-    r = cli("report", "qa", "--unit", "SHARED", "--from", "2025-01-01", "--to", "2025-12-31",
-            "--out", tmp_path / "rep", data_dir=data)
+    r = cli(
+        "report",
+        "qa",
+        "--unit",
+        "SHARED",
+        "--from",
+        "2025-01-01",
+        "--to",
+        "2025-12-31",
+        "--out",
+        tmp_path / "rep",
+        data_dir=data,
+    )
     assert r.exit_code == 2 and "give one serial" in flat(r.output)
 
 
@@ -211,8 +237,21 @@ def test_units_list_and_check_show_markup_literally(units_db):
 def test_reports_of_units_with_hostile_names(units_db, tmp_path):
     out = tmp_path / "rep"
     # mathtext ($\frac{$) and a control character in the room labels of the plots
-    r = cli("report", "drl", "--from", "2024-01-01", "--to", "2025-12-31", "--min-events", "1", "--dose",
-            "reported", "--out", out, data_dir=units_db)
+    r = cli(
+        "report",
+        "drl",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2025-12-31",
+        "--min-events",
+        "1",
+        "--dose",
+        "reported",
+        "--out",
+        out,
+        data_dir=units_db,
+    )
     ok(r)
     # a 250-character serial: file names stay short, and distinct per unit
     r = ok(cli("report", "survey", "--from", "2024-01-01", "--to", "2025-12-31", "--out", out, data_dir=units_db))
@@ -220,14 +259,40 @@ def test_reports_of_units_with_hostile_names(units_db, tmp_path):
     assert max(len(n.encode()) for n in names) < 160
     htmls = sorted(p.name for p in out.rglob("survey_*.html"))
     assert len(htmls) == 3 and len(set(htmls)) == 3
-    r = ok(cli("report", "qa", "--unit", LONG, "--from", "2024-01-01", "--to", "2025-12-31", "--out", out,
-               data_dir=units_db))
+    r = ok(
+        cli(
+            "report",
+            "qa",
+            "--unit",
+            LONG,
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2025-12-31",
+            "--out",
+            out,
+            data_dir=units_db,
+        )
+    )
     assert max(len(p.name.encode()) for p in out.rglob("qa_*")) < 160
 
 
 def test_survey_before_recalc_says_what_to_run(units_db, tmp_path):
-    r = ok(cli("report", "survey", "--unit", "SN-3", "--from", "2024-01-01", "--to", "2025-12-31",
-               "--out", tmp_path / "rep", data_dir=units_db))
+    r = ok(
+        cli(
+            "report",
+            "survey",
+            "--unit",
+            "SN-3",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2025-12-31",
+            "--out",
+            tmp_path / "rep",
+            data_dir=units_db,
+        )
+    )
     said = flat(r.output)
     assert re.search(r"3 of 3 exposures .* never been recalculated", said)
     assert "AGD as reported" in said and "srdose recalc" in said

@@ -49,8 +49,15 @@ print(json.dumps(tree(main)))
 """
 
 # modules that hold (or held) a stage's commands: imported before srdose.cli, where they exist
-_STAGE_MODULES = ("srdose.receive", "srdose.receive.cli", "srdose.recalc.cli", "srdose.report.cli",
-                  "srdose.governance.cli", "srdose.curation.cli", "srdose.physics.mc_cli")
+_STAGE_MODULES = (
+    "srdose.receive",
+    "srdose.receive.cli",
+    "srdose.recalc.cli",
+    "srdose.report.cli",
+    "srdose.governance.cli",
+    "srdose.curation.cli",
+    "srdose.physics.mc_cli",
+)
 
 
 def _tree(cmd: click.Command) -> dict | None:
@@ -61,8 +68,9 @@ def _tree(cmd: click.Command) -> dict | None:
 
 def _python(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=False,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=300
+    )
 
 
 def test_command_tree_is_exact():
@@ -72,13 +80,16 @@ def test_command_tree_is_exact():
 
 
 def test_command_tree_does_not_depend_on_import_order():
-    first = "\n".join(f"""
+    first = "\n".join(
+        f"""
 try:
     import {name}
 except ModuleNotFoundError as exc:
     if exc.name != {name!r}:
         raise
-""" for name in _STAGE_MODULES)
+"""
+        for name in _STAGE_MODULES
+    )
     r = _python(first + _TREE_SCRIPT)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == EXPECTED_TREE

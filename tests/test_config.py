@@ -23,9 +23,9 @@ def test_defaults_file_and_environment(tmp_path):
     s = load(str(cfg), environ={})
     assert s.data_dir.as_posix() == "/srv/srdose"
     assert s.database_url == "sqlite:////srv/srdose/srdose.sqlite"
-    assert s["listener"]["port"] == 4242 and s["listener"]["allow"] == ["MAMMO1"]
+    assert s.listener.port == 4242 and s.listener.allow == ("MAMMO1",)
     s = load(str(cfg), environ={"SRDOSE_LISTENER__PORT": "11113", "SRDOSE_DATABASE_URL": "postgresql://x/y"})
-    assert s["listener"]["port"] == 11113
+    assert s.listener.port == 11113
     assert s.database_url == "postgresql://x/y"
 
 
@@ -58,23 +58,34 @@ def test_site_secret_is_private(tmp_path):
 
 STRUCTURED = [
     ('[recalc]\nratio_bands = ["rdsr=lots"]\n', "[recalc] ratio_bands", "SRDOSE_RECALC__RATIO_BANDS", "rdsr=lots"),
-    ('[recalc]\nratio_bands = ["sideways=0.1"]\n', "[recalc] ratio_bands", "SRDOSE_RECALC__RATIO_BANDS",
-     "sideways=0.1"),
-    ('[recalc]\nreference_point = ["hologic=sideways"]\n', "[recalc] reference_point",
-     "SRDOSE_RECALC__REFERENCE_POINT", "hologic=sideways"),
-    ('[recalc]\nu_dosemeter = 10\n', "[recalc] u_dosemeter", "SRDOSE_RECALC__U_DOSEMETER", "10"),
+    (
+        '[recalc]\nratio_bands = ["sideways=0.1"]\n',
+        "[recalc] ratio_bands",
+        "SRDOSE_RECALC__RATIO_BANDS",
+        "sideways=0.1",
+    ),
+    (
+        '[recalc]\nreference_point = ["hologic=sideways"]\n',
+        "[recalc] reference_point",
+        "SRDOSE_RECALC__REFERENCE_POINT",
+        "hologic=sideways",
+    ),
+    ("[recalc]\nu_dosemeter = 10\n", "[recalc] u_dosemeter", "SRDOSE_RECALC__U_DOSEMETER", "10"),
     ('[report]\nsurvey_numbers = ["X"]\n', "[report] survey_numbers", "SRDOSE_REPORT__SURVEY_NUMBERS", "X"),
     ('[report]\ndrl_band_mm = "sixty"\n', "[report] drl_band_mm", "SRDOSE_REPORT__DRL_BAND_MM", "sixty"),
     ('[report]\ndrl_band_mm = "60-50"\n', "[report] drl_band_mm", "SRDOSE_REPORT__DRL_BAND_MM", "60-50"),
-    ('[report]\nnational_drl_mgy = "abc"\n', "[report] national_drl_mgy",
-     "SRDOSE_REPORT__NATIONAL_DRL_MGY", "abc"),
-    ('[report]\nnational_drl_mgy = 2.5\n', "[report] national_drl_mgy", "SRDOSE_REPORT__NATIONAL_DRL_MGY", "2.5"),
-    ('[report]\ndrl_views = []\n', "[report] drl_views", "SRDOSE_REPORT__DRL_VIEWS", " , "),
+    ('[report]\nnational_drl_mgy = "abc"\n', "[report] national_drl_mgy", "SRDOSE_REPORT__NATIONAL_DRL_MGY", "abc"),
+    ("[report]\nnational_drl_mgy = 2.5\n", "[report] national_drl_mgy", "SRDOSE_REPORT__NATIONAL_DRL_MGY", "2.5"),
+    ("[report]\ndrl_views = []\n", "[report] drl_views", "SRDOSE_REPORT__DRL_VIEWS", " , "),
     ('[report]\ndrl_views = ["M L O"]\n', "[report] drl_views", "SRDOSE_REPORT__DRL_VIEWS", "M L O"),
     ('[report]\ndrl_acquisition = "3D"\n', "[report] drl_acquisition", "SRDOSE_REPORT__DRL_ACQUISITION", "3D"),
     ('[report]\ndrl_dose = "measured"\n', "[report] drl_dose", "SRDOSE_REPORT__DRL_DOSE", "measured"),
-    ('[curation]\nnot_patient_patterns = ["re:("]\n', "[curation] not_patient_patterns",
-     "SRDOSE_CURATION__NOT_PATIENT_PATTERNS", "re:("),
+    (
+        '[curation]\nnot_patient_patterns = ["re:("]\n',
+        "[curation] not_patient_patterns",
+        "SRDOSE_CURATION__NOT_PATIENT_PATTERNS",
+        "re:(",
+    ),
 ]
 
 
@@ -104,45 +115,69 @@ def test_typed_sections_hold_the_documented_defaults():
     assert s.log_level == "INFO" and s.spool_dir == s.data_dir / "spool"
     # the dataclasses' defaults are the documented ones, and DEFAULTS (as written in TOML) comes from them
     assert (s.ingest, s.listener, s.recalc, s.report, s.governance, s.curation) == (
-        IngestSettings(), ListenerSettings(), RecalcSettings(), ReportSettings(), GovernanceSettings(),
-        CurationSettings())
+        IngestSettings(),
+        ListenerSettings(),
+        RecalcSettings(),
+        ReportSettings(),
+        GovernanceSettings(),
+        CurationSettings(),
+    )
     assert DEFAULTS["recalc"]["ratio_bands"] == ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"]
     assert DEFAULTS["report"]["drl_band_mm"] == "50-60" and DEFAULTS["recalc"]["ratio_band"] == 0.25
-    assert list(DEFAULTS) == ["data_dir", "database_url", "site_secret", "quarantine_dir", "log_level", "ingest",
-                              "listener", "recalc", "report", "governance", "curation"]
+    assert list(DEFAULTS) == [
+        "data_dir",
+        "database_url",
+        "site_secret",
+        "quarantine_dir",
+        "log_level",
+        "ingest",
+        "listener",
+        "recalc",
+        "report",
+        "governance",
+        "curation",
+    ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.recalc.ratio_band = 0.5
 
 
 def test_values_with_structure_are_parsed(tmp_path):
     cfg = tmp_path / "srdose.toml"
-    cfg.write_text('[recalc]\nratio_band = 1\nratio_bands = ["Measured:Hologic = 0.1"]\n'
-                   'reference_point = ["Selenia Dimensions=42 mm"]\n'
-                   '[report]\nsurvey_numbers = ["SN-1=4100"]\nnational_drl_mgy = 2\nnational_drl_source = "ref"\n'
-                   'drl_views = ["mlo", "cc"]\ndrl_band_mm = "45–65"\ndrl_acquisition = "dbt"\n')
+    cfg.write_text(
+        '[recalc]\nratio_band = 1\nratio_bands = ["Measured:Hologic = 0.1"]\n'
+        'reference_point = ["Selenia Dimensions=42 mm"]\n'
+        '[report]\nsurvey_numbers = ["SN-1=4100"]\nnational_drl_mgy = 2\nnational_drl_source = "ref"\n'
+        'drl_views = ["mlo", "cc"]\ndrl_band_mm = "45–65"\ndrl_acquisition = "dbt"\n'
+    )
     s = load(str(cfg), environ={})
     assert s.recalc.ratio_band == 1.0 and s.recalc.ratio_bands == (("measured:hologic", 0.1),)
     assert s.recalc.reference_point == (("selenia dimensions", "42mm"),)
     assert s.report.survey_numbers == {"SN-1": 4100} and s.report.national_drl_mgy == 2.0
     assert s.report.drl_views == ("MLO", "CC") and s.report.drl_band_mm == (45.0, 65.0)
     assert s.report.drl_acquisition == "DBT"
-    # as written, for `srdose config` and the callers not yet reading the typed fields
-    assert s.values["report"]["drl_views"] == ["mlo", "cc"] and s["recalc"]["ratio_band"] == 1
+    # as written, for `srdose config`
+    assert s.values["report"]["drl_views"] == ["mlo", "cc"] and s.values["recalc"]["ratio_band"] == 1
 
 
 def test_environment_overrides_a_list_and_a_bool():
-    s = load(None, environ={"SRDOSE_LISTENER__ALLOW": "MAMMO1, PACS", "SRDOSE_RECALC__AFTER_INGEST": "off",
-                            "SRDOSE_RECALC__RATIO_BANDS": "rdsr=0.1, measured:ge=0.3"})
+    s = load(
+        None,
+        environ={
+            "SRDOSE_LISTENER__ALLOW": "MAMMO1, PACS",
+            "SRDOSE_RECALC__AFTER_INGEST": "off",
+            "SRDOSE_RECALC__RATIO_BANDS": "rdsr=0.1, measured:ge=0.3",
+        },
+    )
     assert s.listener.allow == ("MAMMO1", "PACS") and s.values["listener"]["allow"] == ["MAMMO1", "PACS"]
     assert s.recalc.after_ingest is False
     assert s.recalc.ratio_bands == (("rdsr", 0.1), ("measured:ge", 0.3))
 
 
-def test_sections_still_read_as_written_by_key():
-    # transitional: settings["section"]["key"] until every caller reads the typed fields
+def test_command_line_overrides_are_checked_as_the_file_is():
     s = load(None, environ={"SRDOSE_LISTENER__PORT": "11113"})
-    assert s["listener"]["port"] == 11113 and s["recalc"].get("ratio_band") == 0.25
-    assert s["recalc"].get("no_such_key", "x") == "x" and "ratio_bands" in s["recalc"]
-    assert dict(s["listener"]) == s.values["listener"] and {**s["report"]} == s.values["report"]
-    assert s["recalc"]["ratio_bands"] == ["rdsr=0.15", "rdsr:ge=0.25", "measured=0.20"]
-    assert s["log_level"] == "INFO"
+    listener = s.with_overrides("listener", {"aet": "MAMMO_QA", "allow": ["PACS"]})
+    assert listener.aet == "MAMMO_QA" and listener.allow == ("PACS",) and listener.port == 11113
+    with pytest.raises(ConfigError, match=r"^\[listener\] aet .*on the command line"):
+        s.with_overrides("listener", {"aet": "A" * 17})
+    with pytest.raises(ConfigError, match=r"^\[listener\] max_pending .*on the command line"):
+        s.with_overrides("listener", {"max_pending": 0})

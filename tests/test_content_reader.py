@@ -35,11 +35,20 @@ def both(data: bytes):
     return fast, slow
 
 
-@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
-                                    DeflatedExplicitVRLittleEndian])
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+)
 def test_same_tree_in_every_transfer_syntax(syntax):
-    ev = B.event(extra=[B.item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"),
-                               text="Mammographie gauche — réglage spécial")])
+    ev = B.event(
+        extra=[
+            B.item(
+                "CONTAINS",
+                "TEXT",
+                ("125203", "DCM", "Acquisition Protocol"),
+                text="Mammographie gauche — réglage spécial",
+            )
+        ]
+    )
     ds = B.rdsr(events=[ev, B.event(laterality=("7771000", "SCT", "Left"))])
     ds.SpecificCharacterSet = "ISO_IR 192"
     fast, slow = both(B.to_bytes(ds, syntax))
@@ -97,8 +106,9 @@ def test_one_nesting_limit_for_bytes_and_memory():
 
 
 def test_deflated_content_is_read_from_the_bytes():
-    data = B.to_bytes(B.rdsr(events=[B.event(), B.event(laterality=("7771000", "SCT", "Left"))]),
-                      DeflatedExplicitVRLittleEndian)
+    data = B.to_bytes(
+        B.rdsr(events=[B.event(), B.event(laterality=("7771000", "SCT", "Left"))]), DeflatedExplicitVRLittleEndian
+    )
     assert len(read_bytes(data).events) == 2
     ds = pydicom.dcmread(io.BytesIO(data))
     assert content_nodes(data, ds) is not None

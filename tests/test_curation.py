@@ -14,14 +14,27 @@ from srdose.curation import infeasible as I
 from srdose.parse.records import IrradiationEvent
 from tests import builders as B
 
-MAMMO_FILES = ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-Giotto-DBT.dcm",
-               "MG-Im-GE-SenDS-scaled.dcm")
+MAMMO_FILES = (
+    "MG-RDSR-Hologic_mix.dcm",
+    "MG-RDSR-GEPristina-2D.dcm",
+    "MG-RDSR-Giotto-DBT.dcm",
+    "MG-Im-GE-SenDS-scaled.dcm",
+)
 
 
 def _valid(**over) -> IrradiationEvent:
-    values = dict(acquisition="2D", kvp=28.0, mas=90.0, exposure_time_ms=800.0, n_pulses=1,
-                  compressed_thickness_mm=55.0, compression_force_n=100.0, hvl_mm=0.5, agd_mgy=1.5,
-                  entrance_exposure_mgy=6.0)
+    values = dict(
+        acquisition="2D",
+        kvp=28.0,
+        mas=90.0,
+        exposure_time_ms=800.0,
+        n_pulses=1,
+        compressed_thickness_mm=55.0,
+        compression_force_n=100.0,
+        hvl_mm=0.5,
+        agd_mgy=1.5,
+        entrance_exposure_mgy=6.0,
+    )
     values.update(over)
     return IrradiationEvent(**values)
 
@@ -38,8 +51,11 @@ CRAFTED = {
     "hvl": [_valid(hvl_mm=0.1), _valid(hvl_mm=1.2)],
     "agd": [_valid(agd_mgy=-0.1), _valid(agd_mgy=25.0)],
     "entrance_exposure": [_valid(entrance_exposure_mgy=150.0)],
-    "pulse_count": [_valid(n_pulses=15), _valid(acquisition="DBT", n_pulses=0),
-                    _valid(acquisition="DBT", n_pulses=500)],
+    "pulse_count": [
+        _valid(n_pulses=15),
+        _valid(acquisition="DBT", n_pulses=0),
+        _valid(acquisition="DBT", n_pulses=500),
+    ],
 }
 
 
@@ -133,11 +149,13 @@ def test_infeasible_flags_are_written_at_ingest_and_events_kept(store, tmp_path)
     ing = _ingestor(store, tmp_path)
     future = B.rdsr(events=[B.event()])
     future.StudyDate = TOMORROW
-    _ingest(ing, B.rdsr(events=[B.event(kvp="55", agd="25"), B.event(laterality=("7771000", "SCT", "Left"))]),
-            future)
+    _ingest(ing, B.rdsr(events=[B.event(kvp="55", agd="25"), B.event(laterality=("7771000", "SCT", "Left"))]), future)
     with store.engine.connect() as conn:
-        rows = conn.execute(select(M.Event.kvp, M.Event.flags, M.Study.study_date)
-                            .join(M.Study, M.Event.study_id == M.Study.id).order_by(M.Event.id)).all()
+        rows = conn.execute(
+            select(M.Event.kvp, M.Event.flags, M.Study.study_date)
+            .join(M.Study, M.Event.study_id == M.Study.id)
+            .order_by(M.Event.id)
+        ).all()
     assert len(rows) == 3  # flagged events stay in the database
     assert set(rows[0].flags.split(";")) >= {"infeasible:kvp", "infeasible:agd"}
     assert not I.is_flagged(rows[1].flags)
@@ -188,9 +206,12 @@ def test_unit_aliases_merge_statistics(store, tmp_path):
     from srdose.store import models as M
 
     ing = _ingestor(store, tmp_path)
-    _ingest(ing, _unit(B.rdsr(events=[B.event(), B.event()]), "SN-1", "ROOM1"),
-            _unit(B.rdsr(events=[B.event()]), "SN-1B", "ROOM1-NEW"),  # detector replaced: new serial
-            _unit(B.rdsr(events=[B.event()]), "SN-9", "ROOM9"))
+    _ingest(
+        ing,
+        _unit(B.rdsr(events=[B.event(), B.event()]), "SN-1", "ROOM1"),
+        _unit(B.rdsr(events=[B.event()]), "SN-1B", "ROOM1-NEW"),  # detector replaced: new serial
+        _unit(B.rdsr(events=[B.event()]), "SN-9", "ROOM9"),
+    )
 
     def events_per_unit():
         names = G.display_names(store)
@@ -228,17 +249,29 @@ def test_protocol_mapping_packaged_and_configured(srdose_env, tmp_path, monkeypa
     from srdose.config import load
     from srdose.curation.protocols import load_mapping, standard_protocol
 
-    cases = {"ROUTINE": "2D standard", "L CC": "2D standard", "R MLO Tomo": "tomosynthesis",
-             "3D STD": "tomosynthesis", "Tomo Standard": "tomosynthesis", "Implant displaced": "implant",
-             "Mag 1.8": "magnification", "Spot CC": "spot compression", "CESM": "contrast-enhanced",
-             "QC phantom": "QA", "Combo": "combo", "Wibble": "other", "": "unknown", None: "unknown"}
+    cases = {
+        "ROUTINE": "2D standard",
+        "L CC": "2D standard",
+        "R MLO Tomo": "tomosynthesis",
+        "3D STD": "tomosynthesis",
+        "Tomo Standard": "tomosynthesis",
+        "Implant displaced": "implant",
+        "Mag 1.8": "magnification",
+        "Spot CC": "spot compression",
+        "CESM": "contrast-enhanced",
+        "QC phantom": "QA",
+        "Combo": "combo",
+        "Wibble": "other",
+        "": "unknown",
+        None: "unknown",
+    }
     for name, expected in cases.items():
         assert standard_protocol(name) == expected, name
     own = tmp_path / "map.csv"
     own.write_text("match,standard\n^wib,site special\n")
     monkeypatch.setenv("SRDOSE_CURATION__PROTOCOL_MAP", str(own))
     # the caller passes the configured map
-    configured = load_mapping(load()["curation"]["protocol_map"] or None)
+    configured = load_mapping(load().curation.protocol_map or None)
     assert standard_protocol("Wibble", configured) == "site special"
     assert standard_protocol("ROUTINE", configured) == "other"
 
@@ -247,8 +280,13 @@ def test_protocol_mapping_packaged_and_configured(srdose_env, tmp_path, monkeypa
 
 
 def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, "COLUMNS": "250", **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "srdose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
+        timeout=600,
+    )
 
 
 def test_check_command_lists_flags_by_unit_and_rule_and_rechecks(srdose_env, tmp_path):
@@ -284,5 +322,5 @@ def test_protocol_mapper_for_many_names(tmp_path):
     from srdose.config import load
     from srdose.curation.protocols import protocol_mapper
 
-    m = protocol_mapper(load(environ={})["curation"]["protocol_map"] or None)
+    m = protocol_mapper(load(environ={}).curation.protocol_map or None)
     assert [m(n) for n in ("ROUTINE", "Tomosynthesis", None)] == ["2D standard", "tomosynthesis", "unknown"]

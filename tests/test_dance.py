@@ -64,7 +64,9 @@ def test_g_interpolation_linear_in_hvl_and_in_ln_g_with_thickness(bundled):
     r = dance.interpolate(bundled.g, [0.42], [5.3])
     assert r.value[0] == pytest.approx(expected, rel=1e-12)
     # plain linear interpolation in thickness would give a different (larger) number
-    assert r.value[0] < (0.209 + 0.3 * (0.172 - 0.209)) + 0.4 * ((0.232 + 0.3 * (0.192 - 0.232)) - (0.209 + 0.3 * (0.172 - 0.209)))
+    assert r.value[0] < (0.209 + 0.3 * (0.172 - 0.209)) + 0.4 * (
+        (0.232 + 0.3 * (0.192 - 0.232)) - (0.209 + 0.3 * (0.172 - 0.209))
+    )
 
 
 def test_outside_the_table_clamps_and_flags(bundled):
@@ -77,8 +79,7 @@ def test_outside_the_table_clamps_and_flags(bundled):
 
 
 def test_doubtful_cells_of_the_public_g_copy_are_flagged(bundled):
-    r = dance.interpolate(bundled.g, [0.50, 0.52, 0.45, 0.42, 0.60, 0.57, 0.40],
-                          [7.0, 9.5, 6.5, 3.0, 2.0, 4.8, 5.0])
+    r = dance.interpolate(bundled.g, [0.50, 0.52, 0.45, 0.42, 0.60, 0.57, 0.40], [7.0, 9.5, 6.5, 3.0, 2.0, 4.8, 5.0])
     # The HVL 0.50 row from 7 cm up agrees with an independent transcription of the same paper
     # within 0.5 %: taken as published, not flagged. (0.60, 2) and (0.55, 5) remain doubtful:
     # (0.60, 2) is hit; (0.57, 4.8) touches (0.55, 5); the rest do not.
@@ -89,15 +90,15 @@ def test_doubtful_cells_of_the_public_g_copy_are_flagged(bundled):
 
 def test_tube_output_fit_and_kv_margin():
     kv = np.array([25.0, 28.0, 31.0, 34.0])
-    y = 0.05 * kv ** 2 - 1.2 * kv + 11.0  # an exact quadratic is recovered exactly
+    y = 0.05 * kv**2 - 1.2 * kv + 11.0  # an exact quadratic is recovered exactly
     fit = dance.fit_kv(kv, y)
     assert fit.degree == 2 and fit.coef == pytest.approx((0.05, -1.2, 11.0))
     assert max(abs(r) for r in fit.residuals) < 1e-9
     coef = np.array([fit.coef])
     rng = np.array([[fit.kv_min, fit.kv_max]])
     value, outside = dance.evaluate_fits(coef, rng, np.array([0, 0, 0, -1]), np.array([29.0, 34.8, 38.0, 29.0]), 1.0)
-    assert value[0] == pytest.approx(0.05 * 29 ** 2 - 1.2 * 29 + 11.0)
-    assert value[1] == pytest.approx(0.05 * 34.8 ** 2 - 1.2 * 34.8 + 11.0)  # within the 1 kV margin
+    assert value[0] == pytest.approx(0.05 * 29**2 - 1.2 * 29 + 11.0)
+    assert value[1] == pytest.approx(0.05 * 34.8**2 - 1.2 * 34.8 + 11.0)  # within the 1 kV margin
     assert np.isnan(value[2])  # 4 kV past the measured range: no value, never a clamped one
     assert outside.tolist() == [False, False, True, False]
     assert np.isnan(value[3])  # no fit
@@ -115,8 +116,16 @@ def test_reference_point_kerma_moved_by_inverse_square():
 
 def test_age_groups():
     group, nearest, missing = dance.age_group([35, 40, 49.9, 50, 64.9, 65, 100, np.nan])
-    assert [dance.AGE_GROUPS[g] for g in group] == ["40-49", "40-49", "40-49", "50-64", "50-64", "50-64",
-                                                    "50-64", "50-64"]
+    assert [dance.AGE_GROUPS[g] for g in group] == [
+        "40-49",
+        "40-49",
+        "40-49",
+        "50-64",
+        "50-64",
+        "50-64",
+        "50-64",
+        "50-64",
+    ]
     assert nearest.tolist() == [True, False, False, False, False, True, True, False]
     assert missing.tolist() == [False] * 7 + [True]
 
@@ -169,21 +178,25 @@ def test_user_factor_set_csv():
     assert "c:40-49" in fs.missing and "c:50-64" not in fs.missing
 
 
-@pytest.mark.parametrize("text, message", [
-    (SHEET.replace("# name: test-sheet\n", ""), "'# name: ...' line is required"),
-    (SHEET.replace("g,,0.50,6,0.214\n", ""), "complete grid"),
-    (SHEET.replace("c,50-64", "c,30-39"), "c key must be one of"),
-    (SHEET.replace("s,W/Rh,,,1.042", "s,tungsten,,,1.042"), "TARGET/FILTER"),
-    (SHEET.replace("0.192", "-1"), "positive number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (SHEET.replace("# name: test-sheet\n", ""), "'# name: ...' line is required"),
+        (SHEET.replace("g,,0.50,6,0.214\n", ""), "complete grid"),
+        (SHEET.replace("c,50-64", "c,30-39"), "c key must be one of"),
+        (SHEET.replace("s,W/Rh,,,1.042", "s,tungsten,,,1.042"), "TARGET/FILTER"),
+        (SHEET.replace("0.192", "-1"), "positive number"),
+    ],
+)
 def test_user_factor_set_errors_name_the_problem(text, message):
     with pytest.raises(FactorSetError, match=message):
         load_csv(text)
 
 
 def test_commented_csv_comments_metadata_and_rows():
-    text = ("# name: Site_Set\n#version: 2\n# name: ignored, the first is kept\n\n"
-            "factor,value\ng,0.3\n\n  # late\ns,1.04\n")
+    text = (
+        "# name: Site_Set\n#version: 2\n# name: ignored, the first is kept\n\nfactor,value\ng,0.3\n\n  # late\ns,1.04\n"
+    )
     table = parse_commented_csv(text)
     assert table.comments == ("name: Site_Set", "version: 2", "name: ignored, the first is kept", "late")
     assert table.meta == {"name": "Site_Set", "version": "2"}

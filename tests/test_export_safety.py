@@ -45,8 +45,10 @@ def unit_files(folder: Path, units=HOSTILE_UNITS, studies: int = 3, study_date="
     folder.mkdir(parents=True, exist_ok=True)
     for k, (maker, model, serial, station) in enumerate(units):
         for i in range(studies):
-            ds = B.rdsr(events=[B.event(view=("399368009", "SCT", "medio-lateral oblique"))],
-                         patient={**B.PATIENT, "PatientID": f"P{k}{i}"})
+            ds = B.rdsr(
+                events=[B.event(view=("399368009", "SCT", "medio-lateral oblique"))],
+                patient={**B.PATIENT, "PatientID": f"P{k}{i}"},
+            )
             ds.Manufacturer, ds.ManufacturerModelName = maker, model
             ds.DeviceSerialNumber, ds.StationName, ds.StudyDate = serial, station, study_date
             (folder / f"u{k}_{i}.dcm").write_bytes(B.to_bytes(ds))
@@ -106,8 +108,12 @@ def test_xlsx_dates_filters_and_frozen_header(hostile, tmp_path):
 def test_report_tables_are_inert_and_dated(tmp_path):
     from srdose.report.render import Table, write_tables
 
-    t = Table("units", "Units", ["serial", "station", "study date", "events", "delta"],
-              [[FORMULA, "+SUM(A1)", "20250102", 3, -0.5], ["\tTAB", "-1.5", "2025-01-03", 4, 1.25]])
+    t = Table(
+        "units",
+        "Units",
+        ["serial", "station", "study date", "events", "delta"],
+        [[FORMULA, "+SUM(A1)", "20250102", 3, -0.5], ["\tTAB", "-1.5", "2025-01-03", 4, 1.25]],
+    )
     files = write_tables(tmp_path / "r" / "rep", [t])
     rows = list(csv.reader(open(tmp_path / "r" / "rep_units.csv", newline="", encoding="utf-8")))
     assert rows[1][:2] == ["'" + FORMULA, "'+SUM(A1)"] and rows[2][:2] == ["'\tTAB", "-1.5"]
@@ -121,8 +127,23 @@ def test_report_tables_are_inert_and_dated(tmp_path):
 
 
 def test_report_workbook_and_research_export_of_hostile_units(hostile, tmp_path):
-    ok(cli("report", "drl", "--from", "2025-01-01", "--to", "2025-01-31", "--min-events", "1",
-           "--dose", "reported", "--out", tmp_path / "rep", data_dir=hostile))
+    ok(
+        cli(
+            "report",
+            "drl",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-01-31",
+            "--min-events",
+            "1",
+            "--dose",
+            "reported",
+            "--out",
+            tmp_path / "rep",
+            data_dir=hostile,
+        )
+    )
     rooms = next((tmp_path / "rep").rglob("*_rooms.csv"))
     text = rooms.read_text(encoding="utf-8")
     assert f",'{FORMULA}," in text and ",'@SUM(1)" in text
@@ -132,8 +153,10 @@ def test_report_workbook_and_research_export_of_hostile_units(hostile, tmp_path)
     ok(cli("export", "research", "--project", "P1", "--format", "xlsx", "--out", tmp_path / "res", data_dir=hostile))
     ws = _xlsx(tmp_path / "res" / "P1-events.xlsx").worksheets[0]
     header = [c.value for c in ws[1]]
-    assert {ws.cell(row=r, column=header.index("manufacturer") + 1).value for r in range(2, ws.max_row + 1)} \
-        == {"'-2+3", "ACME"}
+    assert {ws.cell(row=r, column=header.index("manufacturer") + 1).value for r in range(2, ws.max_row + 1)} == {
+        "'-2+3",
+        "ACME",
+    }
     assert all(c.data_type != "f" for row in ws.iter_rows() for c in row)
     assert ws.cell(row=2, column=header.index("study_date") + 1).is_date
     assert ws.freeze_panes == "A2" and ws.auto_filter.ref
@@ -150,8 +173,22 @@ def test_database_exports_and_reports_are_private(tmp_path):
         ok(cli("ingest", unit_files(tmp_path / "in", units=HOSTILE_UNITS[1:], studies=2), data_dir=data))
         ok(cli("export", "events", "--out", tmp_path / "ex" / "ev.xlsx", data_dir=data))
         ok(cli("export", "events", "--out", tmp_path / "ev.csv", data_dir=data))
-        ok(cli("report", "qa", "--unit", "SN-1", "--from", "2025-01-01", "--to", "2025-01-31",
-               "--out", tmp_path / "reports", data_dir=data), 0)
+        ok(
+            cli(
+                "report",
+                "qa",
+                "--unit",
+                "SN-1",
+                "--from",
+                "2025-01-01",
+                "--to",
+                "2025-01-31",
+                "--out",
+                tmp_path / "reports",
+                data_dir=data,
+            ),
+            0,
+        )
         ok(cli("export", "research", "--project", "P1", "--out", tmp_path / "res", data_dir=data))
         assert os.umask(0o022) == 0o022  # the command leaves the caller's umask as it found it
     finally:

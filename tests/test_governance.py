@@ -39,14 +39,22 @@ def ok(result, code=0):
 
 
 def patient(n: int, birth="19600101") -> dict:
-    return {"PatientName": f"PERSONA{n:03d}^EVE", "PatientID": f"ID{n:07d}9", "PatientBirthDate": birth,
-            "AccessionNumber": f"ACC{n:06d}"}
+    return {
+        "PatientName": f"PERSONA{n:03d}^EVE",
+        "PatientID": f"ID{n:07d}9",
+        "PatientBirthDate": birth,
+        "AccessionNumber": f"ACC{n:06d}",
+    }
 
 
 def study(pat: dict, date: str, start_time="093000", events=1, serial="SN-1") -> bytes:
-    evs = [B.event(start=f"{date}{start_time}",
-                   laterality=(("24028007", "SCT", "Right") if i % 2 == 0 else ("7771000", "SCT", "Left")))
-           for i in range(events)]
+    evs = [
+        B.event(
+            start=f"{date}{start_time}",
+            laterality=(("24028007", "SCT", "Right") if i % 2 == 0 else ("7771000", "SCT", "Left")),
+        )
+        for i in range(events)
+    ]
     ds = B.rdsr(events=evs, patient=pat)
     ds.StudyDate = date
     ds.DeviceSerialNumber = serial
@@ -125,7 +133,9 @@ def test_double_pseudonyms_differ_across_projects_and_are_stable_within_one(srdo
     ok(cli("ingest", src))
     for out, project in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta")):
         ok(cli("export", "research", "--project", project, "--out", tmp_path / out, "--no-parquet"))
-    a1, a2, b = (read_csv(tmp_path / d / f"{p}-events.csv") for d, p in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta")))
+    a1, a2, b = (
+        read_csv(tmp_path / d / f"{p}-events.csv") for d, p in (("a1", "alpha"), ("a2", "alpha"), ("b", "beta"))
+    )
     assert [r["patient"] for r in a1] == [r["patient"] for r in a2]
     assert [r["study_date"] for r in a1] == [r["study_date"] for r in a2]
     pa, pb = {r["patient"] for r in a1}, {r["patient"] for r in b}
@@ -140,8 +150,7 @@ def test_double_pseudonyms_differ_across_projects_and_are_stable_within_one(srdo
         site = set(conn.execute(select(M.Study.patient_pseudonym)).scalars())
         uids = set(conn.execute(select(M.Study.study_instance_uid)).scalars())
     store.close()
-    text = "".join((tmp_path / d).joinpath(f).read_text() for d in ("a1", "b")
-                   for f in os.listdir(tmp_path / d))
+    text = "".join((tmp_path / d).joinpath(f).read_text() for d in ("a1", "b") for f in os.listdir(tmp_path / d))
     for value in site | uids | {"SN-1"}:
         assert value not in text
 
@@ -172,8 +181,11 @@ def test_date_shift_preserves_intervals_and_bands_ages(srdose_env, tmp_path):
         assert r["event_datetime"].startswith(r["study_date"] + "T10:15:00")
     assert {r["age_band"] for r in ours} == {"55-59", "60-64"}
     # other patients get other shifts (keyed per patient)
-    shifts = {(dt.date.fromisoformat(v[0]["study_date"]) - dt.date(2024, 6, 1)).days
-              for v in by_patient.values() if len(v) == 1}
+    shifts = {
+        (dt.date.fromisoformat(v[0]["study_date"]) - dt.date(2024, 6, 1)).days
+        for v in by_patient.values()
+        if len(v) == 1
+    }
     assert len(shifts) > 1
     # free text is dropped unless allow-listed
     assert "protocol" not in rows[0] and "protocol_standard" in rows[0]
@@ -253,8 +265,13 @@ def test_reidentification_round_trips_only_with_the_key(srdose_env, tmp_path):
 
     r = ok(cli("audit", "--json", "--action", "reidentify"))
     entries = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [e["detail"]["outcome"] for e in entries] == ["key refused", "no entry", "no key",
-                                                         "decryption failed", "disclosed"]
+    assert [e["detail"]["outcome"] for e in entries] == [
+        "key refused",
+        "no entry",
+        "no key",
+        "decryption failed",
+        "disclosed",
+    ]
     assert all(e["who"] == getpass.getuser() for e in entries)
     assert entries[-1]["parameters"] == {"pseudonym": pseudonym, "reason": "incident 42"}
     assert pat["PatientID"] not in r.stdout
@@ -278,10 +295,17 @@ def _table_counts(store) -> dict:
 
     out = {}
     with store.engine.connect() as conn:
-        for name, model in (("studies", M.Study), ("source_objects", M.SourceObject), ("events", M.Event),
-                            ("pulses", M.Pulse), ("filters", M.Filter), ("accumulated_doses", M.AccumulatedDose),
-                            ("quarantine", M.Quarantine), ("reidentification", M.Reidentification),
-                            ("devices", M.Device)):
+        for name, model in (
+            ("studies", M.Study),
+            ("source_objects", M.SourceObject),
+            ("events", M.Event),
+            ("pulses", M.Pulse),
+            ("filters", M.Filter),
+            ("accumulated_doses", M.AccumulatedDose),
+            ("quarantine", M.Quarantine),
+            ("reidentification", M.Reidentification),
+            ("devices", M.Device),
+        ):
             out[name] = conn.execute(select(func.count()).select_from(model)).scalar_one()
     return out
 
@@ -317,8 +341,17 @@ def test_purge_removes_what_it_says(srdose_env, tmp_path):
     entry = audit_entries(store, "purge")[0]
     said = json.loads(entry["detail"])
     removed = {k: before[k] - after[k] for k in before}
-    assert removed == {"studies": 2, "source_objects": 2, "events": 5, "pulses": 5, "filters": 5,
-                       "accumulated_doses": 0, "quarantine": 0, "reidentification": 1, "devices": 0}
+    assert removed == {
+        "studies": 2,
+        "source_objects": 2,
+        "events": 5,
+        "pulses": 5,
+        "filters": 5,
+        "accumulated_doses": 0,
+        "quarantine": 0,
+        "reidentification": 1,
+        "devices": 0,
+    }
     for k in ("studies", "source_objects", "events", "pulses", "filters", "reidentification", "quarantine"):
         assert said[k] == removed[k], k
     assert said["files"] == {"quarantine": 0, "archive": 2, "spool_ingested": 1}

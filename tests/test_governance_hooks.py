@@ -32,7 +32,7 @@ def own_config(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SRDOSE_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./srdose.toml
-    assert load()["governance"]["reidentification_key_file"] == str(key)
+    assert load().governance.reidentification_key_file == str(key)
     return key
 
 
@@ -52,8 +52,9 @@ def test_hooks_from_the_default_settings_mark_a_phantom(store, tmp_path, own_con
     # the defaults, from an empty file named explicitly: neither ~/.config nor $SRDOSE_CONFIG is read
     empty = tmp_path / "defaults.toml"
     empty.write_text("")
-    ingestor = Ingestor(store, QuarantineFolder(tmp_path / "quarantine"),
-                        hooks=IngestHooks.from_settings(load(str(empty), environ={})))
+    ingestor = Ingestor(
+        store, QuarantineFolder(tmp_path / "quarantine"), hooks=IngestHooks.from_settings(load(str(empty), environ={}))
+    )
     ingestor.ingest_paths([_phantom_file(tmp_path / "in")])
     with store.engine.connect() as conn:
         assert conn.execute(select(M.Study.not_patient)).scalar_one() is True

@@ -30,9 +30,18 @@ from tests import builders as B
 from tests.conftest import SHARED_RDSR
 from tests.test_governance import cli
 
-REAL = ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-Giotto-DBT.dcm",
-        "MG-Im-GE-SenDS-scaled.dcm", "CT-RDSR-Siemens_Flash-TAP-SS.dcm", "DX-RDSR-Canon_CXDI.dcm",
-        "RF-RDSR-Philips_Allura.dcm", "RF-RDSR-Siemens-Zee.dcm", "CT-ESR-GE_Optima.dcm", "ESR_non-dose.dcm")
+REAL = (
+    "MG-RDSR-Hologic_mix.dcm",
+    "MG-RDSR-GEPristina-2D.dcm",
+    "MG-RDSR-Giotto-DBT.dcm",
+    "MG-Im-GE-SenDS-scaled.dcm",
+    "CT-RDSR-Siemens_Flash-TAP-SS.dcm",
+    "DX-RDSR-Canon_CXDI.dcm",
+    "RF-RDSR-Philips_Allura.dcm",
+    "RF-RDSR-Siemens-Zee.dcm",
+    "CT-ESR-GE_Optima.dcm",
+    "ESR_non-dose.dcm",
+)
 MIN_LENGTH = 5  # shorter values ("xxxx") are placeholders that occur anywhere by chance
 
 
@@ -116,18 +125,25 @@ def test_no_identifier_in_any_file_srdose_writes_or_in_the_database(srdose_env, 
     exports = srdose_env / "exports"
     optout = tmp_path / "optout.txt"
     optout.write_text(B.PATIENT["PatientID"] + "\n")
-    for args in (("export", "events", "--out", exports / "events.csv"),
-                 ("export", "events", "--out", exports / "events.xlsx"),
-                 ("optout", "import", optout),
-                 ("export", "research", "--project", "trePilot", "--out", exports / "research"),
-                 ("export", "research", "--project", "treXlsx", "--format", "xlsx", "--out", exports / "rx"),
-                 ("check",), ("check", "--recheck"), ("check", "--rules"),
-                 ("units",), ("units", "rename", "1", "Breast room A"),
-                 ("units", "alias", "--station", "ROOM1", "Breast room B"),
-                 ("protocols",), ("optout", "status"),
-                 ("purge", "--dry-run", "--before", "2000-01-01"),
-                 ("purge", "--yes", "--before", "2000-01-01"),
-                 ("audit",), ("audit", "--json")):
+    for args in (
+        ("export", "events", "--out", exports / "events.csv"),
+        ("export", "events", "--out", exports / "events.xlsx"),
+        ("optout", "import", optout),
+        ("export", "research", "--project", "trePilot", "--out", exports / "research"),
+        ("export", "research", "--project", "treXlsx", "--format", "xlsx", "--out", exports / "rx"),
+        ("check",),
+        ("check", "--recheck"),
+        ("check", "--rules"),
+        ("units",),
+        ("units", "rename", "1", "Breast room A"),
+        ("units", "alias", "--station", "ROOM1", "Breast room B"),
+        ("protocols",),
+        ("optout", "status"),
+        ("purge", "--dry-run", "--before", "2000-01-01"),
+        ("purge", "--yes", "--before", "2000-01-01"),
+        ("audit",),
+        ("audit", "--json"),
+    ):
         r = cli(*args, env=env)
         assert r.exit_code in (0, 1), (args, r.output, r.exception)
         outputs.append(r.output)

@@ -32,8 +32,13 @@ def test_governance_queries(store, tmp_path):
     key = load_or_create_key(tmp_path / "k" / "reid.key")
     ing = Ingestor(store, QuarantineFolder(tmp_path / "q"), hooks=IngestHooks(["PHANTOM"], load_rules(), key))
     with store.begin() as conn:
-        for ds in (_ds(1, "20180101", 2), _ds(2, "20240101", 1, "SN-2"), _ds(3, "20240102", 3),
-                   _ds(4, "20240103", 2, name="PHANTOM^ACR"), B.rdsr(events=[B.event(kvp="70")])):
+        for ds in (
+            _ds(1, "20180101", 2),
+            _ds(2, "20240101", 1, "SN-2"),
+            _ds(3, "20240102", 3),
+            _ds(4, "20240103", 2, name="PHANTOM^ACR"),
+            B.rdsr(events=[B.event(kvp="70")]),
+        ):
             assert ing.ingest_one(conn, B.to_bytes(ds)).outcome == "ingested"
     p = store.pseudonymiser
 

@@ -50,8 +50,9 @@ def _folder(tmp_path, named_bytes, name="in"):
 
 def _quarantine_rows(store):
     with store.engine.connect() as conn:
-        return conn.execute(select(M.Quarantine.kind, M.Quarantine.reason, M.Quarantine.sop_instance_uid,
-                                   M.Quarantine.stored_as)).all()
+        return conn.execute(
+            select(M.Quarantine.kind, M.Quarantine.reason, M.Quarantine.sop_instance_uid, M.Quarantine.stored_as)
+        ).all()
 
 
 def _count(store, model):
@@ -89,8 +90,9 @@ def test_invalid_uids_are_quarantined_with_a_reason_and_the_rest_is_stored(inges
     long_uid = B.to_bytes(B.rdsr(sop_uid=BAD_UIDS["72 characters"]))
     nul_uid = B.to_bytes(B.rdsr(sop_uid=BAD_UIDS["NUL inside"]))
     good = [B.to_bytes(B.rdsr()) for _ in range(3)]
-    folder = _folder(tmp_path, {"a.dcm": good[0], "b-long.dcm": long_uid, "c.dcm": good[1],
-                                "d-nul.dcm": nul_uid, "e.dcm": good[2]})
+    folder = _folder(
+        tmp_path, {"a.dcm": good[0], "b-long.dcm": long_uid, "c.dcm": good[1], "d-nul.dcm": nul_uid, "e.dcm": good[2]}
+    )
     summary = ingestor.ingest_paths([folder])
     assert summary.outcomes["ingested"] == 3
     assert summary.quarantined == {"malformed": 2}
@@ -105,8 +107,9 @@ def test_invalid_uids_are_quarantined_with_a_reason_and_the_rest_is_stored(inges
 def test_a_quarantine_record_takes_any_sop_instance_uid(store):
     """A UID that is refused at the door is not a UID the quarantine table can hold."""
     with store.begin() as conn:
-        store.add_quarantine(conn, "malformed", "bad\x00reason", "0" * 64, BAD_UIDS["72 characters"],
-                             "/q/x.dcm", "dicom:MOD\x00ALITY")
+        store.add_quarantine(
+            conn, "malformed", "bad\x00reason", "0" * 64, BAD_UIDS["72 characters"], "/q/x.dcm", "dicom:MOD\x00ALITY"
+        )
         store.add_quarantine(conn, "malformed", "bad", "1" * 64, BAD_UIDS["NUL inside"], "/q/y.dcm", None)
     rows = _quarantine_rows(store)
     assert [r.sop_instance_uid for r in rows] == [None, None]
@@ -127,15 +130,18 @@ def _refuse_in_database(store):
                 conn.exec_driver_sql(
                     f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
                     f"WHEN NEW.sop_instance_uid = '{REFUSED_UID}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END")
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+                )
         else:
             conn.exec_driver_sql(
                 "CREATE FUNCTION refuse_uid() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 f"IF NEW.sop_instance_uid = '{REFUSED_UID}' THEN "
-                "RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$")
+                "RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$"
+            )
             for table in ("source_objects", "quarantine"):
-                conn.exec_driver_sql(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                                     "FOR EACH ROW EXECUTE FUNCTION refuse_uid()")
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_uid()"
+                )
 
 
 def test_a_dataset_the_database_refuses_is_quarantined_alone(ingestor, store, tmp_path):
@@ -164,15 +170,18 @@ def _fail_once(store, when: str, match=None):
         raise sa_exc.OperationalError(statement, {}, sqlite3.OperationalError("database or disk is full"))
 
     if when == "commit":
+
         @event.listens_for(store.engine, "commit")
         def _commit(conn):
             if state["left"]:
                 disk_full()
     else:
+
         @event.listens_for(store.engine, "before_cursor_execute")
         def _execute(conn, cursor, statement, parameters, context, executemany):
             if state["left"] and match in statement:
                 disk_full(statement)
+
     return state
 
 
@@ -217,8 +226,7 @@ def test_a_transient_error_is_retried_and_quarantines_nothing(store, tmp_path, w
 def test_a_database_that_stays_down_stops_the_run_and_quarantines_nothing(store, tmp_path):
     from srdose.ingest import DatabaseUnavailable
 
-    ingestor = Ingestor(store, QuarantineFolder(tmp_path / "quarantine"), batch_size=2, retries=3,
-                        retry_wait=0.01)
+    ingestor = Ingestor(store, QuarantineFolder(tmp_path / "quarantine"), batch_size=2, retries=3, retry_wait=0.01)
     state = _fail_once(store, "commit")
     state["left"] = 10**6
     with pytest.raises(DatabaseUnavailable, match="nothing of this batch was lost"):
@@ -236,17 +244,26 @@ def test_a_reused_sop_instance_uid_with_other_content_is_quarantined(ingestor, s
     other_patient = B.rdsr(sop_uid=sop, study_uid=study, patient={**B.PATIENT, "PatientID": "NHS0000000001"})
     other_kvp = B.rdsr(events=[B.event(kvp="31")], sop_uid=sop, study_uid=study)
     # the same object again, encoded otherwise (as a PACS may send it): a duplicate
-    same_again = B.to_bytes(B.rdsr(events=first.ContentSequence[1:], sop_uid=sop, study_uid=study),
-                            ImplicitVRLittleEndian)
-    files = {"1.dcm": B.to_bytes(first), "2.dcm": B.to_bytes(other_patient), "3.dcm": B.to_bytes(other_kvp),
-             "4.dcm": same_again, "5.dcm": B.to_bytes(first)}
+    same_again = B.to_bytes(
+        B.rdsr(events=first.ContentSequence[1:], sop_uid=sop, study_uid=study), ImplicitVRLittleEndian
+    )
+    files = {
+        "1.dcm": B.to_bytes(first),
+        "2.dcm": B.to_bytes(other_patient),
+        "3.dcm": B.to_bytes(other_kvp),
+        "4.dcm": same_again,
+        "5.dcm": B.to_bytes(first),
+    }
     summary = ingestor.ingest_paths([_folder(tmp_path, files)])
     assert summary.outcomes == {"ingested": 1, "duplicate": 2}
     assert summary.quarantined == {"conflict": 2}
     rows = _quarantine_rows(store)
     assert {r.kind for r in rows} == {"conflict"}
-    assert all(r.reason.startswith("same SOP Instance UID as an object already stored, different content")
-               and r.sop_instance_uid == sop for r in rows)
+    assert all(
+        r.reason.startswith("same SOP Instance UID as an object already stored, different content")
+        and r.sop_instance_uid == sop
+        for r in rows
+    )
     assert {open(r.stored_as, "rb").read() for r in rows} == {files["2.dcm"], files["3.dcm"]}
     with store.engine.connect() as conn:
         assert conn.execute(select(M.Event.kvp)).scalars().all() == [28.0]  # the first is kept
@@ -276,10 +293,15 @@ def _event_with_filter(thickness):
 
 
 def _accumulated(value):
-    return B.item("CONTAINS", "CONTAINER", ("113702", "DCM", "Accumulated X-Ray Dose Data"), children=[
-        B.item("HAS CONCEPT MOD", "CODE", ("272741003", "SCT", "Laterality"), code=("24028007", "SCT", "Right")),
-        _float_num(("111637", "DCM", "Accumulated Average Glandular Dose"), value, "mGy"),
-    ])
+    return B.item(
+        "CONTAINS",
+        "CONTAINER",
+        ("113702", "DCM", "Accumulated X-Ray Dose Data"),
+        children=[
+            B.item("HAS CONCEPT MOD", "CODE", ("272741003", "SCT", "Laterality"), code=("24028007", "SCT", "Right")),
+            _float_num(("111637", "DCM", "Accumulated Average Glandular Dose"), value, "mGy"),
+        ],
+    )
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, -1.0, math.nan])
@@ -293,9 +315,16 @@ def test_out_of_bounds_numbers_are_null_with_a_flag(value, ingestor, store, tmp_
     summary = ingestor.ingest_paths([_folder(tmp_path, {"a.dcm": B.to_bytes(ds)})])
     assert summary.outcomes["ingested"] == 1 and summary.n_quarantined == 0
     with store.engine.connect() as conn:
-        e = conn.execute(select(M.Event.filter_thickness_mm, M.Event.n_pulses, M.Event.flags,
-                                M.Event.compression_pressure_kpa, M.Event.positioner_primary_angle_deg,
-                                M.Event.kvp)).one()
+        e = conn.execute(
+            select(
+                M.Event.filter_thickness_mm,
+                M.Event.n_pulses,
+                M.Event.flags,
+                M.Event.compression_pressure_kpa,
+                M.Event.positioner_primary_angle_deg,
+                M.Event.kvp,
+            )
+        ).one()
         f = conn.execute(select(M.Filter.thickness_min_mm, M.Filter.thickness_max_mm)).one()
         a = conn.execute(select(M.AccumulatedDose.agd_mgy)).one()
         src_flags = conn.execute(select(M.SourceObject.flags)).scalar_one()
@@ -304,8 +333,13 @@ def test_out_of_bounds_numbers_are_null_with_a_flag(value, ingestor, store, tmp_
     assert e.n_pulses == 1  # the reported number is refused; the pulses counted remain
     assert a.agd_mgy is None
     flags = e.flags.split(";")
-    for name in ("filter_min_mm", "filter_max_mm", "n_pulses", "compression_pressure_kpa",
-                 "positioner_primary_angle_deg"):
+    for name in (
+        "filter_min_mm",
+        "filter_max_mm",
+        "n_pulses",
+        "compression_pressure_kpa",
+        "positioner_primary_angle_deg",
+    ):
         assert f"absurd:{name}" in flags
     assert "absurd:accumulated_agd" in src_flags.split(";")
     assert e.kvp == 28.0  # the rest of the event is kept
@@ -315,10 +349,13 @@ def test_every_stored_number_is_within_the_plausibility_bounds():
     """Derived values are checked too: 2000 mA for 60 s is no mammogram."""
     from srdose.parse.rdsr import PLAUSIBLE
 
-    ev = B.event(extra=[B.num(("113734", "DCM", "X-Ray Tube Current"), "2000", "mA"),
-                        B.num(("113824", "DCM", "Exposure Time"), "60000", "ms")])
-    ev.ContentSequence = Sequence([c for c in ev.ContentSequence
-                                   if c.ConceptNameCodeSequence[0].CodeValue != "113736"])
+    ev = B.event(
+        extra=[
+            B.num(("113734", "DCM", "X-Ray Tube Current"), "2000", "mA"),
+            B.num(("113824", "DCM", "Exposure Time"), "60000", "ms"),
+        ]
+    )
+    ev.ContentSequence = Sequence([c for c in ev.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue != "113736"])
     (event_,) = read_bytes(B.to_bytes(B.rdsr(events=[ev]))).events
     assert event_.mas is None and "absurd:mas" in event_.flags
     assert event_.tube_current_ma == 2000.0
@@ -348,8 +385,12 @@ def test_the_mg_image_header_bounds_every_number():
     report = read_bytes(_image_bytes(ds))
     (ev,) = report.events
     assert ev.filter_thickness_mm is None and ev.positioner_primary_angle_deg is None
-    assert {"absurd:filter_thickness_mm", "absurd:filter_min_mm", "absurd:filter_max_mm",
-            "absurd:positioner_primary_angle_deg"} <= set(ev.flags)
+    assert {
+        "absurd:filter_thickness_mm",
+        "absurd:filter_min_mm",
+        "absurd:filter_max_mm",
+        "absurd:positioner_primary_angle_deg",
+    } <= set(ev.flags)
 
 
 # --- temporary files --------------------------------------------------------------------------------
@@ -428,8 +469,12 @@ def test_stored_ages_are_whole_years_and_old_ones_are_floored_by_the_migration(d
     engine = make_engine(db_url)
     upgrade(engine, "0004")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO studies (study_instance_uid, age_years, not_patient) "
-                          "VALUES ('1.2.3', 60.84, false), ('1.2.4', 49.99, false)"))
+        conn.execute(
+            text(
+                "INSERT INTO studies (study_instance_uid, age_years, not_patient) "
+                "VALUES ('1.2.3', 60.84, false), ('1.2.4', 49.99, false)"
+            )
+        )
     engine.dispose()
     store = DoseStore(db_url, pseudonymiser)
     with store.begin() as conn:
@@ -445,8 +490,13 @@ def test_stored_ages_are_whole_years_and_old_ones_are_floored_by_the_migration(d
 
 def test_dicom_is_recognised_by_content_not_by_name(ingestor, store, tmp_path):
     rdsr = B.to_bytes(B.rdsr())
-    files = {"rdsr.txt": rdsr, "README.md": b"# the study export\n", "notes.txt": b"room 1 serviced\n",
-             "export.json": json.dumps({"a": 1}).encode(), "garbage.bin": b"not dicom at all"}
+    files = {
+        "rdsr.txt": rdsr,
+        "README.md": b"# the study export\n",
+        "notes.txt": b"room 1 serviced\n",
+        "export.json": json.dumps({"a": 1}).encode(),
+        "garbage.bin": b"not dicom at all",
+    }
     folder = _folder(tmp_path, files)
     skipped = []
     assert [p.name for p in iter_files([folder], skipped)] == ["garbage.bin", "rdsr.txt"]

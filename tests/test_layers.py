@@ -22,8 +22,20 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "srdose"
 #: Bottom to top: each layer's sub-layers, bottom to top, each a list of entries. An entry is a
 #: module or package (``srdose`` itself: the package root, its version).
 LAYERS: list[list[list[str]]] = [
-    [["srdose", "srdose.vocab", "srdose.compat", "srdose.dates", "srdose.terminal", "srdose.files", "srdose.config",
-      "srdose.units", "srdose.codes", "srdose.physics"]],
+    [
+        [
+            "srdose",
+            "srdose.vocab",
+            "srdose.compat",
+            "srdose.dates",
+            "srdose.terminal",
+            "srdose.files",
+            "srdose.config",
+            "srdose.units",
+            "srdose.codes",
+            "srdose.physics",
+        ]
+    ],
     [["srdose.parse", "srdose.pseudonym", "srdose.spool", "srdose.quarantine"]],
     [["srdose.store"]],
     [["srdose.curation"], ["srdose.governance"]],
@@ -40,8 +52,22 @@ CLI_IMPORTERS = ("srdose.cli", "srdose.__main__")
 #: The one module of the physics that reads and writes files.
 PHYSICS_IO = "srdose.physics.io"
 #: Calls that read or write files (or package data).
-FILE_CALLS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "load", "loadtxt", "genfromtxt",
-              "save", "savez", "savez_compressed", "savetxt", "files", "mkdir"}
+FILE_CALLS = {
+    "open",
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
+    "load",
+    "loadtxt",
+    "genfromtxt",
+    "save",
+    "savez",
+    "savez_compressed",
+    "savetxt",
+    "files",
+    "mkdir",
+}
 FILE_MODULES = {"importlib.resources", "csv"}
 
 _RANK = {name: (layer, sub) for layer, subs in enumerate(LAYERS) for sub, names in enumerate(subs) for name in names}
@@ -77,7 +103,8 @@ def _resolve(name: str, known: dict[str, Path]) -> str:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(name: str, path: Path, known: dict[str, Path]) -> list[Import]:
@@ -94,12 +121,16 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> list[Import]:
             if isinstance(child, ast.Import):
                 for alias in child.names:
                     target = alias.name
-                    add(_resolve(target, known) if target.split(".")[0] == "srdose" else target, child,
-                        in_function, type_checking)
+                    add(
+                        _resolve(target, known) if target.split(".")[0] == "srdose" else target,
+                        child,
+                        in_function,
+                        type_checking,
+                    )
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = package.split(".")
-                    base = base[:len(base) - (child.level - 1)]
+                    base = base[: len(base) - (child.level - 1)]
                     module = ".".join(base + ([child.module] if child.module else []))
                 else:
                     module = child.module or ""
@@ -109,8 +140,11 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> list[Import]:
                 for alias in child.names:
                     add(_resolve(f"{module}.{alias.name}", known), child, in_function, type_checking)
             else:
-                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)),
-                      type_checking or (isinstance(child, ast.If) and _is_type_checking(child)))
+                visit(
+                    child,
+                    in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)),
+                    type_checking or (isinstance(child, ast.If) and _is_type_checking(child)),
+                )
 
     visit(tree, False, False)
     return out
@@ -164,8 +198,14 @@ def test_imports_point_down():
 
 
 def test_no_srdose_import_inside_a_function():
-    _fail("function-local imports of srdose", [f"{imp.where}: {imp.source} imports {imp.target}"
-                                               for imp in all_imports() if imp.in_function and _srdose(imp)])
+    _fail(
+        "function-local imports of srdose",
+        [
+            f"{imp.where}: {imp.source} imports {imp.target}"
+            for imp in all_imports()
+            if imp.in_function and _srdose(imp)
+        ],
+    )
 
 
 def test_no_import_cycle_at_module_level():
@@ -204,19 +244,32 @@ def test_no_import_cycle_at_module_level():
     for v in sorted(graph):
         if v not in index:
             connect(v)
-    _fail("import cycles", [", ".join(f"{graph[a][b]}: {a} -> {b}" for a in c for b in graph.get(a, {}) if b in c)
-                            for c in cycles])
+    _fail(
+        "import cycles",
+        [", ".join(f"{graph[a][b]}: {a} -> {b}" for a in c for b in graph.get(a, {}) if b in c) for c in cycles],
+    )
 
 
 def test_sqlalchemy_only_in_the_store():
-    _fail("sqlalchemy imports outside srdose.store",
-          [f"{imp.where}: {imp.source} imports {imp.target}" for imp in all_imports()
-           if imp.target.split(".")[0] == "sqlalchemy" and _group(imp.source) != "srdose.store"])
+    _fail(
+        "sqlalchemy imports outside srdose.store",
+        [
+            f"{imp.where}: {imp.source} imports {imp.target}"
+            for imp in all_imports()
+            if imp.target.split(".")[0] == "sqlalchemy" and _group(imp.source) != "srdose.store"
+        ],
+    )
 
 
 def test_nothing_imports_the_command_line():
-    _fail("imports of srdose.cli", [f"{imp.where}: {imp.source} imports {imp.target}" for imp in all_imports()
-                                    if _group(imp.target) == CLI and _group(imp.source) not in CLI_IMPORTERS])
+    _fail(
+        "imports of srdose.cli",
+        [
+            f"{imp.where}: {imp.source} imports {imp.target}"
+            for imp in all_imports()
+            if _group(imp.target) == CLI and _group(imp.source) not in CLI_IMPORTERS
+        ],
+    )
 
 
 def test_physics_reads_files_only_in_its_io_module():

@@ -61,6 +61,7 @@ def expected_events(files) -> Counter:
 def wait_for_events(lst: ListenerProcess, n: int, timeout=120):
     def done():
         return lst.spooled() == 0 and len(lst.events()) >= n
+
     wait_until(done, timeout, 0.5, f"{n} events ingested")
     time.sleep(0.5)
     return lst.events()
@@ -74,8 +75,15 @@ def assert_exactly(rows, expected: Counter):
 
 
 def vendor_files() -> list[Path]:
-    shared = [SHARED_RDSR / n for n in ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm",
-                                        "MG-RDSR-Giotto-DBT.dcm", "MG-Im-GE-SenDS-scaled.dcm")]
+    shared = [
+        SHARED_RDSR / n
+        for n in (
+            "MG-RDSR-Hologic_mix.dcm",
+            "MG-RDSR-GEPristina-2D.dcm",
+            "MG-RDSR-Giotto-DBT.dcm",
+            "MG-Im-GE-SenDS-scaled.dcm",
+        )
+    ]
     if all(p.exists() for p in shared):
         return shared
     # without ../shared, the project's own sample data covers the same paths
@@ -86,12 +94,16 @@ def vendor_files() -> list[Path]:
 
 def test_storescu_vendor_files_and_500_synthetic(listener, tmp_path):
     lst = listener()
-    r = subprocess.run([need(ECHOSCU), "-aec", "SRDOSE", "127.0.0.1", str(lst.port)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [need(ECHOSCU), "-aec", "SRDOSE", "127.0.0.1", str(lst.port)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr  # C-ECHO Success
 
-    files = vendor_files() + synth.generate("hologic", 250, tmp_path / "syn", seed=41) \
+    files = (
+        vendor_files()
+        + synth.generate("hologic", 250, tmp_path / "syn", seed=41)
         + synth.generate("giotto", 250, tmp_path / "syn", seed=42)
+    )
     expected = expected_events(files)
     r = storescu(lst.port, files)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -153,20 +165,28 @@ def test_garbage_on_the_port_does_not_stop_the_listener(listener):
                 s.recv(100)
             except OSError:
                 pass
-    r = subprocess.run([need(ECHOSCU), "-aec", "SRDOSE", "127.0.0.1", str(lst.port)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [need(ECHOSCU), "-aec", "SRDOSE", "127.0.0.1", str(lst.port)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert lst.proc.poll() is None
 
 
 def test_eight_simultaneous_associations(listener, tmp_path):
     lst = listener()
-    batches = [synth.generate(v, 25, tmp_path / f"b{i}", seed=200 + i)
-               for i, v in enumerate(["hologic", "ge", "giotto", "siemens", "fujifilm", "hologic", "ge", "giotto"])]
+    batches = [
+        synth.generate(v, 25, tmp_path / f"b{i}", seed=200 + i)
+        for i, v in enumerate(["hologic", "ge", "giotto", "siemens", "fujifilm", "hologic", "ge", "giotto"])
+    ]
     expected = expected_events([f for b in batches for f in b])
-    procs = [subprocess.Popen([need("/usr/bin/storescu"), "-aet", f"SEND{i}", "-aec", "SRDOSE", "127.0.0.1",
-                               str(lst.port), *map(str, b)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for i, b in enumerate(batches)]
+    procs = [
+        subprocess.Popen(
+            [need("/usr/bin/storescu"), "-aet", f"SEND{i}", "-aec", "SRDOSE", "127.0.0.1", str(lst.port), *map(str, b)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i, b in enumerate(batches)
+    ]
     for p in procs:
         assert p.wait(300) == 0, p.stderr.read()[-1000:]
     assert_exactly(wait_for_events(lst, sum(expected.values())), expected)
@@ -192,13 +212,17 @@ def test_sigkill_while_receiving_loses_nothing_acknowledged(listener, tmp_path):
     data = tmp_path / "kill-data"
     port = free_port()
     lst = ListenerProcess(data, port).start()
-    sender = subprocess.Popen([need("/usr/bin/storescu"), "-v", "-aet", "MAMMO1", "-aec", "SRDOSE", "127.0.0.1",
-                               str(port), *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sender = subprocess.Popen(
+        [need("/usr/bin/storescu"), "-v", "-aet", "MAMMO1", "-aec", "SRDOSE", "127.0.0.1", str(port), *map(str, files)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # kill -9 once a good part has been acknowledged
     log_lines: list[str] = []
     reader = threading.Thread(target=lambda: log_lines.extend(sender.stdout), daemon=True)
     reader.start()
-    wait_until(lambda: sum("(Success)" in l for l in list(log_lines)) >= 300, 120, 0.05, "300 acknowledged")
+    wait_until(lambda: sum("(Success)" in line for line in list(log_lines)) >= 300, 120, 0.05, "300 acknowledged")
     lst.kill()
     sender.wait(120)
     reader.join(10)
@@ -236,7 +260,7 @@ def test_full_or_read_only_spool_answers_out_of_resources(listener, tmp_path, fs
         assoc = ae.associate("127.0.0.1", lst.port, ae_title="SRDOSE")
         statuses = []
         big = B.item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"), text="X" * 80_000)
-        for i in range(8):  # each ~85 KB: more than the 64 KB file system holds
+        for _ in range(8):  # each ~85 KB: more than the 64 KB file system holds
             ds = B.rdsr(events=[B.event(extra=[big])])
             B.to_bytes(ds)
             statuses.append(assoc.send_c_store(ds).Status)
@@ -256,8 +280,27 @@ def test_full_or_read_only_spool_answers_out_of_resources(listener, tmp_path, fs
 def test_tls(listener, tmp_path):
     need("/usr/bin/storescu")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     lst = listener("--tls-cert", str(cert), "--tls-key", str(key))
     [f] = synth.generate("hologic", 1, tmp_path / "t", seed=3)
     # DCMTK over TLS, checking the server against our test certificate
@@ -277,12 +320,17 @@ def test_every_uncompressed_transfer_syntax(listener, tmp_path, propose):
     """DCMTK offers big endian, implicit, deflated or explicit little endian
     first; the listener takes each and reads the same values."""
     lst = listener()
-    files = synth.generate("giotto", 3, tmp_path / "g", seed=500 + len(propose)) \
-        + synth.generate("hologic", 3, tmp_path / "h", seed=510)
+    files = synth.generate("giotto", 3, tmp_path / "g", seed=500 + len(propose)) + synth.generate(
+        "hologic", 3, tmp_path / "h", seed=510
+    )
     r = storescu(lst.port, files, "-v", propose)
     assert r.returncode == 0, r.stderr[-1000:]
-    wanted = {"-xb": "Big Endian Explicit", "-xi": "Little Endian Implicit",
-              "-xd": "Deflated Explicit VR Little Endian", "-xe": "Little Endian Explicit"}[propose]
+    wanted = {
+        "-xb": "Big Endian Explicit",
+        "-xi": "Little Endian Implicit",
+        "-xd": "Deflated Explicit VR Little Endian",
+        "-xe": "Little Endian Explicit",
+    }[propose]
     assert f"-> {wanted}" in r.stdout + r.stderr  # DCMTK really sent that syntax
     expected = expected_events(files)
     rows = wait_for_events(lst, sum(expected.values()))

@@ -6,6 +6,7 @@ surface of the patient, and the bundled factor set; values are read back from th
 and checked by hand where the arithmetic is short.
 """
 
+import copy
 import csv
 import io
 import math
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from srdose.config import DEFAULTS
+from srdose.config import DEFAULTS, Settings
 from srdose.parse import read_bytes
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
@@ -48,21 +49,30 @@ def _replace(children, concept, new):
     return out + ([new] if new is not None else [])
 
 
-def acme_event(hvl="0.52", thickness="55", ese="5.0", kvp="28", anode=None, filt=None, extra=(), dbt=False,
-               agd="1.5"):
-    ev = event(kvp=kvp, agd=agd, extra=[num(ESE, ese, "mGy"),
-                                        item("CONTAINS", "CODE", RP_DEF, code=AT_SURFACE), *extra])
+def acme_event(hvl="0.52", thickness="55", ese="5.0", kvp="28", anode=None, filt=None, extra=(), dbt=False, agd="1.5"):
+    ev = event(
+        kvp=kvp, agd=agd, extra=[num(ESE, ese, "mGy"), item("CONTAINS", "CODE", RP_DEF, code=AT_SURFACE), *extra]
+    )
     kids = list(ev.ContentSequence)
     kids = _replace(kids, HVL, num(HVL, hvl, "mm"))
     kids = _replace(kids, THICKNESS, num(THICKNESS, thickness, "mm"))
     if anode:
-        kids = _replace(kids, ("111632",), item("CONTAINS", "CODE", ("111632", "DCM", "Anode Target Material"),
-                                                  code=anode))
+        kids = _replace(
+            kids, ("111632",), item("CONTAINS", "CODE", ("111632", "DCM", "Anode Target Material"), code=anode)
+        )
     if filt:
         kids = _replace(kids, ("113771",), filt)
     if dbt:
-        kids = _replace(kids, ("113721",), item("CONTAINS", "CODE", ("113721", "DCM", "Irradiation Event Type"),
-                                                  code=("113613", "DCM", "Rotational Acquisition")))
+        kids = _replace(
+            kids,
+            ("113721",),
+            item(
+                "CONTAINS",
+                "CODE",
+                ("113721", "DCM", "Irradiation Event Type"),
+                code=("113613", "DCM", "Rotational Acquisition"),
+            ),
+        )
     ev.ContentSequence = kids
     return ev
 
@@ -76,9 +86,14 @@ def add(store, ds):
 def results(store):
     E, R = M.Event, M.RecalcResult
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(E.compressed_thickness_mm, E.hvl_mm, E.kvp, *R.__table__.columns)
-            .join(R, R.event_id == E.id).order_by(E.id))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(E.compressed_thickness_mm, E.hvl_mm, E.kvp, *R.__table__.columns)
+                .join(R, R.event_id == E.id)
+                .order_by(E.id)
+            )
+        ]
 
 
 def flags(r):
@@ -93,8 +108,16 @@ def table(name):
 def test_outside_every_table_there_is_no_dose_and_beyond_the_published_one_the_monte_carlo(store, bundled):
     """HVL 0.674 mm Al at 7 cm (W/Al 0.7 mm, 37 kV): the published g stops at 0.60 and a clamped g would
     be 9.5 % low, so g comes from the Monte Carlo extension; HVL 0.95 and 12.5 cm are outside every table."""
-    add(store, rdsr(events=[acme_event(hvl="0.674", thickness="70"), acme_event(hvl="0.95", thickness="50"),
-                            acme_event(hvl="0.50", thickness="125")]))
+    add(
+        store,
+        rdsr(
+            events=[
+                acme_event(hvl="0.674", thickness="70"),
+                acme_event(hvl="0.95", thickness="50"),
+                acme_event(hvl="0.50", thickness="125"),
+            ]
+        ),
+    )
     run(store, bundled, Params())
     beyond, too_hard, too_thick = results(store)
     g_rows = {(float(r["hvl_mm_al"]), float(r["thickness_cm"])): float(r["g"]) for r in table("g_factors.csv")}
@@ -161,20 +184,25 @@ def test_missing_age_is_an_assumption_with_its_uncertainty(store, bundled):
     assert "assumed:age_group:50-64" in flags(b)
     # same inputs otherwise: the budgets differ by the 5 % (k = 1) of the age-group assumption
     ua, ub = a["mgd_u_mgy"] / a["mgd_recalc_mgy"] / 2, b["mgd_u_mgy"] / b["mgd_recalc_mgy"] / 2
-    assert ub ** 2 - ua ** 2 == pytest.approx(0.05 ** 2, rel=1e-6)
+    assert ub**2 - ua**2 == pytest.approx(0.05**2, rel=1e-6)
+
+
+def recalc_settings(**changes):
+    """``[recalc]`` as loaded from a file holding ``changes``."""
+    return Settings({**copy.deepcopy(DEFAULTS), "recalc": {**DEFAULTS["recalc"], **changes}}).recalc
 
 
 def test_ratio_bands_per_method_and_maker():
-    p = EngineParams.from_settings(DEFAULTS["recalc"])
+    p = EngineParams.from_settings(recalc_settings())
     assert p.band_for("rdsr", "ge") == 0.25 and p.band_for("rdsr", "hologic") == 0.15
     assert p.band_for("measured", "giotto") == 0.20
-    custom = EngineParams.from_settings({**DEFAULTS["recalc"], "ratio_bands": ["measured:hologic=0.1"]})
+    custom = EngineParams.from_settings(recalc_settings(ratio_bands=["measured:hologic=0.1"]))
     # a list given replaces the defaults: what it does not name takes ratio_band
     assert custom.band_for("measured", "hologic") == 0.1
     assert custom.band_for("rdsr", "ge") == DEFAULTS["recalc"]["ratio_band"]
     for bad in ("rdsr=lots", ["rdsr"], ["rdsr=-1"]):
         with pytest.raises(ValueError, match="ratio_bands"):
-            EngineParams.from_settings({**DEFAULTS["recalc"], "ratio_bands": bad})
+            EngineParams.from_settings(recalc_settings(ratio_bands=bad))
 
 
 GE_DBT_PHYSICS = """manufacturer,GE HEALTHCARE
@@ -197,12 +225,29 @@ def ge_dbt_event():
     pulses = [num(TUBE_CURRENT, "2.01", "mA"), num(PULSE_WIDTH, "51.25", "ms")]
     for _ in range(9):
         pulses += [num(TUBE_CURRENT, "2.74", "mA"), num(PULSE_WIDTH, "68.5", "ms")]
-    ev = acme_event(hvl="0.56", thickness="43.4", ese="3.31", kvp="34.07", agd="1.09", dbt=True,
-                    anode=("C-167F9", "SRT", "Rhodium or Rhodium compound"),
-                    filt=item("CONTAINS", "CONTAINER", ("113771", "DCM", "X-Ray Filters"), children=[
-                        item("CONTAINS", "CODE", ("113757", "DCM", "X-Ray Filter Material"),
-                             code=("C-137F9", "SRT", "Silver or Silver compound"))]),
-                    extra=[num(N_PULSES, "10", "{pulses}"), num(ANGLE, "0", "deg")])
+    ev = acme_event(
+        hvl="0.56",
+        thickness="43.4",
+        ese="3.31",
+        kvp="34.07",
+        agd="1.09",
+        dbt=True,
+        anode=("C-167F9", "SRT", "Rhodium or Rhodium compound"),
+        filt=item(
+            "CONTAINS",
+            "CONTAINER",
+            ("113771", "DCM", "X-Ray Filters"),
+            children=[
+                item(
+                    "CONTAINS",
+                    "CODE",
+                    ("113757", "DCM", "X-Ray Filter Material"),
+                    code=("C-137F9", "SRT", "Silver or Silver compound"),
+                )
+            ],
+        ),
+        extra=[num(N_PULSES, "10", "{pulses}"), num(ANGLE, "0", "deg")],
+    )
     kids = [c for c in ev.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue != "113736"]
     ev.ContentSequence = kids + pulses
     return ev
@@ -210,8 +255,7 @@ def ge_dbt_event():
 
 def test_ge_dbt_pulse_values_that_do_not_add_up_withhold_the_measured_dose(store, bundled):
     ds = rdsr(events=[ge_dbt_event()])
-    ds.Manufacturer, ds.ManufacturerModelName, ds.DeviceSerialNumber = "GE HEALTHCARE", "Senographe Pristina", \
-        "1010102"
+    ds.Manufacturer, ds.ManufacturerModelName, ds.DeviceSerialNumber = "GE HEALTHCARE", "Senographe Pristina", "1010102"
     add(store, ds)
     db.add_physics_set(store, parse(GE_DBT_PHYSICS))
     run(store, bundled, Params())
@@ -229,22 +273,43 @@ def test_T_from_the_rdsr_sweep_weighted_by_tube_loading(store, bundled):
     """A W/Ag sweep of 11 projections from −13.75° to +13.75°, the first at half the loading: T is
     Σ αᵢ t(θᵢ) with t read from the shipped t(θ) table; without angles, the documented sweep is used."""
     exposures = [num(("113736", "DCM", "Exposure"), str(v), "uA.s") for v in [6000] + [12000] * 10]
-    w_ag = item("CONTAINS", "CONTAINER", ("113771", "DCM", "X-Ray Filters"), children=[
-        item("CONTAINS", "CODE", ("113757", "DCM", "X-Ray Filter Material"),
-             code=("C-137F9", "SRT", "Silver or Silver compound")),
-        num(("113758", "DCM", "X-Ray Filter Thickness Minimum"), "0.05", "mm"),
-        num(("113773", "DCM", "X-Ray Filter Thickness Maximum"), "0.05", "mm")])
-    ev = acme_event(hvl="0.529", thickness="45", ese="6.0", kvp="27", dbt=True, filt=w_ag,
-                    extra=[num(ANGLE, "-13.75", "deg"), num(END_ANGLE, "13.75", "deg")])
-    ev.ContentSequence = [c for c in ev.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue != "113736"] \
-        + exposures
+    w_ag = item(
+        "CONTAINS",
+        "CONTAINER",
+        ("113771", "DCM", "X-Ray Filters"),
+        children=[
+            item(
+                "CONTAINS",
+                "CODE",
+                ("113757", "DCM", "X-Ray Filter Material"),
+                code=("C-137F9", "SRT", "Silver or Silver compound"),
+            ),
+            num(("113758", "DCM", "X-Ray Filter Thickness Minimum"), "0.05", "mm"),
+            num(("113773", "DCM", "X-Ray Filter Thickness Maximum"), "0.05", "mm"),
+        ],
+    )
+    ev = acme_event(
+        hvl="0.529",
+        thickness="45",
+        ese="6.0",
+        kvp="27",
+        dbt=True,
+        filt=w_ag,
+        extra=[num(ANGLE, "-13.75", "deg"), num(END_ANGLE, "13.75", "deg")],
+    )
+    ev.ContentSequence = [
+        c for c in ev.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue != "113736"
+    ] + exposures
     add(store, rdsr(events=[ev]))
     run(store, bundled, Params())
     (r,) = results(store)
     assert not any(f.startswith("assumed:sweep") for f in flags(r))
     # t(θ) at 4.5 cm and HVL 0.529 (W/Ag 0.05 at 27 kV is a table row), linear in angle
-    rows = [x for x in table("dbt_t_theta.csv") if x["target"] == "W" and x["filter"] == "Ag"
-            and x["kv"] == "27" and x["thickness_cm"] == "4.5"]
+    rows = [
+        x
+        for x in table("dbt_t_theta.csv")
+        if x["target"] == "W" and x["filter"] == "Ag" and x["kv"] == "27" and x["thickness_cm"] == "4.5"
+    ]
     t_at = {float(x["angle_deg"]): float(x["t"]) for x in rows}
     hvl_row = float(rows[0]["hvl_mm_al"])
     assert hvl_row == pytest.approx(0.529, abs=5e-4)
@@ -276,7 +341,7 @@ def test_uncertainty_of_the_measured_worked_example_by_hand(store):
     dlnk_dt = 2.0 * 10.0 / 575.0  # inverse square at 575 mm, per cm
     dlng_dh = (g55 - g55_lo) / 0.05 / g55  # g linear in HVL
 
-    u = math.sqrt(0.025 ** 2 + ((dlng_dt + dlnk_dt) * 0.29) ** 2 + (dlng_dh * 0.02) ** 2 + 0.015 ** 2 + 0.02 ** 2)
+    u = math.sqrt(0.025**2 + ((dlng_dt + dlnk_dt) * 0.29) ** 2 + (dlng_dh * 0.02) ** 2 + 0.015**2 + 0.02**2)
     assert r["mgd_u_mgy"] == pytest.approx(2 * u * r["mgd_recalc_mgy"], rel=1e-6)
 
 
@@ -321,9 +386,13 @@ def test_phantom_qc_equivalent_breast_dose_by_hand(store, bundled):
     from srdose.recalc.validate import _g_by_hand
     from srdose.report.reference import eu_levels
 
-    ds = rdsr(events=[acme_event(hvl="0.52", thickness="53", ese="4.0", kvp="29", extra=[num(SDD, "650", "mm")]),
-                      acme_event(hvl="0.52", thickness="37", ese="2.0", kvp="27", extra=[num(SDD, "650", "mm")])],
-              patient={"PatientID": "PHANTOM 45"})
+    ds = rdsr(
+        events=[
+            acme_event(hvl="0.52", thickness="53", ese="4.0", kvp="29", extra=[num(SDD, "650", "mm")]),
+            acme_event(hvl="0.52", thickness="37", ese="2.0", kvp="27", extra=[num(SDD, "650", "mm")]),
+        ],
+        patient={"PatientID": "PHANTOM 45"},
+    )
     report = read_bytes(to_bytes(ds))
     report.study.not_patient = True
     with store.begin() as conn:
@@ -332,8 +401,9 @@ def test_phantom_qc_equivalent_breast_dose_by_hand(store, bundled):
     inputs = db.recalc_inputs(store, phantom=True)
     assert len(inputs["event_id"]) == 2
     fits = PhysicsFits.build([])
-    res = compute_phantom(prepare(inputs, fits), fits, bundled, Params(), load_pmma_equivalence()["rows"],
-                          eu_levels()["rows"])
+    res = compute_phantom(
+        prepare(inputs, fits), fits, bundled, Params(), load_pmma_equivalence()["rows"], eu_levels()["rows"]
+    )
     k = 4.0 * (597 / 605) ** 2
     g = _g_by_hand(bundled, 0.52, 5.3)
     c = _c_by_hand(0.52, 5.3, 0.29)
@@ -342,8 +412,9 @@ def test_phantom_qc_equivalent_breast_dose_by_hand(store, bundled):
     assert res.g[0] == pytest.approx(g, rel=1e-9) and res.c[0] == pytest.approx(c, rel=1e-9)
     assert res.mgd[0] == pytest.approx(k * g * c * 1.042, rel=1e-9)
     assert (res.acceptable[0], res.achievable[0]) == (2.5, 2.0)
-    assert res.verdict[0] == ("achievable" if res.mgd[0] <= 2.0 else "acceptable" if res.mgd[0] <= 2.5
-                              else "above acceptable")
+    assert res.verdict[0] == (
+        "achievable" if res.mgd[0] <= 2.0 else "acceptable" if res.mgd[0] <= 2.5 else "above acceptable"
+    )
     assert "assumed:support_gap_mm" in res.flags.strings()[0]
     # 37 mm matches no equivalent breast (32 or 45 mm) within 3 mm: no result, a flag
     assert np.isnan(res.mgd[1]) and "qc:thickness_not_in_table" in res.flags.strings()[1]
@@ -357,14 +428,17 @@ def test_qc_command_writes_its_report(srdose_env, tmp_path):
 
     src = tmp_path / "src"
     synth.generate("hologic", 4, src, seed=5)
-    ds = rdsr(events=[acme_event(hvl="0.52", thickness="53", ese="4.0", kvp="29", extra=[num(SDD, "650", "mm")])],
-              patient={"PatientID": "QC PHANTOM", "PatientName": "PHANTOM^PMMA"})
+    ds = rdsr(
+        events=[acme_event(hvl="0.52", thickness="53", ese="4.0", kvp="29", extra=[num(SDD, "650", "mm")])],
+        patient={"PatientID": "QC PHANTOM", "PatientName": "PHANTOM^PMMA"},
+    )
     ds.StudyDate = "20240301"
     (src / "phantom.dcm").write_bytes(to_bytes(ds))
 
     def run_cli(*args):
-        return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True, timeout=300
+        )
 
     assert run_cli("ingest", src).returncode in (0, 1)
     out = tmp_path / "reports"
@@ -401,10 +475,11 @@ def test_image_header_entrance_dose_is_moved_from_its_distance_with_the_support_
     (r,) = results(store)
     # no physics data: the gap is [recalc] rdsr_support_gap_mm (0), flagged; K as in the header
     assert r["k_mgy"] == pytest.approx(k_header) and "assumed:support_gap_mm" in flags(r)
-    physics = ("manufacturer,GE MEDICAL SYSTEMS\nserial,{serial}\nvalid_from,2000-01-01\nfdd_mm,{sid:g}\n"
-               "support_gap_mm,23.2\nd_ref_mm,600\ntarget,filter,filter_mm,kv,output_ugy_per_mas,hvl_mm_al\n"
-               "W,Al,0.7,30,60,0.5\nW,Al,0.7,32,70,0.55\nW,Al,0.7,34,80,0.6\n").format(serial=ds.DeviceSerialNumber,
-                                                                                   sid=sid)
+    physics = (
+        f"manufacturer,GE MEDICAL SYSTEMS\nserial,{ds.DeviceSerialNumber}\nvalid_from,2000-01-01\nfdd_mm,{sid:g}\n"
+        "support_gap_mm,23.2\nd_ref_mm,600\ntarget,filter,filter_mm,kv,output_ugy_per_mas,hvl_mm_al\n"
+        "W,Al,0.7,30,60,0.5\nW,Al,0.7,32,70,0.55\nW,Al,0.7,34,80,0.6\n"
+    )
     db.add_physics_set(store, parse(physics))
     run(store, bundled, Params())
     (r,) = results(store)
@@ -425,7 +500,11 @@ def test_validate_writes_the_dossier_and_its_examples_agree_with_the_engine(srdo
     for heading in ("## 1. g", "## 2. s", "## 3. Worked examples", "## 5. Uncertainty budget", "## 6. Ratio bands"):
         assert heading in text
     assert "W/Ag (published 1.042)" in text  # s cell by cell, not averaged
-    r = subprocess.run([sys.executable, "-m", "srdose", "validate", "--out", tmp_path / "dossier"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "srdose", "validate", "--out", tmp_path / "dossier"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "dossier" / "mgd-validation.md").read_text().startswith("# Recalculated mean glandular dose")

@@ -22,8 +22,11 @@ def _published_g() -> dict:
     if not path.exists():
         pytest.skip("the published factors of the shared material are absent")
     g = json.loads(path.read_text())["g_factor"]
-    return {(h, t): g["values_rows_hvl_cols_thickness"][i][j]
-            for i, h in enumerate(g["hvl_mm_al"]) for j, t in enumerate(g["thickness_cm"])}
+    return {
+        (h, t): g["values_rows_hvl_cols_thickness"][i][j]
+        for i, h in enumerate(g["hvl_mm_al"])
+        for j, t in enumerate(g["thickness_cm"])
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +50,7 @@ def test_energy_conservation(media50, momo):
     geom = transport.BreastGeometry(thickness_cm=5.0)
     tally = transport.simulate(geom, E, momo[0.40].fluence, 20_000, 3, media=media50)
     assert tally.energy_incident_kev > 0
-    assert tally.energy_deposited_kev + tally.energy_escaped_kev == pytest.approx(
-        tally.energy_incident_kev, rel=1e-9)
+    assert tally.energy_deposited_kev + tally.energy_escaped_kev == pytest.approx(tally.energy_incident_kev, rel=1e-9)
     # Some energy must both stay and leave for this to mean anything.
     assert 0.2 < tally.energy_deposited_kev / tally.energy_incident_kev < 0.95
 
@@ -70,8 +72,11 @@ def test_pure_absorber_matches_beer_lambert():
 
 
 def test_hvl_agrees_with_spekpy():
-    for target, filt, mm, kv, al in (("Mo", "Mo", 0.03, 28, 0.0), ("W", "Rh", 0.05, 29, 0.0),
-                                     ("Mo", "Mo", 0.03, 28, 0.3)):
+    for target, filt, mm, kv, al in (
+        ("Mo", "Mo", 0.03, 28, 0.0),
+        ("W", "Rh", 0.05, 29, 0.0),
+        ("Mo", "Mo", 0.03, 28, 0.3),
+    ):
         sp = spectra.make_spectrum(target, filt, mm, kv, al)
         ours = spectra.hvl_mm_al(sp.fluence)
         theirs = spectra.spekpy_hvl(target, filt, mm, kv, al)
@@ -139,8 +144,26 @@ def test_cli_single_calculation_json():
 
     from srdose.cli.mc import mc
 
-    res = CliRunner().invoke(mc, ["--target", "Mo", "--filter", "Mo:0.03", "--kv", "28", "--added-al", "0.2",
-                                  "--thickness-mm", "45", "--photons", "30000", "--seed", "3", "--json"])
+    res = CliRunner().invoke(
+        mc,
+        [
+            "--target",
+            "Mo",
+            "--filter",
+            "Mo:0.03",
+            "--kv",
+            "28",
+            "--added-al",
+            "0.2",
+            "--thickness-mm",
+            "45",
+            "--photons",
+            "30000",
+            "--seed",
+            "3",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert {"hvl_mm_al", "g", "g_uncertainty", "mgd_per_k"} <= out.keys()

@@ -52,8 +52,9 @@ def _sops(files):
 
 
 def _run(env, *args):
-    return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "srdose", *map(str, args)], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("method", ["--move", "--get"])
@@ -66,8 +67,22 @@ def test_retrieve_finds_and_fetches_exactly_the_dose_srs(tmp_path, method):
     try:
         orthanc.load(files)
         env = {**os.environ, "SRDOSE_DATA_DIR": str(tmp_path / "data")}
-        args = ["retrieve", "--pacs", f"127.0.0.1:{orthanc.dicom_port}", "--pacs-aet", "ORTHANC",
-                "--aet", "SRDOSE", "--from", "1990-01-01", "--to", "2100-12-31", method, "--port", our_port]
+        args = [
+            "retrieve",
+            "--pacs",
+            f"127.0.0.1:{orthanc.dicom_port}",
+            "--pacs-aet",
+            "ORTHANC",
+            "--aet",
+            "SRDOSE",
+            "--from",
+            "1990-01-01",
+            "--to",
+            "2100-12-31",
+            method,
+            "--port",
+            our_port,
+        ]
         r = _run(env, *args)
         assert r.returncode == 0, r.stdout + r.stderr
         lst = ListenerProcess(tmp_path / "data", our_port)  # only for its export helper
@@ -92,8 +107,18 @@ def test_unknown_pacs_says_what_to_check(tmp_path):
     import os
 
     env = {**os.environ, "SRDOSE_DATA_DIR": str(tmp_path / "data")}
-    r = _run(env, "retrieve", "--pacs", f"127.0.0.1:{free_port()}", "--pacs-aet", "NOBODY",
-             "--from", "2024-01-01", "--to", "2024-12-31")
+    r = _run(
+        env,
+        "retrieve",
+        "--pacs",
+        f"127.0.0.1:{free_port()}",
+        "--pacs-aet",
+        "NOBODY",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+    )
     assert r.returncode == 3
     assert "did not accept an association" in r.stderr
 
@@ -113,7 +138,9 @@ def test_orthanc_autorouting_to_the_listener(tmp_path):
     lst = ListenerProcess(tmp_path / "data", port).start()
     orthanc = OrthancServer(tmp_path / "orthanc", {"srdose": ("SRDOSE", port)}, lua=AUTOROUTE).start()
     try:
-        files = synth.generate("giotto", 10, tmp_path / "g", seed=400) + synth.generate("siemens", 10, tmp_path / "s", seed=401)
+        files = synth.generate("giotto", 10, tmp_path / "g", seed=400) + synth.generate(
+            "siemens", 10, tmp_path / "s", seed=401
+        )
         orthanc.load(files)
         expected = sum(len(read_path(f).events) for f in files)
         wait_until(lambda: len(lst.events()) >= expected, 120, 0.5, "auto-routed RDSRs ingested")

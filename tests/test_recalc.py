@@ -49,8 +49,10 @@ def add(store, ds):
 
 def _results(store):
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(*M.RecalcResult.__table__.columns).order_by(M.RecalcResult.event_id))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(select(*M.RecalcResult.__table__.columns).order_by(M.RecalcResult.event_id))
+        ]
 
 
 def test_measured_method_worked_example(store):
@@ -78,8 +80,9 @@ def test_measured_method_worked_example(store):
     # provenance: the set's label on the result, and the set itself stored with its content
     assert r["factor_set"] == "test-sheet@1"
     with store.engine.connect() as conn:
-        rec = conn.execute(select(*M.FactorSetRecord.__table__.columns)
-                           .where(M.FactorSetRecord.id == r["factor_set_id"])).one()
+        rec = conn.execute(
+            select(*M.FactorSetRecord.__table__.columns).where(M.FactorSetRecord.id == r["factor_set_id"])
+        ).one()
     assert (rec.name, rec.version, rec.kind, rec.sha256) == ("test-sheet", "1", "user", fs.sha256)
     assert rec.content == SHEET
     prov = json.loads(rec.provenance)
@@ -202,14 +205,25 @@ def test_cli_physics_recalc_and_export(srdose_env, tmp_path):
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0].keys()) == EVENT_EXPORT_COLUMNS
-    assert EVENT_EXPORT_COLUMNS[28:39] == ("mgd_recalc_mgy", "method", "k_mgy", "hvl_used_mm", "hvl_source", "g",
-                                           "c", "s", "t_factor", "factor_set", "ratio_recalc_to_reported")
+    assert EVENT_EXPORT_COLUMNS[28:39] == (
+        "mgd_recalc_mgy",
+        "method",
+        "k_mgy",
+        "hvl_used_mm",
+        "hvl_source",
+        "g",
+        "c",
+        "s",
+        "t_factor",
+        "factor_set",
+        "ratio_recalc_to_reported",
+    )
     measured = [r for r in rows if r["method"] == "measured"]
     assert measured and all(r["factor_set"].startswith("bundled@") for r in measured)
     for r in measured:
         if r["mgd_recalc_mgy"]:
             assert float(r["mgd_recalc_mgy"]) == pytest.approx(
-                float(r["k_mgy"]) * float(r["g"]) * float(r["c"]) * float(r["s"]) * float(r["t_factor"] or 1),
-                rel=1e-5)
+                float(r["k_mgy"]) * float(r["g"]) * float(r["c"]) * float(r["s"]) * float(r["t_factor"] or 1), rel=1e-5
+            )
     for name in ("physics", "recalc"):
         assert runner.invoke(main, [name, "--help"]).exit_code == 0

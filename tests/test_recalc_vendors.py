@@ -14,13 +14,14 @@ Tolerance of the rdsr method against the AGD each unit reported, per vendor
   breast is below the 2 cm edge of the typical-glandularity table).
 """
 
+import copy
 import hashlib
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from srdose.config import DEFAULTS
+from srdose.config import DEFAULTS, Settings
 from srdose.parse import read_bytes
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
@@ -55,9 +56,23 @@ def dev_store(tmp_path, pseudonymiser):
 
 def rows(store):
     E, R, D = M.Event, M.RecalcResult, M.Device
-    q = (select(D.manufacturer, E.id, E.acquisition, E.kvp, E.mas, E.anode, E.compressed_thickness_mm, E.entrance_exposure_mgy,
-                E.agd_mgy, *R.__table__.columns).join(R, R.event_id == E.id).join(D, D.id == E.device_id)
-         .order_by(E.id))
+    q = (
+        select(
+            D.manufacturer,
+            E.id,
+            E.acquisition,
+            E.kvp,
+            E.mas,
+            E.anode,
+            E.compressed_thickness_mm,
+            E.entrance_exposure_mgy,
+            E.agd_mgy,
+            *R.__table__.columns,
+        )
+        .join(R, R.event_id == E.id)
+        .join(D, D.id == E.device_id)
+        .order_by(E.id)
+    )
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
 
@@ -139,7 +154,10 @@ def test_hologic_reference_point_and_zero_dose_events(dev_store, bundled):
 
 def test_hologic_reference_point_is_a_setting_a_physicist_can_override(dev_store, bundled):
     """After a phantom check a physicist may decide the kerma is at 42 mm above the support after all."""
-    params = Params.from_settings({**DEFAULTS["recalc"], "reference_point": ["hologic=42mm"]})
+    settings = Settings(
+        {**copy.deepcopy(DEFAULTS), "recalc": {**DEFAULTS["recalc"], "reference_point": ["hologic=42mm"]}}
+    )
+    params = Params.from_settings(settings.recalc)
     run(dev_store, bundled, params)
     hologic = [r for r in rows(dev_store) if r["manufacturer"].startswith("HOLOGIC")]
     dbt19 = next(r for r in hologic if r["compressed_thickness_mm"] == 19.0)
@@ -207,10 +225,17 @@ GE_INCONSISTENT = GE_PHYSICS.format(y30=60, y32=68, y34=76, y36=84)
 def test_ge_pre_pulse_counts_in_the_mas(dev_store, bundled):
     """The rule: mAs = Σ all pulses of the event, pre-pulse included (see srdose.recalc.engine)."""
     with dev_store.engine.connect() as conn:
-        ev = conn.execute(select(M.Event.id, M.Event.mas).join(M.Device, M.Device.id == M.Event.device_id)
-                          .where(M.Device.serial == "1010102").order_by(M.Event.id)).first()
-        pulses = conn.execute(select(M.Pulse.tube_current_ma, M.Pulse.pulse_width_ms)
-                              .where(M.Pulse.event_id == ev.id).order_by(M.Pulse.pulse_index)).all()
+        ev = conn.execute(
+            select(M.Event.id, M.Event.mas)
+            .join(M.Device, M.Device.id == M.Event.device_id)
+            .where(M.Device.serial == "1010102")
+            .order_by(M.Event.id)
+        ).first()
+        pulses = conn.execute(
+            select(M.Pulse.tube_current_ma, M.Pulse.pulse_width_ms)
+            .where(M.Pulse.event_id == ev.id)
+            .order_by(M.Pulse.pulse_index)
+        ).all()
     # public file, first event: pre-pulse 2.0 mA × 51.44 ms, main pulse 30.48 mA × 558.06 ms
     assert [tuple(p) for p in pulses] == [(2.0, 51.44), (30.48, 558.06)]
     assert ev.mas == pytest.approx(2.0 * 51.44 / 1000 + 30.48 * 558.06 / 1000, rel=1e-9)  # 17.11255 mAs
@@ -237,10 +262,18 @@ def test_kerma_against_mas_checked_for_every_vendor(dev_store, bundled):
 
 def test_giotto_dbt_uses_the_total_mas_of_all_eleven_projections(dev_store, bundled):
     with dev_store.engine.connect() as conn:
-        ev = conn.execute(select(M.Event.id, M.Event.mas, M.Event.n_pulses).join(M.Device)
-                          .where(M.Device.manufacturer.like("IMS%")).order_by(M.Event.id)).first()
-        mas = [p for (p,) in conn.execute(select(M.Pulse.exposure_mas).where(M.Pulse.event_id == ev.id)
-                                          .order_by(M.Pulse.pulse_index))]
+        ev = conn.execute(
+            select(M.Event.id, M.Event.mas, M.Event.n_pulses)
+            .join(M.Device)
+            .where(M.Device.manufacturer.like("IMS%"))
+            .order_by(M.Event.id)
+        ).first()
+        mas = [
+            p
+            for (p,) in conn.execute(
+                select(M.Pulse.exposure_mas).where(M.Pulse.event_id == ev.id).order_by(M.Pulse.pulse_index)
+            )
+        ]
     assert ev.n_pulses == 11 and len(mas) == 11
     assert mas[0] / np.mean(mas[1:]) == pytest.approx(0.465, abs=0.01)  # the first at about half
     assert ev.mas == pytest.approx(sum(mas)) and ev.mas == pytest.approx(139.89)
@@ -249,12 +282,20 @@ def test_giotto_dbt_uses_the_total_mas_of_all_eleven_projections(dev_store, bund
 def _siemens_physics(unit) -> str:
     from srdose.synth.model import hvl_mm, tube_output
 
-    lines = [f"manufacturer,{unit.manufacturer}", f"serial,{unit.serial}", "valid_from,2000-01-01",
-             f"fdd_mm,{unit.sid_mm:g}", f"support_gap_mm,{unit.support_gap_mm:g}", "d_ref_mm,1000",
-             "target,filter,filter_mm,kv,output_ugy_per_mas,hvl_mm_al"]
+    lines = [
+        f"manufacturer,{unit.manufacturer}",
+        f"serial,{unit.serial}",
+        "valid_from,2000-01-01",
+        f"fdd_mm,{unit.sid_mm:g}",
+        f"support_gap_mm,{unit.support_gap_mm:g}",
+        "d_ref_mm,1000",
+        "target,filter,filter_mm,kv,output_ugy_per_mas,hvl_mm_al",
+    ]
     for kv in range(24, 37, 2):
-        lines.append(f"W,Rh,0.05,{kv},{tube_output(kv, 'W', 'RH') * unit.output_factor:.3f},"
-                     f"{hvl_mm(kv, 'W', 'RH') + unit.hvl_offset:.4f}")
+        lines.append(
+            f"W,Rh,0.05,{kv},{tube_output(kv, 'W', 'RH') * unit.output_factor:.3f},"
+            f"{hvl_mm(kv, 'W', 'RH') + unit.hvl_offset:.4f}"
+        )
     return "\n".join(lines) + "\n"
 
 

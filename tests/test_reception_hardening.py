@@ -54,8 +54,9 @@ def _client(*contexts, **syntaxes) -> AE:
 
 def _rdsr_bytes(extra_text: str = "") -> tuple:
     """An RDSR (dataset, bytes), optionally with a large text item."""
-    extra = [B.item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"), text=extra_text)] \
-        if extra_text else []
+    extra = (
+        [B.item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"), text=extra_text)] if extra_text else []
+    )
     ds = B.rdsr(events=[B.event(extra=extra)])
     return ds, B.to_bytes(ds)
 
@@ -117,15 +118,21 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     key_path, cert_path = tmp_path / "tls-key.pem", tmp_path / "tls-cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
@@ -135,7 +142,7 @@ def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     sock.settimeout(timeout)
     try:
         return sock.recv(100) == b""
-    except socket.timeout:
+    except TimeoutError:
         return False
     except OSError:  # reset
         return True
@@ -204,8 +211,24 @@ def test_slow_association_requests_hold_no_slot(tmp_path):
         time.sleep(0.5)
         for s in slow:
             s.sendall(b"\x00")
-        r = subprocess.run(["/usr/bin/echoscu", "-to", "10", "-ta", "10", "-aet", "MAMMO1", "-aec", "SRDOSE",
-                            "127.0.0.1", str(lst.port)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                "/usr/bin/echoscu",
+                "-to",
+                "10",
+                "-ta",
+                "10",
+                "-aet",
+                "MAMMO1",
+                "-aec",
+                "SRDOSE",
+                "127.0.0.1",
+                str(lst.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         [f] = synth.generate("hologic", 1, tmp_path / "syn", seed=11)
         r = storescu(lst.port, [f], timeout=60)
@@ -298,8 +321,12 @@ def test_truncated_mg_image_is_refused_as_ingest_refuses_it(tmp_path, monkeypatc
         assert status.Status == 0xC000 and "truncated" in status.ErrorComment
         assert assoc.send_c_store(GE_IMAGE).Status == 0x0000  # the whole image is taken
         assoc.release()
-        wait_until(lambda: lst.spooled() == 0 and len(list((lst.data_dir / "spool").glob("*.refused"))) == 0,
-                   60, 0.2, "spool empty")
+        wait_until(
+            lambda: lst.spooled() == 0 and len(list((lst.data_dir / "spool").glob("*.refused"))) == 0,
+            60,
+            0.2,
+            "spool empty",
+        )
         rows = _quarantine_rows(lst.data_dir / "srdose.sqlite")
         assert [r["kind"] for r in rows] == ["malformed"]
         assert "truncated" in rows[0]["reason"]
@@ -362,9 +389,12 @@ def test_dead_ingest_process_stops_acknowledgements_and_the_listener(tmp_path):
     # the next start ingests what the spool kept: everything acknowledged
     lst2 = ListenerProcess(data, port).start()
     try:
-        wait_until(lambda: lst2.spooled() == 0
-                   and len({r["sop_instance_uid"] for r in lst2.events()}) == acknowledged,
-                   60, 0.5, "spool ingested")
+        wait_until(
+            lambda: lst2.spooled() == 0 and len({r["sop_instance_uid"] for r in lst2.events()}) == acknowledged,
+            60,
+            0.5,
+            "spool ingested",
+        )
     finally:
         assert lst2.stop() == 0
 
@@ -384,9 +414,13 @@ def test_dataset_the_database_refuses_is_quarantined_and_the_batch_commits(srdos
     # the database refuses one SOP instance, and its quarantine record too
     with store.begin() as conn:
         for table in ("source_objects", "quarantine"):
-            conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
-                              "WHEN NEW.sop_instance_uid LIKE '%.666' "
-                              "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                    "WHEN NEW.sop_instance_uid LIKE '%.666' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+                )
+            )
     spool = Spool(tmp_path / "spool")
     worker = IngestWorker(Ingestor(store, QuarantineFolder(tmp_path / "quarantine")), spool)
     for uid in ("1.2.3.1", "1.2.3.666", "1.2.3.2"):  # one batch, the bad one in the middle
@@ -415,8 +449,13 @@ def test_bad_listener_port_is_a_usage_error(tmp_path, port):
     cfg = tmp_path / "srdose.toml"
     cfg.write_text(f"[listener]\nport = {port}\n")
     env = {**os.environ, "SRDOSE_DATA_DIR": str(tmp_path / "data"), "SRDOSE_CONFIG": str(cfg)}
-    r = subprocess.run([sys.executable, "-m", "srdose", "listen", "--host", "127.0.0.1"], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "srdose", "listen", "--host", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert "[listener] port" in r.stdout + r.stderr  # says which setting

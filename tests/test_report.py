@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from srdose.config import load
+from srdose.config import Settings, load, parse_band, parse_survey_numbers
 from srdose.report import stats
 from srdose.report.drl import DRLSettings, build_drl, drl_values, room_statistics
 from srdose.report.render import Column, Table, html_table
@@ -25,7 +25,6 @@ from srdose.report.survey import (
     SURVEY_COLUMNS,
     build_survey,
     default_survey_number,
-    parse_survey_numbers,
 )
 from tests import builders as B
 from tests.conftest import shared_file
@@ -38,8 +37,8 @@ RIGHT = ("24028007", "SCT", "Right")
 
 def settings(**report):
     s = load(environ={})
-    s.values["report"].update(report)
-    return s
+    values = {**s.values, "report": {**s.values["report"], **report}}
+    return Settings(values, None)
 
 
 # --- statistics (pure) ---------------------------------------------------------------------
@@ -94,19 +93,18 @@ def test_small_statistics():
     ba = stats.bland_altman([2.0, 3.0, 4.0], [1.0, 3.0, 2.0])  # differences 1, 0, 2
     assert ba["bias"] == pytest.approx(1.0) and ba["sd"] == pytest.approx(1.0)
     assert ba["upper"] == pytest.approx(2.96)
-    assert stats.parse_band("50-60") == (50.0, 60.0)
+    assert parse_band("50-60") == (50.0, 60.0)
     with pytest.raises(ValueError):
-        stats.parse_band("60-50")
+        parse_band("60-50")
     d = stats.describe([1.0, 2.0, np.nan, 4.0])
     assert (d["n"], d["mean"], d["median"]) == (3, pytest.approx(7 / 3), 2.0)
 
 
 def test_drl_settings_need_a_cited_national_value():
-    s = settings()["report"]
-    assert DRLSettings.from_settings(s).national_mgy is None
+    assert DRLSettings.from_settings(settings().report).national_mgy is None
     with pytest.raises(ValueError, match="national_drl_source"):
-        DRLSettings.from_settings({**s, "national_drl_mgy": "2.5"})
-    got = DRLSettings.from_settings({**s, "national_drl_mgy": "2.5", "national_drl_source": "ref X"}, band="45-65")
+        settings(national_drl_mgy="2.5")
+    got = DRLSettings.from_settings(settings(national_drl_mgy="2.5", national_drl_source="ref X").report, band="45-65")
     assert got.national_mgy == 2.5 and got.band == (45.0, 65.0)
 
 
@@ -120,8 +118,12 @@ def test_survey_numbers_configured_and_default():
 
 
 def test_table_columns_decide_the_html_cells():
-    t = Table("t", "T", [Column("name"), Column("dose", numeric=True, digits=3), Column("note", wrap=True), "plain"],
-              [["a", 1.23456, "x", 2.5], ["b", float("nan"), "y", 3]])
+    t = Table(
+        "t",
+        "T",
+        [Column("name"), Column("dose", numeric=True, digits=3), Column("note", wrap=True), "plain"],
+        [["a", 1.23456, "x", 2.5], ["b", float("nan"), "y", 3]],
+    )
     h = html_table(t, max_rows=1)
     assert h["columns"] == ["name", "dose", "note", "plain"] and t.names == h["columns"]
     assert h["numeric"] == {1} and h["wrap"] == {2}
@@ -130,8 +132,7 @@ def test_table_columns_decide_the_html_cells():
 
 def test_importing_the_reports_leaves_matplotlib_unloaded():
     """matplotlib loads on the first figure, not when a command module imports the reports."""
-    code = ("import sys, srdose.demo, srdose.report.plots, srdose.report.phantom; "
-            "print('matplotlib' in sys.modules)")
+    code = "import sys, srdose.demo, srdose.report.plots, srdose.report.phantom; print('matplotlib' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert r.stdout.strip() == "False"
 
@@ -166,8 +167,11 @@ REAL = {
     # GE Pristina: 8 RCC 2D (main pulse 33.99 kV), no age in the file
     "survey_1010102_2D_5000.csv": [
         ["5000", "1", f"RCC{k if k > 1 else ''}", "33.99", "Rh", "Ag", t, mas, "", "", "", "", "", "ROUTINE", ""]
-        for k, t, mas in zip(range(1, 9), ["46.1", "46.3", "46.1", "46.4", "46.2", "46.2", "46.2", "46.2"],
-                             ["17.11", "17.01", "16.92", "16.73", "17.32", "17.28", "17.32", "17.32"])
+        for k, t, mas in zip(
+            range(1, 9),
+            ["46.1", "46.3", "46.1", "46.4", "46.2", "46.2", "46.2", "46.2"],
+            ["17.11", "17.01", "16.92", "16.73", "17.32", "17.28", "17.32", "17.32"],
+        )
     ],
     # IMS Giotto: 4 DBT, AEC mode from the event label
     "survey_900123_DBT_6001.csv": [
@@ -180,8 +184,7 @@ REAL = {
 
 
 def test_survey_csv_of_the_real_vendor_files(store, ingestor, tmp_path):
-    files = [shared_file(n) for n in ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm",
-                                      "MG-RDSR-Giotto-DBT.dcm")]
+    files = [shared_file(n) for n in ("MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-Giotto-DBT.dcm")]
     ingestor.ingest_paths(files)
     s = settings(survey_numbers=["SDM9876543=4100", "1010102=5000", "900123=6000"])
     built = build_survey(store, s, "2010-01-01", "2025-12-31", tmp_path / "out")
@@ -203,8 +206,16 @@ def _set_num(ev: Dataset, concept: str, value: str) -> None:
     raise KeyError(concept)
 
 
-def _ev(view=CC, lat=RIGHT, agd="1.5", start="20250102093000", protocol=None, thickness="55",
-        rotational=False, no_laterality=False):
+def _ev(
+    view=CC,
+    lat=RIGHT,
+    agd="1.5",
+    start="20250102093000",
+    protocol=None,
+    thickness="55",
+    rotational=False,
+    no_laterality=False,
+):
     extra = [B.item("CONTAINS", "TEXT", ("125203", "DCM", "Acquisition Protocol"), text=protocol)] if protocol else []
     ev = B.event(view=view, laterality=lat, agd=agd, start=start, extra=extra)
     _set_num(ev, "111633", thickness)
@@ -238,31 +249,45 @@ def test_survey_exclusions_split_and_numbering(store, ingestor, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     study1 = [
-        _ev(CC, RIGHT, start=_t(1)), _ev(CC, RIGHT, start=_t(2)),                 # RCC, RCC2
-        _ev(MLO, LEFT, start=_t(3)),                                              # LOB
-        _ev(CC, RIGHT, start=_t(4), rotational=True),                             # DBT RCC
-        _ev(MLO, RIGHT, start=_t(5), protocol="R MLO Scout"),                     # excluded
-        _ev(CC, LEFT, start=_t(6), protocol="Specimen"),                          # excluded
-        _ev(CC, LEFT, start=_t(7), protocol="Post-Clip"),                         # excluded
-        _ev(CC, LEFT, start=_t(8), no_laterality=True),                           # excluded
-        _ev(CC, LEFT, start=_t(9), protocol="Stereo Biopsy"),                     # excluded (biopsy first)
+        _ev(CC, RIGHT, start=_t(1)),
+        _ev(CC, RIGHT, start=_t(2)),  # RCC, RCC2
+        _ev(MLO, LEFT, start=_t(3)),  # LOB
+        _ev(CC, RIGHT, start=_t(4), rotational=True),  # DBT RCC
+        _ev(MLO, RIGHT, start=_t(5), protocol="R MLO Scout"),  # excluded
+        _ev(CC, LEFT, start=_t(6), protocol="Specimen"),  # excluded
+        _ev(CC, LEFT, start=_t(7), protocol="Post-Clip"),  # excluded
+        _ev(CC, LEFT, start=_t(8), no_laterality=True),  # excluded
+        _ev(CC, LEFT, start=_t(9), protocol="Stereo Biopsy"),  # excluded (biopsy first)
     ]
     study2 = [_ev(CC, LEFT, start=_t(10)), _ev(MLO, LEFT, start=_t(11), rotational=True)]
-    ingestor.ingest_paths([_write(src, "a", study1), _write(src, "b", study2, date="20250103",
-                                                             patient={**B.PATIENT, "PatientID": "NHS0000000001"})])
+    ingestor.ingest_paths(
+        [
+            _write(src, "a", study1),
+            _write(src, "b", study2, date="20250103", patient={**B.PATIENT, "PatientID": "NHS0000000001"}),
+        ]
+    )
     built = build_survey(store, settings(survey_numbers=["SN-1=3000"]), "2025-01-01", "2025-01-31", tmp_path / "o")
     files = _survey_files(tmp_path / "o")
     assert sorted(files) == ["survey_SN-1_2D_3000.csv", "survey_SN-1_DBT_3001.csv"]
     rows2d = _read(files["survey_SN-1_2D_3000.csv"])
-    assert [(r[0], r[1], r[2]) for r in rows2d] == [("3000", "1", "RCC"), ("3000", "1", "RCC2"), ("3000", "1", "LOB"),
-                                                      ("3000", "2", "LCC")]
+    assert [(r[0], r[1], r[2]) for r in rows2d] == [
+        ("3000", "1", "RCC"),
+        ("3000", "1", "RCC2"),
+        ("3000", "1", "LOB"),
+        ("3000", "2", "LCC"),
+    ]
     assert rows2d[0][3:8] == ["28", "W", "Rh", "55", "95"]
     rowsdbt = _read(files["survey_SN-1_DBT_3001.csv"])
     assert [(r[0], r[1], r[2]) for r in rowsdbt] == [("3001", "1", "RCC"), ("3001", "2", "LOB")]
     ex = next((tmp_path / "o").rglob("*_exclusion_reasons.csv"))
     got = {r["reason"]: int(r["exposures"]) for r in csv.DictReader(open(ex, newline=""))}
-    assert got == {"scout protocol": 1, "specimen view": 1, "post-clip protocol": 1, "no laterality": 1,
-                   "biopsy protocol": 1}
+    assert got == {
+        "scout protocol": 1,
+        "specimen view": 1,
+        "post-clip protocol": 1,
+        "no laterality": 1,
+        "biopsy protocol": 1,
+    }
     html = built.html[0].read_text()
     for reason in got:
         assert reason in html
@@ -280,13 +305,27 @@ def test_drl_report_hand_computed(store, ingestor, tmp_path):
     paths = []
     for serial, ds in doses.items():
         for k, agd in enumerate(ds):
-            paths.append(_write(src, f"{serial}{k}", [_ev(MLO, LEFT, agd=agd, start=_t(1))], serial=serial,
-                                patient={**B.PATIENT, "PatientID": f"NHS1{k}"}))
-    paths.append(_write(src, "C-out", [_ev(MLO, LEFT, agd="9.0", thickness="70", start=_t(1)),
-                                       _ev(CC, LEFT, agd="8.0", start=_t(2))], serial="ROOM-C"))
+            paths.append(
+                _write(
+                    src,
+                    f"{serial}{k}",
+                    [_ev(MLO, LEFT, agd=agd, start=_t(1))],
+                    serial=serial,
+                    patient={**B.PATIENT, "PatientID": f"NHS1{k}"},
+                )
+            )
+    paths.append(
+        _write(
+            src,
+            "C-out",
+            [_ev(MLO, LEFT, agd="9.0", thickness="70", start=_t(1)), _ev(CC, LEFT, agd="8.0", start=_t(2))],
+            serial="ROOM-C",
+        )
+    )
     ingestor.ingest_paths(paths)
-    s = DRLSettings.from_settings({**settings()["report"], "national_drl_mgy": 1.8,
-                                   "national_drl_source": "test value"}, dose="reported", min_events=2)
+    s = DRLSettings.from_settings(
+        settings(national_drl_mgy=1.8, national_drl_source="test value").report, dose="reported", min_events=2
+    )
     built = build_drl(store, settings(), "2025-01-01", "2025-01-31", tmp_path / "o", s)
     values = {r["quantity"]: r["value"] for r in csv.DictReader(open(next((tmp_path / "o").rglob("*_values.csv"))))}
     assert float(values["local DRL (median of room medians)"]) == pytest.approx(1.5)
@@ -305,8 +344,13 @@ def test_drl_report_hand_computed(store, ingestor, tmp_path):
 
 
 def _run(*args, env):
-    return subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "srdose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
 
 
 def _texts(out: Path):
@@ -333,8 +377,14 @@ def test_commands_exit_codes_and_no_identifier_in_any_output(srdose_env, tmp_pat
 
     src = tmp_path / "src"
     for i, v in enumerate(("hologic", "ge", "siemens")):
-        synth.generate(v, 6, src, seed=40 + i, manifest=src / f"manifest-{v}.json",
-                       date_range=(dt.date(2024, 1, 1), dt.date(2024, 12, 31)))
+        synth.generate(
+            v,
+            6,
+            src,
+            seed=40 + i,
+            manifest=src / f"manifest-{v}.json",
+            date_range=(dt.date(2024, 1, 1), dt.date(2024, 12, 31)),
+        )
     _write(src, "builders", [_ev(CC, RIGHT, start="20240601093000")], date="20240601")
     env = {}
     assert _run("ingest", src, env=env).returncode in (0, 1)
@@ -342,17 +392,22 @@ def test_commands_exit_codes_and_no_identifier_in_any_output(srdose_env, tmp_pat
     out = tmp_path / "reports"
     r = _run("report", "survey", "--from", "2024-01-01", "--to", "2024-12-31", "--out", out, env=env)
     assert r.returncode == 0, r.stderr
-    assert _run("report", "drl", "--from", "2024-01-01", "--to", "2024-12-31", "--out", out, "--min-events", "1",
-                env=env).returncode == 0
+    assert (
+        _run(
+            "report", "drl", "--from", "2024-01-01", "--to", "2024-12-31", "--out", out, "--min-events", "1", env=env
+        ).returncode
+        == 0
+    )
     serial = synth.make_unit("hologic", 0).serial
     r = _run("report", "qa", "--unit", serial, "--from", "2024-01-01", "--to", "2024-12-31", "--out", out, env=env)
     assert r.returncode == 0, r.stderr
     assert "report: " in r.stdout
     # usage errors and nothing to report
-    assert _run("report", "qa", "--unit", "NO-SUCH", "--from", "2024-01-01", "--to", "2024-12-31", env=env).returncode == 2
+    assert (
+        _run("report", "qa", "--unit", "NO-SUCH", "--from", "2024-01-01", "--to", "2024-12-31", env=env).returncode == 2
+    )
     assert _run("report", "survey", "--from", "2024-13-01", "--to", "2024-12-31", env=env).returncode == 2
-    assert _run("report", "survey", "--from", "2030-01-01", "--to", "2030-12-31", "--out", out,
-                env=env).returncode == 1
+    assert _run("report", "survey", "--from", "2030-01-01", "--to", "2030-12-31", "--out", out, env=env).returncode == 1
 
     secret = Pseudonymiser(load_or_create_secret(srdose_env / "site-secret.key"))
     needles = set()
@@ -360,11 +415,20 @@ def test_commands_exit_codes_and_no_identifier_in_any_output(srdose_env, tmp_pat
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         ids = synth.identifiers_of(ds)
         # the unit's identity (serial, station, model, site): the reports name the unit they are about
-        ids = {k: v for k, v in ids.items() if k not in ("DeviceSerialNumber", "StationName", "InstitutionName")
-               and not k.startswith(("observer:Device", "observer:Station AE"))}
+        ids = {
+            k: v
+            for k, v in ids.items()
+            if k not in ("DeviceSerialNumber", "StationName", "InstitutionName")
+            and not k.startswith(("observer:Device", "observer:Station AE"))
+        }
         needles.update(v for v in ids.values())
-        needles.update((str(ds.SOPInstanceUID), secret.patient(str(ds.get("PatientID", ""))),
-                        secret.accession(str(ds.get("AccessionNumber", "")))))
+        needles.update(
+            (
+                str(ds.SOPInstanceUID),
+                secret.patient(str(ds.get("PatientID", ""))),
+                secret.accession(str(ds.get("AccessionNumber", ""))),
+            )
+        )
         needles.update(str(p) for p in ds.get("PatientName", "").components if p) if ds.get("PatientName") else None
     needles.update(B.PATIENT.values())
     needles.update(B.PATIENT["PatientName"].split("^"))
@@ -395,16 +459,25 @@ def test_not_patient_studies_are_excluded_and_counted(store, ingestor, tmp_path)
         pytest.skip("no not_patient study marker in this schema")
     src = tmp_path / "src"
     src.mkdir()
-    ingestor.ingest_paths([_write(src, "p", [_ev(MLO, LEFT, agd="1.0", start=_t(1))]),
-                           _write(src, "qa", [_ev(MLO, LEFT, agd="5.0", start=_t(1))],
-                                  patient={**B.PATIENT, "PatientID": "PHANTOM1"}, date="20250103")])
+    ingestor.ingest_paths(
+        [
+            _write(src, "p", [_ev(MLO, LEFT, agd="1.0", start=_t(1))]),
+            _write(
+                src,
+                "qa",
+                [_ev(MLO, LEFT, agd="5.0", start=_t(1))],
+                patient={**B.PATIENT, "PatientID": "PHANTOM1"},
+                date="20250103",
+            ),
+        ]
+    )
     with store.begin() as conn:
         conn.execute(update(M.Study).where(M.Study.study_date == "20250103").values(not_patient=True))
     build_survey(store, settings(survey_numbers=["SN-1=10"]), "2025-01-01", "2025-01-31", tmp_path / "o")
     assert [r[2] for r in _read(_survey_files(tmp_path / "o")["survey_SN-1_2D_10.csv"])] == ["LOB"]
     ex = next((tmp_path / "o").rglob("*_exclusion_reasons.csv"))
     assert {r["reason"]: r["exposures"] for r in csv.DictReader(open(ex))} == {"not a patient study": "1"}
-    s = DRLSettings.from_settings(settings()["report"], dose="reported", min_events=1)
+    s = DRLSettings.from_settings(settings().report, dose="reported", min_events=1)
     build_drl(store, settings(), "2025-01-01", "2025-01-31", tmp_path / "d", s)
     rows = list(csv.DictReader(open(next((tmp_path / "d").rglob("*_exclusions.csv")))))
     assert rows[0]["not a patient study"] == "1" and rows[0]["used"] == "1"

@@ -20,9 +20,19 @@ import pytest
 
 from tests.conftest import SAMPLE_DATA
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--hide-scrollbars",
+]
 CHECK = """<script>window.addEventListener("load", () => {
   const imgs = [...document.images];
   document.body.setAttribute("data-imgcheck", imgs.length + ":" + imgs.map(i => i.naturalWidth).join(","));
@@ -41,15 +51,20 @@ def chromium() -> str:
 def run_chromium(*args: str) -> subprocess.CompletedProcess:
     profile = tempfile.mkdtemp(prefix="srdose-chromium-")
     try:
-        return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
 
 def srdose(*args, env):
-    r = subprocess.run([sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True,
-                       env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "srdose", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
     return r
 
 
@@ -57,11 +72,15 @@ def srdose(*args, env):
 def reports(tmp_path_factory):
     chromium()
     base = tmp_path_factory.mktemp("render")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SRDOSE_")},
-           "SRDOSE_DATA_DIR": str(base / "data")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SRDOSE_")},
+        "SRDOSE_DATA_DIR": str(base / "data"),
+    }
     assert srdose("ingest", SAMPLE_DATA, env=env).returncode in (0, 1)
-    assert srdose("physics", "import", SAMPLE_DATA / "physics" / "example_synthetic_hologic_unit0.csv",
-                  env=env).returncode == 0
+    assert (
+        srdose("physics", "import", SAMPLE_DATA / "physics" / "example_synthetic_hologic_unit0.csv", env=env).returncode
+        == 0
+    )
     assert srdose("recalc", env=env).returncode == 0
     out = base / "reports"
     period = ["--from", "2023-01-01", "--to", "2025-12-31", "--out", out]
@@ -89,8 +108,9 @@ def test_report_renders_in_chromium(reports, kind, n_images, tmp_path):
     assert m, "the page did not finish loading"
     widths = [int(w) for w in m.group(2).split(",") if w]
     assert int(m.group(1)) == n_images and len(widths) == n_images and min(widths) > 0
-    errors = [line for line in r.stderr.splitlines()
-              if ("CONSOLE" in line) or (":ERROR:" in line and "file://" in line)]
+    errors = [
+        line for line in r.stderr.splitlines() if ("CONSOLE" in line) or (":ERROR:" in line and "file://" in line)
+    ]
     assert not errors, errors[:5]
     shot = Path(os.environ.get("SRDOSE_SCREENSHOT_DIR") or tmp_path) / f"{kind}.png"
     shot.parent.mkdir(parents=True, exist_ok=True)

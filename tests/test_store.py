@@ -42,8 +42,11 @@ def test_superset_rdsr_replaces_the_earlier_one(store):
     assert _add(store, late) == Outcome.REPLACED
     with store.engine.connect() as conn:
         uids = sorted(conn.execute(select(M.Event.event_uid)).scalars())
-        superseded = conn.execute(select(M.SourceObject.sop_instance_uid)
-                                  .where(M.SourceObject.superseded_by.is_not(None))).scalars().all()
+        superseded = (
+            conn.execute(select(M.SourceObject.sop_instance_uid).where(M.SourceObject.superseded_by.is_not(None)))
+            .scalars()
+            .all()
+        )
     assert uids == sorted([first, second, third])
     assert superseded == [early.SOPInstanceUID]
     # the earlier, smaller RDSR arriving again later does not undo that
@@ -88,11 +91,17 @@ def test_rdsr_wins_over_image_headers_in_either_order(store):
     # images first, then the RDSR: the image events give way
     assert _add(store, _mg_image(study, e1)) == Outcome.INGESTED
     assert _add(store, _mg_image(study, None, lat="L", acq="20250102093004")) == Outcome.INGESTED
-    rdsr = B.rdsr(events=[B.event(e1), B.event(e2, laterality=("7771000", "SCT", "Left"),
-                                               start="20250102093001")], study_uid=study)
+    rdsr = B.rdsr(
+        events=[B.event(e1), B.event(e2, laterality=("7771000", "SCT", "Left"), start="20250102093001")],
+        study_uid=study,
+    )
     assert _add(store, rdsr) == Outcome.INGESTED
     with store.engine.connect() as conn:
-        kinds = conn.execute(select(M.SourceObject.kind).join(M.Event, M.Event.source_object_id == M.SourceObject.id)).scalars().all()
+        kinds = (
+            conn.execute(select(M.SourceObject.kind).join(M.Event, M.Event.source_object_id == M.SourceObject.id))
+            .scalars()
+            .all()
+        )
     assert kinds == ["rdsr", "rdsr"]  # matched by event UID, and by side+view+time
     # an image arriving after the RDSR adds nothing
     assert _add(store, _mg_image(study, e2, lat="L")) == Outcome.COVERED

@@ -51,13 +51,11 @@ def _items(container, code: str) -> list:
 
 
 def _nums(container, code: str) -> list[float]:
-    return [float(it.MeasuredValueSequence[0].NumericValue) for it in _items(container, code)
-            if it.ValueType == "NUM"]
+    return [float(it.MeasuredValueSequence[0].NumericValue) for it in _items(container, code) if it.ValueType == "NUM"]
 
 
 def _units(container, code: str) -> set[str]:
-    return {it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue
-            for it in _items(container, code)}
+    return {it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue for it in _items(container, code)}
 
 
 def _code_value(container, code: str):
@@ -75,8 +73,9 @@ def _laterality(vendor: str, event) -> str:
         for it in _items(event, site):
             for mod in it.get("ContentSequence", []):
                 if _cv(mod) in ("G-C171", "272741003"):
-                    return {"G-A100": "R", "24028007": "R", "G-A101": "L",
-                            "7771000": "L"}[mod.ConceptCodeSequence[0].CodeValue]
+                    return {"G-A100": "R", "24028007": "R", "G-A101": "L", "7771000": "L"}[
+                        mod.ConceptCodeSequence[0].CodeValue
+                    ]
     raise AssertionError(f"{vendor}: no laterality")
 
 
@@ -100,11 +99,25 @@ def test_reads_back_with_header_and_template(vendor, kind):
     assert ds.file_meta.MediaStorageSOPClassUID == RDSR_SOP
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert ds.SOPClassUID == RDSR_SOP and ds.Modality == "SR"
-    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "StudyDate", "StudyTime",
-               "AccessionNumber", "PatientName", "PatientID", "PatientBirthDate",
-               "PatientAge", "Manufacturer", "ManufacturerModelName", "DeviceSerialNumber",
-               "StationName", "InstitutionName", "SoftwareVersions", "ContentDate",
-               "ContentTime"):
+    for kw in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientAge",
+        "Manufacturer",
+        "ManufacturerModelName",
+        "DeviceSerialNumber",
+        "StationName",
+        "InstitutionName",
+        "SoftwareVersions",
+        "ContentDate",
+        "ContentTime",
+    ):
         assert str(ds.get(kw, "")) != "", kw
     assert ds.PatientSex == "F"
     assert ds.CompletionFlag == "COMPLETE" and ds.VerificationFlag == "UNVERIFIED"
@@ -126,9 +139,27 @@ def test_fast_encoder_matches_pydicom_writer(vendor):
     assert encode_study_rdsr(study=study) == buf.getvalue()
 
 
-REQUIRED_EVENT_ITEMS = ("113769", "111526", "113721", "125203", "111031", "123014", "111634",
-                        "111636", "113780", "111631", "113733", "113734", "113824", "113766",
-                        "113771", "111635", "112011", "111633", "113750")
+REQUIRED_EVENT_ITEMS = (
+    "113769",
+    "111526",
+    "113721",
+    "125203",
+    "111031",
+    "123014",
+    "111634",
+    "111636",
+    "113780",
+    "111631",
+    "113733",
+    "113734",
+    "113824",
+    "113766",
+    "113771",
+    "111635",
+    "112011",
+    "111633",
+    "113750",
+)
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -143,9 +174,18 @@ def test_every_event_has_the_required_items(vendor):
             assert (vendor == "ge") != bool(_items(ev, "113736"))  # GE: no uAs item
             assert bool(_items(ev, "111647")) == (vendor in ("siemens", "fujifilm"))
             view = _code_value(ev, "111031")
-            assert view.CodeValue in ("R-10242", "R-10226", "R-10224", "R-10228", "R-1024A",
-                                      "399162004", "399368009", "399260004", "399352003",
-                                      "399192008")
+            assert view.CodeValue in (
+                "R-10242",
+                "R-10226",
+                "R-10224",
+                "R-10228",
+                "R-1024A",
+                "399162004",
+                "399368009",
+                "399260004",
+                "399352003",
+                "399192008",
+            )
             assert _laterality(vendor, ev) in ("R", "L")
             uids.add(_items(ev, "113769")[0].UID)
             rotational = _code_value(ev, "113721").CodeValue == "113613"
@@ -155,8 +195,7 @@ def test_every_event_has_the_required_items(vendor):
 
 def test_events_start_seconds_to_a_minute_apart():
     ds = _rdsr("siemens", 3, kind="2D", repeat_rate=0.0, extra_view_rate=0.0)
-    starts = [dt.datetime.strptime(_items(e, "111526")[0].DateTime, "%Y%m%d%H%M%S")
-              for e in _events(ds)]
+    starts = [dt.datetime.strptime(_items(e, "111526")[0].DateTime, "%Y%m%d%H%M%S") for e in _events(ds)]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
     assert gaps and all(5 <= g <= 120 for g in gaps)
 
@@ -294,8 +333,7 @@ def test_same_seed_same_bytes_other_seed_other_files(tmp_path):
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_distributions_of_200_studies(vendor):
-    studies = [plan_study(vendor, np.random.default_rng([5, i]), dbt_fraction=0.3)
-               for i in range(200)]
+    studies = [plan_study(vendor, np.random.default_rng([5, i]), dbt_fraction=0.3) for i in range(200)]
     ages = np.array([s.patient.age_years for s in studies])
     assert ages.min() >= 50 and ages.max() <= 70 and 57 < ages.mean() < 63
     for s in studies:
@@ -326,6 +364,7 @@ def test_distributions_of_200_studies(vendor):
 
 def test_hvl_of_w_rh_at_28_kv():
     from srdose.synth.model import hvl_mm
+
     assert hvl_mm(28, "W", "RH") == pytest.approx(0.51, abs=0.01)
 
 
@@ -384,8 +423,7 @@ def test_mg_images_match_the_rdsr(tmp_path):
         assert im.PresentationIntentType == "FOR PRESENTATION" and im.Modality == "MG"
         assert im.pixel_array.shape == (8, 8)
         ev = events[im.IrradiationEventUID]
-        refs = [it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-                for it in _items(ev, "113795")]
+        refs = [it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in _items(ev, "113795")]
         assert refs == [im.SOPInstanceUID]
         assert im.StudyInstanceUID == sr.StudyInstanceUID and im.PatientID == sr.PatientID
         assert float(im.KVP) == _nums(ev, "113733")[0]
@@ -396,9 +434,17 @@ def test_mg_images_match_the_rdsr(tmp_path):
         assert im.ImageLaterality == _laterality("hologic", ev)
         assert im.ViewPosition in ("CC", "MLO", "ML", "LM", "XCCL")
         assert im.ViewCodeSequence[0].CodeValue == _code_value(ev, "111031").CodeValue
-        for kw in ("XRayTubeCurrent", "ExposureTime", "Exposure", "AnodeTargetMaterial",
-                   "FilterMaterial", "DistanceSourceToDetector", "PatientAge",
-                   "AcquisitionDateTime", "HalfValueLayer"):
+        for kw in (
+            "XRayTubeCurrent",
+            "ExposureTime",
+            "Exposure",
+            "AnodeTargetMaterial",
+            "FilterMaterial",
+            "DistanceSourceToDetector",
+            "PatientAge",
+            "AcquisitionDateTime",
+            "HalfValueLayer",
+        ):
             assert str(im.get(kw, "")) != "", kw
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
     listed = {r.ReferencedSOPInstanceUID for s in evidence for r in s.ReferencedSOPSequence}
@@ -419,8 +465,10 @@ def test_sample_data_is_current_and_small(tmp_path):
 
     committed = sorted(p.relative_to(SAMPLE_DATA) for p in SAMPLE_DATA.rglob("*.dcm"))
     assert committed, "sample_data/ is missing: run python -m srdose.synth.sample"
-    assert sum((SAMPLE_DATA / p).stat().st_size for p in SAMPLE_DATA.rglob("*")
-               if (SAMPLE_DATA / p).is_file()) < 2 * 1024 * 1024
+    assert (
+        sum((SAMPLE_DATA / p).stat().st_size for p in SAMPLE_DATA.rglob("*") if (SAMPLE_DATA / p).is_file())
+        < 2 * 1024 * 1024
+    )
     fresh = write_samples(tmp_path)
     assert sorted(p.relative_to(tmp_path) for p in fresh) == committed
     for p in fresh:

@@ -17,9 +17,13 @@ MAMMO_FILES = ["MG-RDSR-Hologic_mix.dcm", "MG-RDSR-GEPristina-2D.dcm", "MG-RDSR-
 # The standard's code meanings (CID 4014, 10013, 10016, 10006) and what srdose stores.
 VIEW = {"cranio-caudal": "CC", "medio-lateral oblique": "MLO"}
 EVENT_TYPE = {"Rotational Acquisition": ("rotational", "DBT"), "Stationary Acquisition": ("stationary", "2D")}
-MATERIAL = {"Tungsten or Tungsten compound": "W", "Rhodium or Rhodium compound": "Rh",
-            "Silver or Silver compound": "Ag", "Aluminum or Aluminum compound": "Al",
-            "Molybdenum or Molybdenum compound": "Mo"}
+MATERIAL = {
+    "Tungsten or Tungsten compound": "W",
+    "Rhodium or Rhodium compound": "Rh",
+    "Silver or Silver compound": "Ag",
+    "Aluminum or Aluminum compound": "Al",
+    "Molybdenum or Molybdenum compound": "Mo",
+}
 SIDE = {"Right": "R", "Left": "L", "Left breast": "L", "Right breast": "R"}
 
 
@@ -43,7 +47,8 @@ def test_every_expected_value(name, expected_mammography):
     assert report.study.study_date == exp["study_date"]
     assert len(report.events) == exp["n_events"]
     assert sorted((a.laterality, a.agd_mgy) for a in report.accumulated) == sorted(
-        (SIDE[a["laterality"]], a["agd_mGy"]) for a in exp["accumulated_agd"])
+        (SIDE[a["laterality"]], a["agd_mGy"]) for a in exp["accumulated_agd"]
+    )
 
     for ev, ex in zip(report.events, exp["events"]):
         where = f"{name} event {ex['event_uid']}"
@@ -53,18 +58,25 @@ def test_every_expected_value(name, expected_mammography):
         assert ev.view == VIEW[ex["view"][0]], where
         assert ev.laterality == SIDE[ex["laterality"]], where
         assert ev.anode == MATERIAL[ex["anode"][0]], where
-        for field, key in (("hvl_mm", "hvl_mm"), ("entrance_exposure_mgy", "entrance_exposure_mGy"),
-                           ("agd_mgy", "agd_mGy"), ("compressed_thickness_mm", "compression_thickness_mm"),
-                           ("source_detector_mm", "sdd_mm")):
+        for field, key in (
+            ("hvl_mm", "hvl_mm"),
+            ("entrance_exposure_mgy", "entrance_exposure_mGy"),
+            ("agd_mgy", "agd_mGy"),
+            ("compressed_thickness_mm", "compression_thickness_mm"),
+            ("source_detector_mm", "sdd_mm"),
+        ):
             if key in ex:
                 assert len(ex[key]) == 1
                 _close(getattr(ev, field), ex[key][0], f"{where} {field}")
                 if ex[key][0] == 0:
                     assert f"zero:{field}" in ev.flags
         # per-pulse values: one pulse row per occurrence in the file
-        for field, key, scale in (("kvp", "kvp", 1.0), ("tube_current_ma", "tube_current_mA", 1.0),
-                                  ("exposure_mas", "exposure_uAs", 1e-3),
-                                  ("pulse_width_ms", "pulse_width_ms", 1.0)):
+        for field, key, scale in (
+            ("kvp", "kvp", 1.0),
+            ("tube_current_ma", "tube_current_mA", 1.0),
+            ("exposure_mas", "exposure_uAs", 1e-3),
+            ("pulse_width_ms", "pulse_width_ms", 1.0),
+        ):
             if key in ex:
                 got = [getattr(p, field) for p in ev.pulses]
                 assert got == pytest.approx([v * scale for v in ex[key]]), f"{where} {field}"
@@ -129,14 +141,17 @@ def test_mg_image_header_values():
     assert report.device.institution == "中心医院"  # non-ASCII (ISO_IR 192) survives
 
 
-@pytest.mark.parametrize("name,error,words", [
-    ("CT-RDSR-Siemens_Flash-TAP-SS.dcm", Unsupported, "CT dose report"),
-    ("CT-ESR-GE_Optima.dcm", Unsupported, "CT dose report"),
-    ("ESR_non-dose.dcm", NotADoseReport, "not a dose report"),
-    ("DX-RDSR-Canon_CXDI.dcm", Unsupported, "not mammography"),
-    ("RF-RDSR-Philips_Allura.dcm", Unsupported, "not mammography"),
-    ("RF-RDSR-Siemens-Zee.dcm", Unsupported, "not mammography"),
-])
+@pytest.mark.parametrize(
+    "name,error,words",
+    [
+        ("CT-RDSR-Siemens_Flash-TAP-SS.dcm", Unsupported, "CT dose report"),
+        ("CT-ESR-GE_Optima.dcm", Unsupported, "CT dose report"),
+        ("ESR_non-dose.dcm", NotADoseReport, "not a dose report"),
+        ("DX-RDSR-Canon_CXDI.dcm", Unsupported, "not mammography"),
+        ("RF-RDSR-Philips_Allura.dcm", Unsupported, "not mammography"),
+        ("RF-RDSR-Siemens-Zee.dcm", Unsupported, "not mammography"),
+    ],
+)
 def test_non_mammography_objects_are_refused_with_a_reason(name, error, words):
     with pytest.raises(error) as info:
         read_path(shared_file(name))

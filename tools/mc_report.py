@@ -17,7 +17,6 @@ import argparse
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
@@ -101,28 +100,45 @@ def g_section(gc: GComparison) -> list[str]:
     hvls, ths, dev, ok, flagged = gc.hvls, gc.ths, gc.dev, gc.ok, gc.flagged
     within = int(np.sum(np.abs(dev[ok]) <= 3.0))
     lines = ["## 1. g (50 % glandular) against the published g table", ""]
-    lines += [f"Cells compared: {dev.size} ({int(flagged.sum())} flagged as doubtful by the "
-              "public copy itself, excluded from the statistics below). Statistical uncertainty of every g cell: "
-              f"max {np.nanmax(gc.unc):.2f} %, median {np.nanmedian(gc.unc):.2f} % (1 s.d.).", ""]
-    lines += [f"* median deviation (unflagged): **{np.median(dev[ok]):+.2f} %** (target within +-1.5 %)",
-              f"* mean {np.mean(dev[ok]):+.2f} %, min {np.min(dev[ok]):+.2f} %, max {np.max(dev[ok]):+.2f} %",
-              f"* cells within +-3 %: **{within} of {int(ok.sum())}**", ""]
+    lines += [
+        f"Cells compared: {dev.size} ({int(flagged.sum())} flagged as doubtful by the "
+        "public copy itself, excluded from the statistics below). Statistical uncertainty of every g cell: "
+        f"max {np.nanmax(gc.unc):.2f} %, median {np.nanmedian(gc.unc):.2f} % (1 s.d.).",
+        "",
+    ]
+    lines += [
+        f"* median deviation (unflagged): **{np.median(dev[ok]):+.2f} %** (target within +-1.5 %)",
+        f"* mean {np.mean(dev[ok]):+.2f} %, min {np.min(dev[ok]):+.2f} %, max {np.max(dev[ok]):+.2f} %",
+        f"* cells within +-3 %: **{within} of {int(ok.sum())}**",
+        "",
+    ]
     lines += ["Deviation (ours / published - 1, %) cell by cell; * = flagged cell of the public copy:", ""]
     header = ["HVL \\ cm"] + [f"{t:g}" for t in ths]
-    rows = [[f"{h:.2f}"] + [f"{dev[i, j]:+.1f}{'*' if flagged[i, j] else ''}" for j in range(len(ths))]
-            for i, h in enumerate(hvls)]
+    rows = [
+        [f"{h:.2f}"] + [f"{dev[i, j]:+.1f}{'*' if flagged[i, j] else ''}" for j in range(len(ths))]
+        for i, h in enumerate(hvls)
+    ]
     lines += [md_table(header, rows), ""]
     lines += ["Our g values:", ""]
     rows = [[f"{h:.2f}"] + [f"{gc.ours[i, j]:.4g}" for j in range(len(ths))] for i, h in enumerate(hvls)]
     lines += [md_table(header, rows), ""]
-    lines += ["Spectra used per HVL row (Mo/Mo 0.03 mm, 1 mm Be, no paddle; rule fixed in "
-              "systems.momo_spectrum_for_hvl before the comparison):", ""]
+    lines += [
+        "Spectra used per HVL row (Mo/Mo 0.03 mm, 1 mm Be, no paddle; rule fixed in "
+        "systems.momo_spectrum_for_hvl before the comparison):",
+        "",
+    ]
     lines += [f"* {h:.2f} mm Al: {s}" for h, s in gc.spectra_used.items()] + [""]
-    misses = [(hvls[i], ths[j], dev[i, j]) for i in range(len(hvls)) for j in range(len(ths))
-              if ok[i, j] and abs(dev[i, j]) > 3.0]
+    misses = [
+        (hvls[i], ths[j], dev[i, j])
+        for i in range(len(hvls))
+        for j in range(len(ths))
+        if ok[i, j] and abs(dev[i, j]) > 3.0
+    ]
     if misses:
-        lines += ["Unflagged cells outside +-3 %: " + ", ".join(f"g({h:.2f}, {t:g} cm) {d:+.1f} %"
-                                                            for h, t, d in misses), ""]
+        lines += [
+            "Unflagged cells outside +-3 %: " + ", ".join(f"g({h:.2f}, {t:g} cm) {d:+.1f} %" for h, t, d in misses),
+            "",
+        ]
     return lines + suspect_cells(gc)
 
 
@@ -133,13 +149,26 @@ def suspect_cells(gc: GComparison) -> list[str]:
     rows = []
     for (h, t), why in tables.SUSPECT_G_CELLS.items():
         i, j = hvls.index(h), ths.index(t)
-        neigh = [dev[a, b] for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
-                 if 0 <= a < len(hvls) and 0 <= b < len(ths) and ok[a, b]]
-        rows.append([f"g({h:.2f}, {t:g} cm)", f"{dev[i, j]:+.2f} %", f"{np.median(neigh):+.2f} %",
-                     f"{dev[i, j] - np.median(neigh):+.2f} %", why])
+        neigh = [
+            dev[a, b]
+            for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
+            if 0 <= a < len(hvls) and 0 <= b < len(ths) and ok[a, b]
+        ]
+        rows.append(
+            [
+                f"g({h:.2f}, {t:g} cm)",
+                f"{dev[i, j]:+.2f} %",
+                f"{np.median(neigh):+.2f} %",
+                f"{dev[i, j] - np.median(neigh):+.2f} %",
+                why,
+            ]
+        )
     lines += [md_table(["cell", "our deviation", "median of unflagged neighbours", "step", "note"], rows), ""]
-    lines += ["A copying error shows as a step between a cell's deviation and its neighbours' that the "
-              "smooth Monte Carlo cannot produce (statistical uncertainty ~0.1-0.2 %).", ""]
+    lines += [
+        "A copying error shows as a step between a cell's deviation and its neighbours' that the "
+        "smooth Monte Carlo cannot produce (statistical uncertainty ~0.1-0.2 %).",
+        "",
+    ]
     return lines
 
 
@@ -160,7 +189,7 @@ def g_plots(gc: GComparison, plot_dir: Path) -> list[str]:
     lines = save_plot(fig, plot_dir, "g_deviation", "g deviation")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, h in enumerate(hvls):
-        line, = ax.plot(ths, gc.ours[i], "-", label=f"MC {h:.2f}")
+        (line,) = ax.plot(ths, gc.ours[i], "-", label=f"MC {h:.2f}")
         ax.plot(ths, gc.published[i], "o", color=line.get_color(), ms=4)
     ax.set_yscale("log")
     ax.set_xlabel("thickness (cm)")
@@ -173,7 +202,7 @@ def g_plots(gc: GComparison, plot_dir: Path) -> list[str]:
 # --- sensitivity ---------------------------------------------------------------------------
 
 
-def _variant_g(thicknesses, fluence, photons: int, seed: int, ash: Optional[dict] = None, **geom_kw) -> list[float]:
+def _variant_g(thicknesses, fluence, photons: int, seed: int, ash: dict | None = None, **geom_kw) -> list[float]:
     """g for a model variant (ash representation or geometry), seeded."""
     saved = (dict(materials.ADIPOSE_HAMMERSTEIN), dict(materials.GLANDULAR_HAMMERSTEIN))
     try:
@@ -191,8 +220,9 @@ def _variant_g(thicknesses, fluence, photons: int, seed: int, ash: Optional[dict
         out = []
         for t in thicknesses:
             geom = transport.BreastGeometry(thickness_cm=t, **geom_kw)
-            tal = transport.simulate(geom, spectra.BIN_CENTRES_KEV, conversion.sampling_weights(fluence),
-                                     photons, seed, media=media)
+            tal = transport.simulate(
+                geom, spectra.BIN_CENTRES_KEV, conversion.sampling_weights(fluence), photons, seed, media=media
+            )
             r = conversion.response_from_tally(geom, tal, geom.central_mass_g(media.mixture.density), seed)
             out.append(conversion.dose_per_kerma(r, fluence)[0])
         return out
@@ -206,8 +236,11 @@ def _variant_g(thicknesses, fluence, photons: int, seed: int, ash: Optional[dict
 def _deviations(resp: dict, fluence, gc: GComparison, h: float) -> str:
     """Median (range) over the unflagged thicknesses of g folded with ``fluence`` against the published g."""
     pub = {(hv, t): gc.published[i, j] for i, hv in enumerate(gc.hvls) for j, t in enumerate(gc.ths)}
-    d = [100 * (conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], fluence)[0] / pub[(h, t)] - 1)
-         for t in gc.ths if (round(h, 2), t) not in tables.SUSPECT_G_CELLS]
+    d = [
+        100 * (conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], fluence)[0] / pub[(h, t)] - 1)
+        for t in gc.ths
+        if (round(h, 2), t) not in tables.SUSPECT_G_CELLS
+    ]
     return f"{np.median(d):+.1f} ({min(d):+.1f}..{max(d):+.1f})"
 
 
@@ -229,23 +262,30 @@ def spectrum_sensitivity(resp: dict, gc: GComparison) -> list[str]:
             sp = spectra.spectrum_for_hvl("Mo", "Mo", 0.03, 24.0, h)
         cells.append(f"{_deviations(resp, sp.fluence, gc, h)} [{sp.label}]")
         rows.append([f"{h:.2f}"] + cells)
-    lines = ["Spectrum: the same Monte Carlo responses folded with Mo/Mo spectra of the same HVL made "
-             "at other tube voltages (more or less added Al). Median (range) of the deviation over the "
-             "unflagged thicknesses, %:", ""]
-    return lines + [md_table(["HVL", "24 kV", "26 kV", "28 kV", "30 kV", "32 kV",
-                              "with 3 mm PMMA paddle (first choice)"], rows), ""]
+    lines = [
+        "Spectrum: the same Monte Carlo responses folded with Mo/Mo spectra of the same HVL made "
+        "at other tube voltages (more or less added Al). Median (range) of the deviation over the "
+        "unflagged thicknesses, %:",
+        "",
+    ]
+    return lines + [
+        md_table(["HVL", "24 kV", "26 kV", "28 kV", "30 kV", "32 kV", "with 3 mm PMMA paddle (first choice)"], rows),
+        "",
+    ]
 
 
-def model_variants(resp: Optional[dict], sens_photons: int) -> list[str]:
+def model_variants(resp: dict | None, sens_photons: int) -> list[str]:
     """g at HVL 0.40 mm Al of a few model variants, against the baseline model."""
     sp40 = systems.momo_spectrum_for_hvl(0.40)
     th3 = (2.0, 5.0, 8.0)
     base = _variant_g(th3, sp40.fluence, sens_photons, 99)
-    variants = [("ash as P, S, K, Ca (equal)", dict(ash=materials.ASH_VARIANTS["P,S,K,Ca equal"])),
-                ("ash left out (H, C, N, O renormalised)", dict(ash={})),
-                ("adipose layer 4 mm", dict(adipose_layer_cm=0.4)),
-                ("focus 60 cm above the support", dict(source_height_cm=60.0)),
-                ("breast radius 10 cm", dict(radius_cm=10.0))]
+    variants = [
+        ("ash as P, S, K, Ca (equal)", dict(ash=materials.ASH_VARIANTS["P,S,K,Ca equal"])),
+        ("ash left out (H, C, N, O renormalised)", dict(ash={})),
+        ("adipose layer 4 mm", dict(adipose_layer_cm=0.4)),
+        ("focus 60 cm above the support", dict(source_height_cm=60.0)),
+        ("breast radius 10 cm", dict(radius_cm=10.0)),
+    ]
     rows = [["baseline (ash as P, 5 mm, 65 cm, R 8 cm, no paddle)"] + [f"{b:.4f}" for b in base]]
     for name, kw in variants:
         v = _variant_g(th3, sp40.fluence, sens_photons, 99, **kw)
@@ -254,10 +294,15 @@ def model_variants(resp: Optional[dict], sens_photons: int) -> list[str]:
         f_p = spectra.spectrum_for_hvl("Mo", "Mo", 0.03, 28.0, 0.40)
         v = [conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], f_p.fluence)[0] for t in th3]
         tab_base = [conversion.dose_per_kerma(resp[(t, 0.5, 0.0)], sp40.fluence)[0] for t in th3]
-        rows.append([f"3 mm PMMA paddle in the spectrum ({f_p.label})"]
-                    + [f"{100 * (a / b - 1):+.2f} %" for a, b in zip(v, tab_base)])
-    lines = [f"Model variants at HVL 0.40 mm Al ({sp40.label}); {sens_photons:,} photons each, "
-             "same seed; first row g, others change relative to it:", ""]
+        rows.append(
+            [f"3 mm PMMA paddle in the spectrum ({f_p.label})"]
+            + [f"{100 * (a / b - 1):+.2f} %" for a, b in zip(v, tab_base)]
+        )
+    lines = [
+        f"Model variants at HVL 0.40 mm Al ({sp40.label}); {sens_photons:,} photons each, "
+        "same seed; first row g, others change relative to it:",
+        "",
+    ]
     return lines + [md_table(["variant", "2 cm", "5 cm", "8 cm"], rows), ""]
 
 
@@ -278,9 +323,12 @@ def s_section(tables_dir: Path) -> list[str]:
     """Section 3: our s per beam (mean over kV and 2-8 cm) against the published single values."""
     _, s_rows = read_csv(tables_dir / "s_factors.csv")
     lines = ["## 3. s against the published s factors", ""]
-    lines += ["Ours: mean over the tabulated tube voltages and thicknesses 2-8 cm (range in brackets); the "
-              "published values are single numbers per target/filter (public copy of Dance et al. 2000; "
-              "W/Ag from the Dance et al. 2009 abstract).", ""]
+    lines += [
+        "Ours: mean over the tabulated tube voltages and thicknesses 2-8 cm (range in brackets); the "
+        "published values are single numbers per target/filter (public copy of Dance et al. 2000; "
+        "W/Ag from the Dance et al. 2009 abstract).",
+        "",
+    ]
     by: dict[str, list] = {}
     for r in s_rows:
         if r["s"] and 2.0 <= float(r["thickness_cm"]) <= 8.0:
@@ -296,8 +344,10 @@ def s_section(tables_dir: Path) -> list[str]:
         rows.append([name, f"{mean:.3f}", f"{min(vals):.3f}-{max(vals):.3f}", "" if pubv is None else f"{pubv:.3f}", d])
     lines += [md_table(["beam", "our s (mean)", "range", "published", "difference"], rows), ""]
     if s_dev:
-        lines += ["Largest |difference| against a published s: " +
-                  f"{max(abs(d) for _, d in s_dev):.2f} % (target +-1.5 %).", ""]
+        lines += [
+            "Largest |difference| against a published s: " + f"{max(abs(d) for _, d in s_dev):.2f} % (target +-1.5 %).",
+            "",
+        ]
     return lines
 
 
@@ -309,14 +359,18 @@ def c_section(tables_dir: Path, plot_dir: Path) -> list[str]:
     tlist = sorted({float(r["thickness_cm"]) for r in ct})
     for t in tlist:
         sel = [r for r in ct if r["age_group"] == "50-64" and float(r["thickness_cm"]) == t]
-        rows.append([f"{t:g}", f"{100 * float(sel[0]['typical_glandularity']):g} %"]
-                    + [f"{float(r['c']):.3f}" for r in sel])
+        rows.append(
+            [f"{t:g}", f"{100 * float(sel[0]['typical_glandularity']):g} %"] + [f"{float(r['c']):.3f}" for r in sel]
+        )
     hv = [r["hvl_mm_al"] for r in ct if r["age_group"] == "50-64" and float(r["thickness_cm"]) == tlist[0]]
     lines += [md_table(["cm", "glandularity"] + [f"HVL {h}" for h in hv], rows), ""]
-    lines += ["Trends expected from Dance et al. 2000: c < 1 for thin breasts (glandularity above 50 %), "
-              "c = 1 where the typical glandularity is 50 %, c > 1 and rising with thickness as typical "
-              "glandularity falls, and only a weak HVL dependence that grows with thickness. Check "
-              "against the table: see the plot.", ""]
+    lines += [
+        "Trends expected from Dance et al. 2000: c < 1 for thin breasts (glandularity above 50 %), "
+        "c = 1 where the typical glandularity is 50 %, c > 1 and rising with thickness as typical "
+        "glandularity falls, and only a weak HVL dependence that grows with thickness. Check "
+        "against the table: see the plot.",
+        "",
+    ]
     fig, ax = plt.subplots(figsize=(7, 4))
     for h in ("0.30", "0.40", "0.50", "0.60"):
         xs = [float(r["thickness_cm"]) for r in ct if r["age_group"] == "50-64" and r["hvl_mm_al"] == h]
@@ -338,23 +392,31 @@ def dbt_section(tables_dir: Path, plot_dir: Path) -> list[str]:
     for sw in systems.DBT_SWEEPS:
         mid = str(sw.beam.kvs[len(sw.beam.kvs) // 2])
         sel = {float(r["thickness_cm"]): r for r in big_t if r["system"] == sw.system and r["kv"] == mid}
-        rows.append([sw.system, f"{sw.arc_deg:g} deg / {len(sw.angles_deg)}", f"{sw.beam.name} {mid} kV"]
-                    + [f"{float(sel[t]['T']):.3f}" for t in (2.0, 4.0, 6.0, 8.0, 11.0)]
-                    + ["yes" if sw.verified else "**not checked against an RDSR**"])
+        rows.append(
+            [sw.system, f"{sw.arc_deg:g} deg / {len(sw.angles_deg)}", f"{sw.beam.name} {mid} kV"]
+            + [f"{float(sel[t]['T']):.3f}" for t in (2.0, 4.0, 6.0, 8.0, 11.0)]
+            + ["yes" if sw.verified else "**not checked against an RDSR**"]
+        )
     lines += [md_table(["system", "sweep", "beam", "2 cm", "4 cm", "6 cm", "8 cm", "11 cm", "geometry"], rows), ""]
     fig, ax = plt.subplots(figsize=(7, 4))
     for t in (2.0, 5.0, 8.0, 11.0):
-        sel = sorted(((float(r["angle_deg"]), float(r["t"])) for r in tt
-                      if (r["target"], r["filter"], r["kv"]) == ("W", "Rh", "31") and float(r["thickness_cm"]) == t))
+        sel = sorted(
+            (float(r["angle_deg"]), float(r["t"]))
+            for r in tt
+            if (r["target"], r["filter"], r["kv"]) == ("W", "Rh", "31") and float(r["thickness_cm"]) == t
+        )
         ax.plot([a for a, _ in sel], [v for _, v in sel], "o-", ms=3, label=f"{t:g} cm")
     ax.set_xlabel("projection angle (deg)")
     ax.set_ylabel("t(theta)")
     ax.set_title("t(theta), W/Rh 0.05 mm, 31 kV beam, 50 % glandular")
     ax.legend()
     lines += save_plot(fig, plot_dir, "t_theta", "t theta")
-    lines += ["No public t or T values were available to compare with. Physical checks: t(0) = 1 by definition, "
-              "t falls with angle (longer oblique paths, larger distance from the focus to the breast's far side) "
-              "and falls faster for thicker breasts.", ""]
+    lines += [
+        "No public t or T values were available to compare with. Physical checks: t(0) = 1 by definition, "
+        "t falls with angle (longer oblique paths, larger distance from the focus to the breast's far side) "
+        "and falls faster for thicker breasts.",
+        "",
+    ]
     return lines
 
 
@@ -362,29 +424,38 @@ def uncertainty_section(tables_dir: Path) -> list[str]:
     """The largest and median statistical uncertainty of each table."""
     lines = ["## Statistical uncertainty of the tables (1 s.d., relative)", ""]
     rows = []
-    for name, col in (("g_factors", "g_rel_unc"), ("c_factors", "c_rel_unc"), ("c_typical", "c_rel_unc"),
-                      ("s_factors", "s_rel_unc"), ("dbt_t_theta", "t_rel_unc"), ("dbt_T", "T_rel_unc")):
+    for name, col in (
+        ("g_factors", "g_rel_unc"),
+        ("c_factors", "c_rel_unc"),
+        ("c_typical", "c_rel_unc"),
+        ("s_factors", "s_rel_unc"),
+        ("dbt_t_theta", "t_rel_unc"),
+        ("dbt_T", "T_rel_unc"),
+    ):
         _, rr = read_csv(tables_dir / f"{name}.csv")
         v = [float(r[col]) for r in rr if r[col]]
         rows.append([f"{name}.csv", len(rr), f"{100 * max(v):.3f} %", f"{100 * statistics.median(v):.3f} %"])
     lines += [md_table(["table", "rows", "max", "median"], rows), ""]
-    lines += ["Target: <= 0.5 % for every tabulated factor. Ratios (c, t, T) use quadrature of independent "
-              "runs (conservative); s uses the exact per-bin delta method on one run.", ""]
+    lines += [
+        "Target: <= 0.5 % for every tabulated factor. Ratios (c, t, T) use quadrature of independent "
+        "runs (conservative); s uses the exact per-bin delta method on one run.",
+        "",
+    ]
     return lines
 
 
 # --- the report ----------------------------------------------------------------------------
 
 
-def build_report(tables_dir: Path, out_md: Path, bench_text: Optional[str], sens_photons: int = 1_500_000,
-                 notes: Optional[str] = None) -> None:
+def build_report(
+    tables_dir: Path, out_md: Path, bench_text: str | None, sens_photons: int = 1_500_000, notes: str | None = None
+) -> None:
     tables_dir = Path(tables_dir)
     plot_dir = out_md.parent / PLOTS
     plot_dir.mkdir(parents=True, exist_ok=True)
     header, g_rows = read_csv(tables_dir / "g_factors.csv")
     lines = ["# Monte Carlo validation: srdose vs the public Dance factors", ""]
-    lines += ["Generated by `python3 tools/mc_report.py` from the tables in "
-              f"`{tables_dir}`. Table provenance:", ""]
+    lines += [f"Generated by `python3 tools/mc_report.py` from the tables in `{tables_dir}`. Table provenance:", ""]
     lines += [f"    {h}" for h in header if not h.startswith("table:")]
     lines += [""]
     gc = compare_g(g_rows, load_public_factors())

@@ -37,8 +37,15 @@ __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", metavar="FILE", help="TOML config file (default: $SRDOSE_CONFIG, ./srdose.toml, ~/.config/srdose/srdose.toml).")
-@click.option("--db", "db_url", metavar="URL", help="SQLAlchemy database URL (default: a SQLite file in the data directory).")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="TOML config file (default: $SRDOSE_CONFIG, ./srdose.toml, ~/.config/srdose/srdose.toml).",
+)
+@click.option(
+    "--db", "db_url", metavar="URL", help="SQLAlchemy database URL (default: a SQLite file in the data directory)."
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(__version__, prog_name="srdose")
 @click.pass_context
@@ -56,10 +63,13 @@ def main(ctx: click.Context, config_file: str | None, db_url: str | None, verbos
         settings = load(config_file)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    level = {0: settings["log_level"], 1: "INFO", 2: "DEBUG"}.get(verbose, "DEBUG")
-    logging.basicConfig(level=level if isinstance(level, int) else str(level).upper(),
-                        format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    level = {0: settings.log_level, 1: "INFO", 2: "DEBUG"}.get(verbose, "DEBUG")
+    logging.basicConfig(
+        level=level if isinstance(level, int) else str(level).upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if verbose < 2:
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)

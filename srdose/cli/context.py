@@ -69,12 +69,18 @@ class Context:
         if self._store is None:
             try:
                 create_private_sqlite_file(self.db_url)
-                self._store = DoseStore(self.db_url, self.pseudonymiser() if write else None,
-                                        age_resolution_years=self.settings["governance"]["site_age_resolution_years"])
+                self._store = DoseStore(
+                    self.db_url,
+                    self.pseudonymiser() if write else None,
+                    age_resolution_years=self.settings.governance.site_age_resolution_years,
+                )
             except PermissionError as exc:
                 fail(str(exc), EXIT_USAGE)
             except Exception as exc:
-                fail(f"cannot open the database {safe_url(self.db_url)}: {type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0][:300]}\nCheck --db / SRDOSE_DATABASE_URL and that the "
-                     "server is running.", EXIT_FAILED)
+                fail(
+                    f"cannot open the database {safe_url(self.db_url)}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:300]}\nCheck --db / SRDOSE_DATABASE_URL and that the "
+                    "server is running.",
+                    EXIT_FAILED,
+                )
         return self._store

@@ -24,8 +24,12 @@ from srdose.terminal import esc
 
 
 @click.command()
-@click.option("--recheck", is_flag=True, help="Apply the rules in force to every stored event again (after "
-              "editing the rules), replacing earlier infeasible:* flags.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="Apply the rules in force to every stored event again (after "
+    "editing the rules), replacing earlier infeasible:* flags.",
+)
 @click.option("--rules", "show_rules", is_flag=True, help="Only print the rules table in force.")
 @click.pass_obj
 def check(obj: Context, recheck: bool, show_rules: bool) -> None:
@@ -70,8 +74,10 @@ def check(obj: Context, recheck: bool, show_rules: bool) -> None:
     flagged = sum(u["flagged"] for u in per_unit.values())
     events = sum(u["events"] for u in per_unit.values())
     notp = sum(u["not_patient"] for u in per_unit.values())
-    out.print(f"{flagged} of {events} live events flagged (excluded from DRL statistics); "
-              f"{notp} events of test/phantom studies (not patients)")
+    out.print(
+        f"{flagged} of {events} live events flagged (excluded from DRL statistics); "
+        f"{notp} events of test/phantom studies (not patients)"
+    )
     if flagged:
         raise SystemExit(EXIT_PARTIAL)
 
@@ -95,8 +101,13 @@ def units_list(obj: Context) -> None:
         t.add_column(col, overflow="fold")
     for d in rows:
         # every field comes from the modality or a user: shown literally, never as markup
-        t.add_row(str(d["id"]), *(esc(d[k] or "") for k in ("manufacturer", "model", "serial", "station",
-                                                            "institution", "shown_as", "named_by")))
+        t.add_row(
+            str(d["id"]),
+            *(
+                esc(d[k] or "")
+                for k in ("manufacturer", "model", "serial", "station", "institution", "shown_as", "named_by")
+            ),
+        )
     out.print(t)
     al = G.aliases(store)
     if al:
@@ -137,8 +148,9 @@ def units_rename(obj: Context, unit: str, name: str | None, clear: bool) -> None
 @click.argument("name", required=False)
 @click.option("--remove", is_flag=True, help="Remove the alias.")
 @click.pass_obj
-def units_alias(obj: Context, serial: str | None, station: str | None, institution: str | None,
-                name: str | None, remove: bool) -> None:
+def units_alias(
+    obj: Context, serial: str | None, station: str | None, institution: str | None, name: str | None, remove: bool
+) -> None:
     """... are shown as NAME (an explicit `units rename` wins over aliases)."""
     given = [(f, v) for f, v in (("serial", serial), ("station", station), ("institution", institution)) if v]
     if len(given) != 1 or (not remove and not name):
@@ -146,8 +158,13 @@ def units_alias(obj: Context, serial: str | None, station: str | None, instituti
     field, value = given[0]
     store = obj.store(write=False)
     done = G.set_alias(store, field, value, None if remove else name)
-    audit.record(store, "units.alias", {"field": field, "value": value, "name": None if remove else name}, None,
-                 {"outcome": done})
+    audit.record(
+        store,
+        "units.alias",
+        {"field": field, "value": value, "name": None if remove else name},
+        None,
+        {"outcome": done},
+    )
     out.print(f"alias {field}={esc(repr(value))}: {done}")
 
 
@@ -156,7 +173,7 @@ def units_alias(obj: Context, serial: str | None, station: str | None, instituti
 def protocols(obj: Context) -> None:
     """Protocol names in the database and the standard protocol each maps to."""
     try:
-        mapping = load_mapping(obj.settings["curation"]["protocol_map"] or None)
+        mapping = load_mapping(obj.settings.curation.protocol_map or None)
     except ProtocolMapError as exc:
         fail(str(exc), EXIT_USAGE)
     t = Table(title="protocol names (live events)")

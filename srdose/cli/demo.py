@@ -17,10 +17,21 @@ def sample_data_dir() -> Path:
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("srdose-demo"),
-              show_default=True, help="Where the demo keeps its own database, secret and spool (not your real ones).")
-@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-              show_default=True, help="Where the three reports are written.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("srdose-demo"),
+    show_default=True,
+    help="Where the demo keeps its own database, secret and spool (not your real ones).",
+)
+@click.option(
+    "--reports",
+    "reports_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where the three reports are written.",
+)
 @click.pass_obj
 def demo(obj: Context, data_dir: Path, reports_dir: Path) -> None:
     """Run the whole pipeline on this machine, in a folder of its own.

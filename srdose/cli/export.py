@@ -35,17 +35,33 @@ def export() -> None:
 
 
 @export.command("events")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file: .csv or .xlsx.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default=None,
-              help="Default: from the file suffix (.csv or .xlsx; none: csv).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file: .csv or .xlsx.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx"]),
+    default=None,
+    help="Default: from the file suffix (.csv or .xlsx; none: csv).",
+)
 @click.option("--from", "since", type=DATE, help="First study date.")
 @click.option("--to", "until", type=DATE, help="Last study date (inclusive).")
-@click.option("--unit", "units", type=UNIT, multiple=True,
-              help="Only this unit: serial, station or the name it is shown under (repeat); default all.")
+@click.option(
+    "--unit",
+    "units",
+    type=UNIT,
+    multiple=True,
+    help="Only this unit: serial, station or the name it is shown under (repeat); default all.",
+)
 @click.pass_obj
-def export_events_cmd(obj: Context, out_path: Path, fmt: str | None, since: dt.date | None,
-                      until: dt.date | None, units: tuple[Unit, ...]) -> None:
+def export_events_cmd(
+    obj: Context, out_path: Path, fmt: str | None, since: dt.date | None, until: dt.date | None, units: tuple[Unit, ...]
+) -> None:
     """One row per irradiation event (pseudonymised), in the documented column order."""
     fmt = output_format(out_path, fmt)
     if since and until and since > until:
@@ -53,8 +69,17 @@ def export_events_cmd(obj: Context, out_path: Path, fmt: str | None, since: dt.d
     serials = flatten_serials(units)
     store = obj.store(write=False)
     n = export_events(store, out_path, fmt, serials=serials, since=dicom_day(since), until=dicom_day(until))
-    audit.record(store, "export.events", {"out": out_path.name, "from": since and since.isoformat(),
-                                          "to": until and until.isoformat(), "unit": serials or None}, n)
+    audit.record(
+        store,
+        "export.events",
+        {
+            "out": out_path.name,
+            "from": since and since.isoformat(),
+            "to": until and until.isoformat(),
+            "unit": serials or None,
+        },
+        n,
+    )
     console.print(f"wrote {n} events to {esc(out_path)}")
 
 
@@ -67,15 +92,27 @@ def _site_secret(obj: Context) -> bytes:
 
 @export.command("research")
 @click.option("--project", required=True, help="Project name: its own pseudonyms and date shifts.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
 @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
 @click.option("--parquet/--no-parquet", default=None, help="Also write Parquet (default: when pyarrow is installed).")
 @click.option("--from", "since", type=DATE, help="First study date (real, before shifting).")
 @click.option("--to", "until", type=DATE, help="Last study date (inclusive).")
-@click.option("--exclude-flagged", is_flag=True, help="Leave out events with infeasible values (default: kept, flagged).")
+@click.option(
+    "--exclude-flagged", is_flag=True, help="Leave out events with infeasible values (default: kept, flagged)."
+)
 @click.pass_obj
-def export_research(obj: Context, project: str, out_dir: Path, fmt: str, parquet: bool | None,
-                    since: dt.date | None, until: dt.date | None, exclude_flagged: bool) -> None:
+def export_research(
+    obj: Context,
+    project: str,
+    out_dir: Path,
+    fmt: str,
+    parquet: bool | None,
+    since: dt.date | None,
+    until: dt.date | None,
+    exclude_flagged: bool,
+) -> None:
     """De-identified extract for a trusted research environment, with a manifest.
 
     Per-project patient pseudonyms (unlinkable across projects), dates
@@ -92,15 +129,37 @@ def export_research(obj: Context, project: str, out_dir: Path, fmt: str, parquet
     secret = _site_secret(obj)
     store = obj.store(write=False)
     try:
-        manifest = write_research_export(store, secret, project, out_dir, obj.settings, fmt=fmt, parquet=parquet,
-                                         since=dicom_day(since), until=dicom_day(until),
-                                         exclude_flagged=exclude_flagged)
+        manifest = write_research_export(
+            store,
+            secret,
+            project,
+            out_dir,
+            obj.settings,
+            fmt=fmt,
+            parquet=parquet,
+            since=dicom_day(since),
+            until=dicom_day(until),
+            exclude_flagged=exclude_flagged,
+        )
     except ResearchExportError as exc:
         fail(str(exc), EXIT_USAGE)
-    audit.record(store, "export.research",
-                 {"project": project, "out": str(out_dir), "format": fmt, "from": iso_day(since), "to": iso_day(until),
-                  "exclude_flagged": exclude_flagged},
-                 manifest["rows"], {"files": manifest["files"], "manifest_sha256": manifest["manifest_sha256"],
-                                    "excluded": manifest["excluded"]})
-    console.print(esc(f"wrote {manifest['rows']} events ({manifest['patients']} patients) for project {project} "
-                      f"to {out_dir}: {', '.join(manifest['files'])}, {Path(manifest['manifest_path']).name}"))
+    audit.record(
+        store,
+        "export.research",
+        {
+            "project": project,
+            "out": str(out_dir),
+            "format": fmt,
+            "from": iso_day(since),
+            "to": iso_day(until),
+            "exclude_flagged": exclude_flagged,
+        },
+        manifest["rows"],
+        {"files": manifest["files"], "manifest_sha256": manifest["manifest_sha256"], "excluded": manifest["excluded"]},
+    )
+    console.print(
+        esc(
+            f"wrote {manifest['rows']} events ({manifest['patients']} patients) for project {project} "
+            f"to {out_dir}: {', '.join(manifest['files'])}, {Path(manifest['manifest_path']).name}"
+        )
+    )

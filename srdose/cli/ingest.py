@@ -49,13 +49,20 @@ def print_summary(summary: Summary, store: DoseStore, events_before: int = 0) ->
     # net of image-header events an RDSR replaced
     table.add_row("irradiation events added", str(counts["events"] - events_before))
     out.print(table)
-    out.print(f"database: {counts['devices']} units, {counts['studies']} studies, "
-              f"{counts['events']} events, {counts['quarantine']} quarantined in all")
+    out.print(
+        f"database: {counts['devices']} units, {counts['studies']} studies, "
+        f"{counts['events']} events, {counts['quarantine']} quarantined in all"
+    )
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=None, help="Files per transaction (default from config: 200).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100000),
+    default=None,
+    help="Files per transaction (default from config: 200).",
+)
 @click.pass_obj
 def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> None:
     """Ingest DICOM dose objects from files or folders (recursively).
@@ -66,9 +73,12 @@ def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> Non
     quarantined.
     """
     store = obj.store()
-    ingestor = Ingestor(store, QuarantineFolder(obj.settings.quarantine_dir),
-                        batch_size or obj.settings["ingest"]["batch_size"],
-                        hooks=IngestHooks.from_settings(obj.settings))
+    ingestor = Ingestor(
+        store,
+        QuarantineFolder(obj.settings.quarantine_dir),
+        batch_size or obj.settings.ingest.batch_size,
+        hooks=IngestHooks.from_settings(obj.settings),
+    )
     skipped: list = []
     files = list(iter_files(paths, skipped))
     before = store.counts()["events"]
@@ -88,6 +98,8 @@ def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> Non
     summary.skipped = len(skipped)
     print_summary(summary, store, before)
     if summary.n_quarantined:
-        console.print(f"[yellow]{summary.n_quarantined} dataset(s) quarantined in "
-                      f"{esc(obj.settings.quarantine_dir)} (see the .json beside each file).[/]")
+        console.print(
+            f"[yellow]{summary.n_quarantined} dataset(s) quarantined in "
+            f"{esc(obj.settings.quarantine_dir)} (see the .json beside each file).[/]"
+        )
         sys.exit(EXIT_PARTIAL)

@@ -25,9 +25,18 @@ from rich.table import Table
 from srdose.physics.montecarlo import conversion, spectra, systems, tables, transport
 
 
-def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: float, thickness_mm: float,
-                       glandularity: float, angle_deg: float, photons: int, seed: int,
-                       with_s: bool = False) -> dict:
+def single_calculation(
+    target: str,
+    filter_spec: str,
+    kv: float,
+    added_al_mm: float,
+    thickness_mm: float,
+    glandularity: float,
+    angle_deg: float,
+    photons: int,
+    seed: int,
+    with_s: bool = False,
+) -> dict:
     """One Monte Carlo calculation; returns the JSON-ready result.
 
     ``mgd_per_k`` is MGD/K for the requested glandularity and angle (K at the
@@ -55,8 +64,15 @@ def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: fl
 
     t0 = time.perf_counter()
     main = run(glandularity, angle_deg, seed)
-    out: dict = {"spectrum": sp.label, "hvl_mm_al": round(hvl, 4), "thickness_mm": thickness_mm,
-                 "glandularity": glandularity, "angle_deg": angle_deg, "photons": photons, "seed": seed}
+    out: dict = {
+        "spectrum": sp.label,
+        "hvl_mm_al": round(hvl, 4),
+        "thickness_mm": thickness_mm,
+        "glandularity": glandularity,
+        "angle_deg": angle_deg,
+        "photons": photons,
+        "seed": seed,
+    }
     m, mu = conversion.dose_per_kerma(main, sp.fluence)
     out["mgd_per_k"] = m
     out["mgd_per_k_uncertainty"] = mu
@@ -83,29 +99,47 @@ def single_calculation(target: str, filter_spec: str, kv: float, added_al_mm: fl
 @click.option("--target", type=click.Choice(["Mo", "Rh", "W"]), help="Anode material.")
 @click.option("--filter", "filter_spec", default=None, help="Filter as MATERIAL:MM, e.g. Mo:0.03.")
 @click.option("--kv", type=float, help="Tube voltage (kV).")
-@click.option("--added-al", "added_al_mm", type=float, default=0.0, show_default=True,
-              help="Added aluminium (mm).")
+@click.option("--added-al", "added_al_mm", type=float, default=0.0, show_default=True, help="Added aluminium (mm).")
 @click.option("--thickness-mm", type=float, help="Compressed breast thickness (mm).")
-@click.option("--glandularity", type=float, default=0.5, show_default=True,
-              help="Glandular fraction by mass (0-1).")
+@click.option("--glandularity", type=float, default=0.5, show_default=True, help="Glandular fraction by mass (0-1).")
 @click.option("--angle-deg", type=float, default=0.0, show_default=True, help="DBT projection angle.")
 @click.option("--photons", type=int, default=1_000_000, show_default=True, help="Photon histories per run.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--with-s", is_flag=True, help="Also compute s against Mo/Mo of the same HVL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def mc(ctx: click.Context, target: str | None, filter_spec: str | None, kv: float | None, added_al_mm: float,
-       thickness_mm: float | None, glandularity: float, angle_deg: float, photons: int, seed: int, with_s: bool,
-       as_json: bool) -> None:
+def mc(
+    ctx: click.Context,
+    target: str | None,
+    filter_spec: str | None,
+    kv: float | None,
+    added_al_mm: float,
+    thickness_mm: float | None,
+    glandularity: float,
+    angle_deg: float,
+    photons: int,
+    seed: int,
+    with_s: bool,
+    as_json: bool,
+) -> None:
     """Monte Carlo of the Dance breast model: conversion factors g, c, s, t."""
     if ctx.invoked_subcommand is not None:
         return
-    missing = [n for n, v in (("--target", target), ("--filter", filter_spec), ("--kv", kv),
-                              ("--thickness-mm", thickness_mm)) if v is None]
-    if missing:
+    if target is None or filter_spec is None or kv is None or thickness_mm is None:
+        missing = [
+            n
+            for n, v in (
+                ("--target", target),
+                ("--filter", filter_spec),
+                ("--kv", kv),
+                ("--thickness-mm", thickness_mm),
+            )
+            if v is None
+        ]
         raise click.UsageError(f"missing {', '.join(missing)} (or use a subcommand: tables)")
-    result = single_calculation(target, filter_spec, kv, added_al_mm, thickness_mm, glandularity,
-                                angle_deg, photons, seed, with_s)
+    result = single_calculation(
+        target, filter_spec, kv, added_al_mm, thickness_mm, glandularity, angle_deg, photons, seed, with_s
+    )
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -123,27 +157,40 @@ def mc(ctx: click.Context, target: str | None, filter_spec: str | None, kv: floa
 @click.option("--photons-dbt", type=int, default=2_500_000, show_default=True)
 @click.option("--seed", type=int, default=20240501, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--from-responses", "from_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Rebuild the tables from the raw responses (responses.npz) of an earlier generation in this "
-                   "folder, without new transport runs (new beams or tube voltages, same geometries).")
-def tables_cmd(out_dir: Path, photons_2d: int, photons_dbt: int, seed: int, workers: int,
-               from_dir: Path | None) -> None:
+@click.option(
+    "--from-responses",
+    "from_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Rebuild the tables from the raw responses (responses.npz) of an earlier generation in this "
+    "folder, without new transport runs (new beams or tube voltages, same geometries).",
+)
+def tables_cmd(
+    out_dir: Path, photons_2d: int, photons_dbt: int, seed: int, workers: int, from_dir: Path | None
+) -> None:
     """Regenerate every factor table (CSV with provenance) into OUT."""
     if from_dir is not None:
         for p in tables.refold(from_dir, out_dir):
             click.echo(str(p))
         return
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ) as bar:
         task = bar.add_task("Monte Carlo runs", total=None)
 
         def on_plan(runs):
             bar.update(task, total=len(runs))
 
         def progress(run, dt):
-            bar.update(task, advance=1, description=f"t={run.thickness_cm:g} cm G={run.glandularity:.3g} "
-                                                    f"angle={run.angle_deg:.3g}")
+            bar.update(
+                task,
+                advance=1,
+                description=f"t={run.thickness_cm:g} cm G={run.glandularity:.3g} angle={run.angle_deg:.3g}",
+            )
 
         paths = tables.generate(out_dir, photons_2d, photons_dbt, seed, workers, progress, on_plan)
     for p in paths:

@@ -61,7 +61,9 @@ class Unit:
         if len(self.serials) != 1:
             raise click.BadParameter(
                 f"{plain_text(self.ref)!r} names {len(self.serials)} units (serials "
-                f"{', '.join(plain_text(s) for s in self.serials)}): give one serial", param_hint=param_hint)
+                f"{', '.join(plain_text(s) for s in self.serials)}): give one serial",
+                param_hint=param_hint,
+            )
         return self.serials[0]
 
 
@@ -79,8 +81,13 @@ def resolve_unit(devices: list[dict], ref: str) -> Unit | None:
     exact = [d for d in devices if d["serial"] == ref]
     if not exact:
         key = ref.strip().casefold()
-        exact = [d for d in devices if any(
-            (d.get(f) or "").strip().casefold() == key for f in ("serial", "station", "display_name", "shown_as"))]
+        exact = [
+            d
+            for d in devices
+            if any(
+                (d.get(f) or "").strip().casefold() == key for f in ("serial", "station", "display_name", "shown_as")
+            )
+        ]
     matched = [d for d in exact if d["serial"]]
     if not matched:
         return None
@@ -117,8 +124,9 @@ class UnitType(click.ParamType):
         devices = units(obj.store(write=False))
         unit = resolve_unit(devices, str(value))
         if unit is None:
-            self.fail(f"no unit {plain_text(value)!r} in the database; known units: {describe_units(devices)}",
-                      param, ctx)
+            self.fail(
+                f"no unit {plain_text(value)!r} in the database; known units: {describe_units(devices)}", param, ctx
+            )
         return unit
 
 
@@ -136,5 +144,7 @@ def output_format(path: Path, fmt: str | None, supported: Sequence[str] = ("csv"
     if suffix not in supported:
         raise click.BadParameter(
             f"{plain_text(path.name)!r}: the format follows the suffix, and srdose writes "
-            f"{' or '.join('.' + s for s in supported)} (or give --format)", param_hint="--out")
+            f"{' or '.join('.' + s for s in supported)} (or give --format)",
+            param_hint="--out",
+        )
     return suffix

@@ -62,25 +62,33 @@ def physics_import(obj: Context, file: Path, replace: bool) -> None:
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     beams = pf.beams()
-    out.print(f"{outcome}: physics set {set_id} for unit {esc(pf.serial)} valid from {pf.valid_from}"
-              f"{' to ' + pf.valid_to if pf.valid_to else ''}: {len(pf.points)} points, "
-              f"{len(beams)} target/filter combination(s)")
+    out.print(
+        f"{outcome}: physics set {set_id} for unit {esc(pf.serial)} valid from {pf.valid_from}"
+        f"{' to ' + pf.valid_to if pf.valid_to else ''}: {len(pf.points)} points, "
+        f"{len(beams)} target/filter combination(s)"
+    )
     if pf.support_gap_mm == 0:
-        console.print("[yellow]support_gap_mm is 0: the breast support of every mammography unit stands "
-                      "above the detector (typically 15-25 mm), and K at a 50 mm breast is ~6 % low per "
-                      "20 mm of gap left out. Measure it and import again with --replace; until then its "
-                      "results are flagged suspect:support_gap_zero.[/]")
+        console.print(
+            "[yellow]support_gap_mm is 0: the breast support of every mammography unit stands "
+            "above the detector (typically 15-25 mm), and K at a 50 mm breast is ~6 % low per "
+            "20 mm of gap left out. Measure it and import again with --replace; until then its "
+            "results are flagged suspect:support_gap_zero.[/]"
+        )
     if not db.devices(store, pf.serial):
-        console.print(f"[yellow]no unit with serial {esc(pf.serial)} has sent dose reports yet; the data will be "
-                      "used when it does.[/]")
-    degree = obj.settings["recalc"]["fit_degree"]
+        console.print(
+            f"[yellow]no unit with serial {esc(pf.serial)} has sent dose reports yet; the data will be "
+            "used when it does.[/]"
+        )
+    degree = obj.settings.recalc.fit_degree
     fits = PhysicsFits.build([dict(s) for s in db.physics_sets(store, pf.serial) if s["id"] == set_id], degree)
     for beam in fits.beam_fits:
         out_fit = beam.output
         if out_fit.degree < min(degree, 2):
-            console.print(f"[yellow]{beam.target}/{beam.filter_material}: only {out_fit.n_kv} kV value(s): fitted "
-                          f"with degree {out_fit.degree}, used only inside the measured {out_fit.kv_min:g}-"
-                          f"{out_fit.kv_max:g} kV and flagged physics:few_kv_points[/]")
+            console.print(
+                f"[yellow]{beam.target}/{beam.filter_material}: only {out_fit.n_kv} kV value(s): fitted "
+                f"with degree {out_fit.degree}, used only inside the measured {out_fit.kv_min:g}-"
+                f"{out_fit.kv_max:g} kV and flagged physics:few_kv_points[/]"
+            )
     console.print("Run `srdose recalc` to update the affected events.")
 
 
@@ -97,45 +105,58 @@ def physics_show(obj: Context, unit: str) -> None:
     store = obj.store(write=False)
     sets = db.physics_sets(store, unit)
     if not sets:
-        fail(f"no physics data for unit {unit!r} (serial); load some with `srdose physics import FILE`",
-             EXIT_USAGE)
-    degree = obj.settings["recalc"]["fit_degree"]
-    margin = obj.settings["recalc"]["kv_margin"]
+        fail(f"no physics data for unit {unit!r} (serial); load some with `srdose physics import FILE`", EXIT_USAGE)
+    degree = obj.settings.recalc.fit_degree
+    margin = obj.settings.recalc.kv_margin
     for s in sets:
-        out.print(f"\n[bold]physics set {s['id']}[/]: {esc(s['manufacturer'])} {esc(s['model'])} "
-                  f"serial {esc(s['serial'])}, "
-                  f"valid {s['valid_from']} to {s['valid_to'] or '(open)'}; FDD {s['fdd_mm']:g} mm, support "
-                  f"gap {s['support_gap_mm']:g} mm, output measured at {s['d_ref_mm']:g} mm; "
-                  f"from {esc(s['source_file'] or '?')} (sha256 {s['sha256'][:12]}), measured by "
-                  f"{esc(s['measured_by'] or '?')}")
+        out.print(
+            f"\n[bold]physics set {s['id']}[/]: {esc(s['manufacturer'])} {esc(s['model'])} "
+            f"serial {esc(s['serial'])}, "
+            f"valid {s['valid_from']} to {s['valid_to'] or '(open)'}; FDD {s['fdd_mm']:g} mm, support "
+            f"gap {s['support_gap_mm']:g} mm, output measured at {s['d_ref_mm']:g} mm; "
+            f"from {esc(s['source_file'] or '?')} (sha256 {s['sha256'][:12]}), measured by "
+            f"{esc(s['measured_by'] or '?')}"
+        )
         fits = PhysicsFits.build([s], degree)
         for beam in fits.beam_fits:
             target, filt, mm, fo, fh = beam.target, beam.filter_material, beam.filter_mm, beam.output, beam.hvl
             name = f"{target}/{filt}" + (f" {mm:g} mm" if mm else "")
-            out.print(f"  {name}: output Y = {_poly(fo.coef, 'µGy/mAs')} (degree {fo.degree}, rms residual "
-                      f"{fo.rms:.3g}); HVL = {_poly(fh.coef, 'mm Al')} (rms {fh.rms:.3g}); measured "
-                      f"{fo.kv_min:g}-{fo.kv_max:g} kV, used to {fo.kv_min - margin:g}-{fo.kv_max + margin:g} kV")
+            out.print(
+                f"  {name}: output Y = {_poly(fo.coef, 'µGy/mAs')} (degree {fo.degree}, rms residual "
+                f"{fo.rms:.3g}); HVL = {_poly(fh.coef, 'mm Al')} (rms {fh.rms:.3g}); measured "
+                f"{fo.kv_min:g}-{fo.kv_max:g} kV, used to {fo.kv_min - margin:g}-{fo.kv_max + margin:g} kV"
+            )
             table = Table(show_header=True, box=None, padding=(0, 1))
             for col in ("kV", "Y meas", "Y fit", "resid %", "HVL meas", "HVL fit", "resid mm"):
                 table.add_column(col, justify="right")
             pts = [p for p in s["points"] if (p["target"], p["filter_material"], p["filter_mm"]) == (target, filt, mm)]
             for p, ro, rh in zip(pts, fo.residuals, fh.residuals):
                 yo = p["output_ugy_per_mas"] - ro
-                table.add_row(f"{p['kvp']:g}", f"{p['output_ugy_per_mas']:.4g}", f"{yo:.4g}",
-                              f"{100 * ro / yo:+.2f}", f"{p['hvl_mm']:.3f}", f"{p['hvl_mm'] - rh:.3f}", f"{rh:+.4f}")
+                table.add_row(
+                    f"{p['kvp']:g}",
+                    f"{p['output_ugy_per_mas']:.4g}",
+                    f"{yo:.4g}",
+                    f"{100 * ro / yo:+.2f}",
+                    f"{p['hvl_mm']:.3f}",
+                    f"{p['hvl_mm'] - rh:.3f}",
+                    f"{rh:+.4f}",
+                )
             out.print(table)
 
 
 @click.command("recalc")
 @click.option("--unit", "unit", type=UNIT, help="Only this unit: serial, station or the name it is shown under.")
 @click.option("--since", type=DATE, help="Only studies from this date.")
-@click.option("--factor-set", "factor_set", metavar="NAME",
-              help="'bundled', a factor-set CSV, or the name of one used before (default from config: "
-                   "[recalc] default_factor_set).")
+@click.option(
+    "--factor-set",
+    "factor_set",
+    metavar="NAME",
+    help="'bundled', a factor-set CSV, or the name of one used before (default from config: "
+    "[recalc] default_factor_set).",
+)
 @click.option("--all", "force", is_flag=True, help="Recompute every selected event, changed or not.")
 @click.pass_obj
-def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: str | None,
-           force: bool) -> None:
+def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: str | None, force: bool) -> None:
     """Recalculate the mean glandular dose of the selected events (Dance model).
 
     Uses the unit's physics data valid on each study date (method
@@ -147,14 +168,14 @@ def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: s
     """
     day = dicom_day(since)
     serial = unit.one_serial() if unit else None
-    section = obj.settings["recalc"]
+    section = obj.settings.recalc
     try:
         params = Params.from_settings(section)
     except (TypeError, ValueError, KeyError) as exc:
         fail(f"[recalc] settings: {exc}", EXIT_USAGE)
     store = obj.store(write=False)
     try:
-        fs = resolve_factor_set(store, factor_set or section["default_factor_set"])
+        fs = resolve_factor_set(store, factor_set or section.default_factor_set)
     except FactorSetError as exc:
         fail(str(exc), EXIT_USAGE)
     if serial and not db.devices(store, serial):
@@ -171,8 +192,9 @@ def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: s
             bar.update(task, advance=k, rate=f"{done / max(time.monotonic() - started, 1e-6):,.0f} events/s")
 
         try:
-            summary = recalculate(store, fs, params, serial=serial, since=day, force=force, on_plan=on_plan,
-                                  progress=tick)
+            summary = recalculate(
+                store, fs, params, serial=serial, since=day, force=force, on_plan=on_plan, progress=tick
+            )
         except FactorSetError as exc:
             fail(str(exc), EXIT_USAGE)
     table = Table(title=f"Recalculation ({summary.factor_set})", show_header=True)
@@ -188,16 +210,27 @@ def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: s
         if name != "no_mgd":
             table.add_row(f"  flag {name}", str(n))
     out.print(table)
-    for key, why in sorted(summary.missing_tables.items()):
+    for _key, why in sorted(summary.missing_tables.items()):
         console.print(f"[yellow]factor set {summary.factor_set}: {why}[/]")
     sys.exit(EXIT_OK)
 
 
 @click.command("validate")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-              show_default=True, help="Folder to write mgd-validation.md into.")
-@click.option("--rdsr", "rdsr_paths", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Dose reports (files or folders, repeatable) to compare recalculated with reported MGD on.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder to write mgd-validation.md into.",
+)
+@click.option(
+    "--rdsr",
+    "rdsr_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Dose reports (files or folders, repeatable) to compare recalculated with reported MGD on.",
+)
 @click.pass_obj
 def validate(obj: Context, out_dir: Path, rdsr_paths: tuple[Path, ...]) -> None:
     """Regenerate the MGD validation dossier (mgd-validation.md).
@@ -207,7 +240,7 @@ def validate(obj: Context, out_dir: Path, rdsr_paths: tuple[Path, ...]) -> None:
     reports given, the uncertainty budget and the ratio bands in force.
     """
     try:
-        params = Params.from_settings(obj.settings["recalc"])
+        params = Params.from_settings(obj.settings.recalc)
     except (TypeError, ValueError, KeyError) as exc:
         fail(f"[recalc] settings: {exc}", EXIT_USAGE)
     with console.status("computing the dossier"):

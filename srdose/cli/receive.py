@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -26,6 +28,7 @@ from srdose.cli.context import (
     progress_bar,
 )
 from srdose.cli.params import DATE
+from srdose.config import ConfigError
 from srdose.governance.hooks import IngestHooks
 from srdose.ingest import Ingestor
 from srdose.quarantine import QuarantineFolder
@@ -37,7 +40,7 @@ from srdose.receive.retrieve import (
     plan,
     wait_until_ingested,
 )
-from srdose.receive.scp import MAX_DATASET_MB, Listener, ListenerOptions, Receiver
+from srdose.receive.scp import Listener, ListenerOptions, Receiver
 from srdose.receive.worker import IngestWorker
 from srdose.spool import Spool
 from srdose.store.database import held_sop_instances, reception_counts
@@ -78,75 +81,48 @@ def _listener_running(doc: dict) -> bool:
     return True
 
 
-def _checked_options(section: dict) -> ListenerOptions:
-    """Listener options from the settings, or exit 2 saying which setting is
-    wrong and what it should be (before anything is started)."""
-    def bad(key: str, expected: str) -> None:
-        fail(f"[listener] {key} = {section.get(key)!r}: expected {expected}", EXIT_USAGE)
-
-    def integer(key: str, low: int, high: int, expected: str) -> None:
-        value = section.get(key)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            bad(key, expected)
-        section[key] = value
-
-    def number(key: str, expected: str, default: float | None = None) -> None:
-        value = section.get(key, default)
-        try:
-            ok = not isinstance(value, bool) and float(value) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            bad(key, expected)
-        section[key] = float(value)
-
-    integer("port", 0, 65535, "a TCP port number from 0 to 65535")
-    integer("max_associations", 1, 1000, "a number of associations from 1 to 1000")
-    integer("max_pdu", 0, 2**32 - 1, "a PDU size in bytes (0: pynetdicom's default)")
-    for key in ("acse_timeout", "dimse_timeout", "network_timeout"):
-        number(key, "a number of seconds greater than 0")
-    number("request_timeout", "a number of seconds greater than 0", 10)
-    section.setdefault("max_pending", 32)
-    integer("max_pending", 1, 10000, "a number of connections from 1 to 10000")
-    number("max_dataset_mb", "a size in MB greater than 0", MAX_DATASET_MB)
-    aet = section.get("aet")
-    if not isinstance(aet, str) or not 0 < len(aet.strip()) <= 16 or not aet.isascii() or "\\" in aet \
-            or not aet.isprintable():
-        bad("aet", "an AE title of 1 to 16 printable ASCII characters")
-    for key in ("host", "tls_cert", "tls_key", "tls_ca"):
-        if not isinstance(section.get(key, ""), str):
-            bad(key, "a string")
-    allow = section.get("allow", [])
-    if not isinstance(allow, (list, tuple)) or not all(isinstance(a, str) for a in allow):
-        bad("allow", "a list of calling AE titles, e.g. [\"MAMMO1\", \"PACS\"]")
-    return ListenerOptions.from_settings(section)
+def _listener_options(obj: Context, overrides: dict) -> ListenerOptions:
+    """``[listener]`` with the command line's options, checked as the file's values are (exit 2
+    naming the setting). The port was checked by its option: 0 there asks for any free port."""
+    port = overrides.pop("port", None)
+    changes = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items() if v not in (None, (), [])}
+    try:
+        section = obj.settings.with_overrides("listener", changes)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    options = ListenerOptions.from_settings(section)
+    return options if port is None else dataclasses.replace(options, port=port)
 
 
-def build_listener(obj: Context, overrides: dict,
-                   own_process: bool = False) -> tuple[Listener, IngestProcess | IngestWorker]:
+def build_listener(
+    obj: Context, overrides: dict, own_process: bool = False
+) -> tuple[Listener, IngestProcess | IngestWorker]:
     """Listener, worker and spool from the settings plus command-line overrides.
 
     With ``own_process`` the ingest worker runs in a child process (the
     listener service); otherwise in a thread (retrieval).
     """
-    section = dict(obj.settings["listener"])
-    section.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
-    options = _checked_options(section)
+    options = _listener_options(obj, dict(overrides))
     if bool(options.tls_cert) != bool(options.tls_key):
         fail("--tls-cert and --tls-key go together", EXIT_USAGE)
     if options.tls_ca and not options.tls_cert:
         fail("--tls-ca needs --tls-cert and --tls-key: without them the listener would run plain TCP", EXIT_USAGE)
     store = obj.store()  # creates the schema and the site secret before any child starts
     quarantine = QuarantineFolder(obj.settings.quarantine_dir)
-    spool = Spool(obj.settings.spool_dir, section["after_ingest"], obj.settings.archive_dir)
+    spool = Spool(obj.settings.spool_dir, obj.settings.listener.after_ingest, obj.settings.archive_dir)
     hooks = IngestHooks.from_settings(obj.settings)
+    worker: IngestProcess | IngestWorker
     if own_process:
-        recalc = dict(obj.settings["recalc"])
-        worker = IngestProcess(obj.db_url, obj.settings.site_secret_path, obj.settings.quarantine_dir,
-                               spool, _status_file(obj), hooks,
-                               recalc_section=recalc if recalc.get("after_ingest", True) else None)
+        recalc = obj.settings.recalc
+        worker = IngestProcess(
+            obj.db_url,
+            obj.settings.site_secret_path,
+            obj.settings.quarantine_dir,
+            spool,
+            _status_file(obj),
+            hooks,
+            recalc_section=recalc if recalc.after_ingest else None,
+        )
     else:
         worker = IngestWorker(Ingestor(store, quarantine, hooks=hooks), spool, _status_file(obj))
     return Listener(options, spool, quarantine, worker), worker
@@ -161,11 +137,22 @@ def build_listener(obj: Context, overrides: dict,
 @click.option("--max-associations", type=click.IntRange(1), help="Simultaneous associations.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Server certificate (PEM): DICOM TLS.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA (PEM) whose client certificates are required.")
+@click.option(
+    "--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA (PEM) whose client certificates are required."
+)
 @click.pass_obj
-def listen(obj: Context, port: int | None, aet: str | None, host: str | None, allow: tuple[str, ...],
-           max_pdu: int | None, max_associations: int | None, tls_cert: str | None, tls_key: str | None,
-           tls_ca: str | None) -> None:
+def listen(
+    obj: Context,
+    port: int | None,
+    aet: str | None,
+    host: str | None,
+    allow: tuple[str, ...],
+    max_pdu: int | None,
+    max_associations: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+) -> None:
     """Receive dose SRs and MG images over DICOM (a Storage SCP) and ingest them.
 
     Every dataset is on disk (spooled, fsynced) before the sender hears
@@ -182,10 +169,21 @@ def listen(obj: Context, port: int | None, aet: str | None, host: str | None, al
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    listener, worker = build_listener(obj, dict(
-        port=port, aet=aet, host=host, allow=list(allow), max_pdu=max_pdu,
-        max_associations=max_associations, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca),
-        own_process=True)
+    listener, worker = build_listener(
+        obj,
+        dict(
+            port=port,
+            aet=aet,
+            host=host,
+            allow=list(allow),
+            max_pdu=max_pdu,
+            max_associations=max_associations,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
+        ),
+        own_process=True,
+    )
     obj.store().close()  # the child process owns the database from here
     try:
         worker.start()
@@ -208,8 +206,10 @@ def listen(obj: Context, port: int | None, aet: str | None, host: str | None, al
             stop.wait(0.2)
             if not worker.alive():
                 # without its ingest process the listener must not accept data
-                console.print("[red]the ingest process ended; stopping (the spool keeps what was received, "
-                              "and the next start ingests it)[/]")
+                console.print(
+                    "[red]the ingest process ended; stopping (the spool keeps what was received, "
+                    "and the next start ingests it)[/]"
+                )
                 died = True
                 break
     finally:
@@ -226,8 +226,10 @@ def listen(obj: Context, port: int | None, aet: str | None, host: str | None, al
 def status(obj: Context, as_json: bool) -> None:
     """Counts received / ingested / quarantined / spooled, last seen per calling AE."""
     store = obj.store(write=False)
-    doc = {"database": reception_counts(store),
-           "spooled": len(Spool(obj.settings.spool_dir).pending()) if obj.settings.spool_dir.exists() else 0}
+    doc: dict[str, Any] = {
+        "database": reception_counts(store),
+        "spooled": len(Spool(obj.settings.spool_dir).pending()) if obj.settings.spool_dir.exists() else 0,
+    }
     sf = _status_file(obj)
     if sf.exists():
         try:
@@ -265,11 +267,24 @@ def status(obj: Context, as_json: bool) -> None:
 @click.option("--institution", help="Only studies from this institution (if the PACS can match it).")
 @click.option("--move/--get", "use_move", default=True, help="Retrieve with C-MOVE (default) or C-GET.")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port of our Storage SCP for C-MOVE (default from config).")
-@click.option("--external-listener", is_flag=True, help="C-MOVE to an `srdose listen` already running, instead of our own SCP.")
+@click.option(
+    "--external-listener", is_flag=True, help="C-MOVE to an `srdose listen` already running, instead of our own SCP."
+)
 @click.pass_obj
-def retrieve(obj: Context, pacs: str, pacs_aet: str, aet: str | None, date_from: dt.date, date_to: dt.date,
-             modality: str, station: str | None, institution: str | None, use_move: bool, port: int | None,
-             external_listener: bool) -> None:
+def retrieve(
+    obj: Context,
+    pacs: str,
+    pacs_aet: str,
+    aet: str | None,
+    date_from: dt.date,
+    date_to: dt.date,
+    modality: str,
+    station: str | None,
+    institution: str | None,
+    use_move: bool,
+    port: int | None,
+    external_listener: bool,
+) -> None:
     """Find dose SRs on a PACS (C-FIND) and retrieve them (C-MOVE or C-GET).
 
     Only dose SR instances are fetched; studies without one fall back to
@@ -287,14 +302,24 @@ def retrieve(obj: Context, pacs: str, pacs_aet: str, aet: str | None, date_from:
     held = held_sop_instances(obj.store())
     summary = RetrieveSummary()
     try:
-        dose, images = plan(client, date_from.isoformat(), date_to.isoformat(), modality or None, station, institution,
-                            held.__contains__, summary)
+        dose, images = plan(
+            client,
+            date_from.isoformat(),
+            date_to.isoformat(),
+            modality or None,
+            station,
+            institution,
+            held.__contains__,
+            summary,
+        )
     except RetrieveError as exc:
         fail(str(exc), EXIT_FAILED)
     wanted = dose + images
-    console.print(f"{summary.studies} studies; {summary.dose_instances} dose SRs "
-                  f"({summary.already_held} already held); {len(images)} image headers from "
-                  f"{summary.image_studies} studies without a dose SR")
+    console.print(
+        f"{summary.studies} studies; {summary.dose_instances} dose SRs "
+        f"({summary.already_held} already held); {len(images)} image headers from "
+        f"{summary.image_studies} studies without a dose SR"
+    )
     summary.requested = len(wanted)
     worker.start()
     if wanted:
@@ -305,8 +330,9 @@ def retrieve(obj: Context, pacs: str, pacs_aet: str, aet: str | None, date_from:
                 summary.received += 1
                 bar.update(task, advance=1)
 
-            receiver = Receiver(listener.spool, listener.quarantine, worker, on_stored=stored,
-                                max_bytes=listener.receiver.max_bytes)
+            receiver = Receiver(
+                listener.spool, listener.quarantine, worker, on_stored=stored, max_bytes=listener.receiver.max_bytes
+            )
             try:
                 if use_move:
                     listener.receiver = receiver
@@ -328,6 +354,8 @@ def retrieve(obj: Context, pacs: str, pacs_aet: str, aet: str | None, date_from:
         console.print(f"[red]{failure}[/]")
     if summary.failed_requests or (use_move and external_listener is False and summary.received < summary.requested):
         if summary.received < summary.requested:
-            console.print(f"[yellow]{summary.requested - summary.received} instance(s) did not arrive; "
-                          "run the command again to resume[/]")
+            console.print(
+                f"[yellow]{summary.requested - summary.received} instance(s) did not arrive; "
+                "run the command again to resume[/]"
+            )
         sys.exit(EXIT_PARTIAL)

@@ -29,7 +29,7 @@ from srdose.report.common import Built
 from srdose.report.drl import DRLSettings, build_drl
 from srdose.report.phantom import build_phantom_qc
 from srdose.report.qa import build_qa
-from srdose.report.survey import build_survey, parse_survey_numbers
+from srdose.report.survey import build_survey
 from srdose.terminal import esc
 
 
@@ -38,12 +38,16 @@ def _iso(ctx: click.Context, param: click.Parameter, value: dt.date | None) -> s
 
 
 def _period_options(f: Callable) -> Callable:
-    f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-                     show_default=True, help="Folder for the HTML report and its CSV/XLSX tables.")(f)
-    f = click.option("--to", "until", required=True, type=DATE, callback=_iso,
-                     help="Last study date (inclusive).")(f)
-    f = click.option("--from", "since", required=True, type=DATE, callback=_iso,
-                     help="First study date.")(f)
+    f = click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("reports"),
+        show_default=True,
+        help="Folder for the HTML report and its CSV/XLSX tables.",
+    )(f)
+    f = click.option("--to", "until", required=True, type=DATE, callback=_iso, help="Last study date (inclusive).")(f)
+    f = click.option("--from", "since", required=True, type=DATE, callback=_iso, help="First study date.")(f)
     return f
 
 
@@ -78,8 +82,13 @@ def report() -> None:
 
 @report.command("survey")
 @_period_options
-@click.option("--unit", "units", multiple=True, type=UNIT,
-              help="Only this unit: serial, station or the name it is shown under (repeat); default all.")
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    type=UNIT,
+    help="Only this unit: serial, station or the name it is shown under (repeat); default all.",
+)
 @click.pass_obj
 def survey_cmd(obj: Context, since: str, until: str, out_dir: Path, units: tuple[Unit, ...]) -> None:
     """National dose-survey submission: per unit, the survey CSVs (UK breast screening
@@ -91,17 +100,13 @@ def survey_cmd(obj: Context, since: str, until: str, out_dir: Path, units: tuple
     stable default (see `srdose config`).
     """
     _check_period(since, until)
-    try:
-        parse_survey_numbers(obj.settings["report"]["survey_numbers"])
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
     store = obj.store(write=False)
-    serials = flatten_serials(units)
+    serials: list[str | None] = [*flatten_serials(units)] or [None]  # None: every unit
     started = time.monotonic()
     total = Built()
 
     def go(step: Callable[[str], None]) -> Built:
-        for serial in (serials or [None]):
+        for serial in serials:
             b = build_survey(store, obj.settings, since, until, out_dir, serial, progress=step)
             total.html += b.html
             total.files += b.files
@@ -114,16 +119,49 @@ def survey_cmd(obj: Context, since: str, until: str, out_dir: Path, units: tuple
 
 @report.command("drl")
 @_period_options
-@click.option("--band", metavar="LOW-HIGH", help="Compressed thickness band in mm (default [report] drl_band_mm: 50-60).")
-@click.option("--view", "views", multiple=True, metavar="VIEW", help="View of the standard set (repeat; default [report] drl_views: MLO).")
-@click.option("--acquisition", type=click.Choice(["2D", "DBT"], case_sensitive=False), help="Default [report] drl_acquisition: 2D.")
-@click.option("--dose", type=click.Choice(["recalc", "reported"]), help="Recalculated MGD or reported AGD (default [report] drl_dose: recalc).")
-@click.option("--min-events", type=click.IntRange(1), help="Exposures a room needs to count (default [report] drl_min_events).")
-@click.option("--unit", "units", multiple=True, type=UNIT,
-              help="Only these rooms: serial, station or the name shown (repeat); default all.")
+@click.option(
+    "--band", metavar="LOW-HIGH", help="Compressed thickness band in mm (default [report] drl_band_mm: 50-60)."
+)
+@click.option(
+    "--view",
+    "views",
+    multiple=True,
+    metavar="VIEW",
+    help="View of the standard set (repeat; default [report] drl_views: MLO).",
+)
+@click.option(
+    "--acquisition",
+    type=click.Choice(["2D", "DBT"], case_sensitive=False),
+    help="Default [report] drl_acquisition: 2D.",
+)
+@click.option(
+    "--dose",
+    type=click.Choice(["recalc", "reported"]),
+    help="Recalculated MGD or reported AGD (default [report] drl_dose: recalc).",
+)
+@click.option(
+    "--min-events", type=click.IntRange(1), help="Exposures a room needs to count (default [report] drl_min_events)."
+)
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    type=UNIT,
+    help="Only these rooms: serial, station or the name shown (repeat); default all.",
+)
 @click.pass_obj
-def drl_cmd(obj: Context, since: str, until: str, out_dir: Path, band: str | None, views: tuple[str, ...],
-            acquisition: str | None, dose: str | None, min_events: int | None, units: tuple[Unit, ...]) -> None:
+def drl_cmd(
+    obj: Context,
+    since: str,
+    until: str,
+    out_dir: Path,
+    band: str | None,
+    views: tuple[str, ...],
+    acquisition: str | None,
+    dose: str | None,
+    min_events: int | None,
+    units: tuple[Unit, ...],
+) -> None:
     """Local and national-style DRLs (ICRP 135): per room the median dose of a standard exposure
     set (default 2D MLO, 50-60 mm); local DRL = median of room medians, national-style = their
     75th percentile; each room against the national DRL of [report] national_drl_mgy (none built in).
@@ -132,20 +170,23 @@ def drl_cmd(obj: Context, since: str, until: str, out_dir: Path, band: str | Non
     """
     _check_period(since, until)
     try:
-        s = DRLSettings.from_settings(obj.settings["report"], band, list(views) or None, acquisition, dose, min_events)
+        s = DRLSettings.from_settings(obj.settings.report, band, list(views) or None, acquisition, dose, min_events)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     store = obj.store(write=False)
     serials = flatten_serials(units)
     started = time.monotonic()
-    built = _run("DRL", lambda step: build_drl(store, obj.settings, since, until, out_dir, s, list(serials) or None,
-                                               progress=step))
+    built = _run(
+        "DRL",
+        lambda step: build_drl(store, obj.settings, since, until, out_dir, s, list(serials) or None, progress=step),
+    )
     _finish(built, started)
 
 
 @report.command("qa")
-@click.option("--unit", "unit", required=True, type=UNIT,
-              help="The unit: serial, station or the name it is shown under.")
+@click.option(
+    "--unit", "unit", required=True, type=UNIT, help="The unit: serial, station or the name it is shown under."
+)
 @_period_options
 @click.pass_obj
 def qa_cmd(obj: Context, unit: Unit, since: str, until: str, out_dir: Path) -> None:
@@ -162,18 +203,39 @@ def qa_cmd(obj: Context, unit: Unit, since: str, until: str, out_dir: Path) -> N
 
 @click.command("qc")
 @_period_options
-@click.option("--unit", "units", multiple=True, type=UNIT,
-              help="Only these units: serial, station or the name shown (repeat); default all.")
-@click.option("--thickness-is", "convention", type=click.Choice(["breast", "pmma"]), default="breast",
-              show_default=True,
-              help="What the displayed thickness of a phantom exposure is: the equivalent breast (spacers hold "
-                   "the paddle there, the European protocol's practice) or the PMMA itself.")
-@click.option("--protocol", "protocol_like", metavar="PATTERN",
-              help="Also take events whose protocol name matches (SQL LIKE, e.g. '%PMMA%'), besides the studies "
-                   "marked not-a-patient at ingest.")
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    type=UNIT,
+    help="Only these units: serial, station or the name shown (repeat); default all.",
+)
+@click.option(
+    "--thickness-is",
+    "convention",
+    type=click.Choice(["breast", "pmma"]),
+    default="breast",
+    show_default=True,
+    help="What the displayed thickness of a phantom exposure is: the equivalent breast (spacers hold "
+    "the paddle there, the European protocol's practice) or the PMMA itself.",
+)
+@click.option(
+    "--protocol",
+    "protocol_like",
+    metavar="PATTERN",
+    help="Also take events whose protocol name matches (SQL LIKE, e.g. '%PMMA%'), besides the studies "
+    "marked not-a-patient at ingest.",
+)
 @click.pass_obj
-def qc(obj: Context, since: str, until: str, out_dir: Path, units: tuple[Unit, ...], convention: str,
-       protocol_like: str | None) -> None:
+def qc(
+    obj: Context,
+    since: str,
+    until: str,
+    out_dir: Path,
+    units: tuple[Unit, ...],
+    convention: str,
+    protocol_like: str | None,
+) -> None:
     """Phantom QC: the MGD of the breast each PMMA exposure stands for (European protocol), against the
     European acceptable and achievable levels, per unit and over time.
 
@@ -185,9 +247,20 @@ def qc(obj: Context, since: str, until: str, out_dir: Path, units: tuple[Unit, .
     serials = flatten_serials(units)
     started = time.monotonic()
     try:
-        built = _run("phantom QC", lambda step: build_phantom_qc(store, obj.settings, since, until, out_dir,
-                                                                 list(serials) or None, convention, protocol_like,
-                                                                 progress=step))
+        built = _run(
+            "phantom QC",
+            lambda step: build_phantom_qc(
+                store,
+                obj.settings,
+                since,
+                until,
+                out_dir,
+                list(serials) or None,
+                convention,
+                protocol_like,
+                progress=step,
+            ),
+        )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     _finish(built, started)

@@ -25,18 +25,34 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 PACKAGED = Path(__file__).with_name("infeasible_rules.csv")
 FLAG_PREFIX = "infeasible:"
 #: Fields a rule may name: event columns, plus ``study_date`` (of the event's study).
-FIELDS = ("kvp", "mas", "tube_current_ma", "exposure_time_ms", "irradiation_duration_ms", "n_pulses",
-          "compressed_thickness_mm", "compression_force_n", "compression_pressure_kpa", "hvl_mm",
-          "entrance_exposure_mgy", "agd_mgy", "source_detector_mm", "filter_thickness_mm",
-          "focal_spot_mm", "positioner_primary_angle_deg", "study_date")
+FIELDS = (
+    "kvp",
+    "mas",
+    "tube_current_ma",
+    "exposure_time_ms",
+    "irradiation_duration_ms",
+    "n_pulses",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "compression_pressure_kpa",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "source_detector_mm",
+    "filter_thickness_mm",
+    "focal_spot_mm",
+    "positioner_primary_angle_deg",
+    "study_date",
+)
 COLUMNS = ("rule", "field", "applies_to", "min", "max", "unit", "description")
 
 
@@ -46,11 +62,11 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True)
 class Limit:
-    value: Optional[float]
+    value: float | None
     exclusive: bool = False
     today: bool = False
 
-    def resolve(self, today: str) -> Optional[float]:
+    def resolve(self, today: str) -> float | None:
         return float(today) if self.today else self.value
 
 
@@ -66,7 +82,7 @@ class Rule:
     unit: str = ""
     description: str = ""
 
-    def broken_by(self, value: Any, acquisition: Optional[str], today: str) -> bool:
+    def broken_by(self, value: Any, acquisition: str | None, today: str) -> bool:
         if value is None or value == "":
             return False
         if self.applies_to != "all" and (acquisition or "").upper() != self.applies_to.upper():
@@ -90,10 +106,11 @@ class Rule:
                 return ""
             v = f"{lim.value:g}"
             return (">" if side == "lo" else "<") + v if lim.exclusive else v
+
         return f"{one(self.low, 'lo')}..{one(self.high, 'hi')}"
 
 
-def _limit(text: str, where: str) -> Limit:
+def _limit(text: str | None, where: str) -> Limit:
     text = (text or "").strip()
     if not text:
         return Limit(None)
@@ -111,8 +128,7 @@ def parse_rules(text: str, source: str = "rules") -> tuple[Rule, ...]:
     reader = csv.DictReader(io.StringIO(text))
     missing = set(COLUMNS[:5]) - set(reader.fieldnames or ())
     if missing:
-        raise RulesError(f"{source}: missing column(s) {', '.join(sorted(missing))}; "
-                         f"expected {','.join(COLUMNS)}")
+        raise RulesError(f"{source}: missing column(s) {', '.join(sorted(missing))}; expected {','.join(COLUMNS)}")
     rules = []
     for n, row in enumerate(reader, start=2):
         where = f"{source} line {n}"
@@ -127,9 +143,17 @@ def parse_rules(text: str, source: str = "rules") -> tuple[Rule, ...]:
         applies = (row.get("applies_to") or "all").strip() or "all"
         if applies.upper() not in ("ALL", "2D", "DBT"):
             raise RulesError(f"{where}: applies_to must be all, 2D or DBT, not {applies!r}")
-        rules.append(Rule(name, field, "all" if applies.upper() == "ALL" else applies.upper(),
-                          _limit(row.get("min"), where), _limit(row.get("max"), where),
-                          (row.get("unit") or "").strip(), (row.get("description") or "").strip()))
+        rules.append(
+            Rule(
+                name,
+                field,
+                "all" if applies.upper() == "ALL" else applies.upper(),
+                _limit(row.get("min"), where),
+                _limit(row.get("max"), where),
+                (row.get("unit") or "").strip(),
+                (row.get("description") or "").strip(),
+            )
+        )
     if not rules:
         raise RulesError(f"{source}: no rules")
     return tuple(rules)
@@ -140,7 +164,7 @@ def _load(path: str, mtime: float) -> tuple[Rule, ...]:
     return parse_rules(Path(path).read_text(encoding="utf-8"), path)
 
 
-def load_rules(path: Optional[str | Path] = None) -> tuple[Rule, ...]:
+def load_rules(path: str | Path | None = None) -> tuple[Rule, ...]:
     """The rules of ``path``, else of the packaged table."""
     p = Path(path).expanduser() if path else PACKAGED
     if not p.is_file():
@@ -149,15 +173,16 @@ def load_rules(path: Optional[str | Path] = None) -> tuple[Rule, ...]:
 
 
 def rules_from_settings(settings) -> tuple[Rule, ...]:
-    return load_rules(settings["curation"]["infeasible_rules"] or None)
+    return load_rules(settings.curation.infeasible_rules or None)
 
 
 def today_text() -> str:
     return dt.date.today().strftime("%Y%m%d")
 
 
-def broken_rules(values: Mapping[str, Any] | Any, rules: Iterable[Rule], study_date: Optional[str] = None,
-                 today: Optional[str] = None) -> list[str]:
+def broken_rules(
+    values: Mapping[str, Any] | Any, rules: Iterable[Rule], study_date: str | None = None, today: str | None = None
+) -> list[str]:
     """Names of the rules an event breaks, in table order, each once.
 
     ``values`` is a mapping (a database row) or an object with the event's
@@ -176,19 +201,19 @@ def broken_rules(values: Mapping[str, Any] | Any, rules: Iterable[Rule], study_d
     return out
 
 
-def merge_flags(existing: Optional[str], broken: Iterable[str]) -> Optional[str]:
+def merge_flags(existing: str | None, broken: Iterable[str]) -> str | None:
     """``events.flags`` with the ``infeasible:*`` flags replaced by ``broken``."""
     kept = [f for f in (existing or "").split(";") if f and not f.startswith(FLAG_PREFIX)]
     kept += [FLAG_PREFIX + name for name in broken]
     return ";".join(kept) or None
 
 
-def is_flagged(flags: Optional[str]) -> bool:
+def is_flagged(flags: str | None) -> bool:
     """True when an ``events.flags`` value holds an infeasible-value flag."""
-    return bool(flags) and FLAG_PREFIX in flags
+    return flags is not None and FLAG_PREFIX in flags
 
 
-def flag_report(report, rules: Iterable[Rule], today: Optional[str] = None) -> int:
+def flag_report(report, rules: Iterable[Rule], today: str | None = None) -> int:
     """Add ``infeasible:<rule>`` to the events of a parsed report; returns how many were flagged."""
     rules = tuple(rules)
     n = 0

@@ -12,15 +12,15 @@ further than this check: only the boolean ``studies.not_patient`` is kept.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable, Optional
 
 # letters and digits make words; ^ _ - space . and the rest separate them
 _WORD = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
 
 
 @lru_cache(maxsize=16)
-def compile_patterns(patterns: tuple[str, ...]) -> Optional[re.Pattern]:
+def compile_patterns(patterns: tuple[str, ...]) -> re.Pattern | None:
     parts = []
     for p in patterns:
         p = str(p).strip()
@@ -37,7 +37,7 @@ def compile_patterns(patterns: tuple[str, ...]) -> Optional[re.Pattern]:
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
-def is_not_patient(patient_id: Optional[str], patient_name: Optional[str], patterns: Iterable[str]) -> bool:
+def is_not_patient(patient_id: str | None, patient_name: str | None, patterns: Iterable[str]) -> bool:
     """True when the ID or name marks a test / QA phantom study."""
     rx = compile_patterns(tuple(patterns))
     if rx is None:

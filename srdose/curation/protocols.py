@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
 
 PACKAGED = Path(__file__).with_name("protocols.csv")
 OTHER, UNKNOWN = "other", "unknown"
@@ -52,7 +52,7 @@ def _load(path: str, mtime: float) -> ProtocolMap:
     return parse_mapping(Path(path).read_text(encoding="utf-8"), path)
 
 
-def load_mapping(path: Optional[str | Path] = None) -> ProtocolMap:
+def load_mapping(path: str | Path | None = None) -> ProtocolMap:
     """The mapping of ``path``, else the packaged one."""
     p = Path(path).expanduser() if path else PACKAGED
     if not p.is_file():
@@ -60,7 +60,7 @@ def load_mapping(path: Optional[str | Path] = None) -> ProtocolMap:
     return _load(str(p), p.stat().st_mtime)
 
 
-def standard_protocol(name: Optional[str], mapping: Optional[ProtocolMap] = None) -> str:
+def standard_protocol(name: str | None, mapping: ProtocolMap | None = None) -> str:
     """The standard protocol of a free-text protocol name.
 
     ``mapping`` is what :func:`load_mapping` returns; None: the packaged one
@@ -77,7 +77,7 @@ def standard_protocol(name: Optional[str], mapping: Optional[ProtocolMap] = None
     return OTHER
 
 
-def protocol_mapper(path: Optional[str | Path] = None) -> Callable[[Optional[str]], str]:
+def protocol_mapper(path: str | Path | None = None) -> Callable[[str | None], str]:
     """A function name -> standard protocol with the mapping of ``path`` (``[curation]
     protocol_map``; None: the packaged one) loaded once and memoised per name: for code
     mapping many events."""

@@ -8,20 +8,19 @@ lookup for any spelling found in older data or other systems.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from srdose import codes as C
 
 #: Standard view codes, with their meaning and SNOMED CT code.
 STANDARD_VIEWS: dict[str, tuple[str, str]] = {
     label: (meaning, code)
     for (scheme, code), label in C.VIEW_LABELS.items()
-    for meaning, lab in C.VIEW_MEANINGS.items() if lab == label and scheme == "SCT"
+    for meaning, lab in C.VIEW_MEANINGS.items()
+    if lab == label and scheme == "SCT"
     if meaning == min((m for m, l2 in C.VIEW_MEANINGS.items() if l2 == label), key=len)
 }
 
 
-def standard_view(value: Optional[str]) -> Optional[str]:
+def standard_view(value: str | None) -> str | None:
     """The standard code of a view given as a code (``CC``), a SNOMED CT code
     value (``399162004``) or a meaning (``cranio-caudal``); None if unknown."""
     if not value:

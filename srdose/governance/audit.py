@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Optional
 
 from srdose.store.governance import record_audit
 
@@ -22,8 +21,9 @@ def who() -> str:
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def record(store, action: str, parameters: Optional[dict] = None, rows: Optional[int] = None,
-           detail: Optional[dict] = None) -> int:
+def record(
+    store, action: str, parameters: dict | None = None, rows: int | None = None, detail: dict | None = None
+) -> int:
     """Append one entry (``action`` like ``export.research``, ``report``, ``reidentify``,
     ``purge``); returns its id."""
     return record_audit(store, action, who(), parameters, rows, detail)

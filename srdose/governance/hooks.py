@@ -17,7 +17,7 @@ and hands them to the :class:`~srdose.ingest.Ingestor`.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from srdose.config import Settings
 from srdose.curation.infeasible import Rule, flag_report, rules_from_settings
@@ -43,14 +43,15 @@ class IngestHooks:
         AES-256 key for the re-identification mapping; None: no mapping kept.
     """
 
-    def __init__(self, not_patient_patterns: Iterable[str] = (), rules: Iterable[Rule] = (),
-                 reid_key: Optional[bytes] = None):
+    def __init__(
+        self, not_patient_patterns: Iterable[str] = (), rules: Iterable[Rule] = (), reid_key: bytes | None = None
+    ):
         self.not_patient_patterns = tuple(not_patient_patterns)
         self.rules = tuple(rules)
         self.reid_key = reid_key
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "IngestHooks":
+    def from_settings(cls, settings: Settings) -> IngestHooks:
         """The steps ``settings`` ask for; creates the re-identification key file when one is named."""
         key_file = settings.governance.reidentification_key_file
         key = load_or_create_key(key_file) if key_file else None

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import hmac
 import re
-from typing import Optional
 
 from srdose.dates import parse_da, parse_dt
 
@@ -25,7 +24,9 @@ PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def check_project(name: str) -> str:
     if not PROJECT_NAME.match(name or ""):
-        raise ValueError(f"project name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ValueError(
+            f"project name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -38,23 +39,23 @@ class ProjectKeys:
         self.max_shift_days = max(1, int(max_shift_days))
 
     def _mac(self, kind: str, value: str) -> bytes:
-        return hmac.new(self._key, f"{kind}\x00{value}".encode("utf-8"), hashlib.sha256).digest()
+        return hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
 
-    def pseudonym(self, kind: str, value: Optional[str], length: int = 32) -> Optional[str]:
+    def pseudonym(self, kind: str, value: str | None, length: int = 32) -> str | None:
         if value is None or value == "":
             return None
         return self._mac(kind, value).hex()[:length]
 
-    def patient(self, site_pseudonym: Optional[str]) -> Optional[str]:
+    def patient(self, site_pseudonym: str | None) -> str | None:
         return self.pseudonym("patient", site_pseudonym)
 
-    def study(self, study_uid: Optional[str]) -> Optional[str]:
+    def study(self, study_uid: str | None) -> str | None:
         return self.pseudonym("study", study_uid, 24)
 
-    def unit(self, manufacturer: Optional[str], model: Optional[str], serial: Optional[str]) -> str:
+    def unit(self, manufacturer: str | None, model: str | None, serial: str | None) -> str:
         return "unit-" + self._mac("unit", f"{manufacturer or ''}|{model or ''}|{serial or ''}").hex()[:8]
 
-    def shift_days(self, patient_key: Optional[str]) -> int:
+    def shift_days(self, patient_key: str | None) -> int:
         """Days every date of this patient moves: ±1..max_shift_days, never 0."""
         mac = self._mac("shift", patient_key or "")
         n = int.from_bytes(mac[:8], "big")
@@ -62,7 +63,7 @@ class ProjectKeys:
         return days if n & 1 else -days
 
 
-def shift_date(yyyymmdd: Optional[str], days: int) -> Optional[str]:
+def shift_date(yyyymmdd: str | None, days: int) -> str | None:
     """A DICOM date moved by ``days``, as ISO ``YYYY-MM-DD``; None if unreadable."""
     if not yyyymmdd:
         return None
@@ -72,7 +73,7 @@ def shift_date(yyyymmdd: Optional[str], days: int) -> Optional[str]:
     return (d + dt.timedelta(days=days)).isoformat()
 
 
-def shift_datetime(value: Optional[str], days: int) -> Optional[str]:
+def shift_datetime(value: str | None, days: int) -> str | None:
     """A DICOM DT (``YYYYMMDDHHMMSS[.ffffff][&ZZXX]``) moved by ``days``, as ISO; None if unreadable."""
     if not value:
         return None
@@ -81,11 +82,12 @@ def shift_datetime(value: Optional[str], days: int) -> Optional[str]:
     t = parse_dt(value)
     if t is None or len(main) < 8:  # a DT without its day is no date to shift
         return None
-    return (t.replace(microsecond=0) + dt.timedelta(days=days)).isoformat(timespec="seconds") + \
-        ("." + frac if frac else "")
+    return (t.replace(microsecond=0) + dt.timedelta(days=days)).isoformat(timespec="seconds") + (
+        "." + frac if frac else ""
+    )
 
 
-def age_band(age_years: Optional[float], width: int) -> Optional[str]:
+def age_band(age_years: float | None, width: int) -> str | None:
     """Age as a band of ``width`` years (``"50-54"``), or rounded to a year when width is 0."""
     if age_years is None:
         return None

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from srdose.pseudonym import Pseudonymiser
 from srdose.store.governance import add_optouts
@@ -64,4 +64,4 @@ def excluded_from(purpose: str, settings) -> bool:
     (``research`` always; ``clinical_audit`` as configured)."""
     if purpose == "research":
         return True
-    return str(settings["governance"]["optout_clinical_audit"]).lower() == "exclude"
+    return str(settings.governance.optout_clinical_audit).lower() == "exclude"

@@ -64,7 +64,10 @@ def decrypt(key: bytes, pseudonym: str, nonce: str, ciphertext: str, entry_key_i
     if entry_key_id != key_id(key):
         raise ReidentificationError("this key is not the one the mapping was written with")
     try:
-        return AESGCM(key).decrypt(bytes.fromhex(nonce), bytes.fromhex(ciphertext),
-                                   pseudonym.encode("ascii")).decode("utf-8")
+        return (
+            AESGCM(key)
+            .decrypt(bytes.fromhex(nonce), bytes.fromhex(ciphertext), pseudonym.encode("ascii"))
+            .decode("utf-8")
+        )
     except InvalidTag:
         raise ReidentificationError("decryption failed: wrong key or tampered entry") from None

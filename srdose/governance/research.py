@@ -29,8 +29,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from srdose import __version__
 from srdose.curation.protocols import protocol_mapper
@@ -44,13 +44,46 @@ from srdose.store.governance import (
 
 FREE_TEXT = ("protocol", "label", "study_description")
 BASE_COLUMNS = (
-    "patient", "study", "study_date", "event_datetime", "age_band", "sex", "unit", "manufacturer", "model",
-    "acquisition", "laterality", "view", "protocol_standard", "kvp", "mas", "exposure_time_ms", "n_pulses",
-    "anode", "filter", "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
-    "entrance_exposure_mgy", "agd_reported_mgy", "mgd_recalc_mgy", "flags",
+    "patient",
+    "study",
+    "study_date",
+    "event_datetime",
+    "age_band",
+    "sex",
+    "unit",
+    "manufacturer",
+    "model",
+    "acquisition",
+    "laterality",
+    "view",
+    "protocol_standard",
+    "kvp",
+    "mas",
+    "exposure_time_ms",
+    "n_pulses",
+    "anode",
+    "filter",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_reported_mgy",
+    "mgd_recalc_mgy",
+    "flags",
 )
-NUMERIC = {"kvp", "mas", "exposure_time_ms", "filter_thickness_mm", "compressed_thickness_mm",
-           "compression_force_n", "hvl_mm", "entrance_exposure_mgy", "agd_reported_mgy", "mgd_recalc_mgy"}
+NUMERIC = {
+    "kvp",
+    "mas",
+    "exposure_time_ms",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_reported_mgy",
+    "mgd_recalc_mgy",
+}
 
 
 class ResearchExportError(ValueError):
@@ -62,9 +95,17 @@ def columns_for(free_text: Iterable[str]) -> tuple[str, ...]:
     return BASE_COLUMNS + tuple(allowed)
 
 
-def research_rows(store, keys: ProjectKeys, columns: Sequence[str], band: int, since: Optional[str],
-                  until: Optional[str], exclude_flagged: bool, counts: dict,
-                  protocol: Callable[[Optional[str]], str]) -> Iterator[tuple]:
+def research_rows(
+    store,
+    keys: ProjectKeys,
+    columns: Sequence[str],
+    band: int,
+    since: str | None,
+    until: str | None,
+    exclude_flagged: bool,
+    counts: dict,
+    protocol: Callable[[str | None], str],
+) -> Iterator[tuple]:
     """The de-identified rows of the extract, one tuple of ``columns`` per event; ``counts`` gets
     ``flagged_excluded``, ``patients`` and ``studies``."""
     patients, studies = set(), set()
@@ -90,14 +131,23 @@ def research_rows(store, keys: ProjectKeys, columns: Sequence[str], band: int, s
             "laterality": r["laterality"],
             "view": r["view"],
             "protocol_standard": protocol(r["protocol"]),
-            "kvp": r["kvp"], "mas": r["mas"], "exposure_time_ms": r["exposure_time_ms"],
-            "n_pulses": r["n_pulses"], "anode": r["anode"], "filter": r["filter_material"],
+            "kvp": r["kvp"],
+            "mas": r["mas"],
+            "exposure_time_ms": r["exposure_time_ms"],
+            "n_pulses": r["n_pulses"],
+            "anode": r["anode"],
+            "filter": r["filter_material"],
             "filter_thickness_mm": r["filter_thickness_mm"],
             "compressed_thickness_mm": r["compressed_thickness_mm"],
-            "compression_force_n": r["compression_force_n"], "hvl_mm": r["hvl_mm"],
-            "entrance_exposure_mgy": r["entrance_exposure_mgy"], "agd_reported_mgy": r["agd_mgy"],
-            "mgd_recalc_mgy": r["mgd_recalc_mgy"], "flags": r["flags"],
-            "protocol": r["protocol"], "label": r["label"], "study_description": r["description"],
+            "compression_force_n": r["compression_force_n"],
+            "hvl_mm": r["hvl_mm"],
+            "entrance_exposure_mgy": r["entrance_exposure_mgy"],
+            "agd_reported_mgy": r["agd_mgy"],
+            "mgd_recalc_mgy": r["mgd_recalc_mgy"],
+            "flags": r["flags"],
+            "protocol": r["protocol"],
+            "label": r["label"],
+            "study_description": r["description"],
         }
         patients.add(out["patient"])
         studies.add(out["study"])
@@ -141,24 +191,35 @@ def parquet_available() -> bool:
     return True
 
 
-def export_research(store, site_secret: bytes, project: str, out_dir: Path, settings, fmt: str = "csv",
-                    parquet: Optional[bool] = None, since: Optional[str] = None, until: Optional[str] = None,
-                    exclude_flagged: bool = False) -> dict:
+def export_research(
+    store,
+    site_secret: bytes,
+    project: str,
+    out_dir: Path,
+    settings,
+    fmt: str = "csv",
+    parquet: bool | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    exclude_flagged: bool = False,
+) -> dict:
     """Write the extract of ``project`` to ``out_dir``; returns the manifest (also written)."""
     if fmt not in ("csv", "xlsx"):
         raise ResearchExportError(f"unknown format {fmt!r}: use csv or xlsx")
-    gov = settings["governance"]
-    free_text = [c for c in gov["research_free_text"]]
+    gov = settings.governance
+    free_text = list(gov.research_free_text)
     unknown = set(free_text) - set(FREE_TEXT)
     if unknown:
-        raise ResearchExportError(f"[governance] research_free_text: unknown column(s) {', '.join(sorted(unknown))}; "
-                                  f"allowed: {', '.join(FREE_TEXT)}")
+        raise ResearchExportError(
+            f"[governance] research_free_text: unknown column(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(FREE_TEXT)}"
+        )
     if parquet is None:
         parquet = parquet_available()
     elif parquet and not parquet_available():
         raise ResearchExportError("Parquet needs pyarrow: pip install pyarrow (or use --no-parquet)")
-    keys = ProjectKeys(site_secret, project, int(gov["research_date_shift_days"]))
-    band = int(gov["research_age_band_years"])
+    keys = ProjectKeys(site_secret, project, gov.research_date_shift_days)
+    band = gov.research_age_band_years
     columns = columns_for(free_text)
     out_dir = private_dir(Path(out_dir))
     counts = {"flagged_excluded": 0}
@@ -189,16 +250,19 @@ def export_research(store, site_secret: bytes, project: str, out_dir: Path, sett
         },
         "rules": {
             "patient": "per-project pseudonym: HMAC-SHA256 of the site pseudonym under a key derived "
-                       "from the site secret and the project name",
+            "from the site secret and the project name",
             "study": "per-project pseudonym of the Study Instance UID",
             "dates": f"shifted per patient by a keyed offset of +/-1..{keys.max_shift_days} days; "
-                     "intervals within a patient kept",
+            "intervals within a patient kept",
             "age": f"bands of {band} years" if band > 0 else "whole years",
             "free_text": sorted(free_text) or "none (protocol, label, study description dropped)",
             "unit": "per-project label; serial, station and institution dropped",
             "excluded": "test / QA phantom studies; opted-out patients (list read at export time)"
-                        + ("; events with infeasible values" if exclude_flagged else
-                           "; events with infeasible values kept, see flags"),
+            + (
+                "; events with infeasible values"
+                if exclude_flagged
+                else "; events with infeasible values kept, see flags"
+            ),
             "identifiers": "no name, patient ID, birth date, accession number, UID or site pseudonym",
         },
         "columns": list(columns),

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Optional
 
 from srdose.dates import parse_da, parse_day
 from srdose.store.governance import purge_before
 
 
-def resolve_before(before: Optional[str], retention_days: int, today: Optional[dt.date] = None) -> str:
+def resolve_before(before: str | None, retention_days: int, today: dt.date | None = None) -> str:
     """The cut-off date as YYYYMMDD: ``before`` (YYYY-MM-DD or YYYYMMDD), else today - retention."""
     if before:
         day = parse_day(before.strip())
@@ -43,14 +42,20 @@ def _old_files(folder: Path, cutoff: float, recursive: bool = True) -> list[Path
 def purge(store, settings, before: str, dry_run: bool = False) -> dict:
     """Purge the database and files; returns counts (what was, or with dry_run would be, removed)."""
     counts = purge_before(store, before, dry_run=dry_run)
-    cutoff = dt.datetime.combine(parse_da(before), dt.time()).timestamp()
+    day = parse_da(before)
+    assert day is not None  # purge_before has read it
+    cutoff = dt.datetime.combine(day, dt.time()).timestamp()
     quarantine_db_files = [Path(p) for p in counts.pop("quarantine_files")]
     qdir = settings.quarantine_dir
     files = {
         # files of removed quarantine records, their .json notes, and any older file there
-        "quarantine": sorted({*(p for p in quarantine_db_files if p.exists()),
-                              *(p.with_suffix(".json") for p in quarantine_db_files if p.with_suffix(".json").exists()),
-                              *_old_files(qdir, cutoff)}),
+        "quarantine": sorted(
+            {
+                *(p for p in quarantine_db_files if p.exists()),
+                *(p.with_suffix(".json") for p in quarantine_db_files if p.with_suffix(".json").exists()),
+                *_old_files(qdir, cutoff),
+            }
+        ),
         "archive": _old_files(settings.archive_dir, cutoff),
         "spool_ingested": _old_files(settings.spool_dir / "ingested", cutoff),
     }

@@ -16,7 +16,6 @@ import io
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional, Union
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -49,10 +48,24 @@ from srdose.parse.values import check_uid, date_or_none, time_or_none, uid_probl
 from srdose.vocab import SourceKind
 
 __all__ = [
-    "AccumulatedDose", "Device", "DoseReport", "Filter", "IrradiationEvent",
-    "Pulse", "Study", "Refused", "NotDicom", "Malformed", "Unsupported",
-    "NotADoseReport", "read_path", "read_bytes", "read_dataset", "age_in_years",
-    "image_header", "uid_problem",
+    "AccumulatedDose",
+    "Device",
+    "DoseReport",
+    "Filter",
+    "IrradiationEvent",
+    "Pulse",
+    "Study",
+    "Refused",
+    "NotDicom",
+    "Malformed",
+    "Unsupported",
+    "NotADoseReport",
+    "read_path",
+    "read_bytes",
+    "read_dataset",
+    "age_in_years",
+    "image_header",
+    "uid_problem",
 ]
 
 
@@ -63,13 +76,17 @@ AGE_YEARS = (10.0, 120.0)
 AGE_RESOLUTION_YEARS = 1
 
 
-def _s(ds: Dataset, keyword: str, flags: list, limit: int = 256) -> Optional[str]:
+def _s(ds: Dataset, keyword: str, flags: list, limit: int = 256) -> str | None:
     value = ds.get(keyword)
     if value is None:
         return None
     if not isinstance(value, str):
         try:
-            value = "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value)
+            value = (
+                "\\".join(str(v) for v in value)
+                if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+                else str(value)
+            )
         except TypeError:
             value = str(value)
     value = value.strip()
@@ -79,8 +96,9 @@ def _s(ds: Dataset, keyword: str, flags: list, limit: int = 256) -> Optional[str
     return value or None
 
 
-def age_in_years(birth_date: Optional[str], study_date: Optional[str],
-                 patient_age: Optional[str], resolution: int = AGE_RESOLUTION_YEARS) -> Optional[int]:
+def age_in_years(
+    birth_date: str | None, study_date: str | None, patient_age: str | None, resolution: int = AGE_RESOLUTION_YEARS
+) -> int | None:
     """Age at the study in completed years, floored to a multiple of ``resolution``.
 
     From birth date and study date when both are valid (birthdays counted on
@@ -122,14 +140,15 @@ def _header(ds: Dataset, report: DoseReport) -> None:
     st.patient_id = _s(ds, "PatientID", flags, 64)
     st.accession = _s(ds, "AccessionNumber", flags, 64)
     st.patient_name = _s(ds, "PatientName", flags, 320)
-    st.age_years = age_in_years(date_or_none(_s(ds, "PatientBirthDate", flags, 16)), st.study_date,
-                                _s(ds, "PatientAge", flags, 8))
+    st.age_years = age_in_years(
+        date_or_none(_s(ds, "PatientBirthDate", flags, 16)), st.study_date, _s(ds, "PatientAge", flags, 8)
+    )
     if st.age_years is not None and not (AGE_YEARS[0] <= st.age_years <= AGE_YEARS[1]):
         flags.append("absurd:age_years")  # e.g. "001D" left by an anonymiser
         st.age_years = None
 
 
-def _checked_value(value: Optional[str], check, name: str, flags: list) -> Optional[str]:
+def _checked_value(value: str | None, check, name: str, flags: list) -> str | None:
     """``check(value)``; an invalid value becomes None plus an ``invalid:<name>`` flag."""
     if value is None:
         return None
@@ -144,7 +163,7 @@ def _need_study_uid(ds: Dataset) -> None:
         raise Malformed("dataset has no Study Instance UID: its events cannot be placed in a study")
 
 
-def read_dataset(ds: Dataset, nodes: Optional[list[Node]] = None) -> DoseReport:
+def read_dataset(ds: Dataset, nodes: list[Node] | None = None) -> DoseReport:
     """Parse a dataset already in memory.
 
     ``nodes`` is the content tree already read from the encoded bytes, if
@@ -192,9 +211,21 @@ def _read(fp, what: str) -> Dataset:
     except InvalidDicomError as exc:
         raise NotDicom(f"{what} is not a DICOM Part 10 file ({exc}); send DICOM files only") from exc
     # struct and zlib errors: pydicom reading a header or a deflated body cut short
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError, RecursionError,
-            struct.error, zlib.error) as exc:
-        raise Malformed(f"{what} could not be read as DICOM ({type(exc).__name__}: {str(exc)[:200]}); it is truncated or damaged") from exc
+    except (
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        NotImplementedError,
+        RecursionError,
+        struct.error,
+        zlib.error,
+    ) as exc:
+        raise Malformed(
+            f"{what} could not be read as DICOM ({type(exc).__name__}: {str(exc)[:200]}); it is truncated or damaged"
+        ) from exc
     return ds
 
 
@@ -221,7 +252,7 @@ def _transfer_syntax(ds: Dataset) -> str:
     return str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
 
 
-def read_path(path: Union[str, Path]) -> DoseReport:
+def read_path(path: str | Path) -> DoseReport:
     """Parse a DICOM file on disk."""
     path = Path(path)
     return read_bytes(path.read_bytes(), path.name)
@@ -250,8 +281,7 @@ def image_header(data: bytes, what: str = "dataset") -> bytes:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # no pixels left to be compressed
         buf = io.BytesIO()
         ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            NotImplementedError) as exc:
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError) as exc:
         raise Malformed(f"{what} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]})") from exc
     return buf.getvalue()
 

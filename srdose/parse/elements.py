@@ -60,8 +60,22 @@ LONG_CODE_VALUE, URN_CODE_VALUE = 0x00080119, 0x00080120
 #: Sequences the content tree needs; all others are skipped.
 DESCEND = frozenset({CONTENT_SEQ, CONCEPT_NAME, CONCEPT_CODE, MEASURED_VALUE_SEQ, UNITS_SEQ})
 #: Every non-sequence tag the content tree needs.
-READ = frozenset({VALUE_TYPE, RELATIONSHIP, NUMERIC_VALUE, TEXT_VALUE, DATETIME, UID, CODE_VALUE,
-                  SCHEME, MEANING, LONG_CODE_VALUE, URN_CODE_VALUE, FLOAT_VALUE})
+READ = frozenset(
+    {
+        VALUE_TYPE,
+        RELATIONSHIP,
+        NUMERIC_VALUE,
+        TEXT_VALUE,
+        DATETIME,
+        UID,
+        CODE_VALUE,
+        SCHEME,
+        MEANING,
+        LONG_CODE_VALUE,
+        URN_CODE_VALUE,
+        FLOAT_VALUE,
+    }
+)
 #: Text-valued tags whose characters depend on the Specific Character Set.
 _CHARSET_TAGS = frozenset({TEXT_VALUE, MEANING})
 _TOP = frozenset({CONTENT_SEQ})
@@ -77,8 +91,10 @@ class _Truncated(Exception):
 
 def too_deep() -> Malformed:
     """The refusal of a file whose sequences are nested beyond :data:`MAX_NESTING`."""
-    return Malformed(f"sequences nested more than {MAX_NESTING} levels deep; a dose report's content is 4-8 "
-                     "levels deep, so this file is damaged or hostile")
+    return Malformed(
+        f"sequences nested more than {MAX_NESTING} levels deep; a dose report's content is 4-8 "
+        "levels deep, so this file is damaged or hostile"
+    )
 
 
 class _Walker:
@@ -110,7 +126,7 @@ class _Walker:
         tag = (group << 16) | elem
         if self.implicit or group == 0xFFFE:
             return tag, None, self.u32(buf, pos + 4)[0], pos + 8
-        vr = buf[pos + 4:pos + 6]
+        vr = buf[pos + 4 : pos + 6]
         if vr in _LONG_VRS:
             if pos + 12 > self.n:
                 raise _Truncated()
@@ -126,8 +142,7 @@ class _Walker:
         self.elements(0, self.n, 0, found, _TOP)
         return found.get(CONTENT_SEQ)
 
-    def elements(self, pos: int, end: int | None, depth: int, item: dict | None,
-                 descend: frozenset) -> int:
+    def elements(self, pos: int, end: int | None, depth: int, item: dict | None, descend: frozenset) -> int:
         """Walk the elements from ``pos`` to ``end`` (None: to the item delimiter).
 
         ``item``, when given, receives the values of :data:`READ` tags and the
@@ -178,11 +193,12 @@ class _Walker:
                 if tag == FLOAT_VALUE:
                     item[tag] = self.f64(buf, pos)[0] if vlen >= 8 else None
                 else:
-                    raw = buf[pos:pos + vlen]
+                    raw = buf[pos : pos + vlen]
                     if tag in _CHARSET_TAGS:
                         try:
                             text = raw.decode("ascii")
                         except UnicodeDecodeError:
+                            assert self.encodings is not None  # top() reads items only with encodings
                             text = decode_bytes(raw, self.encodings, set())
                     else:
                         text = raw.decode("latin-1")
@@ -236,7 +252,7 @@ def _body(data: bytes) -> int:
     while pos + 4 <= n and struct.unpack_from("<H", data, pos)[0] == 0x0002:
         if pos + 8 > n:
             raise _Truncated()
-        if data[pos + 4:pos + 6] in _LONG_VRS:
+        if data[pos + 4 : pos + 6] in _LONG_VRS:
             if pos + 12 > n:
                 raise _Truncated()
             (length,) = struct.unpack_from("<I", data, pos + 8)
@@ -281,7 +297,7 @@ def scan(data: bytes, transfer_syntax: str, encodings: list[str] | None = None) 
     """
     ts = str(transfer_syntax or "")
     try:
-        body = data[_body(data):]
+        body = data[_body(data) :]
         if ts == DEFLATED:
             inflater = zlib.decompressobj(-zlib.MAX_WBITS)
             body = inflater.decompress(body) + inflater.flush()
@@ -290,8 +306,7 @@ def scan(data: bytes, transfer_syntax: str, encodings: list[str] | None = None) 
         return _Walker(body, implicit=(ts == IMPLICIT_LE), little=(ts != EXPLICIT_BE), encodings=encodings).top()
     except _Truncated:
         raise Malformed(
-            "file is truncated: its last element runs past the end of the file; "
-            "fetch or send it again"
+            "file is truncated: its last element runs past the end of the file; fetch or send it again"
         ) from None
     except zlib.error as exc:
         raise Malformed(f"deflated dataset cannot be inflated ({exc}): damaged file") from None

@@ -9,8 +9,6 @@ CompressionForce in N.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydicom.dataset import Dataset
 
 from srdose import codes as C
@@ -23,13 +21,19 @@ from srdose.vocab import Acquisition
 REFERENCE_AT_ENTRANCE_DISTANCE = "At Distance Source to Entrance"
 
 _MATERIAL_TERMS = {  # defined terms of AnodeTargetMaterial / FilterMaterial
-    "MOLYBDENUM": "Mo", "RHODIUM": "Rh", "TUNGSTEN": "W", "SILVER": "Ag",
-    "ALUMINUM": "Al", "ALUMINIUM": "Al", "COPPER": "Cu", "PALLADIUM": "Pd",
+    "MOLYBDENUM": "Mo",
+    "RHODIUM": "Rh",
+    "TUNGSTEN": "W",
+    "SILVER": "Ag",
+    "ALUMINUM": "Al",
+    "ALUMINIUM": "Al",
+    "COPPER": "Cu",
+    "PALLADIUM": "Pd",
     "MOLYBDENUM_RHODIUM": None,  # a multi-material filter: not one material
 }
 
 
-def _float(ds: Dataset, keyword: str) -> Optional[float]:
+def _float(ds: Dataset, keyword: str) -> float | None:
     value = ds.get(keyword)
     if value is None or value == "":
         return None
@@ -41,11 +45,11 @@ def _float(ds: Dataset, keyword: str) -> Optional[float]:
         return None
 
 
-def _checked(ev: IrradiationEvent, name: str, value: Optional[float]) -> Optional[float]:
+def _checked(ev: IrradiationEvent, name: str, value: float | None) -> float | None:
     return checked(name, value, ev.flags)
 
 
-def _term(ds: Dataset, keyword: str) -> Optional[str]:
+def _term(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if not value:
         return None
@@ -141,4 +145,3 @@ def read_image_event(ds: Dataset) -> IrradiationEvent:
         if getattr(ev, what) is None and not any(f.endswith(":" + what) for f in ev.flags):
             ev.flag(f"missing:{what}")
     return ev
-

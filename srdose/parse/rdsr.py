@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from statistics import median
-from typing import Optional
 
 from pydicom.dataset import Dataset
 
@@ -84,24 +83,26 @@ PLAUSIBLE = {
 #: AGD = HVL = entrance exposure = 0 on some 20 kV events).
 ZERO_MEANS_MISSING = frozenset(PLAUSIBLE) | {"n_pulses"}
 # Bounds of the other numbers srdose stores; a zero in these is a value.
-PLAUSIBLE.update({
-    "mas": (0.0, 5000.0),
-    "n_pulses": (1.0, 100000.0),
-    "filter_min_mm": (0.0, 20.0),
-    "filter_max_mm": (0.0, 20.0),
-    "filter_thickness_mm": (0.0, 20.0),
-    "compression_pressure_kpa": (0.0, 1000.0),
-    "compression_contact_area_mm2": (0.0, 1.0e6),
-    "positioner_primary_angle_deg": (-360.0, 360.0),
-    "positioner_secondary_angle_deg": (-360.0, 360.0),
-    "positioner_primary_end_angle_deg": (-360.0, 360.0),
-    "dose_area_product_gym2": (0.0, 10.0),
-    # a total over the study: a 0 is real (that breast was not imaged)
-    "accumulated_agd": (0.0, 2000.0),
-})
+PLAUSIBLE.update(
+    {
+        "mas": (0.0, 5000.0),
+        "n_pulses": (1.0, 100000.0),
+        "filter_min_mm": (0.0, 20.0),
+        "filter_max_mm": (0.0, 20.0),
+        "filter_thickness_mm": (0.0, 20.0),
+        "compression_pressure_kpa": (0.0, 1000.0),
+        "compression_contact_area_mm2": (0.0, 1.0e6),
+        "positioner_primary_angle_deg": (-360.0, 360.0),
+        "positioner_secondary_angle_deg": (-360.0, 360.0),
+        "positioner_primary_end_angle_deg": (-360.0, 360.0),
+        "dose_area_product_gym2": (0.0, 10.0),
+        # a total over the study: a 0 is real (that breast was not imaged)
+        "accumulated_agd": (0.0, 2000.0),
+    }
+)
 
 
-def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
+def checked(name: str, value: float | None, flags: list) -> float | None:
     """``value`` unless it is a zero meaning "not measured" or absurd for
     ``name``; then None, with a flag naming it."""
     if value is None:
@@ -119,7 +120,8 @@ def checked(name: str, value: Optional[float], flags: list) -> Optional[float]:
 
 # --- value helpers ------------------------------------------------------------
 
-def _text(value, flags: list, what: str) -> Optional[str]:
+
+def _text(value, flags: list, what: str) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
@@ -131,9 +133,10 @@ def _text(value, flags: list, what: str) -> Optional[str]:
     return text
 
 
-def _number(node: Node, flags: list) -> Optional[float]:
+def _number(node: Node, flags: list) -> float | None:
     """Canonical value of a NUM node, or None with a flag saying why."""
     name = node.name
+    assert name is not None  # called for the NUM items it knows by name
     if node.problem:
         flags.append(f"no_value:{name}")
         return None
@@ -145,21 +148,21 @@ def _number(node: Node, flags: list) -> Optional[float]:
     return checked(name, value, flags)
 
 
-def _laterality(code) -> Optional[str]:
+def _laterality(code) -> str | None:
     if not code:
         return None
     key, meaning = code
     return C.LATERALITY_LABELS.get(key) or C.LATERALITY_MEANINGS.get(meaning.strip().lower())
 
 
-def _view(code) -> Optional[str]:
+def _view(code) -> str | None:
     if not code:
         return None
     key, meaning = code
     return C.VIEW_LABELS.get(key) or C.VIEW_MEANINGS.get(meaning.strip().lower())
 
 
-def material(code) -> Optional[str]:
+def material(code) -> str | None:
     """Element symbol of an anode or filter material code."""
     if not code:
         return None
@@ -173,7 +176,7 @@ def material(code) -> Optional[str]:
     return None
 
 
-def _laterality_below(node: Node) -> Optional[str]:
+def _laterality_below(node: Node) -> str | None:
     for child in node.children:
         if child.name == "laterality" and child.vt == "CODE":
             return _laterality(child.value)
@@ -184,15 +187,33 @@ def _laterality_below(node: Node) -> Optional[str]:
 
 _PER_PULSE = ("kvp", "tube_current_ma", "exposure_mas", "pulse_width_ms")
 _EVENT_NUMBERS = (
-    "hvl_mm", "entrance_exposure_mgy", "agd_mgy", "focal_spot_mm",
-    "compressed_thickness_mm", "compression_force_n", "compression_pressure_kpa",
-    "compression_contact_area_mm2", "positioner_primary_angle_deg",
-    "positioner_secondary_angle_deg", "positioner_primary_end_angle_deg",
-    "source_detector_mm", "source_rp_mm", "dose_area_product_gym2",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "focal_spot_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "compression_pressure_kpa",
+    "compression_contact_area_mm2",
+    "positioner_primary_angle_deg",
+    "positioner_secondary_angle_deg",
+    "positioner_primary_end_angle_deg",
+    "source_detector_mm",
+    "source_rp_mm",
+    "dose_area_product_gym2",
 )
 #: Values every mammography event should carry; missing ones are flagged.
-EXPECTED = ("kvp", "mas", "anode", "filter_material", "compressed_thickness_mm",
-            "agd_mgy", "hvl_mm", "laterality", "view")
+EXPECTED = (
+    "kvp",
+    "mas",
+    "anode",
+    "filter_material",
+    "compressed_thickness_mm",
+    "agd_mgy",
+    "hvl_mm",
+    "laterality",
+    "view",
+)
 
 
 def read_event(container: Node) -> IrradiationEvent:
@@ -202,7 +223,7 @@ def read_event(container: Node) -> IrradiationEvent:
     lists: dict[str, list] = {k: [] for k in _PER_PULSE}
     times: list[float] = []
     durations: list[float] = []
-    reported_pulses: Optional[float] = None
+    reported_pulses: float | None = None
     for node in container.children:
         name = node.name
         if name is None:
@@ -296,12 +317,16 @@ _STORED_NUMBERS = (
     "source_rp_mm",
     "dose_area_product_gym2",
 )
-_PULSE_NUMBERS = {"kvp": "kvp", "tube_current_ma": "tube_current_ma",
-                  "exposure_mas": "exposure_mas", "pulse_width_ms": "pulse_width_ms"}
+_PULSE_NUMBERS = {
+    "kvp": "kvp",
+    "tube_current_ma": "tube_current_ma",
+    "exposure_mas": "exposure_mas",
+    "pulse_width_ms": "pulse_width_ms",
+}
 _FILTER_NUMBERS = {"thickness_min_mm": "filter_min_mm", "thickness_max_mm": "filter_max_mm"}
 
 
-def _bounded(name: str, value, flags_to) -> Optional[float]:
+def _bounded(name: str, value, flags_to) -> float | None:
     if value is None:
         return None
     lo, hi = PLAUSIBLE[name]
@@ -328,7 +353,7 @@ def bound_event(ev: IrradiationEvent) -> None:
             setattr(f, attr, _bounded(name, getattr(f, attr), ev.flag))
 
 
-def checked_datetime(value: Optional[str], flags: list) -> Optional[str]:
+def checked_datetime(value: str | None, flags: list) -> str | None:
     """A DT value when it is one, else None plus an ``invalid:datetime_started`` flag."""
     if value is None:
         return None
@@ -354,8 +379,9 @@ def _read_filter(node: Node, flags: list) -> Filter:
     return f
 
 
-def derive_event_values(ev: IrradiationEvent, lists: dict, times: list,
-                        durations: list, reported_pulses: Optional[float]) -> None:
+def derive_event_values(
+    ev: IrradiationEvent, lists: dict, times: list, durations: list, reported_pulses: float | None
+) -> None:
     """Event-level technique factors from the per-pulse values.
 
     The rules, so that a physicist can check them:
@@ -385,12 +411,20 @@ def derive_event_values(ev: IrradiationEvent, lists: dict, times: list,
     if n:
         ev.pulses = [Pulse(i, at(kv, i), at(ma, i), at(mas, i), at(pw, i)) for i in range(n)]
 
-    charges: list[Optional[float]] = []
+    charges: list[float] = []  # all present, or none
     if mas and all(v is not None for v in mas):
         charges = list(mas)
     elif ma and pw and len(ma) == len(pw) and all(v is not None for v in ma + pw):
         charges = [a * w / 1000.0 for a, w in zip(ma, pw)]
-    total_time = sum(times) if times else (sum(v for v in pw if v is not None) if pw and all(v is not None for v in pw) else (sum(durations) if durations else None))
+    total_time = (
+        sum(times)
+        if times
+        else (
+            sum(v for v in pw if v is not None)
+            if pw and all(v is not None for v in pw)
+            else (sum(durations) if durations else None)
+        )
+    )
     ev.exposure_time_ms = total_time
     ev.irradiation_duration_ms = sum(durations) if durations else None
 
@@ -491,9 +525,11 @@ def read_report(ds: Dataset, nodes: list[Node], report: DoseReport) -> None:
             "this is a CT dose report (procedure reported: "
             f"{procedure[1]}); srdose reads mammography dose reports only for now"
         )
-    is_mammo = (procedure is not None and procedure[0] == MAMMOGRAPHY_KEY) or any(
-        a.laterality for a in report.accumulated
-    ) or str(ds.get("Modality", "")).upper() == "MG"
+    is_mammo = (
+        (procedure is not None and procedure[0] == MAMMOGRAPHY_KEY)
+        or any(a.laterality for a in report.accumulated)
+        or str(ds.get("Modality", "")).upper() == "MG"
+    )
     if not is_mammo:
         what = procedure[1] if procedure else "not stated"
         raise Unsupported(
@@ -504,12 +540,12 @@ def read_report(ds: Dataset, nodes: list[Node], report: DoseReport) -> None:
         report.flags.append("no_irradiation_events")
 
 
-def root_concept(ds: Dataset) -> Optional[tuple[tuple[str, str], str]]:
+def root_concept(ds: Dataset) -> tuple[tuple[str, str], str] | None:
     """The normalised code and meaning of an SR's document title."""
     return dataset_code(ds.get("ConceptNameCodeSequence"))
 
 
-def check_dose_sr(ds: Dataset, nodes: Optional[list[Node]] = None) -> list[Node]:
+def check_dose_sr(ds: Dataset, nodes: list[Node] | None = None) -> list[Node]:
     """Refuse an SR that is not a readable dose report; return its nodes.
 
     ``nodes`` is the content tree when the caller already read it from the

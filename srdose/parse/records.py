@@ -8,17 +8,16 @@ canonical units of :mod:`srdose.units` (kV, mA, mAs, ms, mm, N, mGy).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
 class Filter:
     """One X-ray filter container (TID 10007 X-Ray Filters, 113771)."""
 
-    material: Optional[str] = None  # element symbol: Mo, Rh, Ag, Al, Cu
-    filter_type: Optional[str] = None
-    thickness_min_mm: Optional[float] = None
-    thickness_max_mm: Optional[float] = None
+    material: str | None = None  # element symbol: Mo, Rh, Ag, Al, Cu
+    filter_type: str | None = None
+    thickness_min_mm: float | None = None
+    thickness_max_mm: float | None = None
 
 
 @dataclass
@@ -26,10 +25,10 @@ class Pulse:
     """Technique factors of one pulse (or DBT projection) inside an event."""
 
     index: int
-    kvp: Optional[float] = None
-    tube_current_ma: Optional[float] = None
-    exposure_mas: Optional[float] = None
-    pulse_width_ms: Optional[float] = None
+    kvp: float | None = None
+    tube_current_ma: float | None = None
+    exposure_mas: float | None = None
+    pulse_width_ms: float | None = None
 
 
 @dataclass
@@ -41,44 +40,44 @@ class IrradiationEvent:
     are derived from them by :func:`srdose.parse.rdsr.derive_event_values`.
     """
 
-    event_uid: Optional[str] = None
-    datetime_started: Optional[str] = None  # DICOM DT, as written
-    event_type: Optional[str] = None  # stationary | rotational | stepping
-    acquisition: Optional[str] = None  # 2D | DBT
-    protocol: Optional[str] = None
-    label: Optional[str] = None
-    view: Optional[str] = None  # CC, MLO, ...
+    event_uid: str | None = None
+    datetime_started: str | None = None  # DICOM DT, as written
+    event_type: str | None = None  # stationary | rotational | stepping
+    acquisition: str | None = None  # 2D | DBT
+    protocol: str | None = None
+    label: str | None = None
+    view: str | None = None  # CC, MLO, ...
     view_modifiers: list[str] = field(default_factory=list)
-    laterality: Optional[str] = None  # L | R | B
-    target_region: Optional[str] = None
+    laterality: str | None = None  # L | R | B
+    target_region: str | None = None
     # event-level technique factors (derived)
-    kvp: Optional[float] = None
-    mas: Optional[float] = None
-    tube_current_ma: Optional[float] = None
-    exposure_time_ms: Optional[float] = None
-    irradiation_duration_ms: Optional[float] = None
-    n_pulses: Optional[int] = None
+    kvp: float | None = None
+    mas: float | None = None
+    tube_current_ma: float | None = None
+    exposure_time_ms: float | None = None
+    irradiation_duration_ms: float | None = None
+    n_pulses: int | None = None
     pulses: list[Pulse] = field(default_factory=list)
-    anode: Optional[str] = None
+    anode: str | None = None
     filters: list[Filter] = field(default_factory=list)
-    filter_material: Optional[str] = None
-    filter_thickness_mm: Optional[float] = None
-    focal_spot_mm: Optional[float] = None
-    grid: Optional[str] = None
-    compressed_thickness_mm: Optional[float] = None
-    compression_force_n: Optional[float] = None
-    compression_pressure_kpa: Optional[float] = None
-    compression_contact_area_mm2: Optional[float] = None
-    hvl_mm: Optional[float] = None
-    entrance_exposure_mgy: Optional[float] = None
-    reference_point: Optional[str] = None
-    agd_mgy: Optional[float] = None
-    positioner_primary_angle_deg: Optional[float] = None
-    positioner_primary_end_angle_deg: Optional[float] = None
-    positioner_secondary_angle_deg: Optional[float] = None
-    source_detector_mm: Optional[float] = None
-    source_rp_mm: Optional[float] = None
-    dose_area_product_gym2: Optional[float] = None
+    filter_material: str | None = None
+    filter_thickness_mm: float | None = None
+    focal_spot_mm: float | None = None
+    grid: str | None = None
+    compressed_thickness_mm: float | None = None
+    compression_force_n: float | None = None
+    compression_pressure_kpa: float | None = None
+    compression_contact_area_mm2: float | None = None
+    hvl_mm: float | None = None
+    entrance_exposure_mgy: float | None = None
+    reference_point: str | None = None
+    agd_mgy: float | None = None
+    positioner_primary_angle_deg: float | None = None
+    positioner_primary_end_angle_deg: float | None = None
+    positioner_secondary_angle_deg: float | None = None
+    source_detector_mm: float | None = None
+    source_rp_mm: float | None = None
+    dose_area_product_gym2: float | None = None
     flags: list[str] = field(default_factory=list)
 
     def flag(self, name: str) -> None:
@@ -91,39 +90,39 @@ class IrradiationEvent:
 class AccumulatedDose:
     """Accumulated AGD for one breast (TID 10005, 111637)."""
 
-    laterality: Optional[str]
-    agd_mgy: Optional[float]
+    laterality: str | None
+    agd_mgy: float | None
 
 
 @dataclass
 class Device:
     """The X-ray unit; identity = manufacturer + model + serial."""
 
-    manufacturer: Optional[str] = None
-    model: Optional[str] = None
-    serial: Optional[str] = None
-    station: Optional[str] = None
-    institution: Optional[str] = None
-    department: Optional[str] = None
-    software: Optional[str] = None
-    observer_uid: Optional[str] = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    station: str | None = None
+    institution: str | None = None
+    department: str | None = None
+    software: str | None = None
+    observer_uid: str | None = None
 
 
 @dataclass
 class Study:
     """Study-level facts. Identifiers here are cleared by pseudonymisation."""
 
-    study_instance_uid: Optional[str] = None
-    study_date: Optional[str] = None  # YYYYMMDD
-    study_time: Optional[str] = None  # HHMMSS
-    description: Optional[str] = None
-    procedure: Optional[str] = None
-    age_years: Optional[float] = None
-    sex: Optional[str] = None
+    study_instance_uid: str | None = None
+    study_date: str | None = None  # YYYYMMDD
+    study_time: str | None = None  # HHMMSS
+    description: str | None = None
+    procedure: str | None = None
+    age_years: float | None = None
+    sex: str | None = None
     # Only held between parse and store; never written anywhere.
-    patient_id: Optional[str] = field(default=None, repr=False)
-    accession: Optional[str] = field(default=None, repr=False)
-    patient_name: Optional[str] = field(default=None, repr=False)
+    patient_id: str | None = field(default=None, repr=False)
+    accession: str | None = field(default=None, repr=False)
+    patient_name: str | None = field(default=None, repr=False)
     # a test / QA phantom study (set at ingest from the ID or name above)
     not_patient: bool = False
 

@@ -10,6 +10,8 @@ meaning as the fallback.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydicom.dataset import Dataset
 
 from srdose import codes as C
@@ -45,8 +47,15 @@ class Node:
     __slots__ = ("rel", "vt", "name", "meaning", "value", "unit", "children", "problem")
 
     def __init__(self) -> None:
-        self.rel = self.vt = self.name = self.meaning = None
-        self.value = self.unit = self.problem = None
+        self.rel: str | None = None
+        self.vt: str | None = None
+        self.name: str | None = None
+        self.meaning: str | None = None
+        #: a NUM's float, a CODE's Code, else the text (None when absent or unreadable); the readers
+        #: know which from ``vt``
+        self.value: Any = None
+        self.unit: str | None = None
+        self.problem: str | None = None
         self.children: list[Node] = []
 
 

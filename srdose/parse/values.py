@@ -8,8 +8,6 @@ that is not one becomes NULL plus a flag: the dose values are still good.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from srdose.dates import da_or_none, dt_or_none, tm_or_none
 from srdose.parse.errors import Malformed
 
@@ -18,7 +16,7 @@ UID_MAX = 64
 _DIGITS = frozenset("0123456789")
 
 
-def uid_problem(value: str) -> Optional[str]:
+def uid_problem(value: str) -> str | None:
     """What makes ``value`` an invalid UID (PS3.5 9.1), or None when it is valid."""
     if not value:
         return "it is empty"
@@ -34,7 +32,7 @@ def uid_problem(value: str) -> Optional[str]:
     return None
 
 
-def check_uid(value: Optional[str], what: str) -> Optional[str]:
+def check_uid(value: str | None, what: str) -> str | None:
     """``value`` when it is a valid UID (or absent); else refuse the dataset.
 
     Raises
@@ -47,23 +45,25 @@ def check_uid(value: Optional[str], what: str) -> Optional[str]:
     problem = uid_problem(value)
     if problem:
         shown = repr(value[:80]) + ("..." if len(value) > 80 else "")
-        raise Malformed(f"{what} {shown} is not a valid DICOM UID: {problem} (PS3.5 9.1); "
-                        "the sending system must be fixed before this object can be stored")
+        raise Malformed(
+            f"{what} {shown} is not a valid DICOM UID: {problem} (PS3.5 9.1); "
+            "the sending system must be fixed before this object can be stored"
+        )
     return value
 
 
-def date_or_none(value: Optional[str]) -> Optional[str]:
+def date_or_none(value: str | None) -> str | None:
     """A DA value as YYYYMMDD when it is a real date (the old ``YYYY.MM.DD`` form is
     accepted), else None."""
     return da_or_none(value)
 
 
-def time_or_none(value: Optional[str]) -> Optional[str]:
+def time_or_none(value: str | None) -> str | None:
     """A TM value as HH[MM[SS]] (fraction dropped; the old ``HH:MM:SS`` form is
     accepted) when it is a time of day, else None."""
     return tm_or_none(value)
 
 
-def datetime_or_none(value: Optional[str]) -> Optional[str]:
+def datetime_or_none(value: str | None) -> str | None:
     """A DT value, as written, when every part of it is in range, else None."""
     return dt_or_none(value)

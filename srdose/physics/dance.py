@@ -40,7 +40,6 @@ reports which inputs lie outside a table; the caller gives those no value
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -75,11 +74,11 @@ class Grid:
         Where the numbers come from (paper, table, file).
     """
 
-    hvl: Optional[np.ndarray]
-    thickness: Optional[np.ndarray]
+    hvl: np.ndarray | None
+    thickness: np.ndarray | None
     values: np.ndarray
     log_thickness: bool = False
-    suspect: Optional[np.ndarray] = None
+    suspect: np.ndarray | None = None
     source: str = ""
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -111,7 +110,7 @@ class Grid:
         return ", ".join(parts) or "constant"
 
 
-def _axis_position(axis: Optional[np.ndarray], x: np.ndarray):
+def _axis_position(axis: np.ndarray | None, x: np.ndarray):
     """Left node index, weight of the right node and the clamped mask."""
     n = x.shape[0]
     if axis is None or len(axis) == 1:
@@ -138,8 +137,8 @@ class Interpolated:
     clamped_hvl: np.ndarray
     clamped_thickness: np.ndarray
     suspect: np.ndarray
-    d_hvl: Optional[np.ndarray] = None
-    d_thickness: Optional[np.ndarray] = None
+    d_hvl: np.ndarray | None = None
+    d_thickness: np.ndarray | None = None
 
 
 def interpolate(grid: Grid, hvl, thickness_cm, slopes: bool = False) -> Interpolated:
@@ -188,8 +187,12 @@ def interpolate(grid: Grid, hvl, thickness_cm, slopes: bool = False) -> Interpol
         value = np.where(np.isnan(t), np.nan, value)
     if grid.suspect is not None and grid.suspect.any():
         s = grid.suspect
-        suspect = ((s[i, j] & ((1 - wi) * (1 - wj) > 0)) | (s[i, j1] & ((1 - wi) * wj > 0))
-                   | (s[i1, j] & (wi * (1 - wj) > 0)) | (s[i1, j1] & (wi * wj > 0)))
+        suspect = (
+            (s[i, j] & ((1 - wi) * (1 - wj) > 0))
+            | (s[i, j1] & ((1 - wi) * wj > 0))
+            | (s[i1, j] & (wi * (1 - wj) > 0))
+            | (s[i1, j1] & (wi * wj > 0))
+        )
     else:
         suspect = np.zeros(n, dtype=bool)
     return Interpolated(value, ch, ct, suspect, d_h, d_t)
@@ -244,8 +247,16 @@ def fit_kv(kv, y, degree: int = 2) -> KvFit:
     coef = np.polyfit(kv, y, deg) if deg > 0 else np.array([float(np.mean(y))])
     residuals = y - np.polyval(coef, kv)
     padded = np.concatenate([np.zeros(3 - len(coef)), coef])
-    return KvFit(tuple(float(c) for c in padded), deg, float(kv.min()), float(kv.max()),
-                 tuple(float(r) for r in residuals), int(kv.size), int(len(np.unique(kv))), float(np.mean(y)))
+    return KvFit(
+        tuple(float(c) for c in padded),
+        deg,
+        float(kv.min()),
+        float(kv.max()),
+        tuple(float(r) for r in residuals),
+        int(kv.size),
+        int(len(np.unique(kv))),
+        float(np.mean(y)),
+    )
 
 
 def evaluate_fits(coef: np.ndarray, kv_range: np.ndarray, group: np.ndarray, kv, margin_kv):

@@ -64,7 +64,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -94,12 +93,16 @@ class FactorSetError(ValueError):
     """A factor-set file that cannot be used; the message names the problem."""
 
 
-def system_key(text: Optional[str]) -> str:
+def system_key(text: str | None) -> str:
     """The maker a DBT T table belongs to, from a manufacturer or system name."""
     t = (text or "").strip().lower()
-    for pattern, key in ((r"hologic", "hologic"), (r"^ge\b|general electric|senographe", "ge"),
-                         (r"siemens", "siemens"), (r"\bims\b|giotto", "giotto"),
-                         (r"fuji", "fujifilm")):
+    for pattern, key in (
+        (r"hologic", "hologic"),
+        (r"^ge\b|general electric|senographe", "ge"),
+        (r"siemens", "siemens"),
+        (r"\bims\b|giotto", "giotto"),
+        (r"fuji", "fujifilm"),
+    ):
         if re.search(pattern, t):
             return key
     return t
@@ -111,7 +114,7 @@ class SpectrumFactor:
 
     target: str
     filter: str
-    filter_mm: Optional[float]
+    filter_mm: float | None
     grid: Grid
 
 
@@ -121,7 +124,7 @@ class TTheta:
 
     target: str
     filter: str
-    filter_mm: Optional[float]
+    filter_mm: float | None
     hvl: np.ndarray
     thickness: np.ndarray
     angles: np.ndarray
@@ -161,25 +164,26 @@ class FactorSet:
     version: str
     kind: str  # bundled | user
     sha256: str
-    g: Optional[Grid] = None
+    g: Grid | None = None
     #: g beyond the published table (Monte Carlo), used only where ``g`` does not reach
-    g_ext: Optional[Grid] = None
+    g_ext: Grid | None = None
     c: dict = field(default_factory=dict)  # age group -> Grid
     s: list = field(default_factory=list)  # [SpectrumFactor]
     T: dict = field(default_factory=dict)  # system key -> Grid (a user set's T per system)
     t_theta: list = field(default_factory=list)  # [TTheta]: T computed from the event's own sweep
     #: c against glandularity: (glandularity nodes, one HVL x thickness Grid per node); phantom QC
-    c_glandularity: Optional[tuple] = None
+    c_glandularity: tuple | None = None
     sources: dict = field(default_factory=dict)  # table -> provenance text
     missing: dict = field(default_factory=dict)
-    content: Optional[str] = None  # the user CSV as loaded (stored with results)
+    content: str | None = None  # the user CSV as loaded (stored with results)
 
     @property
     def label(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def spectrum_factor(self, target: Optional[str], filt: Optional[str],
-                        filter_mm: Optional[float]) -> tuple[Optional[SpectrumFactor], str]:
+    def spectrum_factor(
+        self, target: str | None, filt: str | None, filter_mm: float | None
+    ) -> tuple[SpectrumFactor | None, str]:
         """s table for a beam and a note ('' or 'nearest_filter_mm')."""
         t, f = (target or "").upper(), (filt or "").upper()
         cands = [sf for sf in self.s if sf.target.upper() == t and sf.filter.upper() == f]
@@ -199,8 +203,7 @@ class FactorSet:
             return generic[0], ""
         return cands[0], "nearest_filter_mm"
 
-    def t_theta_for(self, target: Optional[str], filt: Optional[str],
-                    filter_mm: Optional[float]) -> tuple[Optional[TTheta], str]:
+    def t_theta_for(self, target: str | None, filt: str | None, filter_mm: float | None) -> tuple[TTheta | None, str]:
         """t(theta) table for a beam and a note ('' or 'nearest_filter_mm')."""
         t, f = (target or "").upper(), (filt or "").upper()
         cands = [tt for tt in self.t_theta if tt.target.upper() == t and tt.filter.upper() == f]
@@ -214,18 +217,29 @@ class FactorSet:
     def provenance(self) -> dict:
         """What to store beside every result this set produced."""
         return {
-            "name": self.name, "version": self.version, "kind": self.kind, "sha256": self.sha256,
-            "sources": self.sources, "missing": self.missing,
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "sources": self.sources,
+            "missing": self.missing,
             "tables": {
                 "g": None if self.g is None else self.g.range_text(),
                 "g_extension": None if self.g_ext is None else self.g_ext.range_text(),
                 "c": {k: v.range_text() for k, v in self.c.items()},
-                "s": {f"{sf.target}/{sf.filter}" + (f":{sf.filter_mm:g}" if sf.filter_mm else ""):
-                      sf.grid.range_text() for sf in self.s},
+                "s": {
+                    f"{sf.target}/{sf.filter}" + (f":{sf.filter_mm:g}" if sf.filter_mm else ""): sf.grid.range_text()
+                    for sf in self.s
+                },
                 "T": {k: v.range_text() for k, v in self.T.items()},
-                "t_theta": {f"{t.target}/{t.filter}:{t.filter_mm:g}": (
-                    f"HVL {t.hvl[0]:.3g}-{t.hvl[-1]:.3g} mm Al, thickness {t.thickness[0]:g}-{t.thickness[-1]:g} cm, "
-                    f"angle 0-{t.angles[-1]:g} deg") for t in self.t_theta},
+                "t_theta": {
+                    f"{t.target}/{t.filter}:{t.filter_mm:g}": (
+                        f"HVL {t.hvl[0]:.3g}-{t.hvl[-1]:.3g} mm Al, "
+                        f"thickness {t.thickness[0]:g}-{t.thickness[-1]:g} cm, "
+                        f"angle 0-{t.angles[-1]:g} deg"
+                    )
+                    for t in self.t_theta
+                },
             },
             "s_policy": S_POLICY if self.kind == "bundled" else "as given in the user factor set",
         }
@@ -234,15 +248,14 @@ class FactorSet:
 # --- CSV helpers ---------------------------------------------------------------------------
 
 
-def _num(text: Optional[str]) -> Optional[float]:
+def _num(text: str | None) -> float | None:
     text = (text or "").strip()
     if not text:
         return None
     return float(text)
 
 
-def _grid_from_points(points: dict, log_thickness: bool, source: str, what: str,
-                      suspect_cells=()) -> Grid:
+def _grid_from_points(points: dict, log_thickness: bool, source: str, what: str, suspect_cells=()) -> Grid:
     """A Grid from {(hvl or None, thickness or None): value}; must be a full grid."""
     hvls = sorted({h for h, _ in points if h is not None})
     ts = sorted({t for _, t in points if t is not None})
@@ -255,20 +268,25 @@ def _grid_from_points(points: dict, log_thickness: bool, source: str, what: str,
     for i, h in enumerate(hvls or [None]):
         for j, t in enumerate(ts or [None]):
             if (h, t) not in points:
-                raise FactorSetError(f"{what}: no value for HVL {h} mm Al, thickness {t} cm "
-                                     "(the rows must fill a complete grid)")
+                raise FactorSetError(
+                    f"{what}: no value for HVL {h} mm Al, thickness {t} cm (the rows must fill a complete grid)"
+                )
             values[i, j] = points[(h, t)]
-            suspect[i, j] = any(abs((h or 0) - sh) < 1e-9 and abs((t or 0) - st) < 1e-9
-                                for sh, st in suspect_cells)
+            suspect[i, j] = any(abs((h or 0) - sh) < 1e-9 and abs((t or 0) - st) < 1e-9 for sh, st in suspect_cells)
     try:
-        return Grid(np.array(hvls) if hvls else None, np.array(ts) if ts else None, values,
-                    log_thickness=log_thickness, suspect=suspect if suspect.any() else None,
-                    source=source)
+        return Grid(
+            np.array(hvls) if hvls else None,
+            np.array(ts) if ts else None,
+            values,
+            log_thickness=log_thickness,
+            suspect=suspect if suspect.any() else None,
+            source=source,
+        )
     except ValueError as exc:
         raise FactorSetError(f"{what}: {exc}") from exc
 
 
-def _parse_beam(key: str) -> tuple[str, str, Optional[float]]:
+def _parse_beam(key: str) -> tuple[str, str, float | None]:
     m = re.fullmatch(r"\s*([A-Za-z]{1,2})\s*/\s*([A-Za-z]{1,2})\s*(?::\s*([0-9.]+))?\s*", key or "")
     if not m:
         raise FactorSetError(f"s key {key!r}: expected TARGET/FILTER or TARGET/FILTER:MM, e.g. W/Al:0.7")
@@ -280,6 +298,7 @@ def _parse_beam(key: str) -> tuple[str, str, Optional[float]]:
 
 def load_csv(source) -> FactorSet:
     """Load a user factor set from a path or from the CSV text itself."""
+    raw: bytes | None
     if isinstance(source, str) and "\n" in source:
         raw = source.encode("utf-8")
         where = "factor set"
@@ -294,8 +313,9 @@ def load_csv(source) -> FactorSet:
         if not meta.get(key):
             raise FactorSetError(f"{where}: a '# {key}: ...' line is required")
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", meta["name"]) or meta["name"].lower() == "bundled":
-        raise FactorSetError(f"{where}: name {meta['name']!r} must be letters, digits, '.', '_' or '-' "
-                             "and not 'bundled'")
+        raise FactorSetError(
+            f"{where}: name {meta['name']!r} must be letters, digits, '.', '_' or '-' and not 'bundled'"
+        )
     need = {"factor", "key", "hvl_mm_al", "thickness_cm", "value"}
     if not rows or not need <= set(rows[0]):
         raise FactorSetError(f"{where}: header must be {','.join(sorted(need))}")
@@ -322,10 +342,10 @@ def load_csv(source) -> FactorSet:
                 raise FactorSetError(f"{where}: row {n}: T needs the system (e.g. hologic)")
             key = system_key(key)
         cell = (h, t)
-        table = tables.setdefault((factor, key), {})
-        if cell in table:
+        cells = tables.setdefault((factor, key), {})
+        if cell in cells:
             raise FactorSetError(f"{where}: row {n}: {factor} {key} HVL {h} thickness {t} given twice")
-        table[cell] = v
+        cells[cell] = v
     src = meta.get("source", "") or f"user factor set {meta['name']}"
     fs = FactorSet(meta["name"], meta["version"], "user", hashlib.sha256(raw).hexdigest(), content=text)
     for (factor, key), points in tables.items():
@@ -364,16 +384,23 @@ PUBLISHED_S_SOURCE = {
 }
 
 #: Monte Carlo tables the bundled set takes from srdose/physics/tables/.
-MC_TABLES = {"g": "g_factors.csv", "c": "c_typical.csv", "s": "s_factors.csv", "t": "dbt_t_theta.csv",
-             "cg": "c_factors.csv"}
+MC_TABLES = {
+    "g": "g_factors.csv",
+    "c": "c_typical.csv",
+    "s": "s_factors.csv",
+    "t": "dbt_t_theta.csv",
+    "cg": "c_factors.csv",
+}
 
 #: Which s the bundled set uses, stated once (shown with every result's provenance).
-S_POLICY = ("published constants where the papers give them (Mo/Mo, Mo/Rh, Rh/Rh, Rh/Al, W/Rh: Dance et al. "
-            "2000; W/Ag: Dance et al. 2009), whatever the kV and thickness; the Monte Carlo s per spectrum "
-            "(kV via HVL) and thickness for every other beam (W/Al, Rh/Ag, Mo/Ag), from s_factors.csv")
+S_POLICY = (
+    "published constants where the papers give them (Mo/Mo, Mo/Rh, Rh/Rh, Rh/Al, W/Rh: Dance et al. "
+    "2000; W/Ag: Dance et al. 2009), whatever the kV and thickness; the Monte Carlo s per spectrum "
+    "(kV via HVL) and thickness for every other beam (W/Al, Rh/Ag, Mo/Ag), from s_factors.csv"
+)
 
 
-def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] = None) -> FactorSet:
+def load_bundled(tables_dir: Path | None = None, public_json: Path | None = None) -> FactorSet:
     """The factor set srdose ships (see the module docstring).
 
     Parameters
@@ -387,12 +414,13 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
     """
     raw_json = public_factors_bytes(public_json)
     if raw_json is None:
-        raise FactorSetError("the bundled published factors (srdose/physics/data/dance_public_factors.json) "
-                             "are not installed")
+        raise FactorSetError(
+            "the bundled published factors (srdose/physics/data/dance_public_factors.json) are not installed"
+        )
     doc = json.loads(raw_json)
     public = doc.get("factors", doc)
     digest = hashlib.sha256(raw_json)
-    mc: dict[str, Optional[str]] = {}
+    mc: dict[str, str | None] = {}
     for key, name in MC_TABLES.items():
         data = table_bytes(name, tables_dir)
         mc[key] = None if data is None else data.decode("utf-8")
@@ -403,37 +431,57 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
 
     # g: Dance et al. 2000, 50 % glandular breast, 2-11 cm (public copy, single-source)
     pg = public["g_factor"]
-    points = {(float(h), float(t)): float(pg["values_rows_hvl_cols_thickness"][i][j])
-              for i, h in enumerate(pg["hvl_mm_al"]) for j, t in enumerate(pg["thickness_cm"])}
-    fs.g = _grid_from_points(points, True, "Dance et al. 2000 g table (public copy, single-source; "
-                             "suspect cells flagged)", "g", SUSPECT_G_CELLS)
+    points = {
+        (float(h), float(t)): float(pg["values_rows_hvl_cols_thickness"][i][j])
+        for i, h in enumerate(pg["hvl_mm_al"])
+        for j, t in enumerate(pg["thickness_cm"])
+    }
+    fs.g = _grid_from_points(
+        points,
+        True,
+        "Dance et al. 2000 g table (public copy, single-source; suspect cells flagged)",
+        "g",
+        SUSPECT_G_CELLS,
+    )
     fs.sources["g"] = f"{pg.get('intended_primary', 'Dance2000')}; {pg.get('source', '')}"
 
     # g beyond the published table: srdose Monte Carlo (used only outside the published range)
     if mc["g"] is not None:
         rows = parse_commented_csv(mc["g"]).rows
-        points = {(round(float(r["hvl_mm_al"]), 4), float(r["thickness_cm"])): float(r["g"])
-                  for r in rows if _num(r.get("g")) is not None}
+        points = {
+            (round(float(r["hvl_mm_al"]), 4), float(r["thickness_cm"])): float(r["g"])
+            for r in rows
+            if _num(r.get("g")) is not None
+        }
         if points:
             fs.g_ext = _grid_from_points(points, True, f"srdose Monte Carlo {MC_TABLES['g']}", "g extension")
             fs.g_ext.meta["rel_unc_max"] = max(float(r["g_rel_unc"] or 0) for r in rows)
-            fs.sources["g extension"] = (f"srdose Monte Carlo ({MC_TABLES['g']}) outside the published "
-                                         f"{fs.g.range_text()}; agreement with the published cells in the "
-                                         "validation dossier")
+            fs.sources["g extension"] = (
+                f"srdose Monte Carlo ({MC_TABLES['g']}) outside the published "
+                f"{fs.g.range_text()}; agreement with the published cells in the "
+                "validation dossier"
+            )
 
     # s: published values where the public text has them
     for beam, value in public["s_factor"]["values"].items():
         target, filt = beam.split("/")
-        fs.s.append(SpectrumFactor(target, filt, None, Grid(None, None, np.array([[float(value)]]),
-                                                             source=PUBLISHED_S_SOURCE.get(beam, ""))))
+        fs.s.append(
+            SpectrumFactor(
+                target,
+                filt,
+                None,
+                Grid(None, None, np.array([[float(value)]]), source=PUBLISHED_S_SOURCE.get(beam, "")),
+            )
+        )
         fs.sources[f"s {beam}"] = PUBLISHED_S_SOURCE.get(beam, "factors.json s_factor")
     published_beams = {tuple(b.split("/")) for b in public["s_factor"]["values"]}
 
     # c: Monte Carlo, typical breasts by age group
     if mc["c"] is None:
         for grp in AGE_GROUPS:
-            fs.missing[f"c:{grp}"] = (f"missing factor table c ({where_tables}/{MC_TABLES['c']}: the Monte Carlo "
-                                      "c table is not shipped yet)")
+            fs.missing[f"c:{grp}"] = (
+                f"missing factor table c ({where_tables}/{MC_TABLES['c']}: the Monte Carlo c table is not shipped yet)"
+            )
     else:
         rows = parse_commented_csv(mc["c"]).rows
         by_age: dict[str, dict] = {}
@@ -444,18 +492,20 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
             by_age.setdefault(r["age_group"].strip(), {})[(float(r["hvl_mm_al"]), float(r["thickness_cm"]))] = v
         for grp in AGE_GROUPS:
             if grp in by_age:
-                fs.c[grp] = _grid_from_points(by_age[grp], False, f"srdose Monte Carlo {MC_TABLES['c']}",
-                                              f"c {grp}")
+                fs.c[grp] = _grid_from_points(by_age[grp], False, f"srdose Monte Carlo {MC_TABLES['c']}", f"c {grp}")
                 fs.c[grp].meta["rel_unc_max"] = max(float(r["c_rel_unc"] or 0) for r in rows)
-                fs.sources[f"c {grp}"] = (f"srdose Monte Carlo ({MC_TABLES['c']}), typical glandularity of "
-                                          "Dance et al. 2000 (public copy)")
+                fs.sources[f"c {grp}"] = (
+                    f"srdose Monte Carlo ({MC_TABLES['c']}), typical glandularity of Dance et al. 2000 (public copy)"
+                )
             else:
                 fs.missing[f"c:{grp}"] = f"missing factor table c for ages {grp} in {MC_TABLES['c']}"
 
     # s the papers' public text lacks: Monte Carlo, by HVL (from kV) and thickness
     if mc["s"] is None:
-        fs.missing["s:mc"] = (f"missing factor table s for W/Al, Rh/Ag, Mo/Ag ({where_tables}/{MC_TABLES['s']}: "
-                              "the Monte Carlo s table is not shipped yet)")
+        fs.missing["s:mc"] = (
+            f"missing factor table s for W/Al, Rh/Ag, Mo/Ag ({where_tables}/{MC_TABLES['s']}: "
+            "the Monte Carlo s table is not shipped yet)"
+        )
     else:
         rows = parse_commented_csv(mc["s"]).rows
         beams: dict[tuple, dict] = {}
@@ -464,25 +514,26 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
             if (target, filt) in published_beams:
                 continue  # the published value wins
             v = _num(r.get("s"))
-            key = (target, filt, _num(r.get("filter_mm")))
-            beams.setdefault(key, {}).setdefault(float(r["kv"]), []).append(
-                (float(r["hvl_mm_al"]), float(r["thickness_cm"]), v))
+            beam = (target, filt, _num(r.get("filter_mm")))
+            beams.setdefault(beam, {}).setdefault(float(r["kv"]), []).append(
+                (float(r["hvl_mm_al"]), float(r["thickness_cm"]), v)
+            )
         for (target, filt, mm), by_kv in beams.items():
             points = {}
-            for kv, cells in sorted(by_kv.items()):
+            for _kv, cells in sorted(by_kv.items()):
                 if any(v is None for _, _, v in cells):
                     continue  # a kV the Monte Carlo could not reference: dropped, the range shrinks
                 for h, t, v in cells:
                     points[(round(h, 4), t)] = v
             if not points:
                 continue
-            grid = _grid_from_points(points, False, f"srdose Monte Carlo {MC_TABLES['s']}",
-                                     f"s {target}/{filt}")
+            grid = _grid_from_points(points, False, f"srdose Monte Carlo {MC_TABLES['s']}", f"s {target}/{filt}")
             grid.meta["rel_unc_max"] = max(float(r["s_rel_unc"] or 0) for r in rows if r["s_rel_unc"])
             grid.meta["monte_carlo"] = True
             fs.s.append(SpectrumFactor(target, filt, mm, grid))
-            fs.sources[f"s {target}/{filt}:{mm:g}" if mm else f"s {target}/{filt}"] = \
+            fs.sources[f"s {target}/{filt}:{mm:g}" if mm else f"s {target}/{filt}"] = (
                 f"srdose Monte Carlo ({MC_TABLES['s']})"
+            )
 
     # c against glandularity (phantom QC: the glandularity of the PMMA-equivalent breast)
     if mc["cg"] is not None:
@@ -493,18 +544,23 @@ def load_bundled(tables_dir: Optional[Path] = None, public_json: Optional[Path] 
             if v is not None:
                 by_gl.setdefault(float(r["glandularity"]), {})[(float(r["hvl_mm_al"]), float(r["thickness_cm"]))] = v
         nodes = sorted(by_gl)
-        fs.c_glandularity = (np.array(nodes), [_grid_from_points(by_gl[gl], False, f"srdose Monte Carlo "
-                                                                 f"{MC_TABLES['cg']}", f"c {gl:g}") for gl in nodes])
+        fs.c_glandularity = (
+            np.array(nodes),
+            [_grid_from_points(by_gl[gl], False, f"srdose Monte Carlo {MC_TABLES['cg']}", f"c {gl:g}") for gl in nodes],
+        )
         fs.sources["c by glandularity"] = f"srdose Monte Carlo ({MC_TABLES['cg']})"
 
     # t(theta): Monte Carlo per beam; T is summed over each event's own sweep
     if mc["t"] is None:
-        fs.missing["t_theta"] = (f"missing factor table t(theta) ({where_tables}/{MC_TABLES['t']}): "
-                                 "tomosynthesis events get no MGD")
+        fs.missing["t_theta"] = (
+            f"missing factor table t(theta) ({where_tables}/{MC_TABLES['t']}): tomosynthesis events get no MGD"
+        )
     else:
         fs.t_theta = _t_theta_tables(mc["t"])
-        fs.sources["t(theta)"] = (f"srdose Monte Carlo ({MC_TABLES['t']}): t = dose at angle / dose at 0 "
-                                  "degrees (Dance et al. 2011 definition), per beam, HVL, thickness")
+        fs.sources["t(theta)"] = (
+            f"srdose Monte Carlo ({MC_TABLES['t']}): t = dose at angle / dose at 0 "
+            "degrees (Dance et al. 2011 definition), per beam, HVL, thickness"
+        )
     return fs
 
 
@@ -517,7 +573,9 @@ def _t_theta_tables(text: str) -> list[TTheta]:
             continue
         key = (r["target"].strip().capitalize(), r["filter"].strip().capitalize(), _num(r.get("filter_mm")))
         by_beam.setdefault(key, {})[(float(r["hvl_mm_al"]), float(r["thickness_cm"]), float(r["angle_deg"]))] = (
-            v, float(r.get("t_rel_unc") or 0))
+            v,
+            float(r.get("t_rel_unc") or 0),
+        )
     out = []
     for (target, filt, mm), cells in sorted(by_beam.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         hvls = sorted({h for h, _, _ in cells})
@@ -528,12 +586,22 @@ def _t_theta_tables(text: str) -> list[TTheta]:
             values[hvls.index(h), ts.index(t), angles.index(a)] = v
         if np.isnan(values).any():
             raise FactorSetError(f"t(theta) {target}/{filt}: the rows must fill a complete grid")
-        out.append(TTheta(target, filt, mm, np.array(hvls), np.array(ts), np.array(angles), values,
-                          max(u for _, u in cells.values())))
+        out.append(
+            TTheta(
+                target,
+                filt,
+                mm,
+                np.array(hvls),
+                np.array(ts),
+                np.array(angles),
+                values,
+                max(u for _, u in cells.values()),
+            )
+        )
     return out
 
 
-def load_pmma_equivalence(public_json: Optional[Path] = None) -> dict:
+def load_pmma_equivalence(public_json: Path | None = None) -> dict:
     """PMMA thickness -> equivalent breast thickness and glandularity (European protocol), with its
     status and source, from the bundled public copy."""
     raw = public_factors_bytes(public_json)

@@ -13,10 +13,10 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -64,13 +64,13 @@ def read_commented_csv(path: Path) -> CommentedCSV:
     return parse_commented_csv(Path(path).read_text(encoding="utf-8-sig"))
 
 
-def file_bytes(path: Path | str) -> Optional[bytes]:
+def file_bytes(path: Path | str) -> bytes | None:
     """The bytes of a file; None when ``path`` is not a file."""
     p = Path(path)
     return p.read_bytes() if p.is_file() else None
 
 
-def package_bytes(relative: str) -> Optional[bytes]:
+def package_bytes(relative: str) -> bytes | None:
     """A data file of the installed package (``tables/g_factors.csv``); None when it is not installed."""
     try:
         p = resources.files(PACKAGE).joinpath(relative)
@@ -79,7 +79,7 @@ def package_bytes(relative: str) -> Optional[bytes]:
         return None
 
 
-def table_bytes(name: str, tables_dir: Optional[Path] = None) -> Optional[bytes]:
+def table_bytes(name: str, tables_dir: Path | None = None) -> bytes | None:
     """A Monte Carlo table of ``tables_dir``, else of the package; None when absent."""
     return file_bytes(Path(tables_dir) / name) if tables_dir is not None else package_bytes(f"tables/{name}")
 
@@ -92,12 +92,12 @@ def package_table(name: str) -> CommentedCSV:
     return parse_commented_csv(data.decode("utf-8-sig"))
 
 
-def public_factors_bytes(public_json: Optional[Path] = None) -> Optional[bytes]:
+def public_factors_bytes(public_json: Path | None = None) -> bytes | None:
     """The public copy of the published tables: ``public_json``, else the packaged one (None: not installed)."""
     return Path(public_json).read_bytes() if public_json else package_bytes(PUBLIC_FACTORS)
 
 
-def load_public_factors(public_json: Optional[Path] = None) -> dict:
+def load_public_factors(public_json: Path | None = None) -> dict:
     """The ``factors`` of the public copy of the published tables (``public_json``, else the packaged one)."""
     raw = public_factors_bytes(public_json)
     if raw is None:
@@ -126,7 +126,8 @@ def save_arrays(path: Path, **arrays: Iterable) -> Path:
     """Write named arrays to a compressed ``.npz`` (its folder created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{name: np.asarray(values) for name, values in arrays.items()})
+    # mypy matches a **dict[str, ...] against the keyword-only allow_pickle: bool as well
+    np.savez_compressed(path, **{name: np.asarray(values) for name, values in arrays.items()})  # type: ignore[arg-type]
     return path
 
 

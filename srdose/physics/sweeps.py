@@ -11,7 +11,6 @@ False where the geometry rests on a description not checked against an RDSR.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -29,27 +28,55 @@ class DocumentedSweep:
 
 DOCUMENTED_SWEEPS = {
     "hologic": DocumentedSweep(
-        "hologic", "Hologic Selenia Dimensions / 3Dimensions", 15.0, 15, 1.0,
-        "15 projections over 15 degrees (manufacturer's description); a public RDSR gives "
-        "-7.4 to +7.6 degrees", True),
+        "hologic",
+        "Hologic Selenia Dimensions / 3Dimensions",
+        15.0,
+        15,
+        1.0,
+        "15 projections over 15 degrees (manufacturer's description); a public RDSR gives -7.4 to +7.6 degrees",
+        True,
+    ),
     "ge": DocumentedSweep(
-        "ge", "GE SenoClaire / Senographe Pristina", 25.0, 9, 1.0,
+        "ge",
+        "GE SenoClaire / Senographe Pristina",
+        25.0,
+        9,
+        1.0,
         "9 projections over 25 degrees (manufacturer's description); not checked against a DBT RDSR",
-        False),
+        False,
+    ),
     "siemens": DocumentedSweep(
-        "siemens", "Siemens Mammomat Inspiration / Revelation", 50.0, 25, 1.0,
-        "25 projections over 50 degrees (manufacturer's description)", True),
+        "siemens",
+        "Siemens Mammomat Inspiration / Revelation",
+        50.0,
+        25,
+        1.0,
+        "25 projections over 50 degrees (manufacturer's description)",
+        True,
+    ),
     "giotto": DocumentedSweep(
-        "giotto", "IMS Giotto Class", 27.46, 11, 0.465,
+        "giotto",
+        "IMS Giotto Class",
+        27.46,
+        11,
+        0.465,
         "11 projections over 27.46 degrees, the first at 6220/13370 of the others' tube loading "
-        "(a public Giotto RDSR: positioner -13.73 to +13.73 degrees, per-projection uAs)", True),
+        "(a public Giotto RDSR: positioner -13.73 to +13.73 degrees, per-projection uAs)",
+        True,
+    ),
     "fujifilm": DocumentedSweep(
-        "fujifilm", "Fujifilm Amulet Innovality (ST mode)", 15.0, 15, 1.0,
+        "fujifilm",
+        "Fujifilm Amulet Innovality (ST mode)",
+        15.0,
+        15,
+        1.0,
         "15 projections over 15 degrees in standard mode (manufacturer's description; the HR mode "
-        "sweeps 40 degrees); not checked against a DBT RDSR", False),
+        "sweeps 40 degrees); not checked against a DBT RDSR",
+        False,
+    ),
 }
 
 
-def documented_sweep(system: Optional[str]) -> Optional[DocumentedSweep]:
+def documented_sweep(system: str | None) -> DocumentedSweep | None:
     """The documented sweep of a system key, or None."""
     return DOCUMENTED_SWEEPS.get(system or "")

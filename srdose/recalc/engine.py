@@ -54,11 +54,10 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 import numpy as np
 
-from srdose.config import DEFAULTS, parse_ratio_bands, parse_reference_points
+from srdose.config import RecalcSettings
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet, system_key
 from srdose.physics.sweeps import documented_sweep
@@ -117,17 +116,14 @@ class UncertaintyBudget:
     sweep_assumed: float = 0.01
 
     @classmethod
-    def from_settings(cls, section: dict) -> "UncertaintyBudget":
-        kw = {}
-        for key, attr in (("u_dosemeter", "dosemeter"), ("u_rdsr_kerma", "rdsr_kerma"),
-                          ("u_thickness_mm", "thickness_mm"), ("u_hvl_measured_mm", "hvl_measured_mm"),
-                          ("u_hvl_rdsr_mm", "hvl_rdsr_mm")):
-            if key in section:
-                value = float(section[key])
-                if not 0.0 <= value < 10.0:
-                    raise ValueError(f"[recalc] {key} = {section[key]!r}: expected a small non-negative number")
-                kw[attr] = value
-        return cls(**kw)
+    def from_settings(cls, section: RecalcSettings) -> UncertaintyBudget:
+        return cls(
+            dosemeter=section.u_dosemeter,
+            rdsr_kerma=section.u_rdsr_kerma,
+            thickness_mm=section.u_thickness_mm,
+            hvl_measured_mm=section.u_hvl_measured_mm,
+            hvl_rdsr_mm=section.u_hvl_rdsr_mm,
+        )
 
 
 @dataclass(frozen=True)
@@ -146,23 +142,26 @@ class Params:
     rdsr_support_gap_mm: float = 0.0
     dbt_min_sweep_mas: float = 20.0
     k_vs_mas_tolerance: float = 0.30
-    ratio_bands: tuple = (("rdsr", 0.15), ("rdsr:ge", 0.25), ("measured", 0.20))
-    reference_point: tuple = ()
+    ratio_bands: tuple[tuple[str, float], ...] = (("rdsr", 0.15), ("rdsr:ge", 0.25), ("measured", 0.20))
+    reference_point: tuple[tuple[str, str], ...] = ()
     budget: UncertaintyBudget = UncertaintyBudget()
 
     @classmethod
-    def from_settings(cls, section: dict) -> "Params":
-        return cls(ratio_band=float(section["ratio_band"]), kv_margin=float(section["kv_margin"]),
-                   fit_degree=int(section["fit_degree"]),
-                   rdsr_support_gap_mm=float(section["rdsr_support_gap_mm"]),
-                   dbt_min_sweep_mas=float(section["dbt_min_sweep_mas"]),
-                   k_vs_mas_tolerance=float(section.get("k_vs_mas_tolerance", 0.30)),
-                   ratio_bands=parse_ratio_bands(section.get("ratio_bands", DEFAULTS["recalc"]["ratio_bands"])),
-                   reference_point=parse_reference_points(section.get("reference_point", [])),
-                   budget=UncertaintyBudget.from_settings(section))
+    def from_settings(cls, section: RecalcSettings) -> Params:
+        return cls(
+            ratio_band=section.ratio_band,
+            kv_margin=section.kv_margin,
+            fit_degree=section.fit_degree,
+            rdsr_support_gap_mm=section.rdsr_support_gap_mm,
+            dbt_min_sweep_mas=section.dbt_min_sweep_mas,
+            k_vs_mas_tolerance=section.k_vs_mas_tolerance,
+            ratio_bands=section.ratio_bands,
+            reference_point=section.reference_point,
+            budget=UncertaintyBudget.from_settings(section),
+        )
 
     def band_for(self, method: str, maker: str) -> float:
-        bands = dict(self.ratio_bands)
+        bands: dict[str, float] = dict(self.ratio_bands)
         return bands.get(f"{method}:{maker}", bands.get(method, self.ratio_band))
 
     def digest(self) -> str:
@@ -195,7 +194,7 @@ class Flags:
             return np.zeros(self.bits.shape, dtype=bool)
         return (self.bits >> np.int64(self.names.index(name))) & 1 == 1
 
-    def strings(self, index=None) -> list[Optional[str]]:
+    def strings(self, index=None) -> list[str | None]:
         """';'-joined flag names per event (None when none)."""
         bits = self.bits if index is None else self.bits[index]
         uniq, inv = np.unique(bits, return_inverse=True)
@@ -219,7 +218,7 @@ class BeamFit:
     set_index: int  # into PhysicsFits.sets
     target: str
     filter_material: str
-    filter_mm: Optional[float]
+    filter_mm: float | None
     output: dance.KvFit  # µGy/mAs at the set's reference distance
     hvl: dance.KvFit  # mm Al
 
@@ -237,7 +236,7 @@ class PhysicsFits:
     out_rel_rms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # output fit residual / mean output
 
     @classmethod
-    def build(cls, sets: list[dict], degree: int = 2) -> "PhysicsFits":
+    def build(cls, sets: list[dict], degree: int = 2) -> PhysicsFits:
         fits = []
         for si, s in enumerate(sets):
             beams: dict[tuple, list] = {}
@@ -245,9 +244,16 @@ class PhysicsFits:
                 beams.setdefault((p["target"], p["filter_material"], p["filter_mm"]), []).append(p)
             for (target, filt, mm), pts in sorted(beams.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
                 kv = [p["kvp"] for p in pts]
-                fits.append(BeamFit(si, target, filt, mm,
-                                    dance.fit_kv(kv, [p["output_ugy_per_mas"] for p in pts], degree),
-                                    dance.fit_kv(kv, [p["hvl_mm"] for p in pts], degree)))
+                fits.append(
+                    BeamFit(
+                        si,
+                        target,
+                        filt,
+                        mm,
+                        dance.fit_kv(kv, [p["output_ugy_per_mas"] for p in pts], degree),
+                        dance.fit_kv(kv, [p["hvl_mm"] for p in pts], degree),
+                    )
+                )
         pf = cls(sets, fits)
         if fits:
             pf.coef_out = np.array([f.output.coef for f in fits])
@@ -257,28 +263,32 @@ class PhysicsFits:
             pf.out_rel_rms = np.array([f.output.rel_rms for f in fits])
         return pf
 
-    def fit_for(self, set_index: int, target: Optional[str], filt: Optional[str],
-                filter_mm: Optional[float]) -> tuple[int, bool]:
+    def fit_for(
+        self, set_index: int, target: str | None, filt: str | None, filter_mm: float | None
+    ) -> tuple[int, bool]:
         """Index of the fit for a beam in a set (-1 none) and whether the filter mm was the nearest."""
         t, f = (target or "").upper(), (filt or "").upper()
-        cands = [k for k, fit in enumerate(self.beam_fits)
-                 if fit.set_index == set_index and fit.target.upper() == t and fit.filter_material.upper() == f]
+        cands = [
+            k
+            for k, fit in enumerate(self.beam_fits)
+            if fit.set_index == set_index and fit.target.upper() == t and fit.filter_material.upper() == f
+        ]
         if not cands:
             return -1, False
         if len(cands) == 1:
             return cands[0], False
-        mms = {k: self.beam_fits[k].filter_mm for k in cands}
+        mms = {k: mm for k in cands if (mm := self.beam_fits[k].filter_mm) is not None}  # the fits with a filter mm
         if filter_mm is not None and not np.isnan(filter_mm):
-            exact = [k for k in cands if mms[k] is not None and abs(mms[k] - filter_mm) < 1e-3]
+            exact = [k for k in cands if k in mms and abs(mms[k] - filter_mm) < 1e-3]
             if exact:
                 return exact[0], False
-            with_mm = [k for k in cands if mms[k] is not None]
+            with_mm = [k for k in cands if k in mms]
             if with_mm:
                 return min(with_mm, key=lambda k: abs(mms[k] - filter_mm)), True
         return cands[0], True
 
 
-def _norm(text: Optional[str]) -> str:
+def _norm(text: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", (text or "").lower())
 
 
@@ -298,8 +308,11 @@ def applicable_sets(sets: list[dict], manufacturer: list, serial: list, study_da
     dates = np.array([int(d) if d and str(d).isdigit() else -1 for d in date_keys], dtype=np.int64)[date_code]
     order = sorted(range(len(sets)), key=lambda k: (sets[k]["valid_from"], sets[k]["id"]))
     for u, (m, s) in enumerate(units):
-        mine = [k for k in order if sets[k]["serial"] == s
-                and (not sets[k]["manufacturer"] or _norm(sets[k]["manufacturer"]) == _norm(m))]
+        mine = [
+            k
+            for k in order
+            if sets[k]["serial"] == s and (not sets[k]["manufacturer"] or _norm(sets[k]["manufacturer"]) == _norm(m))
+        ]
         if not mine:
             continue
         idx = np.nonzero(unit_code == u)[0]
@@ -321,7 +334,7 @@ RP_RDSR, RP_RULE, RP_ASSUMED, RP_UNKNOWN, RP_SITE = 0, 1, 2, 3, 4
 AT_SOURCE_DISTANCE = -1.0
 
 
-def _from_text(text: str) -> Optional[float]:
+def _from_text(text: str) -> float | None:
     """Height above the support (mm) named in a reference-point text; NaN for 'surface'; None if neither."""
     t = (text or "").lower()
     if "distance source to entrance" in t:
@@ -334,8 +347,9 @@ def _from_text(text: str) -> Optional[float]:
     return None
 
 
-def reference_point_height(text: Optional[str], manufacturer: Optional[str], model: Optional[str] = None,
-                           site_rules: tuple = ()) -> tuple[float, int]:
+def reference_point_height(
+    text: str | None, manufacturer: str | None, model: str | None = None, site_rules: tuple = ()
+) -> tuple[float, int]:
     """(height above the support in mm, NaN for the breast surface; status code RP_*).
 
     A site rule (``[recalc] reference_point``, matched on the model name, then
@@ -401,7 +415,7 @@ class Batch:
     #: tube loading per projection, (n, max projections), NaN-padded; rows of 2D events are NaN
     proj_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
-    def take(self, idx) -> "Batch":
+    def take(self, idx) -> Batch:
         """The events at ``idx`` (codes and lists shared)."""
         kw = {}
         for name, value in self.__dict__.items():
@@ -432,7 +446,7 @@ def _projection_weights(n: int, pulse_event: np.ndarray, pulse_weight: np.ndarra
     return out
 
 
-def prepare(inputs: dict, fits: PhysicsFits, params: Optional[Params] = None) -> Batch:
+def prepare(inputs: dict, fits: PhysicsFits, params: Params | None = None) -> Batch:
     """Turn :func:`srdose.store.recalc.recalc_inputs` output into a :class:`Batch`."""
     params = params or Params()
     n = len(inputs["event_id"])
@@ -451,12 +465,15 @@ def prepare(inputs: dict, fits: PhysicsFits, params: Optional[Params] = None) ->
     sys_of_manu, systems = _codes(manu_system)
     sys_codes = sys_of_manu[manu_code] if n else np.zeros(0, np.int64)
     rp_codes, rp_keys = _codes(list(zip(inputs["reference_point"], manu_code.tolist())))
-    rp_table = [reference_point_height(text, *manu_keys[mc], site_rules=params.reference_point)
-                for text, mc in rp_keys]
+    rp_table = [
+        reference_point_height(text, manu_keys[mc][0], manu_keys[mc][1], site_rules=params.reference_point)
+        for text, mc in rp_keys
+    ]
     rp_height = np.array([h for h, _ in rp_table], dtype=float)[rp_codes] if n else np.zeros(0)
     rp_status = np.array([s for _, s in rp_table], dtype=np.int64)[rp_codes] if n else np.zeros(0, np.int64)
-    rp_text = np.array([_from_text(text or "") or np.nan for text, _ in rp_keys], dtype=float)[rp_codes] \
-        if n else np.zeros(0)
+    rp_text = (
+        np.array([_from_text(text or "") or np.nan for text, _ in rp_keys], dtype=float)[rp_codes] if n else np.zeros(0)
+    )
     rp_text = np.where(rp_text > 0, rp_text, np.nan)
     siemens = np.array([k == "siemens" for k in systems], dtype=bool)[sys_codes] if n else np.zeros(0, bool)
 
@@ -471,23 +488,43 @@ def prepare(inputs: dict, fits: PhysicsFits, params: Optional[Params] = None) ->
             pair_fit[k], pair_near[k] = fits.fit_for(si, target, filt, mm)
     fit_index = pair_fit[pair_codes] if n else np.zeros(0, np.int64)
     fit_near = pair_near[pair_codes] if n else np.zeros(0, bool)
-    geo = np.array([[s["fdd_mm"], s["support_gap_mm"], s["d_ref_mm"]] for s in fits.sets] + [[np.nan] * 3],
-                   dtype=float)
+    geo = np.array([[s["fdd_mm"], s["support_gap_mm"], s["d_ref_mm"]] for s in fits.sets] + [[np.nan] * 3], dtype=float)
     g = geo[np.where(set_index >= 0, set_index, len(fits.sets))]
     nan = np.full(n, np.nan)
-    weights = _projection_weights(n, inputs.get("pulse_event", np.zeros(0, np.int64)),
-                                  inputs.get("pulse_weight", np.zeros(0)))
+    weights = _projection_weights(
+        n, inputs.get("pulse_event", np.zeros(0, np.int64)), inputs.get("pulse_weight", np.zeros(0))
+    )
     return Batch(
-        n=n, is_dbt=is_dbt, kvp=inputs["kvp"], mas=inputs["mas"], thickness_mm=inputs["compressed_thickness_mm"],
-        hvl_rdsr=inputs["hvl_mm"], k_rp=inputs["entrance_exposure_mgy"], rp_height_mm=rp_height,
-        rp_status=rp_status, rp_text_height_mm=rp_text, sdd_mm=inputs["source_detector_mm"],
-        source_rp_mm=inputs.get("source_rp_mm", nan), agd=inputs["agd_mgy"], age=inputs["age_years"],
-        siemens=siemens, acquisition_missing=acq_missing, beam=beam, beams=beams, system=sys_codes,
-        systems=systems, set_index=set_index, fit_index=fit_index, fit_nearest_mm=fit_near,
-        fdd_mm=g[:, 0], gap_mm=g[:, 1], d_ref_mm=g[:, 2],
+        n=n,
+        is_dbt=is_dbt,
+        kvp=inputs["kvp"],
+        mas=inputs["mas"],
+        thickness_mm=inputs["compressed_thickness_mm"],
+        hvl_rdsr=inputs["hvl_mm"],
+        k_rp=inputs["entrance_exposure_mgy"],
+        rp_height_mm=rp_height,
+        rp_status=rp_status,
+        rp_text_height_mm=rp_text,
+        sdd_mm=inputs["source_detector_mm"],
+        source_rp_mm=inputs.get("source_rp_mm", nan),
+        agd=inputs["agd_mgy"],
+        age=inputs["age_years"],
+        siemens=siemens,
+        acquisition_missing=acq_missing,
+        beam=beam,
+        beams=beams,
+        system=sys_codes,
+        systems=systems,
+        set_index=set_index,
+        fit_index=fit_index,
+        fit_nearest_mm=fit_near,
+        fdd_mm=g[:, 0],
+        gap_mm=g[:, 1],
+        d_ref_mm=g[:, 2],
         angle_start=inputs.get("positioner_primary_angle_deg", nan),
         angle_end=inputs.get("positioner_primary_end_angle_deg", nan),
-        n_pulses=inputs.get("n_pulses", nan), proj_weight=weights,
+        n_pulses=inputs.get("n_pulses", nan),
+        proj_weight=weights,
     )
 
 
@@ -589,6 +626,7 @@ def _g_factor(fs: FactorSet, hvl, t_cm, flags: Flags):
     flags.add("suspect_cell:g", inside & r.suspect)
     g = np.where(inside, r.value, np.nan)
     d_t, d_h = r.d_thickness, r.d_hvl
+    assert d_t is not None and d_h is not None  # interpolate(..., slopes=True) returns the slopes
     out_h, out_t = r.clamped_hvl, r.clamped_thickness
     if fs.g_ext is not None and not inside.all():
         idx = np.nonzero(~inside)[0]
@@ -723,8 +761,11 @@ def _sweep_node_weights(b: Batch, idx: np.ndarray, arc, n_proj, first, listed, u
     eq = ~listed & ~unknown
     if eq.any():
         # one int64 key per sweep: arc to 1e-4 degree, projections, first projection's share to 1e-3
-        key = ((np.round(arc[eq] * 1e4).astype(np.int64) << 24) | (n_proj[eq].astype(np.int64) << 12)
-               | np.round(first[eq] * 1e3).astype(np.int64))
+        key = (
+            (np.round(arc[eq] * 1e4).astype(np.int64) << 24)
+            | (n_proj[eq].astype(np.int64) << 12)
+            | np.round(first[eq] * 1e3).astype(np.int64)
+        )
         ukey, inv = np.unique(key, return_inverse=True)
         uniq = np.stack([(ukey >> 24) / 1e4, (ukey >> 12) & 0xFFF, (ukey & 0xFFF) / 1e3], axis=1).astype(float)
         width = int(uniq[:, 1].max())
@@ -792,7 +833,7 @@ def _t_factor(b: Batch, fs: FactorSet, hvl, t_cm, flags: Flags) -> np.ndarray:
         beyond = ~unknown[sel] & (arc[sel] / 2.0 > grid[-1] + 1e-9)
         flags.add("out_of_table:t_theta:angle", _mask(n, idx, beyond))
         with np.errstate(invalid="ignore"):
-            val = np.einsum("ij,ij->i", W[:, :nodes.shape[1]], nodes)
+            val = np.einsum("ij,ij->i", W[:, : nodes.shape[1]], nodes)
         T[idx] = np.where(beyond | unknown[sel] | np.isnan(val), np.nan, val)
     return T
 
@@ -842,8 +883,7 @@ def _choose_kerma(b: Batch, fits: PhysicsFits, params: Params, flags: Flags) -> 
     flags.add("assumed:reference_point", rdsr & (b.rp_status == RP_ASSUMED))
     flags.add("reference_point:site_rule", rdsr & (b.rp_status == RP_SITE))
     flags.add("assumed:support_gap_mm", rdsr & moved & ~has_set)
-    return Kerma(np.where(measured, k_meas, k_rdsr), np.where(measured, hvl_fit, b.hvl_rdsr), measured, u_fit,
-                 moved)
+    return Kerma(np.where(measured, k_meas, k_rdsr), np.where(measured, hvl_fit, b.hvl_rdsr), measured, u_fit, moved)
 
 
 def _flag_missing_inputs(b: Batch, kerma: Kerma, flags: Flags) -> None:
@@ -901,17 +941,38 @@ def compute(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params) -> Resul
     _flag_missing_inputs(b, kerma, flags)
     f = _factors(b, fs, kerma.hvl, flags)
     mgd, ratio = _mgd(b, params, kerma, f, flags)
-    u = relative_uncertainty(b, flags, params.budget, kerma.measured, f.dlng_dt, f.dlng_dh, kerma.u_fit,
-                             f.s_monte_carlo, _support_gap(b, params))
-    return Result(np.where(kerma.measured, 0, 1).astype(np.int8), mgd, kerma.k, kerma.hvl, f.g, f.c, f.s,
-                  np.where(b.is_dbt, f.t, np.nan), ratio, flags, 2.0 * u * mgd)
+    u = relative_uncertainty(
+        b,
+        flags,
+        params.budget,
+        kerma.measured,
+        f.dlng_dt,
+        f.dlng_dh,
+        kerma.u_fit,
+        f.s_monte_carlo,
+        _support_gap(b, params),
+    )
+    return Result(
+        np.where(kerma.measured, 0, 1).astype(np.int8),
+        mgd,
+        kerma.k,
+        kerma.hvl,
+        f.g,
+        f.c,
+        f.s,
+        np.where(b.is_dbt, f.t, np.nan),
+        ratio,
+        flags,
+        2.0 * u * mgd,
+    )
 
 
 # --- uncertainty ----------------------------------------------------------------------------------
 
 
-def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, measured, dlng_dt, dlng_dh, u_fit,
-                         s_mc, gap) -> np.ndarray:
+def relative_uncertainty(
+    b: Batch, flags: Flags, budget: UncertaintyBudget, measured, dlng_dt, dlng_dh, u_fit, s_mc, gap
+) -> np.ndarray:
     """Combined relative standard uncertainty of each MGD (k = 1), vectorised.
 
     Components: K (fit residual and dosemeter, or the unit's own kerma and,
@@ -922,13 +983,14 @@ def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, meas
     n = b.n
     var = np.zeros(n)
     # K
-    var += np.where(measured, np.nan_to_num(u_fit) ** 2 + budget.dosemeter ** 2, budget.rdsr_kerma ** 2)
+    var += np.where(measured, np.nan_to_num(u_fit) ** 2 + budget.dosemeter**2, budget.rdsr_kerma**2)
     rp_alt = (b.rp_status == RP_ASSUMED) & ~measured
     if rp_alt.any():
         # the reading the rule replaced: the fixed height the RDSR's text names (a rectangular spread)
         with np.errstate(invalid="ignore", divide="ignore"):
-            spread = np.abs(2.0 * np.log((b.sdd_mm - gap - b.rp_text_height_mm)
-                                         / (b.sdd_mm - gap - b.thickness_mm))) / np.sqrt(3.0)
+            spread = np.abs(
+                2.0 * np.log((b.sdd_mm - gap - b.rp_text_height_mm) / (b.sdd_mm - gap - b.thickness_mm))
+            ) / np.sqrt(3.0)
         var += np.where(rp_alt, np.nan_to_num(spread) ** 2, 0.0)
     # thickness and HVL through the slope of ln g (and K's inverse square for the measured method)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -937,17 +999,17 @@ def relative_uncertainty(b: Batch, flags: Flags, budget: UncertaintyBudget, meas
     var += np.nan_to_num(dlng_dh * np.where(measured, budget.hvl_measured_mm, budget.hvl_rdsr_mm)) ** 2
     # factor tables
     ext = flags.has("g:monte_carlo_extension")
-    var += np.where(ext, budget.monte_carlo_model ** 2, budget.g_published ** 2)
-    var += budget.monte_carlo_model ** 2  # c (Monte Carlo for the typical breast)
-    var += np.where(s_mc, budget.monte_carlo_model ** 2, 0.0)
-    var += np.where(b.is_dbt, budget.monte_carlo_model ** 2, 0.0)
+    var += np.where(ext, budget.monte_carlo_model**2, budget.g_published**2)
+    var += budget.monte_carlo_model**2  # c (Monte Carlo for the typical breast)
+    var += np.where(s_mc, budget.monte_carlo_model**2, 0.0)
+    var += np.where(b.is_dbt, budget.monte_carlo_model**2, 0.0)
     # assumptions
-    var += np.where(flags.has("assumed:age_group:50-64"), budget.age_group_assumed ** 2, 0.0)
+    var += np.where(flags.has("assumed:age_group:50-64"), budget.age_group_assumed**2, 0.0)
     assumed_filter = np.zeros(n, bool)
     for name in flags.names:
         if name.startswith("assumed:filter_thickness_mm"):
             assumed_filter |= flags.has(name)
-    var += np.where(assumed_filter, budget.filter_assumed ** 2, 0.0)
+    var += np.where(assumed_filter, budget.filter_assumed**2, 0.0)
     sweep = flags.has("assumed:sweep_arc") | flags.has("assumed:sweep_projections")
-    var += np.where(sweep, budget.sweep_assumed ** 2, 0.0)
+    var += np.where(sweep, budget.sweep_assumed**2, 0.0)
     return np.sqrt(var)

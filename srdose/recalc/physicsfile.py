@@ -45,7 +45,6 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from srdose.dates import parse_day
 
@@ -71,7 +70,7 @@ class PhysicsFileError(ValueError):
 class PhysicsPoint:
     target: str
     filter: str
-    filter_mm: Optional[float]
+    filter_mm: float | None
     kv: float
     output_ugy_per_mas: float
     hvl_mm_al: float
@@ -83,15 +82,15 @@ class PhysicsFile:
     model: str
     serial: str
     valid_from: str  # YYYYMMDD
-    valid_to: Optional[str]
+    valid_to: str | None
     fdd_mm: float
     support_gap_mm: float
     d_ref_mm: float
-    measured_by: Optional[str] = None
-    notes: Optional[str] = None
+    measured_by: str | None = None
+    notes: str | None = None
     points: list[PhysicsPoint] = field(default_factory=list)
     sha256: str = ""
-    source_file: Optional[str] = None
+    source_file: str | None = None
 
     def beams(self) -> dict[tuple, list[PhysicsPoint]]:
         """Points grouped by (target, filter, filter_mm)."""
@@ -122,8 +121,9 @@ def _number(text: str, what: str, where: str) -> float:
 def _element(text: str, what: str, where: str) -> str:
     e = ELEMENTS.get((text or "").strip().upper())
     if e is None:
-        raise PhysicsFileError(f"{where}: {what} {text!r} is not an element symbol "
-                               f"({', '.join(sorted(set(ELEMENTS.values())))})")
+        raise PhysicsFileError(
+            f"{where}: {what} {text!r} is not an element symbol ({', '.join(sorted(set(ELEMENTS.values())))})"
+        )
     return e
 
 
@@ -140,7 +140,7 @@ def parse(source) -> PhysicsFile:
         name = "physics file"
     text = raw.decode("utf-8-sig")
     meta: dict[str, str] = {}
-    header: Optional[list[str]] = None
+    header: list[str] | None = None
     points: list[PhysicsPoint] = []
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
@@ -159,36 +159,44 @@ def parse(source) -> PhysicsFile:
             continue
         rec = dict(zip(header, cells))
         mm = rec.get("filter_mm", "")
-        points.append(PhysicsPoint(
-            target=_element(rec.get("target", ""), "target", where),
-            filter=_element(rec.get("filter", ""), "filter", where),
-            filter_mm=_number(mm, "filter_mm", where) if mm else None,
-            kv=_number(rec.get("kv", ""), "kv", where),
-            output_ugy_per_mas=_number(rec.get("output_ugy_per_mas", ""), "output_ugy_per_mas", where),
-            hvl_mm_al=_number(rec.get("hvl_mm_al", ""), "hvl_mm_al", where),
-        ))
+        points.append(
+            PhysicsPoint(
+                target=_element(rec.get("target", ""), "target", where),
+                filter=_element(rec.get("filter", ""), "filter", where),
+                filter_mm=_number(mm, "filter_mm", where) if mm else None,
+                kv=_number(rec.get("kv", ""), "kv", where),
+                output_ugy_per_mas=_number(rec.get("output_ugy_per_mas", ""), "output_ugy_per_mas", where),
+                hvl_mm_al=_number(rec.get("hvl_mm_al", ""), "hvl_mm_al", where),
+            )
+        )
     for key in ("serial", "valid_from", "fdd_mm", "support_gap_mm", "d_ref_mm"):
         if not meta.get(key):
             raise PhysicsFileError(f"{name}: '{key}' is required (a '{key},VALUE' row before the table)")
     if not points:
-        raise PhysicsFileError(f"{name}: no measurement rows (a 'target,filter,kv,output_ugy_per_mas,"
-                               "hvl_mm_al' header followed by rows)")
+        raise PhysicsFileError(
+            f"{name}: no measurement rows (a 'target,filter,kv,output_ugy_per_mas,hvl_mm_al' header followed by rows)"
+        )
     pf = PhysicsFile(
-        manufacturer=meta.get("manufacturer", ""), model=meta.get("model", ""), serial=meta["serial"],
+        manufacturer=meta.get("manufacturer", ""),
+        model=meta.get("model", ""),
+        serial=meta["serial"],
         valid_from=_date(meta["valid_from"], "valid_from"),
         valid_to=_date(meta["valid_to"], "valid_to") if meta.get("valid_to") else None,
         fdd_mm=_number(meta["fdd_mm"], "fdd_mm", name),
         support_gap_mm=_number(meta["support_gap_mm"], "support_gap_mm", name),
         d_ref_mm=_number(meta["d_ref_mm"], "d_ref_mm", name),
-        measured_by=meta.get("measured_by") or None, notes=meta.get("notes") or None,
-        points=points, sha256=hashlib.sha256(raw).hexdigest(),
+        measured_by=meta.get("measured_by") or None,
+        notes=meta.get("notes") or None,
+        points=points,
+        sha256=hashlib.sha256(raw).hexdigest(),
         source_file=name if name != "physics file" else None,
     )
     if pf.valid_to and pf.valid_to < pf.valid_from:
         raise PhysicsFileError(f"{name}: valid_to {pf.valid_to} is before valid_from {pf.valid_from}")
     if pf.fdd_mm - pf.support_gap_mm < 300:
-        raise PhysicsFileError(f"{name}: fdd_mm - support_gap_mm leaves {pf.fdd_mm - pf.support_gap_mm:g} mm: "
-                               "check the geometry")
+        raise PhysicsFileError(
+            f"{name}: fdd_mm - support_gap_mm leaves {pf.fdd_mm - pf.support_gap_mm:g} mm: check the geometry"
+        )
     seen = set()
     for p in points:
         k = (p.target, p.filter, p.filter_mm, p.kv)

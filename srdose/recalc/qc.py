@@ -20,7 +20,6 @@ A thickness matching no row within ``tolerance_mm`` gets no result, only a flag.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import numpy as np
 
@@ -89,9 +88,16 @@ def _c_at_glandularity(fs: FactorSet, hvl, t_cm, gl, flags: Flags) -> np.ndarray
     return out
 
 
-def compute_phantom(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params, pmma_rows: list[dict],
-                    levels: Optional[list[dict]] = None, convention: str = "breast",
-                    tolerance_mm: float = 3.0) -> PhantomResult:
+def compute_phantom(
+    b: Batch,
+    fits: PhysicsFits,
+    fs: FactorSet,
+    params: Params,
+    pmma_rows: list[dict],
+    levels: list[dict] | None = None,
+    convention: str = "breast",
+    tolerance_mm: float = 3.0,
+) -> PhantomResult:
     """The equivalent-breast MGD of each phantom exposure of the batch (pure numpy)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention {convention!r}: expected one of {', '.join(CONVENTIONS)}")
@@ -147,5 +153,20 @@ def compute_phantom(b: Batch, fits: PhysicsFits, fs: FactorSet, params: Params, 
         else:
             verdict.append("achievable" if m <= h else "acceptable" if m <= a else "above acceptable")
     flags.add("no_mgd", np.isnan(mgd))
-    return PhantomResult(pmma_mm, breast_mm, gl, np.where(measured, 0, 1).astype(np.int8), k, hvl, g, c, s,
-                         np.where(b.is_dbt, t, np.nan), mgd, acc, ach, verdict, flags)
+    return PhantomResult(
+        pmma_mm,
+        breast_mm,
+        gl,
+        np.where(measured, 0, 1).astype(np.int8),
+        k,
+        hvl,
+        g,
+        c,
+        s,
+        np.where(b.is_dbt, t, np.nan),
+        mgd,
+        acc,
+        ach,
+        verdict,
+        flags,
+    )

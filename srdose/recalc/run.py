@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from srdose.store import recalc as db
 from srdose.vocab import Method
 
 
-def resolve_factor_set(store, spec: Optional[str]) -> FactorSet:
+def resolve_factor_set(store, spec: str | None) -> FactorSet:
     """``bundled``, a factor-set CSV file, or the name (``name@version``) of one used before."""
     spec = (spec or "bundled").strip()
     if spec == "bundled":
@@ -26,8 +26,10 @@ def resolve_factor_set(store, spec: Optional[str]) -> FactorSet:
     rec = db.find_factor_set(store, spec)
     if rec is None:
         known = sorted({f"{r['name']}@{r['version']}" for r in db.factor_set_records(store) if r["kind"] == "user"})
-        raise FactorSetError(f"no factor set {spec!r}: give 'bundled', a factor-set CSV file, or the name of one "
-                             f"used before ({', '.join(known) or 'none stored yet'})")
+        raise FactorSetError(
+            f"no factor set {spec!r}: give 'bundled', a factor-set CSV file, or the name of one "
+            f"used before ({', '.join(known) or 'none stored yet'})"
+        )
     return load_csv(rec["content"])
 
 
@@ -47,9 +49,16 @@ def _f(x: float):
     return None if x is None or math.isnan(x) else float(x)
 
 
-def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = None, since: Optional[str] = None,
-        force: bool = False, on_plan: Optional[Callable[[int], None]] = None,
-        progress: Optional[Callable[[int], None]] = None) -> RunSummary:
+def run(
+    store,
+    factor_set: FactorSet,
+    params: Params,
+    serial: str | None = None,
+    since: str | None = None,
+    force: bool = False,
+    on_plan: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Recalculate the selected events whose inputs changed since their last result.
 
     An event is recomputed when it has no result yet, or its result came
@@ -64,14 +73,19 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
     batch = prepare(inputs, fits, params)
     summary = RunSummary(selected=batch.n, factor_set=factor_set.label, missing_tables=dict(factor_set.missing))
     set_ids = np.array([s["id"] for s in sets] + [-1], dtype=np.int64)[
-        np.where(batch.set_index >= 0, batch.set_index, len(sets))]
+        np.where(batch.set_index >= 0, batch.set_index, len(sets))
+    ]
     digest = params.digest()
     if force:
         need = np.ones(batch.n, dtype=bool)
     else:
         same_params = np.array([p == digest for p in inputs["r_params"]], dtype=bool)
-        need = (~inputs["has_result"] | (inputs["r_factor_set_id"] != fs_id)
-                | (inputs["r_physics_set_id"] != set_ids) | ~same_params)
+        need = (
+            ~inputs["has_result"]
+            | (inputs["r_factor_set_id"] != fs_id)
+            | (inputs["r_physics_set_id"] != set_ids)
+            | ~same_params
+        )
     idx = np.nonzero(need)[0]
     summary.up_to_date = int(batch.n - idx.size)
     if on_plan:
@@ -97,12 +111,23 @@ def run(store, factor_set: FactorSet, params: Params, serial: Optional[str] = No
             m = METHODS[methods[i]]
             hvl = _f(cols["hvl"][i])
             yield {
-                "event_id": eid, "method": m, "mgd_recalc_mgy": _f(cols["mgd"][i]),
-                "mgd_u_mgy": _f(cols["mgd_u"][i]), "k_mgy": _f(cols["k"][i]),
-                "hvl_used_mm": hvl, "hvl_source": None if hvl is None else ("measured_fit" if m == Method.MEASURED else "rdsr"),
-                "g": _f(cols["g"][i]), "c": _f(cols["c"][i]), "s": _f(cols["s"][i]), "t_factor": _f(cols["t"][i]),
-                "factor_set": label, "factor_set_id": fs_id, "physics_set_id": None if phys[i] < 0 else phys[i],
-                "ratio_recalc_to_reported": _f(cols["ratio"][i]), "flags": flag_text[i], "params_hash": digest,
+                "event_id": eid,
+                "method": m,
+                "mgd_recalc_mgy": _f(cols["mgd"][i]),
+                "mgd_u_mgy": _f(cols["mgd_u"][i]),
+                "k_mgy": _f(cols["k"][i]),
+                "hvl_used_mm": hvl,
+                "hvl_source": None if hvl is None else ("measured_fit" if m == Method.MEASURED else "rdsr"),
+                "g": _f(cols["g"][i]),
+                "c": _f(cols["c"][i]),
+                "s": _f(cols["s"][i]),
+                "t_factor": _f(cols["t"][i]),
+                "factor_set": label,
+                "factor_set_id": fs_id,
+                "physics_set_id": None if phys[i] < 0 else phys[i],
+                "ratio_recalc_to_reported": _f(cols["ratio"][i]),
+                "flags": flag_text[i],
+                "params_hash": digest,
             }
 
     replace = inputs["event_id"][idx][inputs["has_result"][idx]].tolist()

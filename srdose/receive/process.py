@@ -28,8 +28,8 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
+from srdose.config import RecalcSettings
 from srdose.ingest import Hooks, Ingestor
 from srdose.pseudonym import Pseudonymiser, load_or_create_secret
 from srdose.quarantine import QuarantineFolder
@@ -53,9 +53,22 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, after_ingest: str,
-           archive_dir: str, status_file: str, inbox, outstanding, ready, parent_pid: int,
-           log_level: int, hooks: Hooks, recalc_section: Optional[dict] = None) -> None:
+def _child(
+    db_url: str,
+    secret_path: str,
+    quarantine_dir: str,
+    spool_dir: str,
+    after_ingest: str,
+    archive_dir: str,
+    status_file: str,
+    inbox,
+    outstanding,
+    ready,
+    parent_pid: int,
+    log_level: int,
+    hooks: Hooks,
+    recalc_section: RecalcSettings | None = None,
+) -> None:
     _die_with_parent()
     # the parent coordinates shutdown: Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,8 +79,13 @@ def _child(db_url: str, secret_path: str, quarantine_dir: str, spool_dir: str, a
     store = DoseStore(db_url, Pseudonymiser(load_or_create_secret(Path(secret_path))))
     spool = Spool(Path(spool_dir), after_ingest, Path(archive_dir) if archive_dir else None)
     recalc = AfterIngestRecalc(store, recalc_section) if recalc_section is not None else None
-    worker = IngestWorker(Ingestor(store, QuarantineFolder(Path(quarantine_dir)), hooks=hooks), spool,
-                          Path(status_file), owner_pid=parent_pid, recalc=recalc)
+    worker = IngestWorker(
+        Ingestor(store, QuarantineFolder(Path(quarantine_dir)), hooks=hooks),
+        spool,
+        Path(status_file),
+        owner_pid=parent_pid,
+        recalc=recalc,
+    )
     worker.on_done = lambda: _decrement(outstanding)
     with outstanding.get_lock():
         # counted before they are queued, so that "idle" is never true too early
@@ -109,8 +127,16 @@ class IngestProcess:
         each batch; None: no recalculation.
     """
 
-    def __init__(self, db_url: str, secret_path: Path, quarantine_dir: Path, spool, status_file: Path,
-                 hooks: Optional[Hooks] = None, recalc_section: Optional[dict] = None):
+    def __init__(
+        self,
+        db_url: str,
+        secret_path: Path,
+        quarantine_dir: Path,
+        spool,
+        status_file: Path,
+        hooks: Hooks | None = None,
+        recalc_section: RecalcSettings | None = None,
+    ):
         ctx = mp.get_context("spawn")  # no threads or engines inherited from the parent
         self._inbox = ctx.Queue()
         self._outstanding = ctx.Value("q", 0)
@@ -118,11 +144,26 @@ class IngestProcess:
         self.counts: dict = {}
         self._status_file = status_file
         self._proc = ctx.Process(
-            target=_child, name="srdose-ingest", daemon=True,
-            args=(db_url, str(secret_path), str(quarantine_dir), str(spool.root), spool.after_ingest,
-                  str(spool.archive_dir or ""), str(status_file), self._inbox, self._outstanding,
-                  self._ready, os.getpid(), logging.getLogger().getEffectiveLevel(), hooks,
-                  dict(recalc_section) if recalc_section is not None else None))
+            target=_child,
+            name="srdose-ingest",
+            daemon=True,
+            args=(
+                db_url,
+                str(secret_path),
+                str(quarantine_dir),
+                str(spool.root),
+                spool.after_ingest,
+                str(spool.archive_dir or ""),
+                str(status_file),
+                self._inbox,
+                self._outstanding,
+                self._ready,
+                os.getpid(),
+                logging.getLogger().getEffectiveLevel(),
+                hooks,
+                recalc_section,
+            ),
+        )
         self._lock = threading.Lock()
 
     def start(self) -> None:

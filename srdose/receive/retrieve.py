@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import by pynetdicom
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -67,8 +67,10 @@ def _ok(status) -> bool:
 
 
 def _pending(status) -> bool:
-    return status is not None and getattr(status, "Status", None) in (RetrieveStatus.PENDING,
-                                                                      RetrieveStatus.PENDING_OPTIONAL_KEYS)
+    return status is not None and getattr(status, "Status", None) in (
+        RetrieveStatus.PENDING,
+        RetrieveStatus.PENDING_OPTIONAL_KEYS,
+    )
 
 
 class PacsClient:
@@ -97,7 +99,8 @@ class PacsClient:
             raise RetrieveError(
                 f"the PACS {self.pacs_aet}@{self.host}:{self.port} did not accept an association "
                 f"from {self.our_aet}; check the address, the AE titles and that the PACS knows "
-                f"{self.our_aet} (e.g. Orthanc's DicomModalities)")
+                f"{self.our_aet} (e.g. Orthanc's DicomModalities)"
+            )
         return assoc
 
     def find(self, identifiers: Iterable[Dataset]) -> list[Dataset]:
@@ -129,15 +132,16 @@ class PacsClient:
         try:
             for ident in _image_requests(instances):
                 last = None
-                for status, _ in assoc.send_c_move(ident, destination,
-                                                   StudyRootQueryRetrieveInformationModelMove):
+                for status, _ in assoc.send_c_move(ident, destination, StudyRootQueryRetrieveInformationModelMove):
                     if status is None:
                         failures.append("C-MOVE: no answer (timeout or abort)")
                         break
                     last = status
                 if last is not None and not _ok(last):
-                    failures.append(f"C-MOVE status 0x{last.Status:04X} "
-                                    f"({int(last.get('NumberOfFailedSuboperations', 0) or 0)} failed)")
+                    failures.append(
+                        f"C-MOVE status 0x{last.Status:04X} "
+                        f"({int(last.get('NumberOfFailedSuboperations', 0) or 0)} failed)"
+                    )
         finally:
             assoc.release()
         return failures
@@ -183,12 +187,13 @@ def _image_requests(instances: list[tuple[str, str, str]]) -> Iterable[Dataset]:
             ds.QueryRetrieveLevel = "IMAGE"
             ds.StudyInstanceUID = study
             ds.SeriesInstanceUID = series
-            ds.SOPInstanceUID = sops[start:start + UIDS_PER_REQUEST]
+            ds.SOPInstanceUID = sops[start : start + UIDS_PER_REQUEST]
             yield ds
 
 
-def study_query(date_from: str, date_to: str, modality: Optional[str], station: Optional[str],
-                institution: Optional[str]) -> Dataset:
+def study_query(
+    date_from: str, date_to: str, modality: str | None, station: str | None, institution: str | None
+) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
     ds.StudyInstanceUID = ""
@@ -206,7 +211,7 @@ def study_query(date_from: str, date_to: str, modality: Optional[str], station: 
 NON_IMAGING = {"SR", "KO", "PR", "DOC", "OT", ""}
 
 
-def _wanted_study(match: Dataset, modality: Optional[str]) -> bool:
+def _wanted_study(match: Dataset, modality: str | None) -> bool:
     """A study of the asked modality, or one of dose SRs only (a CT study
     with its CT dose SR is not wanted)."""
     found = match.get("ModalitiesInStudy", "")
@@ -235,10 +240,16 @@ def _instance_query(study_uid: str, series_uid: str) -> Dataset:
     return ds
 
 
-def plan(client: PacsClient, date_from: str, date_to: str, modality: Optional[str] = "MG",
-         station: Optional[str] = None, institution: Optional[str] = None,
-         held: Callable[[str], bool] = lambda uid: False,
-         summary: Optional[RetrieveSummary] = None) -> tuple[list, list]:
+def plan(
+    client: PacsClient,
+    date_from: str,
+    date_to: str,
+    modality: str | None = "MG",
+    station: str | None = None,
+    institution: str | None = None,
+    held: Callable[[str], bool] = lambda uid: False,
+    summary: RetrieveSummary | None = None,
+) -> tuple[list, list]:
     """What to fetch: (dose SR instances, MG image instances of studies with no dose SR)."""
     summary = summary or RetrieveSummary()
     queries = [study_query(date_from, date_to, modality, station, institution)]
@@ -246,14 +257,21 @@ def plan(client: PacsClient, date_from: str, date_to: str, modality: Optional[st
         # dose SRs stored in a study of their own (images sent elsewhere)
         queries.append(study_query(date_from, date_to, "SR", station, institution))
     studies = client.find(queries)
-    study_uids = sorted({str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID")
-                         and _wanted_study(s, modality)})
+    study_uids = sorted(
+        {str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID") and _wanted_study(s, modality)}
+    )
     summary.studies = len(study_uids)
     series = client.find(_series_query(uid) for uid in study_uids)
-    sr_series = [(str(s.StudyInstanceUID), str(s.SeriesInstanceUID)) for s in series
-                 if str(s.get("Modality", "")).upper() == "SR"]
-    mg_series = [(str(s.StudyInstanceUID), str(s.SeriesInstanceUID)) for s in series
-                 if str(s.get("Modality", "")).upper() == "MG"]
+    sr_series = [
+        (str(s.StudyInstanceUID), str(s.SeriesInstanceUID))
+        for s in series
+        if str(s.get("Modality", "")).upper() == "SR"
+    ]
+    mg_series = [
+        (str(s.StudyInstanceUID), str(s.SeriesInstanceUID))
+        for s in series
+        if str(s.get("Modality", "")).upper() == "MG"
+    ]
     dose, with_dose = [], set()
     for inst in client.find(_instance_query(*s) for s in sr_series):
         sop_class = str(inst.get("SOPClassUID", "") or "")

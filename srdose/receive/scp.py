@@ -23,6 +23,7 @@ then, holds no slot that a real sender needs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -50,31 +51,40 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import by pynetdicom
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from srdose import codes as C
-from srdose.compat import quick_acks
+from srdose import compat
+from srdose.config import ListenerSettings
 from srdose.ingest import bug_reason
 from srdose.parse import Refused, read_bytes
 from srdose.quarantine import QuarantineFolder
-from srdose.receive.worker import IngestWorker, Received
+from srdose.receive.worker import IngestSink, Received
 from srdose.spool import Spool, SpoolError
 from srdose.vocab import RefusalKind, StoreStatus
 
 log = logging.getLogger("srdose.listen")
 
 #: Transfer syntaxes for dose SRs: the uncompressed ones, deflated included.
-SR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-               ExplicitVRBigEndian]
+SR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
 #: Images may come compressed; srdose reads only their header.
-IMAGE_SYNTAXES = SR_SYNTAXES + [JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1, JPEGLSLossless,
-                                JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless]
+IMAGE_SYNTAXES = SR_SYNTAXES + [
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+]
 SR_CLASSES = sorted(C.DOSE_SR_CLASSES)
 IMAGE_CLASSES = sorted(C.MG_IMAGE_CLASSES)
 
 #: C-STORE failure status per refusal (PS3.4 Annex B.2.3).
-REFUSED_STATUS = {
+REFUSED_STATUS: dict[str, StoreStatus] = {
     RefusalKind.NOT_DICOM: StoreStatus.CANNOT_UNDERSTAND,
     RefusalKind.MALFORMED: StoreStatus.CANNOT_UNDERSTAND,
     RefusalKind.UNSUPPORTED: StoreStatus.NOT_A_DOSE_OBJECT,
@@ -84,7 +94,7 @@ REFUSED_STATUS = {
 }
 #: Error Comment (LO, at most 64 characters) per refusal; the full reason is
 #: in the quarantine folder's JSON note and the log.
-REFUSED_COMMENT = {
+REFUSED_COMMENT: dict[str, str] = {
     RefusalKind.NOT_DICOM: "malformed dataset; quarantined by srdose",
     RefusalKind.MALFORMED: "malformed or truncated dataset; quarantined by srdose",
     RefusalKind.UNSUPPORTED: "not a mammography dose object; quarantined by srdose",
@@ -94,6 +104,7 @@ REFUSED_COMMENT = {
 }
 #: Decoded size (MB) above which a dataset is refused, unless configured.
 MAX_DATASET_MB = 512
+
 
 def _failure(status: StoreStatus, comment: str) -> Dataset:
     ds = Dataset()
@@ -147,8 +158,14 @@ class Receiver:
         Decoded size above which a dataset is refused and quarantined.
     """
 
-    def __init__(self, spool: Spool, quarantine: QuarantineFolder, worker: IngestWorker,
-                 on_stored=None, max_bytes: int = MAX_DATASET_MB * 1_000_000):
+    def __init__(
+        self,
+        spool: Spool,
+        quarantine: QuarantineFolder,
+        worker: IngestSink,
+        on_stored=None,
+        max_bytes: int = MAX_DATASET_MB * 1_000_000,
+    ):
         self.spool = spool
         self.quarantine = quarantine
         self.worker = worker
@@ -174,14 +191,29 @@ class Receiver:
         except Exception as exc:  # the file meta cannot be made from what the peer sent
             log.warning("C-STORE from %s: cannot frame the dataset (%s)", calling, exc)
             raw = bytes(getattr(event.request.DataSet, "getvalue", lambda: b"")())
-            return self._refuse(raw, RefusalKind.MALFORMED, f"the dataset cannot be framed as a DICOM file "
-                                f"({type(exc).__name__}: {str(exc)[:200]})", calling, sop_uid, sop_class, t0)
+            return self._refuse(
+                raw,
+                RefusalKind.MALFORMED,
+                f"the dataset cannot be framed as a DICOM file ({type(exc).__name__}: {str(exc)[:200]})",
+                calling,
+                sop_uid,
+                sop_class,
+                t0,
+            )
         ts = str(event.context.transfer_syntax)
         size = decoded_size(event.encoded_dataset(include_meta=False), ts, self.max_bytes)
         if size > self.max_bytes:
-            return self._refuse(raw, RefusalKind.TOO_LARGE, f"the dataset is more than {self.max_bytes / 1e6:g} MB "
-                                f"once decoded ({len(raw)} bytes as sent, transfer syntax {UID(ts).name}); the cap "
-                                "is [listener] max_dataset_mb", calling, sop_uid, sop_class, t0)
+            return self._refuse(
+                raw,
+                RefusalKind.TOO_LARGE,
+                f"the dataset is more than {self.max_bytes / 1e6:g} MB "
+                f"once decoded ({len(raw)} bytes as sent, transfer syntax {UID(ts).name}); the cap "
+                "is [listener] max_dataset_mb",
+                calling,
+                sop_uid,
+                sop_class,
+                t0,
+            )
         # the same checks as `srdose ingest`, on the bytes as received
         try:
             report = read_bytes(raw, "dataset")
@@ -205,12 +237,12 @@ class Receiver:
         self.worker.submit(Received(path, origin, report, sha))
         if self.on_stored:
             self.on_stored(report)
-        log.info("C-STORE %s from %s: spooled in %.0f ms", UID(sop_class).name, calling,
-                 (time.monotonic() - t0) * 1e3)
+        log.info("C-STORE %s from %s: spooled in %.0f ms", UID(sop_class).name, calling, (time.monotonic() - t0) * 1e3)
         return int(StoreStatus.SUCCESS)
 
-    def _refuse(self, raw: bytes, kind: str, reason: str, calling: str, sop_uid: str, sop_class: str,
-                t0: float) -> Dataset:
+    def _refuse(
+        self, raw: bytes, kind: str, reason: str, calling: str, sop_uid: str, sop_class: str, t0: float
+    ) -> Dataset:
         """Quarantine a refused dataset (file, note, then the database
         record by way of the spool) and answer a failure status."""
         origin = f"dicom:{calling}"
@@ -220,8 +252,7 @@ class Receiver:
         except OSError as exc:
             log.error("cannot quarantine a refused dataset from %s: %s", calling, exc)
             return _failure(StoreStatus.OUT_OF_RESOURCES, "cannot store dataset")
-        note = {"kind": kind, "reason": reason, "sha256": sha, "sop_instance_uid": sop_uid,
-                "stored_as": str(stored)}
+        note = {"kind": kind, "reason": reason, "sha256": sha, "sop_instance_uid": sop_uid, "stored_as": str(stored)}
         try:
             path = self.spool.put_refusal(note, calling)
         except SpoolError as exc:  # the dataset and its reason are in the quarantine folder
@@ -232,10 +263,11 @@ class Receiver:
             name = UID(sop_class).name
         except Exception:
             name = "dataset"
-        log.info("C-STORE %s from %s: refused (%s) in %.0f ms", name, calling, kind,
-                 (time.monotonic() - t0) * 1e3)
-        return _failure(REFUSED_STATUS.get(kind, StoreStatus.CANNOT_UNDERSTAND),
-                        REFUSED_COMMENT.get(kind, "refused; quarantined by srdose"))
+        log.info("C-STORE %s from %s: refused (%s) in %.0f ms", name, calling, kind, (time.monotonic() - t0) * 1e3)
+        return _failure(
+            REFUSED_STATUS.get(kind, StoreStatus.CANNOT_UNDERSTAND),
+            REFUSED_COMMENT.get(kind, "refused; quarantined by srdose"),
+        )
 
 
 @dataclass
@@ -262,9 +294,9 @@ class ListenerOptions:
     max_dataset_mb: float = MAX_DATASET_MB
 
     @classmethod
-    def from_settings(cls, section: dict) -> "ListenerOptions":
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in section.items() if k in names})
+    def from_settings(cls, section: ListenerSettings) -> ListenerOptions:
+        values = {f.name: getattr(section, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**values, "allow": list(section.allow)})
 
 
 def tls_context(cert: str, key: str, ca: str = "") -> ssl.SSLContext:
@@ -322,8 +354,20 @@ class GuardedServer(ThreadedAssociationServer):
 
     daemon_threads = True
 
-    def __init__(self, *args, request_timeout: float = 10, max_pending: int = 32,
-                 max_established: int = 16, **kwargs):
+    def __init__(
+        self,
+        ae: AE,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str,
+        contexts: list[PresentationContext],
+        ssl_context: ssl.SSLContext | None = None,
+        evt_handlers: list[evt.EventHandlerType] | None = None,
+        *,
+        request_timeout: float = 10,
+        max_pending: int = 32,
+        max_established: int = 16,
+        **kwargs,
+    ):
         self.request_timeout = float(request_timeout)
         self.max_pending = max(1, int(max_pending))
         self.max_established = max(1, int(max_established))
@@ -331,7 +375,9 @@ class GuardedServer(ThreadedAssociationServer):
         self._pending_lock = threading.Lock()
         self._local = threading.local()
         self._closing = threading.Event()
-        super().__init__(*args, request_handler=_RequestHandler, **kwargs)
+        super().__init__(
+            ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_RequestHandler, **kwargs
+        )
         self.bind(evt.EVT_REQUESTED, self._on_requested)
         self._reaper = threading.Thread(target=self._reap, name="srdose-reaper", daemon=True)
         self._reaper.start()
@@ -368,8 +414,11 @@ class GuardedServer(ThreadedAssociationServer):
                 evicted = self._pending.pop(next(iter(self._pending)))
             self._pending[id(pending)] = pending
         if evicted is not None:
-            log.warning("%d connections waiting to associate: dropping the oldest, from %s",
-                        self.max_pending, evicted.address[0])
+            log.warning(
+                "%d connections waiting to associate: dropping the oldest, from %s",
+                self.max_pending,
+                evicted.address[0],
+            )
             _cut(evicted.sock)
         return pending
 
@@ -384,8 +433,9 @@ class GuardedServer(ThreadedAssociationServer):
         pending.assoc = assoc
         assoc._srdose_pending = pending
         # pynetdicom waits acse_timeout for the request: no longer than the deadline
-        assoc.acse_timeout = max(0.05, min(self.ae.acse_timeout or self.request_timeout,
-                                           pending.deadline - time.monotonic()))
+        assoc.acse_timeout = max(
+            0.05, min(self.ae.acse_timeout or self.request_timeout, pending.deadline - time.monotonic())
+        )
 
     def _on_requested(self, event) -> None:
         """The association request is complete: the connection is no longer
@@ -414,8 +464,9 @@ class GuardedServer(ThreadedAssociationServer):
                     elif p.assoc is not None and not p.assoc.is_alive() and p.assoc.ident is not None:
                         del self._pending[key]  # ended before its request was complete
             for p in expired:
-                log.info("connection from %s dropped: no association request within %g s", p.address[0],
-                         self.request_timeout)
+                log.info(
+                    "connection from %s dropped: no association request within %g s", p.address[0], self.request_timeout
+                )
                 _cut(p.sock)
 
     def server_close(self) -> None:
@@ -442,15 +493,13 @@ class Listener:
         The ingest worker (its own thread and database connection).
     """
 
-    def __init__(self, options: ListenerOptions, spool: Spool, quarantine: QuarantineFolder,
-                 worker: IngestWorker):
+    def __init__(self, options: ListenerOptions, spool: Spool, quarantine: QuarantineFolder, worker: IngestSink):
         self.options = options
         self.spool = spool
         self.quarantine = quarantine
         self.worker = worker
-        self.receiver = Receiver(spool, quarantine, worker,
-                                 max_bytes=int(float(options.max_dataset_mb) * 1_000_000))
-        self.server = None
+        self.receiver = Receiver(spool, quarantine, worker, max_bytes=int(float(options.max_dataset_mb) * 1_000_000))
+        self.server: ThreadedAssociationServer | None = None
         self.ae = self._make_ae()
         self._assoc_started: dict[int, tuple[float, int]] = {}
         self._lock = threading.Lock()
@@ -478,7 +527,7 @@ class Listener:
     # --- event handlers -----------------------------------------------------
 
     def _on_open(self, event) -> None:
-        quick_acks(event.assoc)
+        compat.quick_acks(event.assoc)
 
     def _on_accepted(self, event) -> None:
         with self._lock:
@@ -489,14 +538,24 @@ class Listener:
         with self._lock:
             started, _ = self._assoc_started.pop(id(assoc), (time.monotonic(), 0))
             n = self.receiver.per_association.pop(id(assoc), 0)
-        log.info("association %s from %s (%s): %d datasets in %.1f s", how,
-                 assoc.requestor.ae_title, assoc.requestor.address, n, time.monotonic() - started)
+        log.info(
+            "association %s from %s (%s): %d datasets in %.1f s",
+            how,
+            assoc.requestor.ae_title,
+            assoc.requestor.address,
+            n,
+            time.monotonic() - started,
+        )
 
     def _on_rejected(self, event) -> None:
         primitive = event.assoc.requestor.primitive
         called = getattr(primitive, "called_ae_title", "") if primitive is not None else ""
-        log.warning("association rejected: calling AE %r, called AE %r, from %s", event.assoc.requestor.ae_title,
-                    called, event.assoc.requestor.address)
+        log.warning(
+            "association rejected: calling AE %r, called AE %r, from %s",
+            event.assoc.requestor.ae_title,
+            called,
+            event.assoc.requestor.address,
+        )
 
     def handlers(self):
         return [
@@ -514,11 +573,17 @@ class Listener:
         """Start serving (in background threads)."""
         o = self.options
         ctx = tls_context(o.tls_cert, o.tls_key, o.tls_ca) if o.tls_cert else None
-        server = self.ae.make_server((o.host, int(o.port)), ssl_context=ctx, evt_handlers=self.handlers(),
-                                     server_class=GuardedServer, request_timeout=o.request_timeout,
-                                     max_pending=o.max_pending, max_established=o.max_associations)
+        server = self.ae.make_server(
+            (o.host, int(o.port)),
+            ssl_context=ctx,
+            evt_handlers=self.handlers(),
+            server_class=GuardedServer,
+            request_timeout=o.request_timeout,
+            max_pending=o.max_pending,
+            max_established=o.max_associations,
+        )
         threading.Thread(target=server.serve_forever, name="srdose-accept", daemon=True).start()
-        self.ae._servers.append(server)  # so that the AE's shutdown stops it
+        compat.keep_server(self.ae, server)  # so that the AE's shutdown stops it
         self.server = server
         log.info("listening as %s on %s:%d%s", o.aet, o.host, self.port, " (TLS)" if ctx else "")
 
@@ -535,8 +600,7 @@ class Listener:
         self.server.shutdown()
         deadline = time.monotonic() + grace
         # only associations that are established can have a dataset in hand
-        while (any(a.is_established for a in self.ae.active_associations)
-               and time.monotonic() < deadline):
+        while any(a.is_established for a in self.ae.active_associations) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.ae.shutdown()
         self.server = None

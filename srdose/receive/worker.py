@@ -19,11 +19,14 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Protocol
 
+from srdose.config import RecalcSettings
 from srdose.ingest import Ingestor
+from srdose.physics.factors import FactorSet
 from srdose.quarantine import write_durably
 from srdose.recalc.engine import Params
 from srdose.recalc.run import resolve_factor_set, run
@@ -38,13 +41,22 @@ log = logging.getLogger("srdose.listen")
 class Received:
     """A dataset the listener has taken responsibility for."""
 
-    path: Optional[Path]  # in the spool; None when it was refused (already quarantined)
+    path: Path | None  # in the spool; None when it was refused (already quarantined)
     origin: str  # "dicom:<calling AE>"
     report: object  # the parsed DoseReport, or None to parse from the file
     sha256: str
-    kind: Optional[str] = None  # a RefusalKind, when refused
-    reason: Optional[str] = None
-    sop_instance_uid: Optional[str] = None
+    kind: str | None = None  # a RefusalKind, when refused
+    reason: str | None = None
+    sop_instance_uid: str | None = None
+
+
+class IngestSink(Protocol):
+    """What the listener hands its datasets to: an :class:`IngestWorker`, or the
+    :class:`srdose.receive.process.IngestProcess` that runs one in a child process."""
+
+    def submit(self, item: Received) -> None: ...
+
+    def alive(self) -> bool: ...
 
 
 def transient(exc: BaseException) -> bool:
@@ -53,7 +65,7 @@ def transient(exc: BaseException) -> bool:
     return is_transient(exc) or isinstance(exc, OSError)
 
 
-def _db_text(value: Optional[str], limit: int) -> Optional[str]:
+def _db_text(value: str | None, limit: int) -> str | None:
     """Text as every database column takes it (PostgreSQL refuses NUL)."""
     if value is None:
         return None
@@ -69,13 +81,13 @@ class AfterIngestRecalc:
     burst it runs at most every ``interval`` seconds.
     """
 
-    def __init__(self, store, section: dict, interval: float = 2.0):
+    def __init__(self, store, section: RecalcSettings, interval: float = 2.0):
         self.store = store
-        self.section = dict(section)
+        self.section = section
         self.interval = interval
-        self.wanted: dict[Optional[str], Optional[str]] = {}  # serial -> earliest study date
+        self.wanted: dict[str | None, str | None] = {}  # serial -> earliest study date
         self._last = 0.0
-        self._setup = None
+        self._setup: tuple[FactorSet, Params] | None = None
 
     def note(self, report) -> None:
         if report is None:  # recovered from the spool, not parsed here: whatever is new
@@ -101,19 +113,25 @@ class AfterIngestRecalc:
         self._last = time.monotonic()
         try:
             if self._setup is None:
-                self._setup = (resolve_factor_set(self.store, self.section.get("default_factor_set", "bundled")),
-                               Params.from_settings(self.section))
+                self._setup = (
+                    resolve_factor_set(self.store, self.section.default_factor_set),
+                    Params.from_settings(self.section),
+                )
             factor_set, params = self._setup
             if None in wanted:  # a unit without serial or a recovered file: everything not yet current
                 wanted = {None: wanted[None]}
             for serial, since in wanted.items():
                 summary = run(self.store, factor_set, params, serial=serial, since=since)
                 if summary.computed:
-                    log.info("recalculated the MGD of %d new event(s)%s", summary.computed,
-                             f" of unit {serial}" if serial else "")
+                    log.info(
+                        "recalculated the MGD of %d new event(s)%s",
+                        summary.computed,
+                        f" of unit {serial}" if serial else "",
+                    )
         except Exception as exc:  # ingest goes on; `srdose recalc` catches up
-            log.error("recalculation after ingest failed (%s: %s); run `srdose recalc`",
-                      type(exc).__name__, str(exc)[:200])
+            log.error(
+                "recalculation after ingest failed (%s: %s); run `srdose recalc`", type(exc).__name__, str(exc)[:200]
+            )
 
 
 class IngestWorker:
@@ -137,27 +155,33 @@ class IngestWorker:
         Optional :class:`AfterIngestRecalc`, run after committed batches.
     """
 
-    def __init__(self, ingestor: Ingestor, spool: Spool, status_file: Optional[Path] = None,
-                 batch_size: int = 64, owner_pid: Optional[int] = None,
-                 recalc: Optional[AfterIngestRecalc] = None):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        spool: Spool,
+        status_file: Path | None = None,
+        batch_size: int = 64,
+        owner_pid: int | None = None,
+        recalc: AfterIngestRecalc | None = None,
+    ):
         self.ingestor = ingestor
         self.spool = spool
         self.status_file = status_file
         self.batch_size = batch_size
-        self.queue: "queue.Queue[Received]" = queue.Queue()
+        self.queue: queue.Queue[Received] = queue.Queue()
         self.counts: Counter = Counter()
         self.per_ae: dict[str, dict] = {}
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._last_status = 0.0
         self._lock = threading.Lock()
         self.owner_pid = owner_pid or os.getpid()
         self.recalc = recalc
         #: set while the database is unavailable and the worker waits to retry
         self.stalled = threading.Event()
-        self._stopped_at: Optional[float] = None
+        self._stopped_at: float | None = None
         #: called once per dataset after its transaction committed
-        self.on_done = None
+        self.on_done: Callable[[], None] | None = None
 
     def submit(self, item: Received) -> None:
         ae = item.origin.split(":", 1)[-1]
@@ -185,8 +209,12 @@ class IngestWorker:
         what is left stays in the spool for the next start."""
         if drain:
             deadline = time.monotonic() + timeout
-            while (self.queue.unfinished_tasks and time.monotonic() < deadline
-                   and not self.stalled.is_set() and self.alive()):
+            while (
+                self.queue.unfinished_tasks
+                and time.monotonic() < deadline
+                and not self.stalled.is_set()
+                and self.alive()
+            ):
                 time.sleep(0.05)
         self._stop.set()
         if self._thread:
@@ -224,19 +252,27 @@ class IngestWorker:
                 self._after_commit(idle=True)
                 self._maybe_write_status()
                 continue
+            results: Sequence[str | None] | None
             try:
                 results = self._ingest(batch)
             except Exception as exc:
                 if transient(exc):
                     results = None
                 else:  # the database refuses something in this batch: find it, commit the rest
-                    log.warning("a batch of %d failed (%s: %s); ingesting its datasets one by one",
-                                len(batch), type(exc).__name__, str(exc)[:200])
+                    log.warning(
+                        "a batch of %d failed (%s: %s); ingesting its datasets one by one",
+                        len(batch),
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
                     results = [self._ingest_alone(item) for item in batch]
                 if results is None or None in results:
                     err = exc if results is None else "database unavailable"
-                    log.error("database unavailable, will retry in %.1f s (%s)", backoff,
-                              f"{type(err).__name__}: {str(err)[:200]}" if isinstance(err, Exception) else err)
+                    log.error(
+                        "database unavailable, will retry in %.1f s (%s)",
+                        backoff,
+                        f"{type(err).__name__}: {str(err)[:200]}" if isinstance(err, Exception) else err,
+                    )
                     left = batch if results is None else [i for i, r in zip(batch, results) if r is None]
                     done = [] if results is None else [(i, r) for i, r in zip(batch, results) if r is not None]
                     self._finish(done)
@@ -275,7 +311,7 @@ class IngestWorker:
         if self.recalc is not None and self.recalc.due(idle):
             self.recalc.run()
 
-    def _ingest_alone(self, item: Received) -> Optional[str]:
+    def _ingest_alone(self, item: Received) -> str | None:
         """One dataset in a transaction of its own: its outcome, or None when
         the database is unavailable (to be retried)."""
         try:
@@ -285,8 +321,9 @@ class IngestWorker:
                 return None
             return self._quarantine_refused_by_database(item, exc)
 
-    def _quarantine_refused_by_database(self, item: Received, exc: Exception) -> Optional[str]:
+    def _quarantine_refused_by_database(self, item: Received, exc: Exception) -> str | None:
         reason = _db_text(f"the database refused this dataset ({type(exc).__name__}: {str(exc)[:300]})", 1000)
+        assert reason is not None  # a non-empty text stays non-empty
         log.error("quarantining %s: %s", item.path.name if item.path else item.sha256[:12], reason)
         try:
             if item.path is not None and self.spool.is_refusal(item.path):
@@ -305,8 +342,15 @@ class IngestWorker:
             return None
         try:
             with self.ingestor.store.begin() as conn:
-                self.ingestor.store.add_quarantine(conn, RefusalKind.STORE_ERROR.value, reason, _db_text(sha, 64), None,
-                                                   _db_text(stored, 1024), _db_text(item.origin, 256))
+                self.ingestor.store.add_quarantine(
+                    conn,
+                    RefusalKind.STORE_ERROR.value,
+                    reason,
+                    _db_text(sha, 64),
+                    None,
+                    _db_text(stored, 1024),
+                    _db_text(item.origin, 256),
+                )
         except Exception as err:
             if transient(err):
                 return None
@@ -327,16 +371,21 @@ class IngestWorker:
                     results.append(Outcome.MISSING)
                     item.path = None
                     continue
-                result = self.ingestor.ingest_one(conn, data, item.origin, item.path.name,
-                                                  report=item.report, sha=item.sha256 or None)
+                result = self.ingestor.ingest_one(
+                    conn, data, item.origin, item.path.name, report=item.report, sha=item.sha256 or None
+                )
                 results.append(result.outcome)
         return results
 
     def _record_refusal(self, conn, item: Received) -> str:
         if item.path is None:
-            note = {"kind": item.kind, "reason": item.reason, "sha256": item.sha256,
-                    "sop_instance_uid": item.sop_instance_uid,
-                    "stored_as": str(self.ingestor.quarantine.root / f"{item.sha256}.dcm")}
+            note = {
+                "kind": item.kind,
+                "reason": item.reason,
+                "sha256": item.sha256,
+                "sop_instance_uid": item.sop_instance_uid,
+                "stored_as": str(self.ingestor.quarantine.root / f"{item.sha256}.dcm"),
+            }
         else:
             try:
                 note = self.spool.read_refusal(item.path)
@@ -344,13 +393,19 @@ class IngestWorker:
                 item.path = None
                 return Outcome.MISSING
             except (OSError, ValueError) as exc:
-                note = {"kind": RefusalKind.ERROR.value,
-                        "reason": f"refused at the door; its note is unreadable ({exc})"}
+                note = {
+                    "kind": RefusalKind.ERROR.value,
+                    "reason": f"refused at the door; its note is unreadable ({exc})",
+                }
         self.ingestor.store.add_quarantine(
-            conn, _db_text(note.get("kind"), 32) or RefusalKind.ERROR.value,
+            conn,
+            _db_text(note.get("kind"), 32) or RefusalKind.ERROR.value,
             _db_text(note.get("reason"), 4000) or "refused",
-            _db_text(note.get("sha256"), 64), note.get("sop_instance_uid"),
-            _db_text(note.get("stored_as"), 1024), _db_text(item.origin, 256))
+            _db_text(note.get("sha256"), 64),
+            note.get("sop_instance_uid"),
+            _db_text(note.get("stored_as"), 1024),
+            _db_text(item.origin, 256),
+        )
         return Outcome.QUARANTINED
 
     def _maybe_write_status(self) -> None:
@@ -362,10 +417,14 @@ class IngestWorker:
         if self.status_file is None:
             return
         with self._lock:
-            doc = {"updated": time.time(), "pid": self.owner_pid, "stopped": self._stopped_at,
-                   "counts": dict(self.counts),
-                   "per_calling_ae": {k: dict(v) for k, v in self.per_ae.items()},
-                   "queued": self.queue.unfinished_tasks}
+            doc = {
+                "updated": time.time(),
+                "pid": self.owner_pid,
+                "stopped": self._stopped_at,
+                "counts": dict(self.counts),
+                "per_calling_ae": {k: dict(v) for k, v in self.per_ae.items()},
+                "queued": self.queue.unfinished_tasks,
+            }
         try:
             write_durably(self.status_file, json.dumps(doc, indent=1).encode())
         except OSError as exc:

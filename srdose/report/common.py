@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
 from srdose.vocab import Acquisition
 
 #: Told each step of a build, for a status line.
-Progress = Optional[Callable[[str], None]]
+Progress = Callable[[str], None] | None
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Built:
 def period_tag(since: str, until: str) -> str:
     """The period of a report in its file names: YYYYMMDD-YYYYMMDD."""
     return f"{since.replace('-', '')}-{until.replace('-', '')}"
+
 
 VIEW_ORDER = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO", "CV", "AT")
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from srdose.config import parse_band, parse_drl_views, parse_national_drl
+from srdose.config import ReportSettings, parse_band, parse_drl_views
 from srdose.files import private_dir
 from srdose.report import common as C
 from srdose.report import plots as P
@@ -48,34 +47,34 @@ class DRLSettings:
     acquisition: str = "2D"
     dose: str = "recalc"  # recalc | reported
     min_events: int = 20
-    national_mgy: Optional[float] = None
+    national_mgy: float | None = None
     national_source: str = ""
 
     @classmethod
-    def from_settings(cls, section: dict, band: Optional[str] = None, views=None, acquisition=None,
-                      dose=None, min_events=None) -> "DRLSettings":
-        """From ``[report]`` with command-line overrides; ValueError on a bad value."""
-        lo, hi = parse_band(band or section["drl_band_mm"])
-        vs = parse_drl_views(views or section["drl_views"])
-        acq = (acquisition or section["drl_acquisition"]).strip().upper()
+    def from_settings(
+        cls, section: ReportSettings, band: str | None = None, views=None, acquisition=None, dose=None, min_events=None
+    ) -> DRLSettings:
+        """From ``[report]`` (checked when the settings were read) with command-line overrides;
+        ValueError on a bad override."""
+        lo, hi = parse_band(band) if band else section.drl_band_mm
+        vs = parse_drl_views(views) if views else section.drl_views
+        acq = (acquisition or section.drl_acquisition).strip().upper()
         if acq not in ("2D", "DBT"):
             raise ValueError(f"DRL acquisition {acq!r}: 2D or DBT")
-        d = (dose or section["drl_dose"]).strip().lower()
+        d = (dose or section.drl_dose).strip().lower()
         if d not in ("recalc", "reported"):
             raise ValueError(f"DRL dose {d!r}: recalc or reported")
-        m = int(section["drl_min_events"] if min_events is None else min_events)
+        m = int(section.drl_min_events if min_events is None else min_events)
         if m < 1:
             raise ValueError("drl_min_events must be at least 1")
-        national = parse_national_drl(section.get("national_drl_mgy", ""))
-        if national is not None and not str(section.get("national_drl_source", "")).strip():
-            raise ValueError("[report] national_drl_mgy is set without national_drl_source: cite where "
-                             "the value comes from")
-        return cls(vs, (lo, hi), acq, d, m, national, str(section.get("national_drl_source", "")).strip())
+        return cls(vs, (lo, hi), acq, d, m, section.national_drl_mgy, section.national_drl_source.strip())
 
     def describe(self) -> str:
         dose = "recalculated MGD" if self.dose == "recalc" else "AGD as reported"
-        return (f"{self.acquisition} {'/'.join(self.views)} views, compressed thickness "
-                f"{self.band[0]:g}–{self.band[1]:g} mm, {dose}")
+        return (
+            f"{self.acquisition} {'/'.join(self.views)} views, compressed thickness "
+            f"{self.band[0]:g}–{self.band[1]:g} mm, {dose}"
+        )
 
 
 @dataclass
@@ -96,8 +95,11 @@ class RoomStats:
 
 
 def standard_set(cols: dict, s: DRLSettings) -> np.ndarray:
-    return (np.isin(cols["view"].astype(str), list(s.views)) & stats.in_band(cols["compressed_thickness_mm"], *s.band)
-            & (C.modality(cols) == s.acquisition))
+    return (
+        np.isin(cols["view"].astype(str), list(s.views))
+        & stats.in_band(cols["compressed_thickness_mm"], *s.band)
+        & (C.modality(cols) == s.acquisition)
+    )
 
 
 def room_statistics(room, dose, in_set, not_patient, infeasible, min_events: int, rooms=None) -> RoomStats:
@@ -117,8 +119,19 @@ def room_statistics(room, dose, in_set, not_patient, infeasible, min_events: int
     used = in_set & ~np_ & ~inf & ~nod
     rooms = np.unique(room) if rooms is None else np.asarray(rooms)
     k = rooms.size
-    out = RoomStats(rooms, *(np.zeros(k, dtype=np.int64) for _ in range(5)),
-                    *(np.full(k, np.nan) for _ in range(4)), np.zeros(k, dtype=bool))
+    out = RoomStats(
+        rooms=rooms,
+        in_set=np.zeros(k, dtype=np.int64),
+        not_patient=np.zeros(k, dtype=np.int64),
+        infeasible=np.zeros(k, dtype=np.int64),
+        no_dose=np.zeros(k, dtype=np.int64),
+        used=np.zeros(k, dtype=np.int64),
+        median=np.full(k, np.nan),
+        p25=np.full(k, np.nan),
+        p75=np.full(k, np.nan),
+        mean=np.full(k, np.nan),
+        qualifies=np.zeros(k, dtype=bool),
+    )
     for j, r in enumerate(rooms):
         here = room == r
         out.in_set[j] = int((in_set & here).sum())
@@ -162,8 +175,16 @@ class DRLData:
         return self.in_set & ~self.cols["not_patient"] & ~C.infeasible(self.cols) & np.isfinite(self.dose)
 
 
-def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settings: DRLSettings,
-              serials: Optional[list[str]] = None, progress: Progress = None) -> Built:
+def build_drl(
+    store,
+    settings,
+    since: str,
+    until: str,
+    out_dir: Path,
+    drl_settings: DRLSettings,
+    serials: list[str] | None = None,
+    progress: Progress = None,
+) -> Built:
     """The DRL report over the rooms with events in the period (or ``serials``)."""
     s = drl_settings
     built = Built()
@@ -185,17 +206,31 @@ def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settin
     out_dir = private_dir(out_dir / f"drl_{period}")
     built.files += write_tables(out_dir / f"drl_{period}", tables)
     rs, values = data.rooms, data.values
-    keyfigs = [("rooms in the statistics", f"{values.rooms} of {rs.rooms.size}"),
-               ("local DRL (median)", f"{values.local_drl:.2f} mGy" if values.rooms else "–"),
-               ("75th percentile", f"{values.national_style_drl:.2f} mGy" if values.rooms else "–"),
-               ("exposures used", f"{int(rs.used.sum()):,}")]
-    meta = [("period", f"{since} to {until} (study dates)"), ("standard set", s.describe()),
-            ("rooms", f"{rs.rooms.size} unit(s) with events in the period")]
-    html = render_html("drl.html", out_dir / f"drl_{period}.html", title="Diagnostic reference levels",
-                       kicker="local and national-style DRLs", meta=meta, keyfigs=keyfigs,
-                       tables=html_tables(tables, int(settings["report"]["max_listed"])), figures=figs,
-                       national=s.national_mgy, national_source=s.national_source, standard=s.describe(),
-                       min_events=s.min_events)
+    keyfigs = [
+        ("rooms in the statistics", f"{values.rooms} of {rs.rooms.size}"),
+        ("local DRL (median)", f"{values.local_drl:.2f} mGy" if values.rooms else "–"),
+        ("75th percentile", f"{values.national_style_drl:.2f} mGy" if values.rooms else "–"),
+        ("exposures used", f"{int(rs.used.sum()):,}"),
+    ]
+    meta = [
+        ("period", f"{since} to {until} (study dates)"),
+        ("standard set", s.describe()),
+        ("rooms", f"{rs.rooms.size} unit(s) with events in the period"),
+    ]
+    html = render_html(
+        "drl.html",
+        out_dir / f"drl_{period}.html",
+        title="Diagnostic reference levels",
+        kicker="local and national-style DRLs",
+        meta=meta,
+        keyfigs=keyfigs,
+        tables=html_tables(tables, int(settings.report.max_listed)),
+        figures=figs,
+        national=s.national_mgy,
+        national_source=s.national_source,
+        standard=s.describe(),
+        min_events=s.min_events,
+    )
     built.html.insert(0, html)
     built.notes += drl_notes(rs, values, s)
     if values.rooms == 0:
@@ -206,18 +241,35 @@ def build_drl(store, settings, since: str, until: str, out_dir: Path, drl_settin
 def drl_data(cols: dict, units: list[dict], s: DRLSettings) -> DRLData:
     dose = dose_column(cols, s)
     in_set = standard_set(cols, s)
-    rs = room_statistics(cols["device_id"], dose, in_set, cols["not_patient"], C.infeasible(cols),
-                         s.min_events, rooms=np.array([u["id"] for u in units]))
-    return DRLData(cols, dose, in_set, rs, drl_values(rs), {u["id"]: u for u in units},
-                   {u["id"]: f"{u['model']} {u['serial']}" for u in units})
+    rs = room_statistics(
+        cols["device_id"],
+        dose,
+        in_set,
+        cols["not_patient"],
+        C.infeasible(cols),
+        s.min_events,
+        rooms=np.array([u["id"] for u in units]),
+    )
+    return DRLData(
+        cols,
+        dose,
+        in_set,
+        rs,
+        drl_values(rs),
+        {u["id"]: u for u in units},
+        {u["id"]: f"{u['model']} {u['serial']}" for u in units},
+    )
 
 
 def drl_notes(rs: RoomStats, values: stats.DRL, s: DRLSettings) -> list[str]:
     notes = []
     if values.rooms == 0:
         notes.append(f"no room has {s.min_events} or more exposures in the standard set ({s.describe()})")
-    if s.dose == "recalc" and rs.in_set.sum() and rs.no_dose.sum() == rs.in_set.sum() - rs.not_patient.sum() \
-            - rs.infeasible.sum():
+    if (
+        s.dose == "recalc"
+        and rs.in_set.sum()
+        and rs.no_dose.sum() == rs.in_set.sum() - rs.not_patient.sum() - rs.infeasible.sum()
+    ):
         notes.append("no recalculated MGD in the standard set: run `srdose recalc` (or --dose reported)")
     return notes
 
@@ -231,44 +283,107 @@ def drl_tables(data: DRLData, s: DRLSettings) -> list[Table]:
         versus = ""
         if s.national_mgy is not None and np.isfinite(rs.median[j]):
             versus = f"{rs.median[j] / s.national_mgy:.2f} × national DRL" + (
-                " — above" if rs.median[j] > s.national_mgy else "")
-        room_rows.append([u["manufacturer"], u["model"], u["serial"], u["station"] or "", int(rs.in_set[j]),
-                          int(rs.used[j]), rs.median[j], rs.p25[j], rs.p75[j], rs.mean[j],
-                          "yes" if rs.qualifies[j] else f"no (< {s.min_events})", versus])
+                " — above" if rs.median[j] > s.national_mgy else ""
+            )
+        room_rows.append(
+            [
+                u["manufacturer"],
+                u["model"],
+                u["serial"],
+                u["station"] or "",
+                int(rs.in_set[j]),
+                int(rs.used[j]),
+                rs.median[j],
+                rs.p25[j],
+                rs.p75[j],
+                rs.mean[j],
+                "yes" if rs.qualifies[j] else f"no (< {s.min_events})",
+                versus,
+            ]
+        )
     unit = "mGy"
     value_rows = [
         ["rooms qualifying", values.rooms, "", f"of {rs.rooms.size} with events in the period"],
         ["local DRL (median of room medians)", values.local_drl, unit, "ICRP 135: the service's typical value"],
-        ["national-style DRL (75th percentile of room medians)", values.national_style_drl, unit,
-         "ICRP 135 national DRL definition applied to these rooms"],
+        [
+            "national-style DRL (75th percentile of room medians)",
+            values.national_style_drl,
+            unit,
+            "ICRP 135 national DRL definition applied to these rooms",
+        ],
         ["25th percentile of room medians", values.p25, unit, ""],
-        ["lowest / highest room median", f"{values.minimum:.2f} / {values.maximum:.2f}" if values.rooms else "",
-         unit, ""],
-        ["national DRL (configured)", s.national_mgy, unit if s.national_mgy else "",
-         s.national_source or "not configured: srdose ships no national value"],
+        [
+            "lowest / highest room median",
+            f"{values.minimum:.2f} / {values.maximum:.2f}" if values.rooms else "",
+            unit,
+            "",
+        ],
+        [
+            "national DRL (configured)",
+            s.national_mgy,
+            unit if s.national_mgy else "",
+            s.national_source or "not configured: srdose ships no national value",
+        ],
     ]
-    excl_rows = [[data.label[int(r)], int(rs.in_set[j]), int(rs.not_patient[j]), int(rs.infeasible[j]),
-                  int(rs.no_dose[j]), int(rs.used[j])] for j, r in enumerate(rs.rooms)]
-    excl_rows.append(["all rooms", int(rs.in_set.sum()), int(rs.not_patient.sum()), int(rs.infeasible.sum()),
-                      int(rs.no_dose.sum()), int(rs.used.sum())])
+    excl_rows = [
+        [
+            data.label[int(r)],
+            int(rs.in_set[j]),
+            int(rs.not_patient[j]),
+            int(rs.infeasible[j]),
+            int(rs.no_dose[j]),
+            int(rs.used[j]),
+        ]
+        for j, r in enumerate(rs.rooms)
+    ]
+    excl_rows.append(
+        [
+            "all rooms",
+            int(rs.in_set.sum()),
+            int(rs.not_patient.sum()),
+            int(rs.infeasible.sum()),
+            int(rs.no_dose.sum()),
+            int(rs.used.sum()),
+        ]
+    )
     return [
-        Table("values", "", [*text_columns("quantity"), *number_columns("value"), *text_columns("unit", "note")],
-              value_rows),
-        Table("rooms", "Each room",
-              [*text_columns("manufacturer", "model", "serial", "station"),
-               *number_columns("in set", "used", f"median ({unit})", f"p25 ({unit})", f"p75 ({unit})",
-                               f"mean ({unit})"),
-               *text_columns("qualifies"), *text_columns("against national DRL", wrap=True)], room_rows),
-        Table("exclusions", "Exposures of the standard set excluded, per room",
-              [*text_columns("room"), *number_columns("in set", "not a patient study", "infeasible value", "no dose",
-                                                      "used")], excl_rows),
+        Table(
+            "values",
+            "",
+            [*text_columns("quantity"), *number_columns("value"), *text_columns("unit", "note")],
+            value_rows,
+        ),
+        Table(
+            "rooms",
+            "Each room",
+            [
+                *text_columns("manufacturer", "model", "serial", "station"),
+                *number_columns(
+                    "in set", "used", f"median ({unit})", f"p25 ({unit})", f"p75 ({unit})", f"mean ({unit})"
+                ),
+                *text_columns("qualifies"),
+                *text_columns("against national DRL", wrap=True),
+            ],
+            room_rows,
+        ),
+        Table(
+            "exclusions",
+            "Exposures of the standard set excluded, per room",
+            [
+                *text_columns("room"),
+                *number_columns("in set", "not a patient study", "infeasible value", "no dose", "used"),
+            ],
+            excl_rows,
+        ),
     ]
 
 
 def _reference_lines(values: stats.DRL, s: DRLSettings) -> list[tuple]:
     """(value, name, colour, line style) of the levels drawn over the rooms."""
-    lines = [(values.local_drl, "local DRL (median)", P.PALETTE[2], "-"),
-             (values.national_style_drl, "75th percentile", P.PALETTE[1], "--")]
+    lines = [
+        (values.local_drl, "local DRL (median)", P.PALETTE[2], "-"),
+        (values.national_style_drl, "75th percentile", P.PALETTE[1], "--"),
+    ]
     if s.national_mgy is not None:
         lines.append((s.national_mgy, "national DRL (configured)", "black", ":"))
     return lines
@@ -293,9 +408,13 @@ def drl_plots(data: DRLData, s: DRLSettings) -> dict:
     ax.grid(axis="y", visible=False)
     if any(np.isfinite(x) for x, *_ in lines if x is not None):
         ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.4, -0.16), ncol=3, fontsize=7.5)
-    figs = {"rooms": {"uri": P.to_data_uri(fig),
-                      "caption": f"Median dose per room, standard set: {s.describe()}. Grey: fewer than "
-                                 f"{s.min_events} exposures (not in the statistics)."}}
+    figs = {
+        "rooms": {
+            "uri": P.to_data_uri(fig),
+            "caption": f"Median dose per room, standard set: {s.describe()}. Grey: fewer than "
+            f"{s.min_events} exposures (not in the statistics).",
+        }
+    }
     figs["boxes"] = _boxes_figure(data, order, lines)
     return figs
 
@@ -307,14 +426,21 @@ def _boxes_figure(data: DRLData, order: np.ndarray, lines: list[tuple]) -> dict:
     room_names = np.empty(cols["n"], dtype=object)
     for rid in rs.rooms:
         room_names[cols["device_id"] == rid] = data.label[int(rid)]
-    P.boxplot_groups(axes[0], data.dose[used], room_names[used], order=[data.label[int(rs.rooms[j])] for j in order],
-                     ylabel="dose (mGy)")
+    P.boxplot_groups(
+        axes[0],
+        data.dose[used],
+        room_names[used],
+        order=[data.label[int(rs.rooms[j])] for j in order],
+        ylabel="dose (mGy)",
+    )
     for x, name, color, style in lines:
         if x is not None and np.isfinite(x):
             axes[0].axhline(x, color=color, linestyle=style, linewidth=1.2, label=f"{name}: {x:.2f} mGy")
     if used.any():
         axes[0].legend(frameon=False, fontsize=7)
         axes[0].tick_params(axis="x", labelrotation=20, labelsize=7)
-    return {"uri": P.to_data_uri(fig),
-            "caption": "Dose distribution of the standard set per room (boxes: quartiles and median; "
-                       "whiskers: 1.5 × IQR; outliers not drawn)."}
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": "Dose distribution of the standard set per room (boxes: quartiles and median; "
+        "whiskers: 1.5 × IQR; outliers not drawn).",
+    }

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -30,16 +30,24 @@ def mpl_text(text: str, limit: int = LABEL_MAX) -> str:
     control characters, at most ``limit`` characters."""
     text = str(text)
     if len(text) > limit:
-        text = text[:limit - 1] + "…"
+        text = text[: limit - 1] + "…"
     return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text).replace("$", r"\$")
 
 
 PALETTE = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e69138", "#3d85c6", "#7f6000", "#666666"]
 
 STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
-    "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
     "svg.fonttype": "none",
 }
 
@@ -83,8 +91,7 @@ def no_data(ax, text: str = "no data") -> None:
     ax.set_yticks([])
 
 
-def scatter_groups(ax, x, y, groups, labels: Optional[Sequence[str]] = None, size: float = 2.4,
-                   alpha: float = 0.6) -> int:
+def scatter_groups(ax, x, y, groups, labels: Sequence[str] | None = None, size: float = 2.4, alpha: float = 0.6) -> int:
     """Scatter coloured by group (sampled); returns the number of points drawn."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     groups = np.asarray(groups).astype(str)
@@ -96,14 +103,22 @@ def scatter_groups(ax, x, y, groups, labels: Optional[Sequence[str]] = None, siz
         sel = idx[groups[idx] == name]
         if sel.size:
             # markers of a line: several times faster to draw than a PathCollection
-            ax.plot(x[sel], y[sel], "o", markersize=size, alpha=alpha, markeredgewidth=0,
-                    color=PALETTE[k % len(PALETTE)],
-                    label=mpl_text(f"{name} (n={int((groups[ok] == name).sum()):,})"))
+            ax.plot(
+                x[sel],
+                y[sel],
+                "o",
+                markersize=size,
+                alpha=alpha,
+                markeredgewidth=0,
+                color=PALETTE[k % len(PALETTE)],
+                label=mpl_text(f"{name} (n={int((groups[ok] == name).sum()):,})"),
+            )
     return int(idx.size)
 
 
-def boxplot_groups(ax, values, groups, order: Optional[Sequence] = None, ylabel: str = "",
-                   xlabel: str = "", min_n: int = 1) -> None:
+def boxplot_groups(
+    ax, values, groups, order: Sequence | None = None, ylabel: str = "", xlabel: str = "", min_n: int = 1
+) -> None:
     """Box plot per group (whiskers 1.5 IQR, no outlier markers), n under each label."""
     values = np.asarray(values, float)
     groups = np.asarray(groups).astype(str)
@@ -119,16 +134,24 @@ def boxplot_groups(ax, values, groups, order: Optional[Sequence] = None, ylabel:
     if not data:
         no_data(ax)
         return
-    ax.boxplot(data, showfliers=False, widths=0.6, medianprops={"color": PALETTE[1], "linewidth": 1.5},
-               boxprops={"color": PALETTE[0]}, whiskerprops={"color": PALETTE[0]}, capprops={"color": PALETTE[0]})
+    ax.boxplot(
+        data,
+        showfliers=False,
+        widths=0.6,
+        medianprops={"color": PALETTE[1], "linewidth": 1.5},
+        boxprops={"color": PALETTE[0]},
+        whiskerprops={"color": PALETTE[0]},
+        capprops={"color": PALETTE[0]},
+    )
     ax.set_xticks(range(1, len(labels) + 1), labels)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", visible=False)
 
 
-def histogram_groups(ax, values, groups, bins, xlabel: str, order: Optional[Sequence] = None,
-                     stacked: bool = False) -> None:
+def histogram_groups(
+    ax, values, groups, bins, xlabel: str, order: Sequence | None = None, stacked: bool = False
+) -> None:
     values = np.asarray(values, float)
     groups = np.asarray(groups).astype(str)
     ok = np.isfinite(values)
@@ -138,9 +161,15 @@ def histogram_groups(ax, values, groups, bins, xlabel: str, order: Optional[Sequ
     if not keep:
         no_data(ax)
         return
-    ax.hist([d for _, d in keep], bins=bins, stacked=stacked, histtype="barstacked" if stacked else "step",
-            linewidth=1.4, color=[PALETTE[names.index(n) % len(PALETTE)] for n, _ in keep],
-            label=[mpl_text(f"{n} (n={d.size:,})") for n, d in keep])
+    ax.hist(
+        [d for _, d in keep],
+        bins=bins,
+        stacked=stacked,
+        histtype="barstacked" if stacked else "step",
+        linewidth=1.4,
+        color=[PALETTE[names.index(n) % len(PALETTE)] for n, _ in keep],
+        label=[mpl_text(f"{n} (n={d.size:,})") for n, d in keep],
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("exposures")
     ax.legend(frameon=False)

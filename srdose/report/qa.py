@@ -90,8 +90,14 @@ def flag_counts(cols: dict) -> list[tuple[str, str, int]]:
     """(source, flag, events) for every event flag and recalculation flag, most frequent first."""
     rows = []
     for source, name in (("event (parse)", "flags"), ("recalculation", "recalc_flags")):
-        values, counts = np.unique(np.where(cols[name] == None, "", cols[name]).astype(str),  # noqa: E711
-                                   return_counts=True) if cols["n"] else ([], [])
+        values, counts = (
+            np.unique(
+                np.where(cols[name] == None, "", cols[name]).astype(str),  # noqa: E711
+                return_counts=True,
+            )
+            if cols["n"]
+            else (np.array([], dtype=str), np.array([], dtype=np.int64))
+        )
         c: Counter = Counter()
         for v, k in zip(values, counts):
             for f in v.split(";"):
@@ -128,8 +134,9 @@ def thickness_bands(t, width: float = 10.0) -> np.ndarray:
     ok = np.isfinite(t)
     lo = (np.floor(t[ok] / width) * width).astype(int)
     if ok.any():
-        out[ok] = np.char.add(np.char.add(np.char.zfill(lo.astype(str), 3), "–"),
-                              np.char.zfill((lo + int(width)).astype(str), 3))
+        out[ok] = np.char.add(
+            np.char.add(np.char.zfill(lo.astype(str), 3), "–"), np.char.zfill((lo + int(width)).astype(str), 3)
+        )
     return out
 
 
@@ -143,8 +150,15 @@ def aec_table(cols: dict) -> list[list]:
         s = bands == b
         k, c = np.unique(tf[s].astype(str), return_counts=True)
         shares = ", ".join(f"{k[j]} {100.0 * c[j] / s.sum():.0f}%" for j in np.argsort(-c))
-        rows.append([b.replace("?", "no thickness"), int(s.sum()), stats.describe(cols["kvp"][s])["mean"],
-                     stats.describe(cols["mas"][s])["mean"], shares])
+        rows.append(
+            [
+                b.replace("?", "no thickness"),
+                int(s.sum()),
+                stats.describe(cols["kvp"][s])["mean"],
+                stats.describe(cols["mas"][s])["mean"],
+                shares,
+            ]
+        )
     return rows
 
 
@@ -177,10 +191,20 @@ class QAData:
     gaps: np.ndarray  # between consecutive exposures, s
 
     @classmethod
-    def of(cls, cols: dict, band: float) -> "QAData":
+    def of(cls, cols: dict, band: float) -> QAData:
         durations, gaps = timing(cols)
-        return cls(cols, band, C.modality(cols), ratio(cols), C.recalc_mgd(cols), C.reported_agd(cols),
-                   target_filter(cols), cols["compressed_thickness_mm"], durations, gaps)
+        return cls(
+            cols,
+            band,
+            C.modality(cols),
+            ratio(cols),
+            C.recalc_mgd(cols),
+            C.reported_agd(cols),
+            target_filter(cols),
+            cols["compressed_thickness_mm"],
+            durations,
+            gaps,
+        )
 
     @property
     def lo(self) -> float:
@@ -191,8 +215,7 @@ class QAData:
         return 1 + self.band
 
 
-def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str,
-             progress: Progress = None) -> Built:
+def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str, progress: Progress = None) -> Built:
     """The physics QA review of unit ``serial`` over the period."""
     built = Built()
     units = period_units(store, since, until, serial)
@@ -203,7 +226,7 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
     if progress:
         progress(f"QA: reading events of {serial}")
     cols = report_events(store, since, until, device_ids=[u["id"] for u in units])
-    data = QAData.of(cols, float(settings["recalc"]["ratio_band"]))
+    data = QAData.of(cols, float(settings.recalc.ratio_band))
     tables = qa_tables(data)
     if progress:
         progress(f"QA: plots of {serial}")
@@ -215,18 +238,31 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
     u = units[0]
     d_all = stats.describe(data.ratio)
     n_flagged = len(next(t for t in tables if t.name == "flagged").rows)
-    keyfigs = [("exposures", f"{cols['n']:,}"), ("studies", f"{np.unique(cols['study_id']).size:,}"),
-               ("recalculated", f"{int(np.isfinite(data.rec).sum()):,}"),
-               ("median ratio recalculated / reported", f"{d_all['median']:.3f}" if d_all["n"] else "–"),
-               ("flagged events", f"{n_flagged:,}")]
-    meta = [("unit", C.unit_label(u)), ("period", f"{since} to {until} (study dates)"),
-            ("ratio band", f"{data.lo:.2f}–{data.hi:.2f} ([recalc] ratio_band = {data.band:g})")]
-    html = render_html("qa.html", out_dir / f"qa_{name}_{period}.html",
-                       title=f"Physics QA review — {u['manufacturer']} {u['model']} ({u['serial']})",
-                       kicker="physics QA review", meta=meta, keyfigs=keyfigs, band=data.band,
-                       tables=html_tables(tables, int(settings["report"]["max_listed"])), figures=figs,
-                       operator_note="Per-operator distributions: the dose reports as stored by srdose carry no "
-                                     "operator, so none can be shown.")
+    keyfigs = [
+        ("exposures", f"{cols['n']:,}"),
+        ("studies", f"{np.unique(cols['study_id']).size:,}"),
+        ("recalculated", f"{int(np.isfinite(data.rec).sum()):,}"),
+        ("median ratio recalculated / reported", f"{d_all['median']:.3f}" if d_all["n"] else "–"),
+        ("flagged events", f"{n_flagged:,}"),
+    ]
+    meta = [
+        ("unit", C.unit_label(u)),
+        ("period", f"{since} to {until} (study dates)"),
+        ("ratio band", f"{data.lo:.2f}–{data.hi:.2f} ([recalc] ratio_band = {data.band:g})"),
+    ]
+    html = render_html(
+        "qa.html",
+        out_dir / f"qa_{name}_{period}.html",
+        title=f"Physics QA review — {u['manufacturer']} {u['model']} ({u['serial']})",
+        kicker="physics QA review",
+        meta=meta,
+        keyfigs=keyfigs,
+        band=data.band,
+        tables=html_tables(tables, int(settings.report.max_listed)),
+        figures=figs,
+        operator_note="Per-operator distributions: the dose reports as stored by srdose carry no "
+        "operator, so none can be shown.",
+    )
     built.html.insert(0, html)
     if not np.isfinite(data.rec).any():
         built.notes.append(f"unit {serial}: no recalculated MGD in the period: run `srdose recalc`")
@@ -242,35 +278,92 @@ def qa_tables(d: QAData) -> list[Table]:
     kvs = kv_group(cols["kvp"])
     kv_order = sorted(set(kvs[fin].tolist()), key=lambda k: (k == "?", int(k) if k != "?" else 0))
     return [
-        Table("agreement", "Agreement",
-              [*text_columns("modality"), *number_columns(
-                  "events", "recalculated", "with ratio", "median ratio", "mean ratio", "bias (mGy)",
-                  "LoA lower (mGy)", "LoA upper (mGy)", "within band", "median U (k = 2, %)")],
-              agreement_rows(d),
-              note="Bias and 95 % limits of agreement (LoA): recalculated − reported. U: the "
-                   "expanded uncertainty of each recalculated MGD (its budget: reports/mgd-validation.md)."),
-        Table("ratio_kv", "Ratio by kV", [*text_columns("kV"), *RATIO_STATS],
-              by_group(r[fin], kvs[fin], order=kv_order)),
-        Table("ratio_tf", "Ratio by target/filter and modality", [*text_columns("target/filter · modality"),
-                                                                   *RATIO_STATS],
-              by_group(r[fin], (tf + " · " + mod)[fin])),
-        Table("aec", "AEC: technique by compressed thickness (10 mm bands)",
-              [*text_columns("thickness (mm)"), *number_columns("exposures", "mean kV", "mean mAs"),
-               *text_columns("target/filter")], aec_table(cols)),
-        Table("compression", "Compression force and thickness per view",
-              [*text_columns("modality", "view"), *number_columns(
-                  "exposures", "with force", "force mean (N)", "force median (N)", "thickness mean (mm)",
-                  "thickness median (mm)", "thickness min (mm)", "thickness max (mm)")], compression_rows(d)),
-        Table("timing", "", [*text_columns("quantity"), *number_columns("n", "median", "p25", "p75", "max")],
-              timing_rows(d),
-              note="From the event start times of each study (exams with two or more timed exposures)."),
-        Table("flags", "Flags and their counts", [*text_columns("source"), *text_columns("flag", wrap=True),
-                                                  *number_columns("events")], [list(x) for x in flag_counts(cols)]),
-        Table("flagged", "",
-              [*text_columns("study date", "time", "acquisition", "view"), *number_columns("kV", digits=1),
-               *text_columns("target/filter"), *number_columns("thickness (mm)", digits=1),
-               *number_columns("reported (mGy)", "recalculated (mGy)", "U, k = 2 (mGy)", "ratio"),
-               *text_columns("method"), *text_columns("why", wrap=True)], flagged_rows(d)),
+        Table(
+            "agreement",
+            "Agreement",
+            [
+                *text_columns("modality"),
+                *number_columns(
+                    "events",
+                    "recalculated",
+                    "with ratio",
+                    "median ratio",
+                    "mean ratio",
+                    "bias (mGy)",
+                    "LoA lower (mGy)",
+                    "LoA upper (mGy)",
+                    "within band",
+                    "median U (k = 2, %)",
+                ),
+            ],
+            agreement_rows(d),
+            note="Bias and 95 % limits of agreement (LoA): recalculated − reported. U: the "
+            "expanded uncertainty of each recalculated MGD (its budget: reports/mgd-validation.md).",
+        ),
+        Table(
+            "ratio_kv", "Ratio by kV", [*text_columns("kV"), *RATIO_STATS], by_group(r[fin], kvs[fin], order=kv_order)
+        ),
+        Table(
+            "ratio_tf",
+            "Ratio by target/filter and modality",
+            [*text_columns("target/filter · modality"), *RATIO_STATS],
+            by_group(r[fin], (tf + " · " + mod)[fin]),
+        ),
+        Table(
+            "aec",
+            "AEC: technique by compressed thickness (10 mm bands)",
+            [
+                *text_columns("thickness (mm)"),
+                *number_columns("exposures", "mean kV", "mean mAs"),
+                *text_columns("target/filter"),
+            ],
+            aec_table(cols),
+        ),
+        Table(
+            "compression",
+            "Compression force and thickness per view",
+            [
+                *text_columns("modality", "view"),
+                *number_columns(
+                    "exposures",
+                    "with force",
+                    "force mean (N)",
+                    "force median (N)",
+                    "thickness mean (mm)",
+                    "thickness median (mm)",
+                    "thickness min (mm)",
+                    "thickness max (mm)",
+                ),
+            ],
+            compression_rows(d),
+        ),
+        Table(
+            "timing",
+            "",
+            [*text_columns("quantity"), *number_columns("n", "median", "p25", "p75", "max")],
+            timing_rows(d),
+            note="From the event start times of each study (exams with two or more timed exposures).",
+        ),
+        Table(
+            "flags",
+            "Flags and their counts",
+            [*text_columns("source"), *text_columns("flag", wrap=True), *number_columns("events")],
+            [list(x) for x in flag_counts(cols)],
+        ),
+        Table(
+            "flagged",
+            "",
+            [
+                *text_columns("study date", "time", "acquisition", "view"),
+                *number_columns("kV", digits=1),
+                *text_columns("target/filter"),
+                *number_columns("thickness (mm)", digits=1),
+                *number_columns("reported (mGy)", "recalculated (mGy)", "U, k = 2 (mGy)", "ratio"),
+                *text_columns("method"),
+                *text_columns("why", wrap=True),
+            ],
+            flagged_rows(d),
+        ),
     ]
 
 
@@ -286,20 +379,45 @@ def agreement_rows(d: QAData) -> list[list]:
             within = np.isfinite(r[sel]) & (r[sel] >= d.lo) & (r[sel] <= d.hi)
         with np.errstate(invalid="ignore", divide="ignore"):
             u_rel = 100.0 * cols["mgd_u_mgy"][sel] / rec[sel]
-        rows.append([m, int(sel.sum()), int(np.isfinite(rec[sel]).sum()), desc["n"], desc["median"], desc["mean"],
-                     ba["bias"], ba["lower"], ba["upper"],
-                     f"{100.0 * within.sum() / desc['n']:.1f}%" if desc["n"] else "",
-                     float(np.nanmedian(u_rel)) if np.isfinite(u_rel).any() else float("nan")])
+        rows.append(
+            [
+                m,
+                int(sel.sum()),
+                int(np.isfinite(rec[sel]).sum()),
+                desc["n"],
+                desc["median"],
+                desc["mean"],
+                ba["bias"],
+                ba["lower"],
+                ba["upper"],
+                f"{100.0 * within.sum() / desc['n']:.1f}%" if desc["n"] else "",
+                float(np.nanmedian(u_rel)) if np.isfinite(u_rel).any() else float("nan"),
+            ]
+        )
     return rows
 
 
 def flagged_rows(d: QAData) -> list[list]:
     cols = d.cols
     idx, why = flagged_events(cols, d.band)
-    return [[C.iso(cols["study_date"][i]), time_of_day(cols["t_start"][i]), cols["acquisition"][i] or "",
-             f"{cols['laterality'][i] or ''}{cols['view'][i] or ''}", cols["kvp"][i], d.tf[i], d.thickness[i],
-             d.rep[i], d.rec[i], cols["mgd_u_mgy"][i], d.ratio[i], cols["method"][i] or "", w]
-            for i, w in zip(idx, why)]
+    return [
+        [
+            C.iso(cols["study_date"][i]),
+            time_of_day(cols["t_start"][i]),
+            cols["acquisition"][i] or "",
+            f"{cols['laterality'][i] or ''}{cols['view'][i] or ''}",
+            cols["kvp"][i],
+            d.tf[i],
+            d.thickness[i],
+            d.rep[i],
+            d.rec[i],
+            cols["mgd_u_mgy"][i],
+            d.ratio[i],
+            cols["method"][i] or "",
+            w,
+        ]
+        for i, w in zip(idx, why)
+    ]
 
 
 def compression_rows(d: QAData) -> list[list]:
@@ -312,23 +430,32 @@ def compression_rows(d: QAData) -> list[list]:
                 continue
             f = stats.describe(cols["compression_force_n"][sel])
             th = stats.describe(t[sel])
-            rows.append([m, v, int(sel.sum()), f["n"], f["mean"], f["median"], th["mean"], th["median"], th["min"],
-                         th["max"]])
+            rows.append(
+                [m, v, int(sel.sum()), f["n"], f["mean"], f["median"], th["mean"], th["median"], th["min"], th["max"]]
+            )
     return rows
 
 
 def timing_rows(d: QAData) -> list[list]:
     dd, gg = stats.describe(d.durations / 60.0), stats.describe(d.gaps)
-    return [["exam duration, first to last exposure (min)", dd["n"], dd["median"], dd["p25"], dd["p75"], dd["max"]],
-            ["time between consecutive exposures (s)", gg["n"], gg["median"], gg["p25"], gg["p75"], gg["max"]]]
+    return [
+        ["exam duration, first to last exposure (min)", dd["n"], dd["median"], dd["p25"], dd["p75"], dd["max"]],
+        ["time between consecutive exposures (s)", gg["n"], gg["median"], gg["p25"], gg["p75"], gg["max"]],
+    ]
 
 
 # --- figures
 
 
 def qa_plots(d: QAData) -> dict:
-    return {"agreement": agreement_figure(d), "ratio": ratio_figure(d), "aec": aec_figure(d),
-            "tf": target_filter_figure(d), "compression": compression_figure(d), "timing": timing_figure(d)}
+    return {
+        "agreement": agreement_figure(d),
+        "ratio": ratio_figure(d),
+        "aec": aec_figure(d),
+        "tf": target_filter_figure(d),
+        "compression": compression_figure(d),
+        "timing": timing_figure(d),
+    }
 
 
 def agreement_figure(d: QAData) -> dict:
@@ -358,8 +485,13 @@ def agreement_figure(d: QAData) -> dict:
         ba = stats.bland_altman(rec[ok], rep[ok])
         ax.axhline(ba["bias"], color="black", linewidth=1.2, label=f"bias {ba['bias']:+.3f} mGy")
         if np.isfinite(ba["sd"]):
-            ax.axhline(ba["lower"], color="grey", linestyle="--", linewidth=1,
-                       label=f"95% LoA {ba['lower']:+.3f} / {ba['upper']:+.3f}")
+            ax.axhline(
+                ba["lower"],
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                label=f"95% LoA {ba['lower']:+.3f} / {ba['upper']:+.3f}",
+            )
             ax.axhline(ba["upper"], color="grey", linestyle="--", linewidth=1)
         ax.legend(frameon=False, fontsize=7)
     else:
@@ -367,9 +499,13 @@ def agreement_figure(d: QAData) -> dict:
     ax.set_xlabel("mean of the two (mGy)")
     ax.set_ylabel("recalculated − reported (mGy)")
     ax.set_title("Bland–Altman")
-    return {"uri": P.to_data_uri(fig), "caption": (
-        f"Left: each event, with the ratio band 1 ± {d.band:g}. Right: differences against means, bias and 95 % "
-        f"limits of agreement. Up to {P.MAX_POINTS:,} points drawn.")}
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": (
+            f"Left: each event, with the ratio band 1 ± {d.band:g}. Right: differences against means, bias and 95 % "
+            f"limits of agreement. Up to {P.MAX_POINTS:,} points drawn."
+        ),
+    }
 
 
 def ratio_figure(d: QAData) -> dict:
@@ -379,22 +515,28 @@ def ratio_figure(d: QAData) -> dict:
     kvs = kv_group(d.cols["kvp"])
     kv_order = sorted(set(kvs[fin].tolist()) - {"?"}, key=int)
     P.boxplot_groups(axes[0], r[fin], kvs[fin], order=kv_order, ylabel="recalculated / reported", xlabel="kV")
-    P.boxplot_groups(axes[1], r[fin], (d.tf + "\n" + d.mod)[fin], ylabel="recalculated / reported",
-                     xlabel="target/filter, modality")
+    P.boxplot_groups(
+        axes[1], r[fin], (d.tf + "\n" + d.mod)[fin], ylabel="recalculated / reported", xlabel="target/filter, modality"
+    )
     for ax in axes:
         if fin.any():
             ax.axhline(1.0, color="black", linewidth=0.8)
             ax.axhspan(d.lo, d.hi, color=P.PALETTE[2], alpha=0.08)
         ax.tick_params(axis="x", labelsize=6.5)
-    return {"uri": P.to_data_uri(fig), "caption": (
-        f"Ratio of recalculated to reported dose by kV (rounded) and by target/filter; shaded: 1 ± {d.band:g}.")}
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": (
+            f"Ratio of recalculated to reported dose by kV (rounded) and by target/filter; shaded: 1 ± {d.band:g}."
+        ),
+    }
 
 
 def aec_figure(d: QAData) -> dict:
     cols, t = d.cols, d.thickness
     fig, axes = P.figure(3.4, 2)
-    for ax, (name, y, ylabel) in zip(axes, (("kV", cols["kvp"], "tube voltage (kV)"),
-                                            ("mAs", cols["mas"], "tube current–time product (mAs)"))):
+    for ax, (name, y, ylabel) in zip(
+        axes, (("kV", cols["kvp"], "tube voltage (kV)"), ("mAs", cols["mas"], "tube current–time product (mAs)"))
+    ):
         ok = np.isfinite(t) & np.isfinite(y)
         if ok.any():
             P.scatter_groups(ax, t[ok], y[ok], (d.tf + " " + d.mod)[ok], size=3)
@@ -404,19 +546,31 @@ def aec_figure(d: QAData) -> dict:
         ax.set_xlabel("compressed breast thickness (mm)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name} against thickness")
-    return {"uri": P.to_data_uri(fig), "caption": (
-        "The AEC's choices against compressed thickness, by target/filter and modality (DBT mAs is the whole sweep "
-        f"as reported). Up to {P.MAX_POINTS:,} points drawn.")}
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": (
+            "The AEC's choices against compressed thickness, by target/filter and modality (DBT mAs is the whole sweep "
+            f"as reported). Up to {P.MAX_POINTS:,} points drawn."
+        ),
+    }
 
 
 def target_filter_figure(d: QAData) -> dict:
     t = d.thickness
     fig, axes = P.figure(2.8)
     ok = np.isfinite(t)
-    P.histogram_groups(axes[0], t[ok], (d.tf + " " + d.mod)[ok], bins=np.arange(0, 131, 5),
-                       xlabel="compressed breast thickness (mm)", stacked=True)
-    return {"uri": P.to_data_uri(fig), "caption": "Target/filter selected against compressed thickness "
-                                                 "(stacked counts, 5 mm bins)."}
+    P.histogram_groups(
+        axes[0],
+        t[ok],
+        (d.tf + " " + d.mod)[ok],
+        bins=np.arange(0, 131, 5),
+        xlabel="compressed breast thickness (mm)",
+        stacked=True,
+    )
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": "Target/filter selected against compressed thickness (stacked counts, 5 mm bins).",
+    }
 
 
 def compression_figure(d: QAData) -> dict:
@@ -431,8 +585,11 @@ def compression_figure(d: QAData) -> dict:
     P.boxplot_groups(axes[1], d.thickness, groups, order=order, ylabel="compressed thickness (mm)")
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7)
-    return {"uri": P.to_data_uri(fig), "caption": "Compression force and compressed thickness per view and "
-                                                  "modality (boxes: quartiles; whiskers: 1.5 × IQR)."}
+    return {
+        "uri": P.to_data_uri(fig),
+        "caption": "Compression force and compressed thickness per view and "
+        "modality (boxes: quartiles; whiskers: 1.5 × IQR).",
+    }
 
 
 def timing_figure(d: QAData) -> dict:

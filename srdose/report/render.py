@@ -7,9 +7,10 @@ import datetime as dt
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from srdose import __version__
 from srdose.files import close_sheet, inert, private_file, save_workbook, xlsx_sheet
@@ -45,11 +46,16 @@ class Table:
     note: str = ""
 
     def __post_init__(self) -> None:
-        self.columns = [c if isinstance(c, Column) else Column(str(c)) for c in self.columns]
+        self.columns = self.specs
+
+    @property
+    def specs(self) -> list[Column]:
+        """The columns, each a :class:`Column` (as ``__post_init__`` has made them)."""
+        return [c if isinstance(c, Column) else Column(str(c)) for c in self.columns]
 
     @property
     def names(self) -> list[str]:
-        return [c.name for c in self.columns]
+        return [c.name for c in self.specs]
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -97,8 +103,13 @@ def plain(value: Any) -> Any:
 def _env():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=PackageLoader("srdose", "templates"), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("srdose", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["fmt"] = fmt
     return env
 
@@ -126,7 +137,7 @@ def safe_name(text: str) -> str:
     if name == original and len(name) <= SAFE_NAME_MAX:
         return name
     digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{name[:SAFE_NAME_MAX - 9].rstrip('_.')}-{digest}"
+    return f"{name[: SAFE_NAME_MAX - 9].rstrip('_.')}-{digest}"
 
 
 def write_csv(path: Path, columns: Sequence[str], rows, raw: bool = False) -> Path:
@@ -158,16 +169,21 @@ def write_tables(prefix: Path, tables: Sequence[Table]) -> list[Path]:
     return written
 
 
-def html_table(t: Table, max_rows: Optional[int] = None) -> dict:
+def html_table(t: Table, max_rows: int | None = None) -> dict:
     """What the templates' table macro needs."""
     rows = t.rows if max_rows is None else t.rows[:max_rows]
-    digits = [c.digits for c in t.columns]
-    return {"title": t.title, "columns": t.names, "note": t.note,
-            "numeric": {k for k, c in enumerate(t.columns) if c.numeric},
-            "wrap": {k for k, c in enumerate(t.columns) if c.wrap},
-            "rows": [[fmt(v, digits[k]) for k, v in enumerate(r)] for r in rows],
-            "total": len(t.rows),
-            "truncated": max_rows is not None and len(t.rows) > max_rows, "name": t.name}
+    digits = [c.digits for c in t.specs]
+    return {
+        "title": t.title,
+        "columns": t.names,
+        "note": t.note,
+        "numeric": {k for k, c in enumerate(t.specs) if c.numeric},
+        "wrap": {k for k, c in enumerate(t.specs) if c.wrap},
+        "rows": [[fmt(v, digits[k]) for k, v in enumerate(r)] for r in rows],
+        "total": len(t.rows),
+        "truncated": max_rows is not None and len(t.rows) > max_rows,
+        "name": t.name,
+    }
 
 
 def html_tables(tables: Sequence[Table], max_listed: int) -> dict[str, dict]:

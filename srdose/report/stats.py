@@ -8,11 +8,8 @@ statistics, Hyndman and Fan type 7, as R's ``quantile`` and Excel's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
-
-from srdose.config import parse_band  # noqa: F401  the reports' thickness band (drl, --band)
 
 
 def describe(x) -> dict:
@@ -21,12 +18,27 @@ def describe(x) -> dict:
     x = x[np.isfinite(x)]
     n = int(x.size)
     if n == 0:
-        return {"n": 0, "mean": np.nan, "sd": np.nan, "median": np.nan, "p25": np.nan, "p75": np.nan,
-                "min": np.nan, "max": np.nan}
+        return {
+            "n": 0,
+            "mean": np.nan,
+            "sd": np.nan,
+            "median": np.nan,
+            "p25": np.nan,
+            "p75": np.nan,
+            "min": np.nan,
+            "max": np.nan,
+        }
     p25, med, p75 = np.percentile(x, [25, 50, 75])
-    return {"n": n, "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if n > 1 else np.nan,
-            "median": float(med), "p25": float(p25), "p75": float(p75),
-            "min": float(x.min()), "max": float(x.max())}
+    return {
+        "n": n,
+        "mean": float(x.mean()),
+        "sd": float(x.std(ddof=1)) if n > 1 else np.nan,
+        "median": float(med),
+        "p25": float(p25),
+        "p75": float(p75),
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
 
 
 def group_index(keys) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +104,7 @@ class ExpFit:
         return self.a * np.exp(self.b * np.asarray(t, dtype=float))
 
 
-def fit_exponential(t, y, outlier_factor: Optional[float] = 2.0) -> Optional[ExpFit]:
+def fit_exponential(t, y, outlier_factor: float | None = 2.0) -> ExpFit | None:
     """Fit y = a·exp(b·t) by least squares on ln(y), over the finite pairs with y > 0.
 
     With ``outlier_factor``, points further than that factor from the first
@@ -127,8 +139,13 @@ def fit_exponential(t, y, outlier_factor: Optional[float] = 2.0) -> Optional[Exp
     pred = ln_a + b * t[used]
     ss_res = float(((ly - pred) ** 2).sum())
     ss_tot = float(((ly - ly.mean()) ** 2).sum())
-    return ExpFit(float(np.exp(ln_a)), b, int(used.sum()), 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan,
-                  int(ok.sum() - used.sum()))
+    return ExpFit(
+        float(np.exp(ln_a)),
+        b,
+        int(used.sum()),
+        1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan,
+        int(ok.sum() - used.sum()),
+    )
 
 
 def bland_altman(a, b) -> dict:

@@ -34,14 +34,13 @@ import multiprocessing as mp
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-from srdose.config import parse_survey_numbers
 from srdose.files import private_dir
 from srdose.report import common as C
 from srdose.report import plots as P
@@ -60,12 +59,36 @@ from srdose.report.render import (
 )
 from srdose.store.reports import period_units, report_events, subset
 
-SURVEY_COLUMNS = ("Survey number", "Patient number", "View code", "kV", "Anode", "Filter", "Thickness", "mAs",
-                  "large cassette used", "auto/man", "Auto mode", "Density setting", "Age", "Comment",
-                  "AEC density mode")
+SURVEY_COLUMNS = (
+    "Survey number",
+    "Patient number",
+    "View code",
+    "kV",
+    "Anode",
+    "Filter",
+    "Thickness",
+    "mAs",
+    "large cassette used",
+    "auto/man",
+    "Auto mode",
+    "Density setting",
+    "Age",
+    "Comment",
+    "AEC density mode",
+)
 
-VIEW_CODES = {"CC": "CC", "MLO": "OB", "ML": "ML", "LM": "LM", "LMO": "LMO", "FB": "FB", "SIO": "SIO",
-              "ISO": "ISO", "XCCL": "XCCL", "XCCM": "XCCM"}
+VIEW_CODES = {
+    "CC": "CC",
+    "MLO": "OB",
+    "ML": "ML",
+    "LM": "LM",
+    "LMO": "LMO",
+    "FB": "FB",
+    "SIO": "SIO",
+    "ISO": "ISO",
+    "XCCL": "XCCL",
+    "XCCM": "XCCM",
+}
 
 #: Protocols excluded from a survey: (reason, pattern searched in the protocol name and label).
 EXCLUDED_PROTOCOLS = (
@@ -81,7 +104,7 @@ _AEC_MODE = re.compile(r'AEC:\s*"([^"]+)"')
 
 
 def default_survey_number(manufacturer: str, model: str, serial: str) -> int:
-    key = f"{manufacturer or ''}|{model or ''}|{serial or ''}".encode("utf-8")
+    key = f"{manufacturer or ''}|{model or ''}|{serial or ''}".encode()
     return 100000 + 2 * (zlib.crc32(key) % 450000)
 
 
@@ -94,7 +117,7 @@ def survey_numbers(unit: dict, configured: dict[str, int]) -> tuple[int, int, st
     return n, n + 1, how
 
 
-def _text_reason(protocol: Optional[str], label: Optional[str], modifiers: Optional[str]) -> str:
+def _text_reason(protocol: str | None, label: str | None, modifiers: str | None) -> str:
     for text in (modifiers, protocol, label):
         if text and SPECIMEN.search(text):
             return "specimen view"
@@ -118,7 +141,7 @@ def classify(cols: dict) -> np.ndarray:
     mark(cols["not_patient"], "not a patient study")
     mark((lat == None) | (lat == ""), "no laterality")  # noqa: E711
     mark((lat == "B"), "laterality both breasts")
-    mark(~np.isin(lat, ["L", "R", None, "", "B"]), "laterality not L or R")
+    mark(~np.isin(lat, np.array(["L", "R", None, "", "B"], dtype=object)), "laterality not L or R")
     mark((view == None) | (view == ""), "no view")  # noqa: E711
     has_view = (view != None) & (view != "")  # noqa: E711
     mark(has_view & ~np.isin(view.astype(str), list(VIEW_CODES)), "view has no survey code")
@@ -137,8 +160,8 @@ def classify(cols: dict) -> np.ndarray:
     inf = C.infeasible(cols)
     if inf.any():
         idx = np.flatnonzero(inf & (reason == ""))
-        for i in idx:
-            reason[i] = "infeasible value (" + ", ".join(C.infeasible_rules(cols["flags"][i])) + ")"
+        for k in idx:
+            reason[k] = "infeasible value (" + ", ".join(C.infeasible_rules(cols["flags"][k])) + ")"
     mark(C.modality(cols) == "", "neither 2D nor DBT")
     return reason
 
@@ -152,7 +175,7 @@ def _num(value: float, digits: int) -> str:
     return "0" if text == "-0" else text
 
 
-def _auto(protocol: Optional[str], label: Optional[str]) -> tuple[str, str]:
+def _auto(protocol: str | None, label: str | None) -> tuple[str, str]:
     """(auto/man, auto mode) where the report's texts say so."""
     for text in (label, protocol):
         if not text:
@@ -193,26 +216,66 @@ def survey_rows(cols: dict, survey_number: int) -> list[list]:
     auto_cache: dict = {}
     ages = [("" if not math.isfinite(a) else str(int(math.floor(a)))) for a in cols["age_years"].tolist()]
     rows = []
-    for i, (v, k, t, m, anode, filt, prot, label) in enumerate(zip(
-            views, cols["kvp"].tolist(), cols["compressed_thickness_mm"].tolist(), cols["mas"].tolist(),
-            cols["anode"], cols["filter_material"], cols["protocol"], cols["label"])):
+    for i, (v, k, t, m, anode, filt, prot, label) in enumerate(
+        zip(
+            views,
+            cols["kvp"].tolist(),
+            cols["compressed_thickness_mm"].tolist(),
+            cols["mas"].tolist(),
+            cols["anode"],
+            cols["filter_material"],
+            cols["protocol"],
+            cols["label"],
+        )
+    ):
         am = auto_cache.get((prot, label))
         if am is None:
             am = auto_cache[(prot, label)] = _auto(prot, label)
-        rows.append([survey_number, patient[i], f"{v}{occ[i]}" if occ[i] > 1 else v, kv(k), anode, filt, mm(t),
-                     mas(m), "", am[0], am[1], "", ages[i], prot or "", ""])
+        rows.append(
+            [
+                survey_number,
+                patient[i],
+                f"{v}{occ[i]}" if occ[i] > 1 else v,
+                kv(k),
+                anode,
+                filt,
+                mm(t),
+                mas(m),
+                "",
+                am[0],
+                am[1],
+                "",
+                ages[i],
+                prot or "",
+                "",
+            ]
+        )
     return rows
 
 
 # --- the report ------------------------------------------------------------------------------
 
 #: Columns the survey does not use (not read: 400,000 events are read faster without them).
-SURVEY_SKIP = ("exposure_time_ms", "filter_thickness_mm", "compression_force_n", "hvl_mm", "entrance_exposure_mgy",
-               "ratio_recalc_to_reported", "event_type", "recalc_flags")
+SURVEY_SKIP = (
+    "exposure_time_ms",
+    "filter_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "ratio_recalc_to_reported",
+    "event_type",
+    "recalc_flags",
+)
 MODALITIES = ("2D", "DBT")
 #: Counts and dose statistics of a group of exposures, recalculated then reported (see :func:`_dose_cells`).
-DOSE_COLUMNS = number_columns("n recalc", "MGD recalc mean (mGy)", "MGD recalc median (mGy)", "n reported",
-                              "AGD reported mean (mGy)", "AGD reported median (mGy)")
+DOSE_COLUMNS = number_columns(
+    "n recalc",
+    "MGD recalc mean (mGy)",
+    "MGD recalc median (mGy)",
+    "n reported",
+    "AGD reported mean (mGy)",
+    "AGD reported median (mGy)",
+)
 
 
 @dataclass
@@ -229,11 +292,12 @@ class UnitJob:
     max_listed: int
 
 
-def build_survey(store, settings, since: str, until: str, out_dir: Path, serial: Optional[str] = None,
-                 progress: Progress = None) -> Built:
+def build_survey(
+    store, settings, since: str, until: str, out_dir: Path, serial: str | None = None, progress: Progress = None
+) -> Built:
     """The survey CSVs and HTML report of each unit with events in the period (or of ``serial``)."""
-    section = settings["report"]
-    configured = parse_survey_numbers(section["survey_numbers"])
+    section = settings.report
+    configured = section.survey_numbers
     built = Built()
     period = period_tag(since, until)
     units = period_units(store, since, until, serial)
@@ -250,7 +314,7 @@ def build_survey(store, settings, since: str, until: str, out_dir: Path, serial:
             if progress:
                 progress(f"survey: unit {u['serial']}")
             cols = report_events(store, since, until, device_ids=[u["id"]], times=False, skip=SURVEY_SKIP)
-            yield UnitJob(u, cols, configured, out_dir, period, since, until, int(section["max_listed"]))
+            yield UnitJob(u, cols, configured, out_dir, period, since, until, section.max_listed)
 
     for files, html, notes in map_units(survey_unit, jobs(), len(units)):
         built.files += files
@@ -289,18 +353,30 @@ def survey_unit(job: UnitJob) -> tuple[list[Path], Path, list[str]]:
     tables.append(fit_table)
     out_files = list(survey_files.values())
     out_files += write_tables(job.out_dir / f"survey_{name}_{job.period}", tables)
-    meta = [("unit", C.unit_label(u)), ("period", f"{job.since} to {job.until} (study dates)"),
-            ("survey numbers", f"2D {n2d}, DBT {ndbt} ({how})")]
-    html = render_html("survey.html", job.out_dir / f"survey_{name}_{job.period}.html",
-                       title=f"Dose survey — {u['manufacturer']} {u['model']} ({u['serial']})",
-                       kicker="national dose-survey submission", meta=meta, keyfigs=key_figures(cols, reasons),
-                       tables=html_tables(tables, job.max_listed), figures=figs, eu=eu_levels(),
-                       survey_ref=survey_reference(), numbers_how=how)
+    meta = [
+        ("unit", C.unit_label(u)),
+        ("period", f"{job.since} to {job.until} (study dates)"),
+        ("survey numbers", f"2D {n2d}, DBT {ndbt} ({how})"),
+    ]
+    html = render_html(
+        "survey.html",
+        job.out_dir / f"survey_{name}_{job.period}.html",
+        title=f"Dose survey — {u['manufacturer']} {u['model']} ({u['serial']})",
+        kicker="national dose-survey submission",
+        meta=meta,
+        keyfigs=key_figures(cols, reasons),
+        tables=html_tables(tables, job.max_listed),
+        figures=figs,
+        eu=eu_levels(),
+        survey_ref=survey_reference(),
+        numbers_how=how,
+    )
     return out_files, html, unit_notes(u, cols, reasons, files)
 
 
-def write_survey_csvs(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], out_dir: Path,
-                      name: str) -> dict[str, Path]:
+def write_survey_csvs(
+    cols: dict, reasons: np.ndarray, numbers: tuple[int, int], out_dir: Path, name: str
+) -> dict[str, Path]:
     """The survey CSV of each modality with included exposures: {modality: path}."""
     mod = C.modality(cols)
     written = {}
@@ -316,11 +392,18 @@ def write_survey_csvs(cols: dict, reasons: np.ndarray, numbers: tuple[int, int],
 def key_figures(cols: dict, reasons: np.ndarray) -> list[tuple[str, str]]:
     included = reasons == ""
     women = np.unique(cols["woman"][included & (cols["woman"] >= 0)]).size
-    rec = C.recalc_mgd(cols)[included & (cols["view"] == "MLO") & stats.in_band(cols["compressed_thickness_mm"], 50, 60)
-                             & (C.modality(cols) == "2D")]
-    return [("women", f"{women:,}"), ("exposures in the survey", f"{int(included.sum()):,}"),
-            ("exposures excluded", f"{int((~included).sum()):,}"),
-            ("2D MLO 50–60 mm, mean recalculated MGD", f"{np.nanmean(rec):.2f} mGy" if np.isfinite(rec).any() else "–")]
+    rec = C.recalc_mgd(cols)[
+        included
+        & (cols["view"] == "MLO")
+        & stats.in_band(cols["compressed_thickness_mm"], 50, 60)
+        & (C.modality(cols) == "2D")
+    ]
+    return [
+        ("women", f"{women:,}"),
+        ("exposures in the survey", f"{int(included.sum()):,}"),
+        ("exposures excluded", f"{int((~included).sum()):,}"),
+        ("2D MLO 50–60 mm, mean recalculated MGD", f"{np.nanmean(rec):.2f} mGy" if np.isfinite(rec).any() else "–"),
+    ]
 
 
 def unit_notes(u: dict, cols: dict, reasons: np.ndarray, files: dict) -> list[str]:
@@ -330,10 +413,15 @@ def unit_notes(u: dict, cols: dict, reasons: np.ndarray, files: dict) -> list[st
     not_recalculated = int((included & (cols["method"] == None)).sum())  # noqa: E711 (no result row)
     if not_recalculated:
         recalculated = np.isfinite(C.recalc_mgd(cols)[included]).any()
-        shown = ("they are missing from the recalculated MGD figures" if recalculated
-                 else "the plots and the key figures show the AGD as reported")
-        notes.append(f"unit {u['serial']}: {not_recalculated:,} of {int(included.sum()):,} exposures in the survey "
-                     f"have never been recalculated, so {shown}: run `srdose recalc`, then this report again")
+        shown = (
+            "they are missing from the recalculated MGD figures"
+            if recalculated
+            else "the plots and the key figures show the AGD as reported"
+        )
+        notes.append(
+            f"unit {u['serial']}: {not_recalculated:,} of {int(included.sum()):,} exposures in the survey "
+            f"have never been recalculated, so {shown}: run `srdose recalc`, then this report again"
+        )
     return notes
 
 
@@ -360,20 +448,56 @@ def unit_tables(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], files
         present = set(cols["view"][sel].tolist())
         for v in [v for v in C.VIEW_ORDER if v in present]:
             s = sel & (cols["view"] == v)
-            views.append([m, v, int(s.sum()), *_dose_cells(recalc[s], reported[s]), stats.describe(t[s])["mean"],
-                          stats.describe(t[s])["median"], stats.describe(cols["kvp"][s])["mean"]])
+            views.append(
+                [
+                    m,
+                    v,
+                    int(s.sum()),
+                    *_dose_cells(recalc[s], reported[s]),
+                    stats.describe(t[s])["mean"],
+                    stats.describe(t[s])["median"],
+                    stats.describe(cols["kvp"][s])["mean"],
+                ]
+            )
         s = sel & (cols["view"] == "MLO") & stats.in_band(t, 50, 60)
-        mlo.append([m, int(s.sum()), int(np.unique(cols["woman"][s & (cols["woman"] >= 0)]).size),
-                    *_dose_cells(recalc[s], reported[s]), stats.describe(t[s])["mean"]])
+        mlo.append(
+            [
+                m,
+                int(s.sum()),
+                int(np.unique(cols["woman"][s & (cols["woman"] >= 0)]).size),
+                *_dose_cells(recalc[s], reported[s]),
+                stats.describe(t[s])["mean"],
+            ]
+        )
     return [
-        Table("overview", "Survey files", [*text_columns("modality", "survey number", "file"),
-                                           *number_columns("women", "studies", "exposures")], overview),
-        Table("views", "Dose and thickness per view (included exposures)",
-              [*text_columns("modality", "view"), *number_columns("exposures"), *DOSE_COLUMNS,
-               *number_columns("thickness mean (mm)", "thickness median (mm)", "kV mean", digits=1)], views),
-        Table("mlo_50_60", "MLO views of 50–60 mm compressed thickness",
-              [*text_columns("modality"), *number_columns("exposures", "women"), *DOSE_COLUMNS,
-               *number_columns("thickness mean (mm)", digits=1)], mlo),
+        Table(
+            "overview",
+            "Survey files",
+            [*text_columns("modality", "survey number", "file"), *number_columns("women", "studies", "exposures")],
+            overview,
+        ),
+        Table(
+            "views",
+            "Dose and thickness per view (included exposures)",
+            [
+                *text_columns("modality", "view"),
+                *number_columns("exposures"),
+                *DOSE_COLUMNS,
+                *number_columns("thickness mean (mm)", "thickness median (mm)", "kV mean", digits=1),
+            ],
+            views,
+        ),
+        Table(
+            "mlo_50_60",
+            "MLO views of 50–60 mm compressed thickness",
+            [
+                *text_columns("modality"),
+                *number_columns("exposures", "women"),
+                *DOSE_COLUMNS,
+                *number_columns("thickness mean (mm)", digits=1),
+            ],
+            mlo,
+        ),
         *exclusion_tables(cols, reasons),
     ]
 
@@ -381,18 +505,43 @@ def unit_tables(cols: dict, reasons: np.ndarray, numbers: tuple[int, int], files
 def exclusion_tables(cols: dict, reasons: np.ndarray) -> list[Table]:
     """The exclusions counted by reason, and each excluded exposure."""
     excluded = np.flatnonzero(reasons != "")
-    r_keys, r_counts = np.unique(reasons[excluded].astype(str), return_counts=True) if excluded.size \
+    r_keys, r_counts = (
+        np.unique(reasons[excluded].astype(str), return_counts=True)
+        if excluded.size
         else (np.zeros(0, str), np.zeros(0, int))
+    )
     order = np.argsort(-r_counts, kind="stable")
-    ex_rows = [[C.iso(cols["study_date"][i]), cols["acquisition"][i] or "",
-                cols["laterality"][i] or "", cols["view"][i] or "", cols["protocol"][i] or "",
-                cols["anode"][i] or "", cols["filter_material"][i] or "", reasons[i]] for i in excluded]
+    ex_rows = [
+        [
+            C.iso(cols["study_date"][i]),
+            cols["acquisition"][i] or "",
+            cols["laterality"][i] or "",
+            cols["view"][i] or "",
+            cols["protocol"][i] or "",
+            cols["anode"][i] or "",
+            cols["filter_material"][i] or "",
+            reasons[i],
+        ]
+        for i in excluded
+    ]
     return [
-        Table("exclusion_reasons", "Exclusions by reason", [*text_columns("reason"), *number_columns("exposures")],
-              [[r_keys[k], int(r_counts[k])] for k in order]),
-        Table("excluded", "Excluded exposures",
-              [*text_columns("study date", "acquisition", "laterality", "view"), *text_columns("protocol", wrap=True),
-               *text_columns("anode", "filter"), *text_columns("reason", wrap=True)], ex_rows),
+        Table(
+            "exclusion_reasons",
+            "Exclusions by reason",
+            [*text_columns("reason"), *number_columns("exposures")],
+            [[r_keys[k], int(r_counts[k])] for k in order],
+        ),
+        Table(
+            "excluded",
+            "Excluded exposures",
+            [
+                *text_columns("study date", "acquisition", "laterality", "view"),
+                *text_columns("protocol", wrap=True),
+                *text_columns("anode", "filter"),
+                *text_columns("reason", wrap=True),
+            ],
+            ex_rows,
+        ),
     ]
 
 
@@ -409,15 +558,26 @@ def unit_plots(cols: dict, reasons: np.ndarray) -> tuple[dict, Table]:
     fig, axes = P.figure(3.0, 1)
     t = cols["compressed_thickness_mm"]
     sel = included & np.isfinite(t)
-    P.histogram_groups(axes[0], t[sel], C.view_group(cols["view"][sel]), bins=np.arange(0, 131, 5),
-                       xlabel="compressed breast thickness (mm)", order=["CC", "MLO", "other"])
-    figs["thickness"] = {"uri": P.to_data_uri(fig),
-                         "caption": "Compressed thickness of the included exposures (2D and DBT), 5 mm bins."}
-    fit_table = Table("fit", "Fitted curves MGD = a·exp(b·thickness)",
-                      [*text_columns("modality"), *number_columns("a (mGy)", "b (1/mm)", "n", "left out",
-                                                                  "R² (log scale)")],
-                      fits, note="Least squares on ln(MGD); exposures more than a factor 2 from a first fit are "
-                                 "left out of the second (e.g. 20 kV events).")
+    P.histogram_groups(
+        axes[0],
+        t[sel],
+        C.view_group(cols["view"][sel]),
+        bins=np.arange(0, 131, 5),
+        xlabel="compressed breast thickness (mm)",
+        order=["CC", "MLO", "other"],
+    )
+    figs["thickness"] = {
+        "uri": P.to_data_uri(fig),
+        "caption": "Compressed thickness of the included exposures (2D and DBT), 5 mm bins.",
+    }
+    fit_table = Table(
+        "fit",
+        "Fitted curves MGD = a·exp(b·thickness)",
+        [*text_columns("modality"), *number_columns("a (mGy)", "b (1/mm)", "n", "left out", "R² (log scale)")],
+        fits,
+        note="Least squares on ln(MGD); exposures more than a factor 2 from a first fit are "
+        "left out of the second (e.g. 20 kV events).",
+    )
     return figs, fit_table
 
 
@@ -442,23 +602,40 @@ def _dose_scatter(cols: dict, included: np.ndarray, dose: np.ndarray, dose_name:
         fit = stats.fit_exponential(t[ok], dose[ok])
         if fit is not None:
             xs = np.linspace(np.nanmin(t[ok]), np.nanmax(t[ok]), 100)
-            ax.plot(xs, fit(xs), color="black", linewidth=1.5,
-                    label=f"fit {fit.a:.3g}·exp({fit.b:.4f}·t)")
+            ax.plot(xs, fit(xs), color="black", linewidth=1.5, label=f"fit {fit.a:.3g}·exp({fit.b:.4f}·t)")
             fits.append([m, f"{fit.a:.4g}", f"{fit.b:.5f}", fit.n, fit.n_outliers, f"{fit.r2:.3f}"])
         if m == "2D":
             xt = [r["thickness_mm"] for r in eu["rows"]]
-            ax.plot(xt, [r["acceptable_mgy"] for r in eu["rows"]], "--", color=P.PALETTE[1], linewidth=1.2,
-                    marker="s", markersize=3, label=f"EU acceptable ({eu['status_short']})")
-            ax.plot(xt, [r["achievable_mgy"] for r in eu["rows"]], ":", color=P.PALETTE[2], linewidth=1.4,
-                    marker="^", markersize=3, label=f"EU achievable ({eu['status_short']})")
+            ax.plot(
+                xt,
+                [r["acceptable_mgy"] for r in eu["rows"]],
+                "--",
+                color=P.PALETTE[1],
+                linewidth=1.2,
+                marker="s",
+                markersize=3,
+                label=f"EU acceptable ({eu['status_short']})",
+            )
+            ax.plot(
+                xt,
+                [r["achievable_mgy"] for r in eu["rows"]],
+                ":",
+                color=P.PALETTE[2],
+                linewidth=1.4,
+                marker="^",
+                markersize=3,
+                label=f"EU achievable ({eu['status_short']})",
+            )
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=6.5, loc="upper left")
     n_shown = int(min(P.MAX_POINTS, (included & np.isfinite(dose) & np.isfinite(t)).sum()))
     figure = {
         "uri": P.to_data_uri(fig),
-        "caption": (f"{dose_name.split(' (')[0]} against compressed thickness, included exposures by view; "
-                    f"black: least-squares fit of ln(MGD) on thickness (see the table). Dashed/dotted: {eu['label']} "
-                    f"for PMMA phantoms, plotted at the equivalent breast thickness — status: {eu['status_short']} "
-                    f"({eu['source']}). Up to {P.MAX_POINTS:,} points drawn per panel ({n_shown:,} here)."),
+        "caption": (
+            f"{dose_name.split(' (')[0]} against compressed thickness, included exposures by view; "
+            f"black: least-squares fit of ln(MGD) on thickness (see the table). Dashed/dotted: {eu['label']} "
+            f"for PMMA phantoms, plotted at the equivalent breast thickness — status: {eu['status_short']} "
+            f"({eu['source']}). Up to {P.MAX_POINTS:,} points drawn per panel ({n_shown:,} here)."
+        ),
     }
     return figure, fits

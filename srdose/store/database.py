@@ -8,10 +8,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any
 
 from sqlalchemy import (
     String,
@@ -44,8 +45,9 @@ def is_transient(exc: BaseException) -> bool:
     retry it, never quarantine for it."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
-                            sa_exc.DisconnectionError))
+    return isinstance(
+        exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
+    )
 
 
 def _without_nul(value: str) -> str:
@@ -93,14 +95,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def current_revision(engine: Engine) -> Optional[str]:
+def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def head_revision() -> str:
+def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
@@ -137,8 +139,7 @@ def make_engine(url: str) -> Engine:
 
 
 _EVENT_COLUMNS = [
-    f.name for f in fields(IrradiationEvent)
-    if f.name not in ("pulses", "filters", "flags", "view_modifiers")
+    f.name for f in fields(IrradiationEvent) if f.name not in ("pulses", "filters", "flags", "view_modifiers")
 ]
 
 
@@ -169,8 +170,9 @@ class DoseStore:
         Bring the schema to the current revision on opening.
     """
 
-    def __init__(self, url: str, pseudonymiser: Optional[Pseudonymiser] = None, migrate: bool = True,
-                 age_resolution_years: int = 1):
+    def __init__(
+        self, url: str, pseudonymiser: Pseudonymiser | None = None, migrate: bool = True, age_resolution_years: int = 1
+    ):
         self.url = url
         self.engine = make_engine(url)
         self.pseudonymiser = pseudonymiser
@@ -207,34 +209,53 @@ class DoseStore:
     # --- writing -------------------------------------------------------------
 
     def has_sop_instance(self, conn: Connection, sop_instance_uid: str) -> bool:
-        return conn.execute(
-            select(M.SourceObject.id).where(M.SourceObject.sop_instance_uid == sop_instance_uid)
-        ).first() is not None
+        return (
+            conn.execute(select(M.SourceObject.id).where(M.SourceObject.sop_instance_uid == sop_instance_uid)).first()
+            is not None
+        )
 
     def _device_id(self, conn: Connection, report: DoseReport, now: dt.datetime) -> int:
         d = report.device
-        row = fit_row(M.Device, dict(manufacturer=d.manufacturer or "", model=d.model or "",
-                                     serial=d.serial or "", station=d.station, institution=d.institution,
-                                     department=d.department, software=d.software), report.flags.append)
+        row = fit_row(
+            M.Device,
+            dict(
+                manufacturer=d.manufacturer or "",
+                model=d.model or "",
+                serial=d.serial or "",
+                station=d.station,
+                institution=d.institution,
+                department=d.department,
+                software=d.software,
+            ),
+            report.flags.append,
+        )
         identity = (row["manufacturer"], row["model"], row["serial"])
         labels = {k: row[k] for k in ("station", "institution", "department", "software")}
         cached = self._pending_devices.get(identity) or self._devices.get(identity)
         if cached is not None and cached[1] == labels and cached[2] == now.date():
             return cached[0]
-        row = conn.execute(
+        found = conn.execute(
             select(M.Device.id).where(
                 M.Device.manufacturer == identity[0],
                 M.Device.model == identity[1],
                 M.Device.serial == identity[2],
             )
         ).first()
-        if row is None:
-            device_id = conn.execute(
-                insert(M.Device).values(manufacturer=identity[0], model=identity[1], serial=identity[2],
-                                        first_seen=now, last_seen=now, **labels)
-            ).inserted_primary_key[0]
+        if found is None:
+            key = conn.execute(
+                insert(M.Device).values(
+                    manufacturer=identity[0],
+                    model=identity[1],
+                    serial=identity[2],
+                    first_seen=now,
+                    last_seen=now,
+                    **labels,
+                )
+            ).inserted_primary_key
+            assert key is not None  # a single-row INSERT has one
+            device_id = key[0]
         else:
-            device_id = row[0]
+            device_id = found[0]
             # the station name is a label that can change: keep the latest
             conn.execute(update(M.Device).where(M.Device.id == device_id).values(last_seen=now, **labels))
         # written again when a label changes, and at least once a day (last_seen)
@@ -243,27 +264,37 @@ class DoseStore:
 
     def _study_id(self, conn: Connection, report: DoseReport, device_id: int) -> int:
         st = report.study
-        row = conn.execute(
-            select(M.Study.id).where(M.Study.study_instance_uid == st.study_instance_uid)
-        ).first()
+        row = conn.execute(select(M.Study.id).where(M.Study.study_instance_uid == st.study_instance_uid)).first()
         if row is not None:
             return row[0]
         p = self.pseudonymiser
         if p is None:
             raise RuntimeError("DoseStore needs a Pseudonymiser to write studies")
-        return conn.execute(
-            insert(M.Study).values(**fit_row(M.Study, dict(
-                study_instance_uid=st.study_instance_uid, device_id=device_id,
-                study_date=st.study_date, study_time=st.study_time,
-                description=st.description, procedure=st.procedure,
-                patient_pseudonym=p.patient(st.patient_id),
-                accession_pseudonym=p.accession(st.accession),
-                age_years=self._coarse_age(st.age_years), sex=st.sex,
-                not_patient=bool(st.not_patient),  # phantom / QA study, set at ingest
-            ), report.flags.append))
-        ).inserted_primary_key[0]
+        key = conn.execute(
+            insert(M.Study).values(
+                **fit_row(
+                    M.Study,
+                    dict(
+                        study_instance_uid=st.study_instance_uid,
+                        device_id=device_id,
+                        study_date=st.study_date,
+                        study_time=st.study_time,
+                        description=st.description,
+                        procedure=st.procedure,
+                        patient_pseudonym=p.patient(st.patient_id),
+                        accession_pseudonym=p.accession(st.accession),
+                        age_years=self._coarse_age(st.age_years),
+                        sex=st.sex,
+                        not_patient=bool(st.not_patient),  # phantom / QA study, set at ingest
+                    ),
+                    report.flags.append,
+                )
+            )
+        ).inserted_primary_key
+        assert key is not None  # a single-row INSERT has one
+        return key[0]
 
-    def _coarse_age(self, age: Optional[float]) -> Optional[int]:
+    def _coarse_age(self, age: float | None) -> int | None:
         """Completed years, floored to the store's resolution: never finer
         than a year, which with the study date would give the birth date."""
         if age is None or not math.isfinite(age):
@@ -278,18 +309,24 @@ class DoseStore:
         p = self.pseudonymiser
         st = report.study
         doc = {
-            "sop_class": report.sop_class_uid, "source": report.source,
-            "study": [st.study_instance_uid, st.study_date, st.study_time, st.sex,
-                      self._coarse_age(st.age_years),
-                      p.patient(st.patient_id) if p else None, p.accession(st.accession) if p else None],
+            "sop_class": report.sop_class_uid,
+            "source": report.source,
+            "study": [
+                st.study_instance_uid,
+                st.study_date,
+                st.study_time,
+                st.sex,
+                self._coarse_age(st.age_years),
+                p.patient(st.patient_id) if p else None,
+                p.accession(st.accession) if p else None,
+            ],
             "device": [report.device.manufacturer, report.device.model, report.device.serial],
             "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "flags"} for e in report.events],
             "accumulated": [dataclasses.asdict(a) for a in report.accumulated],
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
 
-    def _held_conflicts(self, conn: Connection, report: DoseReport, sha256: str,
-                        digest: str) -> Optional[bool]:
+    def _held_conflicts(self, conn: Connection, report: DoseReport, sha256: str, digest: str) -> bool | None:
         """None when the SOP instance is not held; False when it is held with
         the same content; True when it is held with other content."""
         S, St = M.SourceObject, M.Study
@@ -307,19 +344,23 @@ class DoseStore:
         # held before content digests were kept: compare the study and the patient
         p = self.pseudonymiser
         pseudonym = p.patient(report.study.patient_id) if p else held.patient_pseudonym
-        return (held.study_instance_uid != report.study.study_instance_uid
-                or held.patient_pseudonym != pseudonym)
+        return held.study_instance_uid != report.study.study_instance_uid or held.patient_pseudonym != pseudonym
 
-    def _events_of(self, conn: Connection, source_ids: list[int]) -> list:
+    def _events_of(self, conn: Connection, source_ids: list[int]) -> Sequence[Any]:
         if not source_ids:
             return []
         return conn.execute(
-            select(M.Event.id, M.Event.source_object_id, M.Event.event_uid, M.Event.datetime_started,
-                   M.Event.laterality, M.Event.view).where(M.Event.source_object_id.in_(source_ids))
+            select(
+                M.Event.id,
+                M.Event.source_object_id,
+                M.Event.event_uid,
+                M.Event.datetime_started,
+                M.Event.laterality,
+                M.Event.view,
+            ).where(M.Event.source_object_id.in_(source_ids))
         ).all()
 
-    def add(self, conn: Connection, report: DoseReport, sha256: str,
-            received_from: Optional[str] = None) -> Outcome:
+    def add(self, conn: Connection, report: DoseReport, sha256: str, received_from: str | None = None) -> Outcome:
         """Write one report inside the caller's transaction.
 
         Parameters
@@ -341,12 +382,24 @@ class DoseStore:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         device_id = self._device_id(conn, report, now)
         study_id = self._study_id(conn, report, device_id)
-        row = fit_row(M.SourceObject, dict(
-            sop_instance_uid=report.sop_instance_uid, sop_class_uid=report.sop_class_uid,
-            kind=report.source, study_id=study_id, sha256=sha256, content_sha256=digest, received_at=now,
-            received_from=received_from), report.flags.append)
+        row = fit_row(
+            M.SourceObject,
+            dict(
+                sop_instance_uid=report.sop_instance_uid,
+                sop_class_uid=report.sop_class_uid,
+                kind=report.source,
+                study_id=study_id,
+                sha256=sha256,
+                content_sha256=digest,
+                received_at=now,
+                received_from=received_from,
+            ),
+            report.flags.append,
+        )
         row["flags"] = _without_nul(";".join(report.flags)) or None
-        source_id = conn.execute(insert(M.SourceObject).values(**row)).inserted_primary_key[0]
+        key = conn.execute(insert(M.SourceObject).values(**row)).inserted_primary_key
+        assert key is not None  # a single-row INSERT has one
+        source_id = key[0]
 
         live = conn.execute(
             select(M.SourceObject.id, M.SourceObject.kind).where(
@@ -386,22 +439,39 @@ class DoseStore:
             for row in self._events_of(conn, image_ids):
                 if any(self._same_exposure(row, e) for e in report.events):
                     conn.execute(delete(M.Event).where(M.Event.id == row.id))
-                    conn.execute(update(M.SourceObject).where(M.SourceObject.id == row.source_object_id)
-                                 .values(superseded_by=source_id))
+                    conn.execute(
+                        update(M.SourceObject)
+                        .where(M.SourceObject.id == row.source_object_id)
+                        .values(superseded_by=source_id)
+                    )
         else:
             held = self._events_of(conn, rdsr_ids + image_ids)
             if any(self._same_exposure(row, e) for row in held for e in events):
-                conn.execute(update(M.SourceObject).where(M.SourceObject.id == source_id)
-                             .values(superseded_by=held[0].source_object_id))
+                conn.execute(
+                    update(M.SourceObject)
+                    .where(M.SourceObject.id == source_id)
+                    .values(superseded_by=held[0].source_object_id)
+                )
                 return Outcome.COVERED
 
         self._insert_events(conn, events, source_id, study_id, device_id)
         if report.accumulated:
-            conn.execute(insert(M.AccumulatedDose), [
-                fit_row(M.AccumulatedDose, {"source_object_id": source_id, "study_id": study_id,
-                                            "laterality": a.laterality, "agd_mgy": a.agd_mgy}, lambda _f: None)
-                for a in report.accumulated
-            ])
+            conn.execute(
+                insert(M.AccumulatedDose),
+                [
+                    fit_row(
+                        M.AccumulatedDose,
+                        {
+                            "source_object_id": source_id,
+                            "study_id": study_id,
+                            "laterality": a.laterality,
+                            "agd_mgy": a.agd_mgy,
+                        },
+                        lambda _f: None,
+                    )
+                    for a in report.accumulated
+                ],
+            )
         return outcome
 
     @staticmethod
@@ -413,51 +483,83 @@ class DoseStore:
         # NaN (no time of day) never compares close
         return abs(dt_seconds(row.datetime_started) - dt_seconds(ev.datetime_started)) <= SAME_EXPOSURE_SECONDS
 
-    def _insert_events(self, conn: Connection, events: list[IrradiationEvent], source_id: int,
-                       study_id: int, device_id: int) -> None:
+    def _insert_events(
+        self, conn: Connection, events: list[IrradiationEvent], source_id: int, study_id: int, device_id: int
+    ) -> None:
         if not events:
             return
         rows = []
         for ev in events:
             row = {name: getattr(ev, name) for name in _EVENT_COLUMNS}
-            row.update(source_object_id=source_id, study_id=study_id, device_id=device_id,
-                       view_modifiers=";".join(ev.view_modifiers) or None)
+            row.update(
+                source_object_id=source_id,
+                study_id=study_id,
+                device_id=device_id,
+                view_modifiers=";".join(ev.view_modifiers) or None,
+            )
             fit_row(M.Event, row, ev.flag)
             for f in ev.filters:
                 f.filter_type = fit_row(M.Filter, {"filter_type": f.filter_type}, ev.flag)["filter_type"]
             row["flags"] = _without_nul(";".join(ev.flags)) or None
             rows.append(row)
-        ids = conn.execute(
-            insert(M.Event).returning(M.Event.id, sort_by_parameter_order=True), rows
-        ).scalars().all()
+        ids = conn.execute(insert(M.Event).returning(M.Event.id, sort_by_parameter_order=True), rows).scalars().all()
         pulses, filters = [], []
         for event_id, ev in zip(ids, events):
             for p in ev.pulses:
-                pulses.append({"event_id": event_id, "pulse_index": p.index, "kvp": p.kvp,
-                               "tube_current_ma": p.tube_current_ma, "exposure_mas": p.exposure_mas,
-                               "pulse_width_ms": p.pulse_width_ms})
+                pulses.append(
+                    {
+                        "event_id": event_id,
+                        "pulse_index": p.index,
+                        "kvp": p.kvp,
+                        "tube_current_ma": p.tube_current_ma,
+                        "exposure_mas": p.exposure_mas,
+                        "pulse_width_ms": p.pulse_width_ms,
+                    }
+                )
             for i, f in enumerate(ev.filters):
-                filters.append({"event_id": event_id, "filter_index": i, "material": f.material,
-                                "filter_type": f.filter_type, "thickness_min_mm": f.thickness_min_mm,
-                                "thickness_max_mm": f.thickness_max_mm})
+                filters.append(
+                    {
+                        "event_id": event_id,
+                        "filter_index": i,
+                        "material": f.material,
+                        "filter_type": f.filter_type,
+                        "thickness_min_mm": f.thickness_min_mm,
+                        "thickness_max_mm": f.thickness_max_mm,
+                    }
+                )
         if pulses:
             conn.execute(insert(M.Pulse), pulses)
         if filters:
             conn.execute(insert(M.Filter), filters)
 
-    def add_quarantine(self, conn: Connection, kind: str, reason: str, sha256: Optional[str],
-                       sop_instance_uid: Optional[str], stored_as: Optional[str],
-                       received_from: Optional[str] = None) -> None:
+    def add_quarantine(
+        self,
+        conn: Connection,
+        kind: str,
+        reason: str,
+        sha256: str | None,
+        sop_instance_uid: str | None,
+        stored_as: str | None,
+        received_from: str | None = None,
+    ) -> None:
         """Record a quarantined dataset. Whatever the dataset held, this row
         can be written: a UID that is not one is left out (the reason says
         it), text is cut to its column and cleared of NUL characters."""
         if sop_instance_uid is not None and uid_problem(str(sop_instance_uid)):
             sop_instance_uid = None
-        row = fit_row(M.Quarantine, dict(
-            at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), kind=kind, reason=(reason or "")[:4000],
-            sha256=sha256, sop_instance_uid=sop_instance_uid, stored_as=stored_as,
-            received_from=received_from,
-        ), lambda _f: None)
+        row = fit_row(
+            M.Quarantine,
+            dict(
+                at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                kind=kind,
+                reason=(reason or "")[:4000],
+                sha256=sha256,
+                sop_instance_uid=sop_instance_uid,
+                stored_as=stored_as,
+                received_from=received_from,
+            ),
+            lambda _f: None,
+        )
         # in a savepoint: a failure here leaves the caller's transaction usable
         with conn.begin_nested():
             conn.execute(insert(M.Quarantine).values(**row))
@@ -468,43 +570,111 @@ class DoseStore:
         """Rows per table, for summaries and ``srdose status``."""
         out = {}
         with self.engine.connect() as conn:
-            for name, model in (("devices", M.Device), ("studies", M.Study),
-                                ("source_objects", M.SourceObject), ("events", M.Event),
-                                ("quarantine", M.Quarantine)):
+            for name, model in (
+                ("devices", M.Device),
+                ("studies", M.Study),
+                ("source_objects", M.SourceObject),
+                ("events", M.Event),
+                ("quarantine", M.Quarantine),
+            ):
                 out[name] = conn.execute(select(func.count()).select_from(model)).scalar_one()
         return out
 
 
 #: Columns of ``srdose export events``, in contract order.
 EVENT_EXPORT_COLUMNS = (
-    "sop_instance_uid", "event_uid", "source", "manufacturer", "model", "device_serial",
-    "station", "study_date", "study_time", "patient_pseudonym", "age_years", "laterality",
-    "view", "acquisition", "kvp", "mas", "exposure_time_ms", "n_pulses", "anode", "filter",
-    "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
-    "entrance_exposure_mgy", "reference_point", "agd_reported_mgy", "flags",
+    "sop_instance_uid",
+    "event_uid",
+    "source",
+    "manufacturer",
+    "model",
+    "device_serial",
+    "station",
+    "study_date",
+    "study_time",
+    "patient_pseudonym",
+    "age_years",
+    "laterality",
+    "view",
+    "acquisition",
+    "kvp",
+    "mas",
+    "exposure_time_ms",
+    "n_pulses",
+    "anode",
+    "filter",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "reference_point",
+    "agd_reported_mgy",
+    "flags",
     # MGD recalculation (``srdose recalc``); empty until an event is recalculated
-    "mgd_recalc_mgy", "method", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s", "t_factor",
-    "factor_set", "ratio_recalc_to_reported", "recalc_flags",
+    "mgd_recalc_mgy",
+    "method",
+    "k_mgy",
+    "hvl_used_mm",
+    "hvl_source",
+    "g",
+    "c",
+    "s",
+    "t_factor",
+    "factor_set",
+    "ratio_recalc_to_reported",
+    "recalc_flags",
     # expanded uncertainty (k = 2) of mgd_recalc_mgy
     "mgd_u_mgy",
 )
 
 
-def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
-                       serial: Optional[str] = None):
+def event_export_query(since: str | None = None, until: str | None = None, serial: str | None = None):
     """SELECT of the events export, one row per live irradiation event."""
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     q = (
         select(
-            S.sop_instance_uid, E.event_uid, S.kind.label("source"), D.manufacturer, D.model,
-            D.serial.label("device_serial"), D.station, St.study_date, St.study_time,
-            St.patient_pseudonym, St.age_years, E.laterality, E.view, E.acquisition, E.kvp,
-            E.mas, E.exposure_time_ms, E.n_pulses, E.anode, E.filter_material.label("filter"),
-            E.filter_thickness_mm, E.compressed_thickness_mm, E.compression_force_n, E.hvl_mm,
-            E.entrance_exposure_mgy, E.reference_point, E.agd_mgy.label("agd_reported_mgy"),
+            S.sop_instance_uid,
+            E.event_uid,
+            S.kind.label("source"),
+            D.manufacturer,
+            D.model,
+            D.serial.label("device_serial"),
+            D.station,
+            St.study_date,
+            St.study_time,
+            St.patient_pseudonym,
+            St.age_years,
+            E.laterality,
+            E.view,
+            E.acquisition,
+            E.kvp,
+            E.mas,
+            E.exposure_time_ms,
+            E.n_pulses,
+            E.anode,
+            E.filter_material.label("filter"),
+            E.filter_thickness_mm,
+            E.compressed_thickness_mm,
+            E.compression_force_n,
+            E.hvl_mm,
+            E.entrance_exposure_mgy,
+            E.reference_point,
+            E.agd_mgy.label("agd_reported_mgy"),
             E.flags,
-            R.mgd_recalc_mgy, R.method, R.k_mgy, R.hvl_used_mm, R.hvl_source, R.g, R.c, R.s, R.t_factor,
-            R.factor_set, R.ratio_recalc_to_reported, R.flags.label("recalc_flags"), R.mgd_u_mgy,
+            R.mgd_recalc_mgy,
+            R.method,
+            R.k_mgy,
+            R.hvl_used_mm,
+            R.hvl_source,
+            R.g,
+            R.c,
+            R.s,
+            R.t_factor,
+            R.factor_set,
+            R.ratio_recalc_to_reported,
+            R.flags.label("recalc_flags"),
+            R.mgd_u_mgy,
         )
         .join(S, E.source_object_id == S.id)
         .join(St, E.study_id == St.id)
@@ -522,16 +692,15 @@ def event_export_query(since: Optional[str] = None, until: Optional[str] = None,
     return q
 
 
-def iter_event_rows(store: "DoseStore", **filters) -> Iterator[tuple]:
+def iter_event_rows(store: DoseStore, **filters) -> Iterator[tuple]:
     """Rows of the events export, streamed."""
     with store.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=5000).execute(
-            event_export_query(**filters))
+        result = conn.execution_options(stream_results=True, yield_per=5000).execute(event_export_query(**filters))
         for row in result:
             yield tuple(row)
 
 
-def reception_counts(store: "DoseStore") -> list[dict]:
+def reception_counts(store: DoseStore) -> list[dict]:
     """Ingested objects and quarantined datasets per source (calling AE or
     'files'), with the last time each was seen."""
     S, Q = M.SourceObject, M.Quarantine
@@ -542,19 +711,21 @@ def reception_counts(store: "DoseStore") -> list[dict]:
 
     with store.engine.connect() as conn:
         for origin, n, last in conn.execute(
-                select(S.received_from, func.count(), func.max(S.received_at)).group_by(S.received_from)):
+            select(S.received_from, func.count(), func.max(S.received_at)).group_by(S.received_from)
+        ):
             r = rows.setdefault(key(origin), {"ingested": 0, "quarantined": 0, "last_seen": None})
             r["ingested"] += n
             r["last_seen"] = max(filter(None, [r["last_seen"], str(last)[:19]]), default=None)
         for origin, n, last in conn.execute(
-                select(Q.received_from, func.count(), func.max(Q.at)).group_by(Q.received_from)):
+            select(Q.received_from, func.count(), func.max(Q.at)).group_by(Q.received_from)
+        ):
             r = rows.setdefault(key(origin), {"ingested": 0, "quarantined": 0, "last_seen": None})
             r["quarantined"] += n
             r["last_seen"] = max(filter(None, [r["last_seen"], str(last)[:19]]), default=None)
     return [{"source": k, **v} for k, v in sorted(rows.items())]
 
 
-def held_sop_instances(store: "DoseStore") -> set[str]:
+def held_sop_instances(store: DoseStore) -> set[str]:
     """SOP instance UIDs already ingested or quarantined (retrieval skips them)."""
     with store.engine.connect() as conn:
         held = set(conn.execute(select(M.SourceObject.sop_instance_uid)).scalars())
@@ -569,8 +740,12 @@ def create_private_sqlite_file(url: str) -> None:
         parsed = make_url(url)
     except Exception:
         return  # the store reports the bad URL
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
-            or parsed.database.startswith("file:"):
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+        or parsed.database.startswith("file:")
+    ):
         return
     path = Path(parsed.database).expanduser()
     if path.exists():

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 
-from sqlalchemy import and_, case, delete, false, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, false, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from srdose.dates import parse_da
@@ -62,11 +62,12 @@ def opted_out_pseudonyms(store) -> set[str]:
 def opted_out_expr():
     """True for a study of an opted-out patient (false, never NULL, for a study without a
     patient pseudonym, so ``~opted_out_expr()`` keeps those); use in a query that joins ``Study``."""
-    return and_(M.Study.patient_pseudonym.is_not(None),
-                M.Study.patient_pseudonym.in_(select(M.OptOut.patient_pseudonym)))
+    return and_(
+        M.Study.patient_pseudonym.is_not(None), M.Study.patient_pseudonym.in_(select(M.OptOut.patient_pseudonym))
+    )
 
 
-def add_optouts(store, pseudonyms: Iterable[str], source_sha256: Optional[str], replace: bool = False) -> dict:
+def add_optouts(store, pseudonyms: Iterable[str], source_sha256: str | None, replace: bool = False) -> dict:
     """Store opt-outs (pseudonyms only); ``replace`` makes them the whole list.
 
     Returns counts: ``added``, ``already``, ``removed`` (with ``replace``),
@@ -84,33 +85,47 @@ def add_optouts(store, pseudonyms: Iterable[str], source_sha256: Optional[str], 
             held -= gone
         new = sorted(wanted - held)
         if new:
-            conn.execute(insert(M.OptOut), [{"patient_pseudonym": p, "added_at": now, "source_sha256": source_sha256}
-                                            for p in new])
+            conn.execute(
+                insert(M.OptOut),
+                [{"patient_pseudonym": p, "added_at": now, "source_sha256": source_sha256} for p in new],
+            )
         total = conn.execute(select(func.count()).select_from(M.OptOut)).scalar_one()
         studies = conn.execute(select(func.count()).select_from(M.Study).where(opted_out_expr())).scalar_one()
-    return {"added": len(new), "already": len(wanted) - len(new), "removed": removed, "total": total,
-            "studies": studies}
+    return {
+        "added": len(new),
+        "already": len(wanted) - len(new),
+        "removed": removed,
+        "total": total,
+        "studies": studies,
+    }
 
 
 def _chunks(items: list, n: int = 500) -> Iterator[list]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 # --- re-identification ----------------------------------------------------------------
 
 
 def has_reidentification(conn: Connection, pseudonym: str) -> bool:
-    return conn.execute(select(M.Reidentification.patient_pseudonym)
-                        .where(M.Reidentification.patient_pseudonym == pseudonym)).first() is not None
+    return (
+        conn.execute(
+            select(M.Reidentification.patient_pseudonym).where(M.Reidentification.patient_pseudonym == pseudonym)
+        ).first()
+        is not None
+    )
 
 
 def add_reidentification(conn: Connection, pseudonym: str, nonce: str, ciphertext: str, key_id: str) -> None:
-    conn.execute(insert(M.Reidentification).values(patient_pseudonym=pseudonym, nonce=nonce,
-                                                    ciphertext=ciphertext, key_id=key_id, created_at=_now()))
+    conn.execute(
+        insert(M.Reidentification).values(
+            patient_pseudonym=pseudonym, nonce=nonce, ciphertext=ciphertext, key_id=key_id, created_at=_now()
+        )
+    )
 
 
-def reidentification_entry(store, pseudonym: str) -> Optional[tuple[str, str, str]]:
+def reidentification_entry(store, pseudonym: str) -> tuple[str, str, str] | None:
     """(nonce, ciphertext, key_id) of a pseudonym, or None."""
     R = M.Reidentification
     with store.engine.connect() as conn:
@@ -120,26 +135,43 @@ def reidentification_entry(store, pseudonym: str) -> Optional[tuple[str, str, st
 
 def pseudonym_known(store, pseudonym: str) -> bool:
     with store.engine.connect() as conn:
-        return conn.execute(select(M.Study.id).where(M.Study.patient_pseudonym == pseudonym).limit(1)).first() is not None
+        return (
+            conn.execute(select(M.Study.id).where(M.Study.patient_pseudonym == pseudonym).limit(1)).first() is not None
+        )
 
 
 # --- audit trail ----------------------------------------------------------------------
 
 
-def record_audit(store, action: str, who: str, parameters: Optional[dict] = None, rows: Optional[int] = None,
-                 detail: Optional[dict] = None, conn: Optional[Connection] = None) -> int:
+def record_audit(
+    store,
+    action: str,
+    who: str,
+    parameters: dict | None = None,
+    rows: int | None = None,
+    detail: dict | None = None,
+    conn: Connection | None = None,
+) -> int:
     """Append one entry to the audit trail; returns its id. Nothing updates or deletes entries."""
-    values = dict(at=_now(), who=who[:128], action=action[:64],
-                  parameters=json.dumps(parameters or {}, sort_keys=True, default=str),
-                  rows=rows, detail=json.dumps(detail, sort_keys=True, default=str) if detail else None)
+    values = dict(
+        at=_now(),
+        who=who[:128],
+        action=action[:64],
+        parameters=json.dumps(parameters or {}, sort_keys=True, default=str),
+        rows=rows,
+        detail=json.dumps(detail, sort_keys=True, default=str) if detail else None,
+    )
     if conn is not None:
-        return conn.execute(insert(M.AuditEntry).values(**values)).inserted_primary_key[0]
+        key = conn.execute(insert(M.AuditEntry).values(**values)).inserted_primary_key
+        assert key is not None  # a single-row INSERT has one
+        return key[0]
     with store.begin() as c:
         return c.execute(insert(M.AuditEntry).values(**values)).inserted_primary_key[0]
 
 
-def audit_entries(store, action: Optional[str] = None, since: Optional[dt.datetime] = None,
-                  limit: Optional[int] = None) -> list[dict]:
+def audit_entries(
+    store, action: str | None = None, since: dt.datetime | None = None, limit: int | None = None
+) -> list[dict]:
     """Audit entries, newest first."""
     A = M.AuditEntry
     q = select(A.id, A.at, A.who, A.action, A.parameters, A.rows, A.detail).order_by(A.id.desc())
@@ -157,19 +189,48 @@ def audit_entries(store, action: Optional[str] = None, since: Optional[dt.dateti
 
 
 RESEARCH_SOURCE_COLUMNS = (
-    "patient_pseudonym", "study_instance_uid", "study_date", "study_time", "age_years", "sex",
-    "description", "manufacturer", "model", "serial", "datetime_started", "acquisition", "laterality",
-    "view", "protocol", "label", "kvp", "mas", "exposure_time_ms", "n_pulses", "anode", "filter_material",
-    "filter_thickness_mm", "compressed_thickness_mm", "compression_force_n", "hvl_mm",
-    "entrance_exposure_mgy", "agd_mgy", "mgd_recalc_mgy", "flags",
+    "patient_pseudonym",
+    "study_instance_uid",
+    "study_date",
+    "study_time",
+    "age_years",
+    "sex",
+    "description",
+    "manufacturer",
+    "model",
+    "serial",
+    "datetime_started",
+    "acquisition",
+    "laterality",
+    "view",
+    "protocol",
+    "label",
+    "kvp",
+    "mas",
+    "exposure_time_ms",
+    "n_pulses",
+    "anode",
+    "filter_material",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "mgd_recalc_mgy",
+    "flags",
 )
 
 
-def research_counts(store, since: Optional[str] = None, until: Optional[str] = None) -> dict:
+def research_counts(store, since: str | None = None, until: str | None = None) -> dict:
     """Live events of the period: all, of not-a-patient studies, of opted-out patients."""
     E, S, St = M.Event, M.SourceObject, M.Study
-    base = (select(func.count(E.id)).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-            .where(S.superseded_by.is_(None)))
+    base = (
+        select(func.count(E.id))
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .where(S.superseded_by.is_(None))
+    )
     base = _period(base, since, until)
     with store.engine.connect() as conn:
         return {
@@ -187,18 +248,47 @@ def _period(q, since, until):
     return q
 
 
-def iter_research_rows(store, since: Optional[str] = None, until: Optional[str] = None) -> Iterator[dict]:
+def iter_research_rows(store, since: str | None = None, until: str | None = None) -> Iterator[dict]:
     """Live events of patients (not phantoms, not opted out), with the site pseudonym and
     identity columns the research export then transforms; never written as they are."""
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     q = (
-        select(St.patient_pseudonym, St.study_instance_uid, St.study_date, St.study_time, St.age_years, St.sex,
-               St.description, D.manufacturer, D.model, D.serial, E.datetime_started, E.acquisition,
-               E.laterality, E.view, E.protocol, E.label, E.kvp, E.mas, E.exposure_time_ms, E.n_pulses,
-               E.anode, E.filter_material, E.filter_thickness_mm, E.compressed_thickness_mm,
-               E.compression_force_n, E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, R.mgd_recalc_mgy, E.flags)
-        .join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-        .outerjoin(D, E.device_id == D.id).outerjoin(R, R.event_id == E.id)
+        select(
+            St.patient_pseudonym,
+            St.study_instance_uid,
+            St.study_date,
+            St.study_time,
+            St.age_years,
+            St.sex,
+            St.description,
+            D.manufacturer,
+            D.model,
+            D.serial,
+            E.datetime_started,
+            E.acquisition,
+            E.laterality,
+            E.view,
+            E.protocol,
+            E.label,
+            E.kvp,
+            E.mas,
+            E.exposure_time_ms,
+            E.n_pulses,
+            E.anode,
+            E.filter_material,
+            E.filter_thickness_mm,
+            E.compressed_thickness_mm,
+            E.compression_force_n,
+            E.hvl_mm,
+            E.entrance_exposure_mgy,
+            E.agd_mgy,
+            R.mgd_recalc_mgy,
+            E.flags,
+        )
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(D, E.device_id == D.id)
+        .outerjoin(R, R.event_id == E.id)
         .where(S.superseded_by.is_(None), ~not_patient_expr(), ~opted_out_expr())
         .order_by(St.study_date, St.study_time, St.id, E.datetime_started, E.id)
     )
@@ -216,15 +306,19 @@ def iter_events_for_check(store, fields: Iterable[str]) -> Iterator[dict]:
     study date and flags. Curation names the fields its rules check."""
     E, S, St = M.Event, M.SourceObject, M.Study
     cols = [getattr(E, f) for f in fields if f != "study_date"]
-    q = (select(E.id, E.acquisition, E.flags, St.study_date, *cols)
-         .join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .where(S.superseded_by.is_(None)).order_by(E.id))
+    q = (
+        select(E.id, E.acquisition, E.flags, St.study_date, *cols)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .where(S.superseded_by.is_(None))
+        .order_by(E.id)
+    )
     with store.engine.connect() as conn:
         for row in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
             yield dict(row._mapping)
 
 
-def set_event_flags(store, changes: dict[int, Optional[str]]) -> int:
+def set_event_flags(store, changes: dict[int, str | None]) -> int:
     """Write ``events.flags`` of the given event ids; returns how many."""
     if not changes:
         return 0
@@ -238,31 +332,45 @@ def flag_counts(store) -> list[dict]:
     """Live events per unit and infeasible-value rule: device_id, rule, events;
     plus, per unit, the events and not-a-patient events."""
     E, S, St = M.Event, M.SourceObject, M.Study
-    q = (select(E.device_id, E.flags).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .where(S.superseded_by.is_(None), E.flags.like(f"%{FLAG_INFEASIBLE}%")))
+    q = (
+        select(E.device_id, E.flags)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .where(S.superseded_by.is_(None), E.flags.like(f"%{FLAG_INFEASIBLE}%"))
+    )
     counts: dict[tuple, int] = {}
     with store.engine.connect() as conn:
         for device_id, flags in conn.execute(q):
             for f in (flags or "").split(";"):
                 if f.startswith(FLAG_INFEASIBLE):
-                    key = (device_id, f[len(FLAG_INFEASIBLE):])
+                    key = (device_id, f[len(FLAG_INFEASIBLE) :])
                     counts[key] = counts.get(key, 0) + 1
-    return [{"device_id": d, "rule": r, "events": n} for (d, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+    return [
+        {"device_id": d, "rule": r, "events": n}
+        for (d, r), n in sorted(counts.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))
+    ]
 
 
-def unit_event_counts(store) -> dict[Optional[int], dict]:
+def unit_event_counts(store) -> dict[int | None, dict]:
     """Per device id: live events, events flagged infeasible, events of not-a-patient studies."""
     E, S, St = M.Event, M.SourceObject, M.Study
-    q = (select(E.device_id, func.count(E.id), func.sum(case((not_patient_expr(), 1), else_=0)))
-         .join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .where(S.superseded_by.is_(None)).group_by(E.device_id))
+    q = (
+        select(E.device_id, func.count(E.id), func.sum(case((not_patient_expr(), 1), else_=0)))
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .where(S.superseded_by.is_(None))
+        .group_by(E.device_id)
+    )
     out = {}
     with store.engine.connect() as conn:
         for device_id, n, notp in conn.execute(q):
             out[device_id] = {"events": n, "not_patient": int(notp or 0), "flagged": 0}
         for device_id, n in conn.execute(
-                select(E.device_id, func.count(E.id)).join(S, E.source_object_id == S.id)
-                .where(S.superseded_by.is_(None), E.flags.like(f"%{FLAG_INFEASIBLE}%")).group_by(E.device_id)):
+            select(E.device_id, func.count(E.id))
+            .join(S, E.source_object_id == S.id)
+            .where(S.superseded_by.is_(None), E.flags.like(f"%{FLAG_INFEASIBLE}%"))
+            .group_by(E.device_id)
+        ):
             out.setdefault(device_id, {"events": 0, "not_patient": 0, "flagged": 0})["flagged"] = n
     return out
 
@@ -279,11 +387,26 @@ def units(store) -> list[dict]:
     explicitly), shown_as (the name in force) and how it was chosen."""
     D = M.Device
     with store.engine.connect() as conn:
-        devices = [dict(r._mapping) for r in conn.execute(
-            select(D.id, D.manufacturer, D.model, D.serial, D.station, D.institution, D.display_name,
-                   D.first_seen, D.last_seen).order_by(D.manufacturer, D.model, D.serial))]
-        aliases = {(a.match_field, a.match_value): a.display_name for a in conn.execute(
-            select(M.UnitAlias.match_field, M.UnitAlias.match_value, M.UnitAlias.display_name))}
+        devices = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    D.id,
+                    D.manufacturer,
+                    D.model,
+                    D.serial,
+                    D.station,
+                    D.institution,
+                    D.display_name,
+                    D.first_seen,
+                    D.last_seen,
+                ).order_by(D.manufacturer, D.model, D.serial)
+            )
+        ]
+        aliases = {
+            (a.match_field, a.match_value): a.display_name
+            for a in conn.execute(select(M.UnitAlias.match_field, M.UnitAlias.match_value, M.UnitAlias.display_name))
+        }
     for d in devices:
         d["shown_as"], d["named_by"] = _resolve(d, aliases)
     return devices
@@ -305,7 +428,7 @@ def display_names(store) -> dict[int, str]:
     return {d["id"]: d["shown_as"] for d in units(store)}
 
 
-def display_name(store, device_id: Optional[int]) -> str:
+def display_name(store, device_id: int | None) -> str:
     """Display name of one unit (``devices.id``)."""
     if device_id is None:
         return "unknown unit"
@@ -320,21 +443,23 @@ def find_devices(store, ref: str) -> list[int]:
             row = conn.execute(select(D.id).where(D.id == int(ref))).first()
             if row:
                 return [row[0]]
-        ids = list(conn.execute(select(D.id).where(or_(D.serial == ref, D.station == ref,
-                                                          D.display_name == ref))).scalars())
+        ids = list(
+            conn.execute(select(D.id).where(or_(D.serial == ref, D.station == ref, D.display_name == ref))).scalars()
+        )
     if not ids:
         ids = [i for i, name in display_names(store).items() if name == ref]
     return sorted(set(ids))
 
 
-def rename_units(store, device_ids: list[int], name: Optional[str]) -> int:
+def rename_units(store, device_ids: list[int], name: str | None) -> int:
     """Set (or, with None, clear) the display name of units."""
     with store.begin() as conn:
-        return conn.execute(update(M.Device).where(M.Device.id.in_(device_ids))
-                            .values(display_name=name or None)).rowcount
+        return conn.execute(
+            update(M.Device).where(M.Device.id.in_(device_ids)).values(display_name=name or None)
+        ).rowcount
 
 
-def set_alias(store, field: str, value: str, name: Optional[str]) -> str:
+def set_alias(store, field: str, value: str, name: str | None) -> str:
     """Add, change or (``name`` None) remove an alias rule; returns what was done."""
     if field not in ALIAS_FIELDS:
         raise ValueError(f"alias field must be one of {', '.join(ALIAS_FIELDS)}")
@@ -356,18 +481,27 @@ def set_alias(store, field: str, value: str, name: Optional[str]) -> str:
 def aliases(store) -> list[dict]:
     A = M.UnitAlias
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(A.match_field, A.match_value, A.display_name).order_by(A.match_field, A.match_value))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(A.match_field, A.match_value, A.display_name).order_by(A.match_field, A.match_value)
+            )
+        ]
 
 
 # --- protocols ------------------------------------------------------------------------
 
 
-def protocol_names(store) -> list[tuple[Optional[str], int]]:
+def protocol_names(store) -> list[tuple[str | None, int]]:
     """Distinct protocol names of live events with their event counts."""
     E, S = M.Event, M.SourceObject
-    q = (select(E.protocol, func.count(E.id)).join(S, E.source_object_id == S.id)
-         .where(S.superseded_by.is_(None)).group_by(E.protocol).order_by(func.count(E.id).desc()))
+    q = (
+        select(E.protocol, func.count(E.id))
+        .join(S, E.source_object_id == S.id)
+        .where(S.superseded_by.is_(None))
+        .group_by(E.protocol)
+        .order_by(func.count(E.id).desc())
+    )
     with store.engine.connect() as conn:
         return [(p, n) for p, n in conn.execute(q)]
 
@@ -385,13 +519,23 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
     audit trail are kept.
     """
     St, S, E = M.Study, M.SourceObject, M.Event
-    cutoff = dt.datetime.combine(parse_da(before), dt.time())
+    day = parse_da(before)
+    if day is None:
+        raise ValueError(f"purge before {before!r}: not a YYYYMMDD date")
+    cutoff = dt.datetime.combine(day, dt.time())
     counts: dict[str, int] = {}
     with store.begin() as conn:
-        undated_old = (select(S.study_id).group_by(S.study_id).having(func.max(S.received_at) < cutoff))
-        study_ids = list(conn.execute(select(St.id).where(or_(
-            and_(St.study_date.is_not(None), St.study_date != "", St.study_date < before),
-            and_(or_(St.study_date.is_(None), St.study_date == ""), St.id.in_(undated_old))))).scalars())
+        undated_old = select(S.study_id).group_by(S.study_id).having(func.max(S.received_at) < cutoff)
+        study_ids = list(
+            conn.execute(
+                select(St.id).where(
+                    or_(
+                        and_(St.study_date.is_not(None), St.study_date != "", St.study_date < before),
+                        and_(or_(St.study_date.is_(None), St.study_date == ""), St.id.in_(undated_old)),
+                    )
+                )
+            ).scalars()
+        )
         counts["studies"] = len(study_ids)
         source_ids, event_ids, pseudonyms = [], [], set()
         for chunk in _chunks(study_ids):
@@ -400,13 +544,21 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
             pseudonyms |= set(conn.execute(select(St.patient_pseudonym).where(St.id.in_(chunk))).scalars())
         counts["source_objects"] = len(source_ids)
         counts["events"] = len(event_ids)
-        for name, model, col in (("pulses", M.Pulse, M.Pulse.event_id), ("filters", M.Filter, M.Filter.event_id),
-                                 ("recalc_results", M.RecalcResult, M.RecalcResult.event_id)):
-            counts[name] = sum(conn.execute(select(func.count()).select_from(model).where(col.in_(c))).scalar_one()
-                               for c in _chunks(event_ids))
+        for name, model, col in (
+            ("pulses", M.Pulse, M.Pulse.event_id),
+            ("filters", M.Filter, M.Filter.event_id),
+            ("recalc_results", M.RecalcResult, M.RecalcResult.event_id),
+        ):
+            counts[name] = sum(
+                conn.execute(select(func.count()).select_from(model).where(col.in_(c))).scalar_one()
+                for c in _chunks(event_ids)
+            )
         counts["accumulated_doses"] = sum(
-            conn.execute(select(func.count()).select_from(M.AccumulatedDose)
-                         .where(M.AccumulatedDose.study_id.in_(c))).scalar_one() for c in _chunks(study_ids))
+            conn.execute(
+                select(func.count()).select_from(M.AccumulatedDose).where(M.AccumulatedDose.study_id.in_(c))
+            ).scalar_one()
+            for c in _chunks(study_ids)
+        )
         Q = M.Quarantine
         quarantine_rows = conn.execute(select(Q.id, Q.stored_as).where(Q.at < cutoff)).all()
         counts["quarantine"] = len(quarantine_rows)
@@ -414,12 +566,20 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
         # pseudonyms whose every study goes: their re-identification entries go too
         kept = set()
         for chunk in _chunks(sorted(pseudonyms)):
-            kept |= set(conn.execute(select(St.patient_pseudonym).where(
-                St.patient_pseudonym.in_(chunk), St.id.not_in(study_ids) if study_ids else True)).scalars())
+            kept |= set(
+                conn.execute(
+                    select(St.patient_pseudonym).where(
+                        St.patient_pseudonym.in_(chunk), St.id.not_in(study_ids) if study_ids else true()
+                    )
+                ).scalars()
+            )
         gone_pseudonyms = sorted(pseudonyms - kept)
-        counts["reidentification"] = sum(conn.execute(
-            select(func.count()).select_from(M.Reidentification)
-            .where(M.Reidentification.patient_pseudonym.in_(c))).scalar_one() for c in _chunks(gone_pseudonyms))
+        counts["reidentification"] = sum(
+            conn.execute(
+                select(func.count()).select_from(M.Reidentification).where(M.Reidentification.patient_pseudonym.in_(c))
+            ).scalar_one()
+            for c in _chunks(gone_pseudonyms)
+        )
         if not dry_run:
             for c in _chunks(event_ids):
                 conn.execute(delete(M.RecalcResult).where(M.RecalcResult.event_id.in_(c)))
@@ -439,8 +599,7 @@ def purge_before(store, before: str, dry_run: bool = False) -> dict:
                 conn.execute(delete(M.Reidentification).where(M.Reidentification.patient_pseudonym.in_(c)))
             for c in _chunks([r.id for r in quarantine_rows]):
                 conn.execute(delete(Q).where(Q.id.in_(c)))
-    counts["quarantine_files"] = [r.stored_as for r in quarantine_rows if r.stored_as]
-    return counts
+    return {**counts, "quarantine_files": [r.stored_as for r in quarantine_rows if r.stored_as]}
 
 
 def opted_out_study_count(store) -> int:

@@ -9,7 +9,6 @@ are keyed HMACs made at ingest (:mod:`srdose.pseudonym`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from sqlalchemy import (
     Boolean,
@@ -38,14 +37,14 @@ class Device(Base):
     manufacturer: Mapped[str] = mapped_column(String(256), default="")
     model: Mapped[str] = mapped_column(String(256), default="")
     serial: Mapped[str] = mapped_column(String(256), default="")
-    station: Mapped[Optional[str]] = mapped_column(String(256))
-    institution: Mapped[Optional[str]] = mapped_column(String(256))
-    department: Mapped[Optional[str]] = mapped_column(String(256))
-    software: Mapped[Optional[str]] = mapped_column(String(256))
-    first_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    station: Mapped[str | None] = mapped_column(String(256))
+    institution: Mapped[str | None] = mapped_column(String(256))
+    department: Mapped[str | None] = mapped_column(String(256))
+    software: Mapped[str | None] = mapped_column(String(256))
+    first_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # the name reports show (``srdose units rename``); None: see srdose.store.governance
-    display_name: Mapped[Optional[str]] = mapped_column(String(256))
+    display_name: Mapped[str | None] = mapped_column(String(256))
 
 
 class Study(Base):
@@ -53,15 +52,15 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
-    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id"))
-    study_date: Mapped[Optional[str]] = mapped_column(String(8), index=True)
-    study_time: Mapped[Optional[str]] = mapped_column(String(16))
-    description: Mapped[Optional[str]] = mapped_column(Text)
-    procedure: Mapped[Optional[str]] = mapped_column(String(256))
-    patient_pseudonym: Mapped[Optional[str]] = mapped_column(String(64), index=True)
-    accession_pseudonym: Mapped[Optional[str]] = mapped_column(String(64))
-    age_years: Mapped[Optional[float]] = mapped_column(Float)
-    sex: Mapped[Optional[str]] = mapped_column(String(16))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    study_date: Mapped[str | None] = mapped_column(String(8), index=True)
+    study_time: Mapped[str | None] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text)
+    procedure: Mapped[str | None] = mapped_column(String(256))
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(64), index=True)
+    accession_pseudonym: Mapped[str | None] = mapped_column(String(64))
+    age_years: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(16))
     # a test / QA phantom study (patient ID or name matched a configured
     # pattern at ingest, before pseudonymisation); kept out of patient statistics
     not_patient: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -76,16 +75,16 @@ class SourceObject(Base):
     sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     sop_class_uid: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(8))  # rdsr | image
-    study_id: Mapped[Optional[int]] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     # SHA-256 of what srdose kept from it (see DoseStore.content_digest): tells a
     # re-encoded copy of this object from another object reusing its UID
-    content_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    received_from: Mapped[Optional[str]] = mapped_column(String(256))
+    received_from: Mapped[str | None] = mapped_column(String(256))
     # set when a later RDSR for the same study replaced this one
-    superseded_by: Mapped[Optional[int]] = mapped_column(ForeignKey("source_objects.id"))
-    flags: Mapped[Optional[str]] = mapped_column(Text)
+    superseded_by: Mapped[int | None] = mapped_column(ForeignKey("source_objects.id"))
+    flags: Mapped[str | None] = mapped_column(Text)
 
 
 class Event(Base):
@@ -97,43 +96,43 @@ class Event(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id"), index=True)
-    event_uid: Mapped[Optional[str]] = mapped_column(String(64))
-    datetime_started: Mapped[Optional[str]] = mapped_column(String(32))
-    event_type: Mapped[Optional[str]] = mapped_column(String(64))
-    acquisition: Mapped[Optional[str]] = mapped_column(String(8))
-    protocol: Mapped[Optional[str]] = mapped_column(Text)
-    label: Mapped[Optional[str]] = mapped_column(Text)
-    view: Mapped[Optional[str]] = mapped_column(String(16))
-    view_modifiers: Mapped[Optional[str]] = mapped_column(String(256))
-    laterality: Mapped[Optional[str]] = mapped_column(String(1))
-    target_region: Mapped[Optional[str]] = mapped_column(String(128))
-    kvp: Mapped[Optional[float]] = mapped_column(Float)
-    mas: Mapped[Optional[float]] = mapped_column(Float)
-    tube_current_ma: Mapped[Optional[float]] = mapped_column(Float)
-    exposure_time_ms: Mapped[Optional[float]] = mapped_column(Float)
-    irradiation_duration_ms: Mapped[Optional[float]] = mapped_column(Float)
-    n_pulses: Mapped[Optional[int]] = mapped_column(Integer)
-    anode: Mapped[Optional[str]] = mapped_column(String(4))
-    filter_material: Mapped[Optional[str]] = mapped_column(String(4))
-    filter_thickness_mm: Mapped[Optional[float]] = mapped_column(Float)
-    focal_spot_mm: Mapped[Optional[float]] = mapped_column(Float)
-    grid: Mapped[Optional[str]] = mapped_column(String(128))
-    compressed_thickness_mm: Mapped[Optional[float]] = mapped_column(Float)
-    compression_force_n: Mapped[Optional[float]] = mapped_column(Float)
-    compression_pressure_kpa: Mapped[Optional[float]] = mapped_column(Float)
-    compression_contact_area_mm2: Mapped[Optional[float]] = mapped_column(Float)
-    hvl_mm: Mapped[Optional[float]] = mapped_column(Float)
-    entrance_exposure_mgy: Mapped[Optional[float]] = mapped_column(Float)
-    reference_point: Mapped[Optional[str]] = mapped_column(String(128))
-    agd_mgy: Mapped[Optional[float]] = mapped_column(Float)
-    positioner_primary_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
-    positioner_primary_end_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
-    positioner_secondary_angle_deg: Mapped[Optional[float]] = mapped_column(Float)
-    source_detector_mm: Mapped[Optional[float]] = mapped_column(Float)
-    source_rp_mm: Mapped[Optional[float]] = mapped_column(Float)
-    dose_area_product_gym2: Mapped[Optional[float]] = mapped_column(Float)
-    flags: Mapped[Optional[str]] = mapped_column(Text)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    event_uid: Mapped[str | None] = mapped_column(String(64))
+    datetime_started: Mapped[str | None] = mapped_column(String(32))
+    event_type: Mapped[str | None] = mapped_column(String(64))
+    acquisition: Mapped[str | None] = mapped_column(String(8))
+    protocol: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(Text)
+    view: Mapped[str | None] = mapped_column(String(16))
+    view_modifiers: Mapped[str | None] = mapped_column(String(256))
+    laterality: Mapped[str | None] = mapped_column(String(1))
+    target_region: Mapped[str | None] = mapped_column(String(128))
+    kvp: Mapped[float | None] = mapped_column(Float)
+    mas: Mapped[float | None] = mapped_column(Float)
+    tube_current_ma: Mapped[float | None] = mapped_column(Float)
+    exposure_time_ms: Mapped[float | None] = mapped_column(Float)
+    irradiation_duration_ms: Mapped[float | None] = mapped_column(Float)
+    n_pulses: Mapped[int | None] = mapped_column(Integer)
+    anode: Mapped[str | None] = mapped_column(String(4))
+    filter_material: Mapped[str | None] = mapped_column(String(4))
+    filter_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    focal_spot_mm: Mapped[float | None] = mapped_column(Float)
+    grid: Mapped[str | None] = mapped_column(String(128))
+    compressed_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    compression_force_n: Mapped[float | None] = mapped_column(Float)
+    compression_pressure_kpa: Mapped[float | None] = mapped_column(Float)
+    compression_contact_area_mm2: Mapped[float | None] = mapped_column(Float)
+    hvl_mm: Mapped[float | None] = mapped_column(Float)
+    entrance_exposure_mgy: Mapped[float | None] = mapped_column(Float)
+    reference_point: Mapped[str | None] = mapped_column(String(128))
+    agd_mgy: Mapped[float | None] = mapped_column(Float)
+    positioner_primary_angle_deg: Mapped[float | None] = mapped_column(Float)
+    positioner_primary_end_angle_deg: Mapped[float | None] = mapped_column(Float)
+    positioner_secondary_angle_deg: Mapped[float | None] = mapped_column(Float)
+    source_detector_mm: Mapped[float | None] = mapped_column(Float)
+    source_rp_mm: Mapped[float | None] = mapped_column(Float)
+    dose_area_product_gym2: Mapped[float | None] = mapped_column(Float)
+    flags: Mapped[str | None] = mapped_column(Text)
 
 
 class Pulse(Base):
@@ -142,10 +141,10 @@ class Pulse(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     pulse_index: Mapped[int] = mapped_column(Integer)
-    kvp: Mapped[Optional[float]] = mapped_column(Float)
-    tube_current_ma: Mapped[Optional[float]] = mapped_column(Float)
-    exposure_mas: Mapped[Optional[float]] = mapped_column(Float)
-    pulse_width_ms: Mapped[Optional[float]] = mapped_column(Float)
+    kvp: Mapped[float | None] = mapped_column(Float)
+    tube_current_ma: Mapped[float | None] = mapped_column(Float)
+    exposure_mas: Mapped[float | None] = mapped_column(Float)
+    pulse_width_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class Filter(Base):
@@ -154,10 +153,10 @@ class Filter(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     filter_index: Mapped[int] = mapped_column(Integer)
-    material: Mapped[Optional[str]] = mapped_column(String(4))
-    filter_type: Mapped[Optional[str]] = mapped_column(String(128))
-    thickness_min_mm: Mapped[Optional[float]] = mapped_column(Float)
-    thickness_max_mm: Mapped[Optional[float]] = mapped_column(Float)
+    material: Mapped[str | None] = mapped_column(String(4))
+    filter_type: Mapped[str | None] = mapped_column(String(128))
+    thickness_min_mm: Mapped[float | None] = mapped_column(Float)
+    thickness_max_mm: Mapped[float | None] = mapped_column(Float)
 
 
 class AccumulatedDose(Base):
@@ -166,8 +165,8 @@ class AccumulatedDose(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    laterality: Mapped[Optional[str]] = mapped_column(String(1))
-    agd_mgy: Mapped[Optional[float]] = mapped_column(Float)
+    laterality: Mapped[str | None] = mapped_column(String(1))
+    agd_mgy: Mapped[float | None] = mapped_column(Float)
 
 
 class Quarantine(Base):
@@ -179,10 +178,10 @@ class Quarantine(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime)
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[Optional[str]] = mapped_column(String(64), index=True)
-    sop_instance_uid: Mapped[Optional[str]] = mapped_column(String(64))
-    stored_as: Mapped[Optional[str]] = mapped_column(String(1024))
-    received_from: Mapped[Optional[str]] = mapped_column(String(256))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    stored_as: Mapped[str | None] = mapped_column(String(1024))
+    received_from: Mapped[str | None] = mapped_column(String(256))
 
 
 # --- MGD recalculation ------------------------------------------------------
@@ -205,13 +204,13 @@ class PhysicsSet(Base):
     model: Mapped[str] = mapped_column(String(256), default="")
     serial: Mapped[str] = mapped_column(String(256), index=True)
     valid_from: Mapped[str] = mapped_column(String(8))  # YYYYMMDD
-    valid_to: Mapped[Optional[str]] = mapped_column(String(8))  # inclusive
+    valid_to: Mapped[str | None] = mapped_column(String(8))  # inclusive
     fdd_mm: Mapped[float] = mapped_column(Float)  # focus-detector distance
     support_gap_mm: Mapped[float] = mapped_column(Float)  # breast support to detector
     d_ref_mm: Mapped[float] = mapped_column(Float)  # focus distance of the output measurement
-    measured_by: Mapped[Optional[str]] = mapped_column(String(256))
-    notes: Mapped[Optional[str]] = mapped_column(Text)
-    source_file: Mapped[Optional[str]] = mapped_column(String(1024))
+    measured_by: Mapped[str | None] = mapped_column(String(256))
+    notes: Mapped[str | None] = mapped_column(Text)
+    source_file: Mapped[str | None] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
@@ -225,7 +224,7 @@ class PhysicsPoint(Base):
     physics_set_id: Mapped[int] = mapped_column(ForeignKey("physics_sets.id", ondelete="CASCADE"), index=True)
     target: Mapped[str] = mapped_column(String(4))
     filter_material: Mapped[str] = mapped_column(String(4))
-    filter_mm: Mapped[Optional[float]] = mapped_column(Float)
+    filter_mm: Mapped[float | None] = mapped_column(Float)
     kvp: Mapped[float] = mapped_column(Float)
     output_ugy_per_mas: Mapped[float] = mapped_column(Float)  # at d_ref, free in air
     hvl_mm: Mapped[float] = mapped_column(Float)  # mm Al
@@ -243,7 +242,7 @@ class FactorSetRecord(Base):
     kind: Mapped[str] = mapped_column(String(16))  # bundled | user
     sha256: Mapped[str] = mapped_column(String(64))
     provenance: Mapped[str] = mapped_column(Text)  # JSON: sources, ranges, missing tables
-    content: Mapped[Optional[str]] = mapped_column(Text)  # the user CSV as loaded
+    content: Mapped[str | None] = mapped_column(Text)  # the user CSV as loaded
     registered_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
@@ -255,21 +254,20 @@ class RecalcResult(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
     computed_at: Mapped[dt.datetime] = mapped_column(DateTime)
     method: Mapped[str] = mapped_column(String(16))  # measured | rdsr
-    mgd_recalc_mgy: Mapped[Optional[float]] = mapped_column(Float)
-    mgd_u_mgy: Mapped[Optional[float]] = mapped_column(Float)  # expanded uncertainty, k = 2
-    k_mgy: Mapped[Optional[float]] = mapped_column(Float)
-    hvl_used_mm: Mapped[Optional[float]] = mapped_column(Float)
-    hvl_source: Mapped[Optional[str]] = mapped_column(String(32))  # measured_fit | rdsr
-    g: Mapped[Optional[float]] = mapped_column(Float)
-    c: Mapped[Optional[float]] = mapped_column(Float)
-    s: Mapped[Optional[float]] = mapped_column(Float)
-    t_factor: Mapped[Optional[float]] = mapped_column(Float)
+    mgd_recalc_mgy: Mapped[float | None] = mapped_column(Float)
+    mgd_u_mgy: Mapped[float | None] = mapped_column(Float)  # expanded uncertainty, k = 2
+    k_mgy: Mapped[float | None] = mapped_column(Float)
+    hvl_used_mm: Mapped[float | None] = mapped_column(Float)
+    hvl_source: Mapped[str | None] = mapped_column(String(32))  # measured_fit | rdsr
+    g: Mapped[float | None] = mapped_column(Float)
+    c: Mapped[float | None] = mapped_column(Float)
+    s: Mapped[float | None] = mapped_column(Float)
+    t_factor: Mapped[float | None] = mapped_column(Float)
     factor_set: Mapped[str] = mapped_column(String(200))  # name@version
     factor_set_id: Mapped[int] = mapped_column(ForeignKey("factor_sets.id"), index=True)
-    physics_set_id: Mapped[Optional[int]] = mapped_column(
-        ForeignKey("physics_sets.id", ondelete="SET NULL"), index=True)
-    ratio_recalc_to_reported: Mapped[Optional[float]] = mapped_column(Float)
-    flags: Mapped[Optional[str]] = mapped_column(Text)
+    physics_set_id: Mapped[int | None] = mapped_column(ForeignKey("physics_sets.id", ondelete="SET NULL"), index=True)
+    ratio_recalc_to_reported: Mapped[float | None] = mapped_column(Float)
+    flags: Mapped[str | None] = mapped_column(Text)
     params_hash: Mapped[str] = mapped_column(String(16))
 
 
@@ -289,7 +287,7 @@ class OptOut(Base):
 
     patient_pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
     added_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    source_sha256: Mapped[Optional[str]] = mapped_column(String(64))  # of the imported list file
+    source_sha256: Mapped[str | None] = mapped_column(String(64))  # of the imported list file
 
 
 class Reidentification(Base):
@@ -317,9 +315,9 @@ class AuditEntry(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     who: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64), index=True)
-    parameters: Mapped[Optional[str]] = mapped_column(Text)  # JSON
-    rows: Mapped[Optional[int]] = mapped_column(Integer)
-    detail: Mapped[Optional[str]] = mapped_column(Text)  # JSON: counts, checksums, outcome
+    parameters: Mapped[str | None] = mapped_column(Text)  # JSON
+    rows: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)  # JSON: counts, checksums, outcome
 
 
 class UnitAlias(Base):

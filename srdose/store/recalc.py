@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 
 from srdose.store import models as M
 from srdose.vocab import Acquisition
@@ -35,8 +35,11 @@ def add_physics_set(store, pf, replace: bool = False) -> tuple[int, str]:
     """
     P = M.PhysicsSet
     with store.begin() as conn:
-        row = conn.execute(select(P.id, P.sha256).where(
-            P.serial == pf.serial, P.manufacturer == pf.manufacturer, P.valid_from == pf.valid_from)).first()
+        row = conn.execute(
+            select(P.id, P.sha256).where(
+                P.serial == pf.serial, P.manufacturer == pf.manufacturer, P.valid_from == pf.valid_from
+            )
+        ).first()
         outcome = "added"
         if row is not None:
             if row.sha256 == pf.sha256:
@@ -44,25 +47,47 @@ def add_physics_set(store, pf, replace: bool = False) -> tuple[int, str]:
             if not replace:
                 raise ValueError(
                     f"unit {pf.serial} already has physics data valid from {pf.valid_from} (another file); "
-                    "use --replace to replace it, or give the new measurements their own valid_from")
+                    "use --replace to replace it, or give the new measurements their own valid_from"
+                )
             conn.execute(delete(M.PhysicsPoint).where(M.PhysicsPoint.physics_set_id == row.id))
             conn.execute(delete(P).where(P.id == row.id))
             outcome = "replaced"
-        set_id = conn.execute(insert(P).values(
-            manufacturer=pf.manufacturer, model=pf.model, serial=pf.serial, valid_from=pf.valid_from,
-            valid_to=pf.valid_to, fdd_mm=pf.fdd_mm, support_gap_mm=pf.support_gap_mm, d_ref_mm=pf.d_ref_mm,
-            measured_by=pf.measured_by, notes=pf.notes, source_file=pf.source_file, sha256=pf.sha256,
-            imported_at=_now(),
-        )).inserted_primary_key[0]
-        conn.execute(insert(M.PhysicsPoint), [
-            {"physics_set_id": set_id, "target": p.target, "filter_material": p.filter, "filter_mm": p.filter_mm,
-             "kvp": p.kv, "output_ugy_per_mas": p.output_ugy_per_mas, "hvl_mm": p.hvl_mm_al}
-            for p in pf.points
-        ])
+        set_id = conn.execute(
+            insert(P).values(
+                manufacturer=pf.manufacturer,
+                model=pf.model,
+                serial=pf.serial,
+                valid_from=pf.valid_from,
+                valid_to=pf.valid_to,
+                fdd_mm=pf.fdd_mm,
+                support_gap_mm=pf.support_gap_mm,
+                d_ref_mm=pf.d_ref_mm,
+                measured_by=pf.measured_by,
+                notes=pf.notes,
+                source_file=pf.source_file,
+                sha256=pf.sha256,
+                imported_at=_now(),
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(M.PhysicsPoint),
+            [
+                {
+                    "physics_set_id": set_id,
+                    "target": p.target,
+                    "filter_material": p.filter,
+                    "filter_mm": p.filter_mm,
+                    "kvp": p.kv,
+                    "output_ugy_per_mas": p.output_ugy_per_mas,
+                    "hvl_mm": p.hvl_mm_al,
+                }
+                for p in pf.points
+            ],
+        )
     return set_id, outcome
 
 
-def physics_sets(store, serial: Optional[str] = None) -> list[dict]:
+def physics_sets(store, serial: str | None = None) -> list[dict]:
     """Stored physics sets (oldest first), each with its ``points``."""
     P, Pt = M.PhysicsSet, M.PhysicsPoint
     with store.engine.connect() as conn:
@@ -74,15 +99,18 @@ def physics_sets(store, serial: Optional[str] = None) -> list[dict]:
             return []
         ids = [s["id"] for s in sets]
         points: dict[int, list] = {}
-        for r in conn.execute(select(*Pt.__table__.columns).where(Pt.physics_set_id.in_(ids))
-                              .order_by(Pt.physics_set_id, Pt.target, Pt.filter_material, Pt.filter_mm, Pt.kvp)):
+        for r in conn.execute(
+            select(*Pt.__table__.columns)
+            .where(Pt.physics_set_id.in_(ids))
+            .order_by(Pt.physics_set_id, Pt.target, Pt.filter_material, Pt.filter_mm, Pt.kvp)
+        ):
             points.setdefault(r.physics_set_id, []).append(dict(r._mapping))
     for s in sets:
         s["points"] = points.get(s["id"], [])
     return sets
 
 
-def devices(store, serial: Optional[str] = None) -> list[dict]:
+def devices(store, serial: str | None = None) -> list[dict]:
     D = M.Device
     with store.engine.connect() as conn:
         q = select(D.id, D.manufacturer, D.model, D.serial)
@@ -101,14 +129,20 @@ def register_factor_set(store, factor_set) -> int:
         row = conn.execute(select(F.id).where(F.sha256 == factor_set.sha256)).first()
         if row is not None:
             return row.id
-        return conn.execute(insert(F).values(
-            name=factor_set.name, version=factor_set.version, kind=factor_set.kind, sha256=factor_set.sha256,
-            provenance=json.dumps(factor_set.provenance(), sort_keys=True), content=factor_set.content,
-            registered_at=_now(),
-        )).inserted_primary_key[0]
+        return conn.execute(
+            insert(F).values(
+                name=factor_set.name,
+                version=factor_set.version,
+                kind=factor_set.kind,
+                sha256=factor_set.sha256,
+                provenance=json.dumps(factor_set.provenance(), sort_keys=True),
+                content=factor_set.content,
+                registered_at=_now(),
+            )
+        ).inserted_primary_key[0]
 
 
-def find_factor_set(store, name: str) -> Optional[dict]:
+def find_factor_set(store, name: str) -> dict | None:
     """The newest stored user factor set called ``name`` (or ``name@version``)."""
     F = M.FactorSetRecord
     q = select(*F.__table__.columns).where(F.kind == "user").order_by(F.registered_at.desc(), F.id.desc())
@@ -125,24 +159,51 @@ def find_factor_set(store, name: str) -> Optional[dict]:
 def factor_set_records(store) -> list[dict]:
     F = M.FactorSetRecord
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(F.id, F.name, F.version, F.kind, F.sha256, F.registered_at).order_by(F.id))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(select(F.id, F.name, F.version, F.kind, F.sha256, F.registered_at).order_by(F.id))
+        ]
 
 
 # --- inputs and results ---------------------------------------------------------------------
 
 #: Numeric inputs of the recalculation, as float arrays (NaN = missing).
-NUMERIC_INPUTS = ("kvp", "mas", "n_pulses", "filter_thickness_mm", "compressed_thickness_mm", "hvl_mm",
-                  "entrance_exposure_mgy", "agd_mgy", "source_detector_mm", "age_years",
-                  "positioner_primary_angle_deg", "positioner_primary_end_angle_deg", "source_rp_mm")
+NUMERIC_INPUTS = (
+    "kvp",
+    "mas",
+    "n_pulses",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "source_detector_mm",
+    "age_years",
+    "positioner_primary_angle_deg",
+    "positioner_primary_end_angle_deg",
+    "source_rp_mm",
+)
 #: Text inputs, as lists.
-TEXT_INPUTS = ("manufacturer", "model", "serial", "study_date", "acquisition", "anode", "filter_material",
-               "reference_point")
+TEXT_INPUTS = (
+    "manufacturer",
+    "model",
+    "serial",
+    "study_date",
+    "acquisition",
+    "anode",
+    "filter_material",
+    "reference_point",
+)
 
 
-def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = None,
-                  until: Optional[str] = None, phantom: bool = False,
-                  protocol_like: Optional[str] = None) -> dict:
+def recalc_inputs(
+    store,
+    serial: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    phantom: bool = False,
+    protocol_like: str | None = None,
+) -> dict:
     """Every live event's recalculation inputs and its stored result state.
 
     Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
@@ -152,14 +213,44 @@ def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = No
     result, ``has_result`` (bool).
     """
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
-    cols = [E.id, E.device_id, E.kvp, E.mas, E.n_pulses, E.filter_thickness_mm, E.compressed_thickness_mm,
-            E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, E.source_detector_mm, St.age_years,
-            E.positioner_primary_angle_deg, E.positioner_primary_end_angle_deg, E.source_rp_mm,
-            D.manufacturer, D.model, D.serial, St.study_date, E.acquisition, E.anode, E.filter_material,
-            E.reference_point, R.factor_set_id, R.physics_set_id, R.params_hash, R.event_id]
-    q = (select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .outerjoin(D, E.device_id == D.id).outerjoin(R, R.event_id == E.id)
-         .where(S.superseded_by.is_(None)).order_by(E.id))
+    cols = [
+        E.id,
+        E.device_id,
+        E.kvp,
+        E.mas,
+        E.n_pulses,
+        E.filter_thickness_mm,
+        E.compressed_thickness_mm,
+        E.hvl_mm,
+        E.entrance_exposure_mgy,
+        E.agd_mgy,
+        E.source_detector_mm,
+        St.age_years,
+        E.positioner_primary_angle_deg,
+        E.positioner_primary_end_angle_deg,
+        E.source_rp_mm,
+        D.manufacturer,
+        D.model,
+        D.serial,
+        St.study_date,
+        E.acquisition,
+        E.anode,
+        E.filter_material,
+        E.reference_point,
+        R.factor_set_id,
+        R.physics_set_id,
+        R.params_hash,
+        R.event_id,
+    ]
+    q = (
+        select(*cols)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(D, E.device_id == D.id)
+        .outerjoin(R, R.event_id == E.id)
+        .where(S.superseded_by.is_(None))
+        .order_by(E.id)
+    )
     if serial:
         q = q.where(D.serial == serial)
     if since:
@@ -167,15 +258,17 @@ def recalc_inputs(store, serial: Optional[str] = None, since: Optional[str] = No
     if until:
         q = q.where(St.study_date <= until)
     if phantom:  # phantom QC: not-a-patient studies, or events whose protocol matches
-        cond = St.not_patient.is_(True)
+        cond: ColumnElement[bool] = St.not_patient.is_(True)
         if protocol_like:
             cond = cond | E.protocol.ilike(protocol_like)
         q = q.where(cond)
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     cols_t = list(zip(*rows)) if rows else [()] * len(cols)
-    out: dict = {"event_id": np.array(cols_t[0], dtype=np.int64),
-                 "device_id": np.array([-1 if v is None else v for v in cols_t[1]], dtype=np.int64)}
+    out: dict = {
+        "event_id": np.array(cols_t[0], dtype=np.int64),
+        "device_id": np.array([-1 if v is None else v for v in cols_t[1]], dtype=np.int64),
+    }
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
         out[name] = np.array(cols_t[k], dtype=float) if rows else np.zeros(0)
     base = 2 + len(NUMERIC_INPUTS)
@@ -199,13 +292,19 @@ def _event_labels(store, event_id: np.ndarray) -> dict:
     labels: dict = {}
     with store.engine.connect() as conn:
         for k in range(0, len(ids), 5000):
-            for r in conn.execute(select(E.id, St.study_date, E.view, E.acquisition, D.serial, D.display_name,
-                                         D.station).join(St, E.study_id == St.id)
-                                  .outerjoin(D, E.device_id == D.id).where(E.id.in_(ids[k:k + 5000]))):
+            for r in conn.execute(
+                select(E.id, St.study_date, E.view, E.acquisition, D.serial, D.display_name, D.station)
+                .join(St, E.study_id == St.id)
+                .outerjoin(D, E.device_id == D.id)
+                .where(E.id.in_(ids[k : k + 5000]))
+            ):
                 labels[r.id] = r
     rows = [labels[i] for i in ids]
-    return {"label_date": [r.study_date for r in rows], "label_view": [r.view for r in rows],
-            "label_unit": [r.display_name or r.serial for r in rows]}
+    return {
+        "label_date": [r.study_date for r in rows],
+        "label_view": [r.view for r in rows],
+        "label_unit": [r.display_name or r.serial for r in rows],
+    }
 
 
 def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[np.ndarray, np.ndarray]:
@@ -221,9 +320,12 @@ def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[
     rows: list = []
     with store.engine.connect() as conn:
         for k in range(0, len(dbt), 5000):
-            chunk = dbt[k:k + 5000]
-            rows += conn.execute(select(P.event_id, P.pulse_index, P.exposure_mas, P.tube_current_ma,
-                                        P.pulse_width_ms).where(P.event_id.in_(chunk))).all()
+            chunk = dbt[k : k + 5000]
+            rows += conn.execute(
+                select(P.event_id, P.pulse_index, P.exposure_mas, P.tube_current_ma, P.pulse_width_ms).where(
+                    P.event_id.in_(chunk)
+                )
+            ).all()
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0)
     ev, idx, mas, ma, width = (np.array(c, dtype=float) for c in zip(*rows))
@@ -234,13 +336,30 @@ def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[
     return pos.astype(np.int64), weight
 
 
-RESULT_COLUMNS = ("event_id", "method", "mgd_recalc_mgy", "mgd_u_mgy", "k_mgy", "hvl_used_mm", "hvl_source", "g", "c", "s",
-                  "t_factor", "factor_set", "factor_set_id", "physics_set_id", "ratio_recalc_to_reported",
-                  "flags", "params_hash")
+RESULT_COLUMNS = (
+    "event_id",
+    "method",
+    "mgd_recalc_mgy",
+    "mgd_u_mgy",
+    "k_mgy",
+    "hvl_used_mm",
+    "hvl_source",
+    "g",
+    "c",
+    "s",
+    "t_factor",
+    "factor_set",
+    "factor_set_id",
+    "physics_set_id",
+    "ratio_recalc_to_reported",
+    "flags",
+    "params_hash",
+)
 
 
-def write_recalc_results(store, rows: Iterable[dict], replace_ids: Iterable[int] = (),
-                         chunk: int = 20000, progress=None) -> int:
+def write_recalc_results(
+    store, rows: Iterable[dict], replace_ids: Iterable[int] = (), chunk: int = 20000, progress=None
+) -> int:
     """Replace the results of ``replace_ids`` and insert ``rows``, in chunks.
 
     Each chunk is one transaction; ``progress(n)`` is called after each.
@@ -250,7 +369,7 @@ def write_recalc_results(store, rows: Iterable[dict], replace_ids: Iterable[int]
     replace_ids = list(replace_ids)
     with store.begin() as conn:
         for i in range(0, len(replace_ids), 900):
-            conn.execute(delete(R).where(R.event_id.in_(replace_ids[i:i + 900])))
+            conn.execute(delete(R).where(R.event_id.in_(replace_ids[i : i + 900])))
     n = 0
     batch: list[dict] = []
 
@@ -285,8 +404,21 @@ def recalc_summary(store) -> dict:
 def results_by_event(store) -> list[dict]:
     """Each recalculated event with its unit, reported AGD and result, in event order."""
     E, R, D = M.Event, M.RecalcResult, M.Device
-    q = (select(D.manufacturer, D.model, E.acquisition, E.compressed_thickness_mm, E.agd_mgy, R.mgd_recalc_mgy,
-                R.mgd_u_mgy, R.ratio_recalc_to_reported, R.flags)
-         .join(R, R.event_id == E.id).join(D, D.id == E.device_id).order_by(E.id))
+    q = (
+        select(
+            D.manufacturer,
+            D.model,
+            E.acquisition,
+            E.compressed_thickness_mm,
+            E.agd_mgy,
+            R.mgd_recalc_mgy,
+            R.mgd_u_mgy,
+            R.ratio_recalc_to_reported,
+            R.flags,
+        )
+        .join(R, R.event_id == E.id)
+        .join(D, D.id == E.device_id)
+        .order_by(E.id)
+    )
     with store.engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(q)]

@@ -14,7 +14,7 @@ governance) reaches every report as the boolean column
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import numpy as np
 from sqlalchemy import false, func, null, select
@@ -23,12 +23,37 @@ from srdose.store import models as M
 from srdose.store.database import dt_seconds
 
 #: Float columns of :func:`report_events` (NaN = missing).
-NUMERIC = ("age_years", "kvp", "mas", "exposure_time_ms", "filter_thickness_mm", "compressed_thickness_mm",
-           "compression_force_n", "hvl_mm", "entrance_exposure_mgy", "agd_mgy", "mgd_recalc_mgy",
-           "ratio_recalc_to_reported", "mgd_u_mgy")
+NUMERIC = (
+    "age_years",
+    "kvp",
+    "mas",
+    "exposure_time_ms",
+    "filter_thickness_mm",
+    "compressed_thickness_mm",
+    "compression_force_n",
+    "hvl_mm",
+    "entrance_exposure_mgy",
+    "agd_mgy",
+    "mgd_recalc_mgy",
+    "ratio_recalc_to_reported",
+    "mgd_u_mgy",
+)
 #: Text columns (object arrays of str or None).
-TEXT = ("study_date", "acquisition", "event_type", "protocol", "label", "view", "view_modifiers", "laterality",
-        "anode", "filter_material", "flags", "method", "recalc_flags")
+TEXT = (
+    "study_date",
+    "acquisition",
+    "event_type",
+    "protocol",
+    "label",
+    "view",
+    "view_modifiers",
+    "laterality",
+    "anode",
+    "filter_material",
+    "flags",
+    "method",
+    "recalc_flags",
+)
 
 
 def _not_patient_expr():
@@ -44,21 +69,32 @@ def _patient_study(q):
     return q.where(M.SourceObject.superseded_by.is_(None))
 
 
-def _day(text: Optional[str]) -> Optional[str]:
+def _day(text: str | None) -> str | None:
     return text.replace("-", "") if text else None
 
 
-def period_units(store, since: Optional[str] = None, until: Optional[str] = None,
-                 serial: Optional[str] = None) -> list[dict]:
+def period_units(store, since: str | None = None, until: str | None = None, serial: str | None = None) -> list[dict]:
     """Units with live events in the period: id, manufacturer, model, serial,
     station, events, first and last study date; ordered by manufacturer,
     model, serial."""
     E, S, St, D = M.Event, M.SourceObject, M.Study, M.Device
-    q = (select(D.id, D.manufacturer, D.model, D.serial, D.station, func.count(E.id).label("events"),
-                func.min(St.study_date).label("first"), func.max(St.study_date).label("last"))
-         .join(E, E.device_id == D.id).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .group_by(D.id, D.manufacturer, D.model, D.serial, D.station)
-         .order_by(D.manufacturer, D.model, D.serial, D.id))
+    q = (
+        select(
+            D.id,
+            D.manufacturer,
+            D.model,
+            D.serial,
+            D.station,
+            func.count(E.id).label("events"),
+            func.min(St.study_date).label("first"),
+            func.max(St.study_date).label("last"),
+        )
+        .join(E, E.device_id == D.id)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .group_by(D.id, D.manufacturer, D.model, D.serial, D.station)
+        .order_by(D.manufacturer, D.model, D.serial, D.id)
+    )
     q = _patient_study(q)
     if since:
         q = q.where(St.study_date >= _day(since))
@@ -99,9 +135,15 @@ def _raw_chunks(conn, query, chunk: int):
         cursor.close()
 
 
-def report_events(store, since: Optional[str] = None, until: Optional[str] = None,
-                  device_ids: Optional[Iterable[int]] = None, chunk: int = 20000, times: bool = True,
-                  skip: Iterable[str] = ()) -> dict:
+def report_events(
+    store,
+    since: str | None = None,
+    until: str | None = None,
+    device_ids: Iterable[int] | None = None,
+    chunk: int = 20000,
+    times: bool = True,
+    skip: Iterable[str] = (),
+) -> dict:
     """Live events of the period as columns, ordered by unit, study and start time.
 
     Returns
@@ -117,22 +159,52 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
         None): fewer columns, faster on large periods.
     """
     E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
-    cols = [E.id, E.study_id, E.device_id, St.patient_pseudonym, E.datetime_started,
-            _not_patient_expr().label("not_patient"),
-            St.age_years, E.kvp, E.mas, E.exposure_time_ms, E.filter_thickness_mm, E.compressed_thickness_mm,
-            E.compression_force_n, E.hvl_mm, E.entrance_exposure_mgy, E.agd_mgy, R.mgd_recalc_mgy,
-            R.ratio_recalc_to_reported, R.mgd_u_mgy,
-            St.study_date, E.acquisition, E.event_type, E.protocol, E.label, E.view, E.view_modifiers,
-            E.laterality, E.anode, E.filter_material, E.flags, R.method, R.flags.label("recalc_flags")]
+    cols = [
+        E.id,
+        E.study_id,
+        E.device_id,
+        St.patient_pseudonym,
+        E.datetime_started,
+        _not_patient_expr().label("not_patient"),
+        St.age_years,
+        E.kvp,
+        E.mas,
+        E.exposure_time_ms,
+        E.filter_thickness_mm,
+        E.compressed_thickness_mm,
+        E.compression_force_n,
+        E.hvl_mm,
+        E.entrance_exposure_mgy,
+        E.agd_mgy,
+        R.mgd_recalc_mgy,
+        R.ratio_recalc_to_reported,
+        R.mgd_u_mgy,
+        St.study_date,
+        E.acquisition,
+        E.event_type,
+        E.protocol,
+        E.label,
+        E.view,
+        E.view_modifiers,
+        E.laterality,
+        E.anode,
+        E.filter_material,
+        E.flags,
+        R.method,
+        R.flags.label("recalc_flags"),
+    ]
     skip = set(skip)
     if not times:
         skip.add("datetime_started")
-    names = ["id", "study_id", "device_id", "patient_pseudonym", "datetime_started", "not_patient",
-             *NUMERIC, *TEXT]
+    names = ["id", "study_id", "device_id", "patient_pseudonym", "datetime_started", "not_patient", *NUMERIC, *TEXT]
     cols = [null().label(name) if name in skip else c for name, c in zip(names, cols)]
-    q = (select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
-         .outerjoin(R, R.event_id == E.id)
-         .order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id))
+    q = (
+        select(*cols)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(R, R.event_id == E.id)
+        .order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id)
+    )
     q = _patient_study(q)
     if since:
         q = q.where(St.study_date >= _day(since))
@@ -154,10 +226,18 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
             c = list(zip(*part))
             for k in range(3):
                 ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
-            women.append(np.fromiter((-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
-                                     dtype=np.int64, count=len(part)))
-            starts.append(np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part)) if times
-                          else np.full(len(part), np.nan))
+            women.append(
+                np.fromiter(
+                    (-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
+                    dtype=np.int64,
+                    count=len(part),
+                )
+            )
+            starts.append(
+                np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part))
+                if times
+                else np.full(len(part), np.nan)
+            )
             notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
             for k in range(n_num):
                 nums[k].append(np.array(c[6 + k], dtype=float))
@@ -171,9 +251,14 @@ def report_events(store, since: Optional[str] = None, until: Optional[str] = Non
     def cat(parts, dtype):
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
-    out: dict = {"event_id": cat(ints[0], np.int64), "study_id": cat(ints[1], np.int64),
-                 "device_id": cat(ints[2], np.int64), "woman": cat(women, np.int64),
-                 "t_start": cat(starts, float), "not_patient": cat(notp, bool)}
+    out: dict = {
+        "event_id": cat(ints[0], np.int64),
+        "study_id": cat(ints[1], np.int64),
+        "device_id": cat(ints[2], np.int64),
+        "woman": cat(women, np.int64),
+        "t_start": cat(starts, float),
+        "not_patient": cat(notp, bool),
+    }
     for k, name in enumerate(NUMERIC):
         out[name] = cat(nums[k], float)
     for k, name in enumerate(TEXT):

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
+from typing import cast
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -65,7 +66,7 @@ def attr(keyword: str, value: object) -> Elem:
     return (tag, vr, value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _kw(keyword: str) -> tuple[int, str]:
     tag = tag_for_keyword(keyword)
     if tag is None:
@@ -75,8 +76,7 @@ def _kw(keyword: str) -> tuple[int, str]:
 
 def code_elems(code: Code) -> list[Elem]:
     """Elements of a code sequence item."""
-    return [(CODE_VALUE, "SH", code.value), (SCHEME, "SH", code.scheme),
-            (MEANING, "LO", code.meaning)]
+    return [(CODE_VALUE, "SH", code.value), (SCHEME, "SH", code.scheme), (MEANING, "LO", code.meaning)]
 
 
 def _item(rel: str | None, value_type: str, concept: Code) -> list[Elem]:
@@ -92,16 +92,16 @@ def _children(elems: list[Elem], children: Iterable[list[Elem]] | None) -> list[
     return elems
 
 
-def code(concept: Code, value: Code, rel: str = CONTAINS,
-         children: Iterable[list[Elem]] | None = None) -> list[Elem]:
+def code(concept: Code, value: Code, rel: str = CONTAINS, children: Iterable[list[Elem]] | None = None) -> list[Elem]:
     """CODE content item."""
     e = _item(rel, "CODE", concept)
     e.append((CONCEPT_CODE, "SQ", value))
     return _children(e, children)
 
 
-def num(concept: Code, value: str, unit: Code, rel: str = CONTAINS,
-        children: Iterable[list[Elem]] | None = None) -> list[Elem]:
+def num(
+    concept: Code, value: str, unit: Code, rel: str = CONTAINS, children: Iterable[list[Elem]] | None = None
+) -> list[Elem]:
     """NUM content item; ``value`` is the decimal string as the vendor writes it."""
     e = _item(rel, "NUM", concept)
     e.append((MEASURED_VALUE, "SQ", [[(UNITS_SEQ, "SQ", unit), (NUMERIC_VALUE, "DS", value)]]))
@@ -129,8 +129,7 @@ def datetime(concept: Code, value: str, rel: str = CONTAINS) -> list[Elem]:
     return e
 
 
-def container(concept: Code, children: Iterable[list[Elem]],
-              rel: str | None = CONTAINS) -> list[Elem]:
+def container(concept: Code, children: Iterable[list[Elem]], rel: str | None = CONTAINS) -> list[Elem]:
     """CONTAINER content item (continuity SEPARATE)."""
     e = _item(rel, "CONTAINER", concept)
     e.append((CONTINUITY, "CS", "SEPARATE"))
@@ -140,8 +139,7 @@ def container(concept: Code, children: Iterable[list[Elem]],
 def image(concept: Code, sop_class: str, sop_instance: str, rel: str = CONTAINS) -> list[Elem]:
     """IMAGE content item referencing one SOP instance."""
     e = _item(rel, "IMAGE", concept)
-    e.append((REF_SOP_SEQ, "SQ", [[(REF_SOP_CLASS, "UI", sop_class),
-                                   (REF_SOP_INSTANCE, "UI", sop_instance)]]))
+    e.append((REF_SOP_SEQ, "SQ", [[(REF_SOP_CLASS, "UI", sop_class), (REF_SOP_INSTANCE, "UI", sop_instance)]]))
     return e
 
 
@@ -174,15 +172,13 @@ def to_dataset(elems: Iterable[Elem], ds: Dataset | None = None) -> Dataset:
 # ---------------------------------------------------------------------------
 # Rendering 2: Part 10 bytes (explicit VR, little or big endian)
 # ---------------------------------------------------------------------------
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR",
-                       "UT", "UV"})
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _ITEM = 0xFFFEE000
 
 
 def _pack(be: bool):
     p = ">" if be else "<"
-    return (struct.Struct(p + "HH2sH").pack, struct.Struct(p + "HH2sxxI").pack,
-            struct.Struct(p + "HHI").pack)
+    return (struct.Struct(p + "HH2sH").pack, struct.Struct(p + "HH2sxxI").pack, struct.Struct(p + "HHI").pack)
 
 
 _PACKERS = {False: _pack(False), True: _pack(True)}
@@ -215,7 +211,7 @@ def _encode_elem(tag: int, vr: str, value: object, be: bool, codec: str) -> byte
                 _code_cache[key] = hit
             return hit
         parts = []
-        for it in value:
+        for it in cast("Iterable[Iterable[Elem]]", value):  # an SQ value not a Code is its items
             body = encode_elems(it, be, codec)
             parts.append(item(0xFFFE, 0xE000, len(body)))
             parts.append(body)
@@ -229,8 +225,7 @@ def _encode_elem(tag: int, vr: str, value: object, be: bool, codec: str) -> byte
 
 def encode_elems(elems: Iterable[Elem], be: bool = False, codec: str = "latin-1") -> bytes:
     """Encode an element list (sorted by tag on the way)."""
-    return b"".join(_encode_elem(t, vr, v, be, codec)
-                    for t, vr, v in sorted(elems, key=lambda x: x[0]))
+    return b"".join(_encode_elem(t, vr, v, be, codec) for t, vr, v in sorted(elems, key=lambda x: x[0]))
 
 
 def codec_for(charset: str | None) -> str:
@@ -240,13 +235,15 @@ def codec_for(charset: str | None) -> str:
 
 def encode_file_meta(meta: FileMetaDataset) -> bytes:
     """Preamble, ``DICM`` and the file meta group (always explicit VR LE)."""
-    body = encode_elems([
-        (0x00020001, "OB", b"\x00\x01"),
-        (0x00020002, "UI", str(meta.MediaStorageSOPClassUID)),
-        (0x00020003, "UI", str(meta.MediaStorageSOPInstanceUID)),
-        (0x00020010, "UI", str(meta.TransferSyntaxUID)),
-        (0x00020012, "UI", str(meta.ImplementationClassUID)),
-        (0x00020013, "SH", str(meta.ImplementationVersionName)),
-    ])
+    body = encode_elems(
+        [
+            (0x00020001, "OB", b"\x00\x01"),
+            (0x00020002, "UI", str(meta.MediaStorageSOPClassUID)),
+            (0x00020003, "UI", str(meta.MediaStorageSOPInstanceUID)),
+            (0x00020010, "UI", str(meta.TransferSyntaxUID)),
+            (0x00020012, "UI", str(meta.ImplementationClassUID)),
+            (0x00020013, "SH", str(meta.ImplementationVersionName)),
+        ]
+    )
     group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
     return b"\x00" * 128 + b"DICM" + group_length + body

@@ -129,6 +129,7 @@ SOURCE_OF_DOSE_INFORMATION = dcm("113854", "Source of Dose Information")
 AUTOMATED_DATA_COLLECTION = dcm("113856", "Automated Data Collection")
 COMPUTED_FROM_IMAGE_ATTRIBUTES = dcm("113867", "Computed From Image Attributes")
 
+
 # --- UCUM units ---------------------------------------------------------------
 def ucum(value: str, meaning: str | None = None) -> Code:
     """Return a UCUM unit code (meaning defaults to the value)."""
@@ -173,8 +174,7 @@ _SNOMED: dict[str, tuple[str, str, str, str]] = {
     "MLO": ("R-10226", "399368009", "medio-lateral oblique", "medio-lateral oblique"),
     "ML": ("R-10224", "399260004", "medio-lateral", "medial-lateral"),
     "LM": ("R-10228", "399352003", "latero-medial", "latero-medial"),
-    "XCCL": ("R-1024A", "399192008", "cranio-caudal exaggerated laterally",
-             "cranio-caudal exaggerated laterally"),
+    "XCCL": ("R-1024A", "399192008", "cranio-caudal exaggerated laterally", "cranio-caudal exaggerated laterally"),
 }
 
 VIEWS = ("CC", "MLO", "ML", "LM", "XCCL")

@@ -17,8 +17,7 @@ from .plan import plan_study
 from .rdsr import encode_study_rdsr
 from .vendors import VENDORS, get_profile
 
-__all__ = ["generate", "write_study_with_images", "StudyFiles", "study_rng",
-           "identifiers_of", "MANIFEST_NAME"]
+__all__ = ["generate", "write_study_with_images", "StudyFiles", "study_rng", "identifiers_of", "MANIFEST_NAME"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -83,10 +82,20 @@ def write_manifest(entries: Iterable[dict], path: Path, **about) -> Path:
     return path
 
 
-def generate(vendor: str, count: int, out_dir: str | Path, seed: int = 0, units: int = 1,
-             dbt_fraction: float | None = None, images: bool = False,
-             progress: Callable[[Path], None] | None = None, *, rdsr: bool = True,
-             manifest: bool | str | Path = False, **opts) -> list[Path]:
+def generate(
+    vendor: str,
+    count: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    units: int = 1,
+    dbt_fraction: float | None = None,
+    images: bool = False,
+    progress: Callable[[Path], None] | None = None,
+    *,
+    rdsr: bool = True,
+    manifest: bool | str | Path = False,
+    **opts,
+) -> list[Path]:
     """Write ``count`` synthetic studies of a vendor, one RDSR file each.
 
     Parameters
@@ -138,8 +147,7 @@ def generate(vendor: str, count: int, out_dir: str | Path, seed: int = 0, units:
     written: list[Path] = []
     entries = []
     for i in range(count):
-        study = plan_study(name, study_rng(seed, name, i), i % units,
-                           dbt_fraction=dbt_fraction, index=i, **opts)
+        study = plan_study(name, study_rng(seed, name, i), i % units, dbt_fraction=dbt_fraction, index=i, **opts)
         files = _write_study(study, out, rdsr, images)
         if files.rdsr is not None:
             written.append(files.rdsr)
@@ -152,13 +160,23 @@ def generate(vendor: str, count: int, out_dir: str | Path, seed: int = 0, units:
                 progress(first)
     if manifest:
         path = out / MANIFEST_NAME if manifest is True else Path(manifest)
-        write_manifest(entries, path, vendor=name, count=count, seed=seed, units=units,
-                       dbt_fraction=dbt_fraction, images=images, rdsr=rdsr)
+        write_manifest(
+            entries,
+            path,
+            vendor=name,
+            count=count,
+            seed=seed,
+            units=units,
+            dbt_fraction=dbt_fraction,
+            images=images,
+            rdsr=rdsr,
+        )
     return written
 
 
-def write_study_with_images(vendor: str, out_dir: str | Path, seed: int = 0, unit: int = 0,
-                            index: int = 0, **opts) -> StudyFiles:
+def write_study_with_images(
+    vendor: str, out_dir: str | Path, seed: int = 0, unit: int = 0, index: int = 0, **opts
+) -> StudyFiles:
     """Write one study as both an RDSR and its MG image headers.
 
     The images carry the same Irradiation Event UIDs as the RDSR events and
@@ -199,10 +217,22 @@ def identifiers_of(ds: Dataset) -> dict:
     reappears in exports.
     """
     out = {}
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
-               "AccessionNumber", "ReferringPhysicianName", "OperatorsName",
-               "PerformingPhysicianName", "InstitutionName", "InstitutionAddress",
-               "StationName", "DeviceSerialNumber", "StudyID", "StudyInstanceUID"):
+    for kw in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "OtherPatientIDs",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "OperatorsName",
+        "PerformingPhysicianName",
+        "InstitutionName",
+        "InstitutionAddress",
+        "StationName",
+        "DeviceSerialNumber",
+        "StudyID",
+        "StudyInstanceUID",
+    ):
         value = ds.get(kw)
         if value not in (None, ""):
             out[kw] = str(value)

@@ -26,16 +26,19 @@ from .vendors import get_profile
 __all__ = ["build_mg_images", "build_mg_image"]
 
 _ORIENTATION = {  # (laterality, view) -> Patient Orientation (row, column)
-    ("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"],
-    ("L", "XCCL"): ["A", "R"], ("R", "XCCL"): ["P", "L"],
-    ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"],
-    ("L", "ML"): ["A", "F"], ("R", "ML"): ["P", "F"],
-    ("L", "LM"): ["P", "F"], ("R", "LM"): ["A", "F"],
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "XCCL"): ["A", "R"],
+    ("R", "XCCL"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+    ("L", "ML"): ["A", "F"],
+    ("R", "ML"): ["P", "F"],
+    ("L", "LM"): ["P", "F"],
+    ("R", "LM"): ["A", "F"],
 }
-_DETECTOR = {"hologic": "DIRECT", "ge": "SCINTILLATOR", "giotto": "DIRECT",
-             "siemens": "DIRECT", "fujifilm": "DIRECT"}
-_PIXEL_SPACING = {"hologic": 0.07, "ge": 0.1, "giotto": 0.085, "siemens": 0.085,
-                  "fujifilm": 0.05}
+_DETECTOR = {"hologic": "DIRECT", "ge": "SCINTILLATOR", "giotto": "DIRECT", "siemens": "DIRECT", "fujifilm": "DIRECT"}
+_PIXEL_SPACING = {"hologic": 0.07, "ge": 0.1, "giotto": 0.085, "siemens": 0.085, "fujifilm": 0.05}
 
 
 def _code_seq(code: C.Code) -> Sequence:
@@ -168,13 +171,18 @@ def build_mg_image(study: Study, event: Event, instance_number: int = 1) -> Data
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
     rng = stable_rng("pixels", event.uid)
     ds.PixelData = rng.integers(0, 4096, size=(8, 8), dtype=np.uint16).astype("<u2").tobytes()
-    ds.file_meta = file_meta(C.MG_FOR_PRESENTATION_SOP_CLASS, ds.SOPInstanceUID,
-                             C.EXPLICIT_VR_LITTLE_ENDIAN)
+    ds.file_meta = file_meta(C.MG_FOR_PRESENTATION_SOP_CLASS, ds.SOPInstanceUID, C.EXPLICIT_VR_LITTLE_ENDIAN)
     return ds
 
 
-def build_mg_images(vendor: str | None = None, rng: np.random.Generator | None = None,
-                    unit: int = 0, *, study: Study | None = None, **opts) -> list[Dataset]:
+def build_mg_images(
+    vendor: str | None = None,
+    rng: np.random.Generator | None = None,
+    unit: int = 0,
+    *,
+    study: Study | None = None,
+    **opts,
+) -> list[Dataset]:
     """MG For Presentation headers for every stationary exposure of a study.
 
     Parameters

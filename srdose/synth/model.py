@@ -45,6 +45,7 @@ __all__ = [
     "tube_output",
 ]
 
+
 # --------------------------------------------------------------------------
 # Dataclasses
 # --------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class Study:
     """A planned screening study: one woman, one unit, one visit."""
 
     vendor: str
-    unit: "_vendors.Unit"
+    unit: _vendors.Unit
     patient: Patient
     study_uid: str
     series_uid: str
@@ -183,24 +184,26 @@ class Study:
         """Per-event physical values behind the report (before vendor quirks)."""
         out = []
         for e in self.events:
-            out.append({
-                "irradiation_event_uid": e.uid,
-                "laterality": e.laterality,
-                "view": e.view,
-                "mode": e.mode,
-                "thickness_mm": e.thickness_mm,
-                "force_n": round(e.force_n, 1),
-                "target": e.target,
-                "filter": e.filter,
-                "filter_mm": e.filter_mm,
-                "kvp": e.kvp,
-                "mas": round(e.mas, 3),
-                "hvl_mm": round(e.hvl_mm, 4),
-                "esak_mgy": round(e.esak_mgy, 4),
-                "agd_mgy": round(e.agd_mgy, 4),
-                "n_projections": e.n_projections,
-                "zero_dose": e.zero_dose,
-            })
+            out.append(
+                {
+                    "irradiation_event_uid": e.uid,
+                    "laterality": e.laterality,
+                    "view": e.view,
+                    "mode": e.mode,
+                    "thickness_mm": e.thickness_mm,
+                    "force_n": round(e.force_n, 1),
+                    "target": e.target,
+                    "filter": e.filter,
+                    "filter_mm": e.filter_mm,
+                    "kvp": e.kvp,
+                    "mas": round(e.mas, 3),
+                    "hvl_mm": round(e.hvl_mm, 4),
+                    "esak_mgy": round(e.esak_mgy, 4),
+                    "agd_mgy": round(e.agd_mgy, 4),
+                    "n_projections": e.n_projections,
+                    "zero_dose": e.zero_dose,
+                }
+            )
         return out
 
 
@@ -218,22 +221,34 @@ _G_FIT = (-0.7949, -0.7596, 1.1867, 0.5129, -0.1394)
 
 #: Spectrum factor s (Dance 2009 values where public; W/Al and Rh/Ag rough).
 _S_FACTOR = {
-    ("MO", "MO"): 1.000, ("MO", "RH"): 1.017, ("RH", "RH"): 1.061,
-    ("RH", "AG"): 1.06, ("W", "RH"): 1.042, ("W", "AG"): 1.042, ("W", "AL"): 1.06,
+    ("MO", "MO"): 1.000,
+    ("MO", "RH"): 1.017,
+    ("RH", "RH"): 1.061,
+    ("RH", "AG"): 1.06,
+    ("W", "RH"): 1.042,
+    ("W", "AG"): 1.042,
+    ("W", "AL"): 1.06,
 }
 
 #: HVL (mm Al) at 28 kV and its slope per kV, by target/filter.
 _HVL = {
-    ("MO", "MO"): (0.345, 0.011), ("MO", "RH"): (0.405, 0.011),
-    ("RH", "RH"): (0.425, 0.011), ("RH", "AG"): (0.470, 0.012),
-    ("W", "RH"): (0.510, 0.015), ("W", "AG"): (0.555, 0.012),
+    ("MO", "MO"): (0.345, 0.011),
+    ("MO", "RH"): (0.405, 0.011),
+    ("RH", "RH"): (0.425, 0.011),
+    ("RH", "AG"): (0.470, 0.012),
+    ("W", "RH"): (0.510, 0.015),
+    ("W", "AG"): (0.555, 0.012),
     ("W", "AL"): (0.485, 0.0175),
 }
 
 #: Tube output per mAs at 1 m and 28 kV (uGy/mAs), and the kV exponent.
 _OUTPUT = {
-    ("MO", "MO"): (22.0, 3.0), ("MO", "RH"): (19.0, 3.0), ("RH", "RH"): (18.0, 3.0),
-    ("RH", "AG"): (17.0, 3.0), ("W", "RH"): (13.0, 2.8), ("W", "AG"): (14.5, 2.8),
+    ("MO", "MO"): (22.0, 3.0),
+    ("MO", "RH"): (19.0, 3.0),
+    ("RH", "RH"): (18.0, 3.0),
+    ("RH", "AG"): (17.0, 3.0),
+    ("W", "RH"): (13.0, 2.8),
+    ("W", "AG"): (14.5, 2.8),
     ("W", "AL"): (24.0, 2.6),
 }
 

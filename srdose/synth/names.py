@@ -49,8 +49,7 @@ _MALE = {
 _MIDDLE = "A B C D E F G H J K L M N P R S T".split()
 
 
-def make_person_name(rng: np.random.Generator, locale: str = "en",
-                     female: bool | None = True) -> str:
+def make_person_name(rng: np.random.Generator, locale: str = "en", female: bool | None = True) -> str:
     """Return a DICOM PN such as ``"SMITH^JANE"`` or ``"TAYLOR^SUSAN^M"``.
 
     ``female=None`` draws either sex (staff names).
@@ -91,7 +90,7 @@ def make_patient_id(rng: np.random.Generator, locale: str = "en") -> str:
             return f"NHS{stem}{check}"
 
 
-def make_accession(rng: np.random.Generator, unit: "Unit", when: _dt.datetime) -> str:
+def make_accession(rng: np.random.Generator, unit: Unit, when: _dt.datetime) -> str:
     """Return an accession number in the unit's site style (at most 16 chars)."""
     digits = "".join(str(int(d)) for d in rng.integers(0, 10, size=7))
     return f"{unit.accession_prefix}{when.year % 100:02d}{digits}"[:16]

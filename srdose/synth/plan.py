@@ -99,18 +99,29 @@ def _force(rng: np.random.Generator, view: str) -> float:
     return float(np.clip(f, 60.0, 150.0))
 
 
-def _plan_views(rng: np.random.Generator, profile: _vendors.VendorProfile, kind: str,
-                order: tuple[tuple[str, str], ...], opts: dict) -> list[_View]:
+def _plan_views(
+    rng: np.random.Generator, profile: _vendors.VendorProfile, kind: str, order: tuple[tuple[str, str], ...], opts: dict
+) -> list[_View]:
     """Sequence of exposures for a study of the given kind."""
     thick = _breast_thicknesses(rng)
     views: list[_View] = []
     repeat_p = opts.get("repeat_rate", 0.08)
     extra_p = opts.get("extra_view_rate", 0.05)
 
-    def add(lat: str, view: str, mode: str, gap: float, repeat: bool = False,
-            t: float | None = None, f: float | None = None) -> None:
-        views.append(_View(lat, view, mode, thick[(lat, view)] if t is None else t,
-                           _force(rng, view) if f is None else f, gap, repeat))
+    def add(
+        lat: str, view: str, mode: str, gap: float, repeat: bool = False, t: float | None = None, f: float | None = None
+    ) -> None:
+        views.append(
+            _View(
+                lat,
+                view,
+                mode,
+                thick[(lat, view)] if t is None else t,
+                _force(rng, view) if f is None else f,
+                gap,
+                repeat,
+            )
+        )
 
     for lat, view in order:
         gap = float(rng.uniform(20.0, 60.0)) if views else float(rng.uniform(30.0, 120.0))
@@ -134,8 +145,18 @@ def _plan_views(rng: np.random.Generator, profile: _vendors.VendorProfile, kind:
         src = views[int(rng.integers(0, len(views)))]
         t = float(np.clip(src.thickness + rng.normal(0.0, 2.5), 20.0, 110.0))
         at = views.index(src) + 1
-        views.insert(at, _View(src.laterality, src.view, src.mode, t, _force(rng, src.view),
-                               float(rng.uniform(40.0, 90.0)), repeat=True))
+        views.insert(
+            at,
+            _View(
+                src.laterality,
+                src.view,
+                src.mode,
+                t,
+                _force(rng, src.view),
+                float(rng.uniform(40.0, 90.0)),
+                repeat=True,
+            ),
+        )
     # An occasional extra view (ML, LM or XCCL) at the end.
     if rng.random() < extra_p:
         lat = "R" if rng.random() < 0.5 else "L"
@@ -146,14 +167,16 @@ def _plan_views(rng: np.random.Generator, profile: _vendors.VendorProfile, kind:
     zero_p = opts.get("zero_agd_rate", profile.zero_agd_rate)
     if zero_p and rng.random() < zero_p:
         src = views[int(rng.integers(0, len(views)))]
-        v = _View(src.laterality, src.view, "2D", src.thickness, src.force,
-                  float(rng.uniform(20.0, 60.0)), zero_dose=True)
+        v = _View(
+            src.laterality, src.view, "2D", src.thickness, src.force, float(rng.uniform(20.0, 60.0)), zero_dose=True
+        )
         views.append(v)
     return views
 
 
-def _make_event(rng: np.random.Generator, profile: _vendors.VendorProfile,
-                unit: _vendors.Unit, v: _View, start: _dt.datetime) -> Event:
+def _make_event(
+    rng: np.random.Generator, profile: _vendors.VendorProfile, unit: _vendors.Unit, v: _View, start: _dt.datetime
+) -> Event:
     """Turn a planned view into an exposure with self-consistent physics."""
     t = round(v.thickness, profile.thickness_decimals)
     mode = v.mode
@@ -194,24 +217,50 @@ def _make_event(rng: np.random.Generator, profile: _vendors.VendorProfile,
     k_ref = y * mas * (1000.0 / d_ref) ** 2 / 1000.0
     agd = k_surface * factors
     return Event(
-        uid="", start=start, laterality=v.laterality, view=v.view, mode=mode,
+        uid="",
+        start=start,
+        laterality=v.laterality,
+        view=v.view,
+        mode=mode,
         protocol=profile.protocol_name(mode, v.view, v.laterality, v.zero_dose),
-        thickness_mm=t, force_n=round(v.force, 1), target=target, filter=filt,
-        filter_mm=filt_mm, kvp=kv, ma=ma, mas=mas, exposure_time_ms=exposure_time,
-        hvl_mm=hvl, esak_mgy=k_surface, k_ref_mgy=k_ref, agd_mgy=agd, sid_mm=sid,
-        positioner_angle=angle, angle_start=a0, angle_end=a1, pulses=pulses,
-        zero_dose=v.zero_dose, repeat=v.repeat, n_projections=n_proj,
+        thickness_mm=t,
+        force_n=round(v.force, 1),
+        target=target,
+        filter=filt,
+        filter_mm=filt_mm,
+        kvp=kv,
+        ma=ma,
+        mas=mas,
+        exposure_time_ms=exposure_time,
+        hvl_mm=hvl,
+        esak_mgy=k_surface,
+        k_ref_mgy=k_ref,
+        agd_mgy=agd,
+        sid_mm=sid,
+        positioner_angle=angle,
+        angle_start=a0,
+        angle_end=a1,
+        pulses=pulses,
+        zero_dose=v.zero_dose,
+        repeat=v.repeat,
+        n_projections=n_proj,
         support_gap_mm=gap,
     )
 
 
-_PLAN_OPTIONS = frozenset({"repeat_rate", "extra_view_rate", "zero_agd_rate", "date_range",
-                           "age_range"})
+_PLAN_OPTIONS = frozenset({"repeat_rate", "extra_view_rate", "zero_agd_rate", "date_range", "age_range"})
 
 
-def plan_study(vendor: str, rng: np.random.Generator, unit: int | _vendors.Unit = 0, *,
-               kind: str | None = None, dbt_fraction: float | None = None,
-               index: int = 0, **opts) -> Study:
+def plan_study(
+    vendor: str,
+    rng: np.random.Generator,
+    unit: int | _vendors.Unit = 0,
+    *,
+    kind: str | None = None,
+    dbt_fraction: float | None = None,
+    index: int = 0,
+    **opts,
+) -> Study:
     """Plan one synthetic screening study.
 
     Parameters
@@ -292,9 +341,19 @@ def plan_study(vendor: str, rng: np.random.Generator, unit: int | _vendors.Unit 
     content = events[-1].start + _dt.timedelta(seconds=int(rng.integers(60, 300)))
     referring = make_person_name(rng, u.locale, female=None) if profile.referring_physician else ""
     return Study(
-        vendor=vendor, unit=u, patient=patient, study_uid=study_uid, series_uid=series_uid,
-        sop_uid=sop_uid, accession=accession, study_id=str(int(rng.integers(1, 99999))),
-        study_datetime=when, content_datetime=content,
-        description=profile.study_description(kind), kind=kind, events=events,
-        referring_physician=referring, index=index,
+        vendor=vendor,
+        unit=u,
+        patient=patient,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        accession=accession,
+        study_id=str(int(rng.integers(1, 99999))),
+        study_datetime=when,
+        content_datetime=content,
+        description=profile.study_description(kind),
+        kind=kind,
+        events=events,
+        referring_physician=referring,
+        index=index,
     )

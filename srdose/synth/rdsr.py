@@ -21,8 +21,14 @@ from .model import Event, Study, stable_rng, stable_uid
 from .plan import plan_study
 from .vendors import Giotto, Hologic, VendorProfile, get_profile
 
-__all__ = ["build_study_rdsr", "encode_study_rdsr", "rdsr_elements", "image_sop_class",
-           "file_meta", "IMPLEMENTATION_VERSION_NAME"]
+__all__ = [
+    "build_study_rdsr",
+    "encode_study_rdsr",
+    "rdsr_elements",
+    "image_sop_class",
+    "file_meta",
+    "IMPLEMENTATION_VERSION_NAME",
+]
 
 Elems = list  # element list, see srdose.synth._items
 
@@ -61,8 +67,9 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> FileMe
 # ----------------------------------------------------------------------------
 def _laterality_mod(profile: VendorProfile, lat: str) -> Elems:
     style = profile.code_style
-    return I.code(C.snomed("laterality", style),
-                  C.snomed("right" if lat == "R" else "left", style), rel=I.HAS_CONCEPT_MOD)
+    return I.code(
+        C.snomed("laterality", style), C.snomed("right" if lat == "R" else "left", style), rel=I.HAS_CONCEPT_MOD
+    )
 
 
 def _filters(profile: VendorProfile, ev: Event) -> list[Elems]:
@@ -73,8 +80,10 @@ def _filters(profile: VendorProfile, ev: Event) -> list[Elems]:
     def one(with_thickness: bool) -> Elems:
         kids = [I.code(C.FILTER_TYPE, profile.filter_type), I.code(C.FILTER_MATERIAL, material)]
         if with_thickness:
-            kids += [I.num(C.FILTER_THICKNESS_MIN, f(ev.filter_mm, "filter"), C.UNIT_MM),
-                     I.num(C.FILTER_THICKNESS_MAX, f(ev.filter_mm, "filter"), C.UNIT_MM)]
+            kids += [
+                I.num(C.FILTER_THICKNESS_MIN, f(ev.filter_mm, "filter"), C.UNIT_MM),
+                I.num(C.FILTER_THICKNESS_MAX, f(ev.filter_mm, "filter"), C.UNIT_MM),
+            ]
         return I.container(C.XRAY_FILTERS, kids)
 
     if profile.name == "ge":
@@ -121,8 +130,7 @@ def _event(profile: VendorProfile, study: Study, ev: Event) -> tuple[Elems, str]
     view = C.snomed(ev.view, style)
     if profile.laterality_site == "anatomical_structure":
         kids += [
-            I.code(C.snomed("anatomical_structure", style), breast,
-                   children=[_laterality_mod(profile, ev.laterality)]),
+            I.code(C.snomed("anatomical_structure", style), breast, children=[_laterality_mod(profile, ev.laterality)]),
             I.code(C.IMAGE_VIEW, view),
             I.code(C.TARGET_REGION, breast),
         ]
@@ -168,11 +176,15 @@ def _event(profile: VendorProfile, study: Study, ev: Event) -> tuple[Elems, str]
 
     # TID 10003C mechanical data.
     kids.append(I.code(C.MECHANICAL_CONFIGURATION, C.UPRIGHT_STAND))
-    start_angle = ev.angle_start if ev.is_dbt else ev.positioner_angle
+    start_angle = ev.positioner_angle
+    if ev.is_dbt:
+        assert ev.angle_start is not None  # plan_study gives every DBT event its sweep
+        start_angle = ev.angle_start
     kids.append(I.num(C.POSITIONER_PRIMARY_ANGLE, f(start_angle, "deg"), C.UNIT_DEG))
     if name == "giotto":
         kids.append(I.num(C.POSITIONER_SECONDARY_ANGLE, f(0.0, "deg"), C.UNIT_DEG))
     if ev.is_dbt:
+        assert ev.angle_end is not None
         kids.append(I.num(C.POSITIONER_PRIMARY_END_ANGLE, f(ev.angle_end, "deg"), C.UNIT_DEG))
     kids.append(I.num(C.COMPRESSION_THICKNESS, f(ev.thickness_mm, "mm"), C.UNIT_MM))
     if profile.write_force:
@@ -208,8 +220,7 @@ def _source_items(profile: VendorProfile, ev: Event) -> list[Elems]:
         out += [I.num(C.KVP, f(p.kvp, "kv"), C.UNIT_KV) for p in ev.pulses]
         out += [I.num(C.TUBE_CURRENT, f(p.ma, "ma"), C.UNIT_MA) for p in ev.pulses]
         out.append(I.num(C.EXPOSURE_TIME, f(ev.exposure_time_ms, "ms"), C.UNIT_MS))
-        out += [I.num(C.EXPOSURE, f(p.mas * 1000.0, "uas"), profile.exposure_unit)
-                for p in ev.pulses]
+        out += [I.num(C.EXPOSURE, f(p.mas * 1000.0, "uas"), profile.exposure_unit) for p in ev.pulses]
         return out
     if ev.is_dbt and name in ("siemens", "fujifilm"):
         out.append(I.num(C.NUMBER_OF_PULSES, str(ev.n_projections), C.UNIT_NONE))
@@ -238,17 +249,21 @@ def _accumulated(profile: VendorProfile, study: Study, agds: list[str]) -> Elems
     kids = [I.code(C.ACQUISITION_PLANE, C.SINGLE_PLANE, rel=I.HAS_CONCEPT_MOD)]
     for lat in profile.accumulated_order:
         breast = C.snomed("right_breast" if lat == "R" else "left_breast", style)
-        kids.append(I.num(C.ACCUMULATED_AGD, profile.fmt(sums[lat], "dose"), C.UNIT_MGY,
-                          children=[I.code(C.snomed("laterality", style), breast,
-                                           rel=I.HAS_CONCEPT_MOD)]))
+        kids.append(
+            I.num(
+                C.ACCUMULATED_AGD,
+                profile.fmt(sums[lat], "dose"),
+                C.UNIT_MGY,
+                children=[I.code(C.snomed("laterality", style), breast, rel=I.HAS_CONCEPT_MOD)],
+            )
+        )
     return I.container(C.ACCUMULATED_XRAY_DOSE, kids)
 
 
 def _observer_context(profile: VendorProfile, study: Study) -> list[Elems]:
     u = study.unit
     obs = I.HAS_OBS_CONTEXT
-    items = [I.code(C.OBSERVER_TYPE, C.DEVICE, rel=obs),
-             I.uidref(C.DEVICE_OBSERVER_UID, u.device_uid, rel=obs)]
+    items = [I.code(C.OBSERVER_TYPE, C.DEVICE, rel=obs), I.uidref(C.DEVICE_OBSERVER_UID, u.device_uid, rel=obs)]
     if profile.observer_identity:
         items += [
             I.text(C.DEVICE_OBSERVER_NAME, u.station, rel=obs),
@@ -261,9 +276,14 @@ def _observer_context(profile: VendorProfile, study: Study) -> list[Elems]:
         items.append(I.code(C.DEVICE_ROLE, C.IRRADIATING_DEVICE, rel=obs))
         if profile.name == "ge":
             items.append(I.text(C.STATION_AE_TITLE, u.ae_title, rel=obs))
-    items.append(I.code(C.SCOPE_OF_ACCUMULATION, C.STUDY, rel=obs,
-                        children=[I.uidref(C.STUDY_INSTANCE_UID, study.study_uid,
-                                           rel=I.HAS_PROPERTIES)]))
+    items.append(
+        I.code(
+            C.SCOPE_OF_ACCUMULATION,
+            C.STUDY,
+            rel=obs,
+            children=[I.uidref(C.STUDY_INSTANCE_UID, study.study_uid, rel=I.HAS_PROPERTIES)],
+        )
+    )
     return items
 
 
@@ -271,9 +291,14 @@ def _content(profile: VendorProfile, study: Study) -> list[Elems]:
     style = profile.code_style
     yes = C.snomed("yes", style)
     items = [
-        I.code(C.PROCEDURE_REPORTED, C.snomed("mammography", style), rel=I.HAS_CONCEPT_MOD,
-               children=[I.code(C.snomed("has_intent", style),
-                                C.snomed("diagnostic_intent", style), rel=I.HAS_CONCEPT_MOD)]),
+        I.code(
+            C.PROCEDURE_REPORTED,
+            C.snomed("mammography", style),
+            rel=I.HAS_CONCEPT_MOD,
+            children=[
+                I.code(C.snomed("has_intent", style), C.snomed("diagnostic_intent", style), rel=I.HAS_CONCEPT_MOD)
+            ],
+        ),
     ]
     items += _observer_context(profile, study)
     items += [
@@ -297,15 +322,15 @@ def _evidence(profile: VendorProfile, study: Study) -> list[Elems]:
     for ev in study.events:
         cls = image_sop_class(profile, ev)
         series.setdefault(ev.image_series_uid, []).extend(
-            [I.attr("ReferencedSOPClassUID", cls), I.attr("ReferencedSOPInstanceUID", u)]
-            for u in ev.image_uids)
-    ref_series = [[I.attr("ReferencedSOPSequence", refs), I.attr("SeriesInstanceUID", uid)]
-                  for uid, refs in series.items()]
-    return [[I.attr("ReferencedSeriesSequence", ref_series),
-             I.attr("StudyInstanceUID", study.study_uid)]]
+            [I.attr("ReferencedSOPClassUID", cls), I.attr("ReferencedSOPInstanceUID", u)] for u in ev.image_uids
+        )
+    ref_series = [
+        [I.attr("ReferencedSOPSequence", refs), I.attr("SeriesInstanceUID", uid)] for uid, refs in series.items()
+    ]
+    return [[I.attr("ReferencedSeriesSequence", ref_series), I.attr("StudyInstanceUID", study.study_uid)]]
 
 
-def _header(profile: VendorProfile, study: Study) -> list[Elems]:
+def _header(profile: VendorProfile, study: Study) -> Elems:
     u = study.unit
     p = study.patient
     created = study.content_datetime
@@ -331,8 +356,7 @@ def _header(profile: VendorProfile, study: Study) -> list[Elems]:
         a("ReferringPhysicianName", study.referring_physician),
         a("StationName", u.station),
         a("StudyDescription", study.description),
-        a("SeriesDescription",
-          "Radiation Dose Information" if profile.name == "hologic" else "Dose Report"),
+        a("SeriesDescription", "Radiation Dose Information" if profile.name == "hologic" else "Dose Report"),
         a("InstitutionalDepartmentName", u.department),
         a("ManufacturerModelName", u.model),
         a("ReferencedPerformedProcedureStepSequence", []),
@@ -351,20 +375,21 @@ def _header(profile: VendorProfile, study: Study) -> list[Elems]:
         a("ValueType", "CONTAINER"),
         a("ConceptNameCodeSequence", C.XRAY_RADIATION_DOSE_REPORT),
         a("ContinuityOfContent", "SEPARATE"),
-        a("PerformedProcedureCodeSequence",
-          profile.performed_procedure_code(study.kind) if isinstance(profile, Hologic) else []),
+        a(
+            "PerformedProcedureCodeSequence",
+            profile.performed_procedure_code(study.kind) if isinstance(profile, Hologic) else [],
+        ),
         a("CurrentRequestedProcedureEvidenceSequence", _evidence(profile, study)),
         a("CompletionFlag", "COMPLETE"),
         a("VerificationFlag", "UNVERIFIED"),
-        a("ContentTemplateSequence", [[a("MappingResource", "DCMR"),
-                                       a("TemplateIdentifier", "10001")]]),
+        a("ContentTemplateSequence", [[a("MappingResource", "DCMR"), a("TemplateIdentifier", "10001")]]),
     ]
     if profile.name == "ge":
         h.append(a("PreliminaryFlag", "FINAL"))
     return h
 
 
-def rdsr_elements(study: Study) -> list[Elems]:
+def rdsr_elements(study: Study) -> Elems:
     """The whole report (header and content tree) as an element list."""
     profile = get_profile(study.vendor)
     return _header(profile, study) + [I.attr("ContentSequence", _content(profile, study))]
@@ -378,8 +403,14 @@ def _study(vendor, rng, unit, study, opts) -> Study:
     return plan_study(vendor, rng, unit, **opts)
 
 
-def build_study_rdsr(vendor: str | None = None, rng: np.random.Generator | None = None,
-                     unit: int = 0, *, study: Study | None = None, **opts) -> Dataset:
+def build_study_rdsr(
+    vendor: str | None = None,
+    rng: np.random.Generator | None = None,
+    unit: int = 0,
+    *,
+    study: Study | None = None,
+    **opts,
+) -> Dataset:
     """Build one study's X-Ray Radiation Dose SR as the vendor would write it.
 
     Parameters
@@ -410,8 +441,14 @@ def build_study_rdsr(vendor: str | None = None, rng: np.random.Generator | None 
     return ds
 
 
-def encode_study_rdsr(vendor: str | None = None, rng: np.random.Generator | None = None,
-                      unit: int = 0, *, study: Study | None = None, **opts) -> bytes:
+def encode_study_rdsr(
+    vendor: str | None = None,
+    rng: np.random.Generator | None = None,
+    unit: int = 0,
+    *,
+    study: Study | None = None,
+    **opts,
+) -> bytes:
     """Same report as :func:`build_study_rdsr`, directly as Part 10 file bytes.
 
     About thirty times faster than building and writing the pydicom

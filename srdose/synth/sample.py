@@ -42,50 +42,102 @@ class Sample:
 
 
 SAMPLES: tuple[Sample, ...] = (
-    Sample("hologic/hologic_2d.dcm", "hologic", 1, "2D",
-           "Selenia Dimensions 2D screening: W/Rh (W/Ag if thick), SNM3 views, 113745, 111650, "
-           "gridin/99HOLX, RP 113865"),
-    Sample("hologic/hologic_combo.dcm", "hologic", 2, "COMBO",
-           "combo: a DBT sweep (W/Al 0.7 mm, -7.4 to 7.6 deg) then a 2D exposure per view"),
+    Sample(
+        "hologic/hologic_2d.dcm",
+        "hologic",
+        1,
+        "2D",
+        "Selenia Dimensions 2D screening: W/Rh (W/Ag if thick), SNM3 views, 113745, 111650, gridin/99HOLX, RP 113865",
+    ),
+    Sample(
+        "hologic/hologic_combo.dcm",
+        "hologic",
+        2,
+        "COMBO",
+        "combo: a DBT sweep (W/Al 0.7 mm, -7.4 to 7.6 deg) then a 2D exposure per view",
+    ),
     Sample("hologic/hologic_dbt.dcm", "hologic", 3, "DBT", "tomosynthesis only"),
-    Sample("hologic/hologic_2d_zero_agd_20kv.dcm", "hologic", 4, "2D",
-           "one extra 20 kV event with AGD = HVL = entrance exposure = 0",
-           opts=(("zero_agd_rate", 1.0),)),
-    Sample("ge/ge_pristina_2d_prepulse.dcm", "ge", 1, "2D",
-           "Pristina 2D: 2 pulses per event (~2 mA pre-pulse + main), per-pulse kV/mA/width, "
-           "no uAs item, two filter containers without thickness"),
-    Sample("ge/ge_pristina_combo.dcm", "ge", 2, "COMBO",
-           "2D + DBT per view; DBT = pre-pulse + 9 projections over 25 deg, Rh/Ag"),
-    Sample("ge/ge_essential_2d.dcm", "ge", 3, "2D",
-           "Senographe Essential unit (unit 3): Mo/Mo, Mo/Rh, Rh/Rh", unit=2),
-    Sample("giotto/giotto_dbt_big_endian.dcm", "giotto", 1, "DBT",
-           "Explicit VR Big Endian; 11 projections with per-pulse kV, mA and uA.s (first about "
-           "half); anode under 113632; a filter container per pulse"),
+    Sample(
+        "hologic/hologic_2d_zero_agd_20kv.dcm",
+        "hologic",
+        4,
+        "2D",
+        "one extra 20 kV event with AGD = HVL = entrance exposure = 0",
+        opts=(("zero_agd_rate", 1.0),),
+    ),
+    Sample(
+        "ge/ge_pristina_2d_prepulse.dcm",
+        "ge",
+        1,
+        "2D",
+        "Pristina 2D: 2 pulses per event (~2 mA pre-pulse + main), per-pulse kV/mA/width, "
+        "no uAs item, two filter containers without thickness",
+    ),
+    Sample(
+        "ge/ge_pristina_combo.dcm",
+        "ge",
+        2,
+        "COMBO",
+        "2D + DBT per view; DBT = pre-pulse + 9 projections over 25 deg, Rh/Ag",
+    ),
+    Sample("ge/ge_essential_2d.dcm", "ge", 3, "2D", "Senographe Essential unit (unit 3): Mo/Mo, Mo/Rh, Rh/Rh", unit=2),
+    Sample(
+        "giotto/giotto_dbt_big_endian.dcm",
+        "giotto",
+        1,
+        "DBT",
+        "Explicit VR Big Endian; 11 projections with per-pulse kV, mA and uA.s (first about "
+        "half); anode under 113632; a filter container per pulse",
+    ),
     Sample("giotto/giotto_2d.dcm", "giotto", 2, "2D", "Giotto 2D (big endian, 1 pulse)"),
     Sample("giotto/giotto_combo.dcm", "giotto", 3, "COMBO", "Giotto DBT + 2D per view"),
-    Sample("siemens/siemens_revelation_2d.dcm", "siemens", 1, "2D",
-           "standard TID 10003 in SRT codes, compression force"),
-    Sample("siemens/siemens_revelation_dbt_one_projection.dcm", "siemens", 2, "DBT",
-           "DBT events give exposure time and uAs of ONE projection (25 projections, 50 deg)"),
-    Sample("siemens/siemens_inspiration_combo.dcm", "siemens", 3, "COMBO",
-           "Mammomat Inspiration (unit 2), 2D + DBT", unit=1),
-    Sample("fujifilm/fujifilm_2d.dcm", "fujifilm", 1, "2D",
-           "standard TID 10003 in SCT codes, W/Rh, exposure index items"),
-    Sample("fujifilm/fujifilm_dbt.dcm", "fujifilm", 2, "DBT",
-           "W/Al 0.7 mm DBT, 15 projections"),
+    Sample(
+        "siemens/siemens_revelation_2d.dcm", "siemens", 1, "2D", "standard TID 10003 in SRT codes, compression force"
+    ),
+    Sample(
+        "siemens/siemens_revelation_dbt_one_projection.dcm",
+        "siemens",
+        2,
+        "DBT",
+        "DBT events give exposure time and uAs of ONE projection (25 projections, 50 deg)",
+    ),
+    Sample(
+        "siemens/siemens_inspiration_combo.dcm",
+        "siemens",
+        3,
+        "COMBO",
+        "Mammomat Inspiration (unit 2), 2D + DBT",
+        unit=1,
+    ),
+    Sample(
+        "fujifilm/fujifilm_2d.dcm", "fujifilm", 1, "2D", "standard TID 10003 in SCT codes, W/Rh, exposure index items"
+    ),
+    Sample("fujifilm/fujifilm_dbt.dcm", "fujifilm", 2, "DBT", "W/Al 0.7 mm DBT, 15 projections"),
     Sample("fujifilm/fujifilm_combo.dcm", "fujifilm", 3, "COMBO", "2D + DBT per view"),
-    Sample("rdsr_and_images/hologic", "hologic", 5, "2D",
-           "one study written both as an RDSR and as its MG image headers (same Irradiation "
-           "Event UIDs; the RDSR references the images' SOP Instance UIDs)", images=True),
-    Sample("images_only/ge_essential", "ge", 6, "2D",
-           "MG image headers only, as from a unit that sends no RDSR", unit=2, rdsr=False,
-           images=True),
+    Sample(
+        "rdsr_and_images/hologic",
+        "hologic",
+        5,
+        "2D",
+        "one study written both as an RDSR and as its MG image headers (same Irradiation "
+        "Event UIDs; the RDSR references the images' SOP Instance UIDs)",
+        images=True,
+    ),
+    Sample(
+        "images_only/ge_essential",
+        "ge",
+        6,
+        "2D",
+        "MG image headers only, as from a unit that sends no RDSR",
+        unit=2,
+        rdsr=False,
+        images=True,
+    ),
 )
 
 
 def _plan(s: Sample) -> Study:
-    return plan_study(s.vendor, study_rng(SEED, s.vendor, s.index), s.unit, kind=s.kind,
-                      index=s.index, **dict(s.opts))
+    return plan_study(s.vendor, study_rng(SEED, s.vendor, s.index), s.unit, kind=s.kind, index=s.index, **dict(s.opts))
 
 
 def _write(s: Sample, study: Study, out: Path) -> StudyFiles:
@@ -98,8 +150,9 @@ def _write(s: Sample, study: Study, out: Path) -> StudyFiles:
         rdsr_path.write_bytes(encode_study_rdsr(study=study))
     if s.images:
         for ds in build_mg_images(study=study):
-            p = target.with_name(f"{target.name}_mg{int(ds.InstanceNumber):02d}_"
-                                 f"{ds.ImageLaterality}{ds.ViewPosition}.dcm")
+            p = target.with_name(
+                f"{target.name}_mg{int(ds.InstanceNumber):02d}_{ds.ImageLaterality}{ds.ViewPosition}.dcm"
+            )
             pydicom.dcmwrite(p, ds, enforce_file_format=True)
             images.append(p)
     return StudyFiles(rdsr_path, images, study)
@@ -139,11 +192,12 @@ def _readme(rows: list[tuple[Sample, StudyFiles]], out: Path) -> str:
     ]
     for s, files in rows:
         st = files.study
-        names = [p.relative_to(out).as_posix() for p in ([files.rdsr] if files.rdsr else [])
-                 + files.images]
+        names = [p.relative_to(out).as_posix() for p in ([files.rdsr] if files.rdsr else []) + files.images]
         shown = names[0] if len(names) == 1 else f"{names[0]} … ({len(names)} files)"
-        lines.append(f"| `{shown}` | {st.unit.manufacturer} {st.unit.model} "
-                     f"(unit {st.unit.index + 1}) | {st.kind} | {len(st.events)} | {s.why} |")
+        lines.append(
+            f"| `{shown}` | {st.unit.manufacturer} {st.unit.model} "
+            f"(unit {st.unit.index + 1}) | {st.kind} | {len(st.events)} | {s.why} |"
+        )
     total = sum(p.stat().st_size for p in out.rglob("*.dcm"))
     lines += ["", f"Total size of the DICOM files: {total / 1024:.0f} KiB.", ""]
     return "\n".join(lines)
@@ -170,8 +224,7 @@ def write_samples(out: Path = DEFAULT_OUT) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: ``python -m srdose.synth.sample [--out DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     paths = write_samples(args.out)
     size = sum(p.stat().st_size for p in paths)

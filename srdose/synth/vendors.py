@@ -58,13 +58,19 @@ class Unit:
 
 _INSTITUTIONS = {
     "en": (
-        "Northfield Breast Screening Unit", "Riverside Breast Screening Service",
-        "St Aldhelm's Hospital", "Kingsbridge Breast Imaging Centre",
-        "Westmere General Hospital", "Ashdown Mobile Screening Unit",
-        "Harbourside Breast Clinic", "Fenwick Vale Hospital",
+        "Northfield Breast Screening Unit",
+        "Riverside Breast Screening Service",
+        "St Aldhelm's Hospital",
+        "Kingsbridge Breast Imaging Centre",
+        "Westmere General Hospital",
+        "Ashdown Mobile Screening Unit",
+        "Harbourside Breast Clinic",
+        "Fenwick Vale Hospital",
     ),
     "it": (
-        "Ospedale San Rocco", "Centro Senologico Val d'Adige", "Presidio Ospedaliero Borgo Alto",
+        "Ospedale San Rocco",
+        "Centro Senologico Val d'Adige",
+        "Presidio Ospedaliero Borgo Alto",
         "Clinica Santa Chiara",
     ),
 }
@@ -105,7 +111,7 @@ class VendorProfile:
     detector_available = C.DETECTOR_DATA_AVAILABLE
     filter_type = C.STRIP_FILTER
     anode_concept = C.ANODE_TARGET_MATERIAL
-    exposure_unit: C.Code | None = C.UNIT_UAS
+    exposure_unit: C.Code = C.UNIT_UAS
     reference_point = C.RP_PATIENT_SURFACE
     source_of_dose = C.AUTOMATED_DATA_COLLECTION
     transfer_syntax = C.EXPLICIT_VR_LITTLE_ENDIAN
@@ -121,8 +127,7 @@ class VendorProfile:
         raise NotImplementedError
 
     # ------------------------------------------------------------ physics
-    def technique(self, unit: Unit, mode: str, t: float,
-                  rng: np.random.Generator) -> tuple[str, str, float, float]:
+    def technique(self, unit: Unit, mode: str, t: float, rng: np.random.Generator) -> tuple[str, str, float, float]:
         """AEC choice: (target, filter, filter thickness mm, kV)."""
         raise NotImplementedError
 
@@ -130,9 +135,17 @@ class VendorProfile:
         """Technique of a zero-dose event (only Hologic has them)."""
         return ("W", str(rng.choice(["RH", "AG"])), 0.05, 20.0)
 
-    def pulses(self, unit: Unit, mode: str, kv: float, mas: float, t: float,
-               a0: float | None, a1: float | None,
-               rng: np.random.Generator) -> tuple[float, list[Pulse], int]:
+    def pulses(
+        self,
+        unit: Unit,
+        mode: str,
+        kv: float,
+        mas: float,
+        t: float,
+        a0: float | None,
+        a1: float | None,
+        rng: np.random.Generator,
+    ) -> tuple[float, list[Pulse], int]:
         """Split the tube loading: (nominal mA, pulses, number of projections)."""
         raise NotImplementedError
 
@@ -154,8 +167,9 @@ class VendorProfile:
 
     sweep_half_angle = 7.5
 
-    def _split_projections(self, kv: float, mas: float, n: int, ma: float,
-                           a0: float, a1: float, mas_decimals: int = 2) -> list[Pulse]:
+    def _split_projections(
+        self, kv: float, mas: float, n: int, ma: float, a0: float, a1: float, mas_decimals: int = 2
+    ) -> list[Pulse]:
         """Equal projections over the sweep."""
         per = round(mas / n, mas_decimals)
         step = (a1 - a0) / (n - 1) if n > 1 else 0.0
@@ -168,8 +182,11 @@ class VendorProfile:
 
     def study_description(self, kind: str) -> str:
         """Study Description for a study kind."""
-        return {"2D": "Mammography screening", "DBT": "Breast tomosynthesis screening",
-                "COMBO": "Mammography with tomosynthesis"}[kind]
+        return {
+            "2D": "Mammography screening",
+            "DBT": "Breast tomosynthesis screening",
+            "COMBO": "Mammography with tomosynthesis",
+        }[kind]
 
     def images_per_event(self, event: Event) -> int:
         """How many image objects an event references."""
@@ -182,9 +199,23 @@ class VendorProfile:
         ``kind`` is one of ``dose, hvl, kv, ma, ms, s, uas, mm, deg, n, area,
         filter, focal, count, index``.
         """
-        nd = {"dose": 3, "hvl": 3, "kv": 1, "ma": 1, "ms": 2, "s": 4, "uas": 0, "mm": 1,
-              "deg": 1, "n": 1, "area": 4, "filter": 3, "focal": 1, "count": 0,
-              "index": 0}[kind]
+        nd = {
+            "dose": 3,
+            "hvl": 3,
+            "kv": 1,
+            "ma": 1,
+            "ms": 2,
+            "s": 4,
+            "uas": 0,
+            "mm": 1,
+            "deg": 1,
+            "n": 1,
+            "area": 4,
+            "filter": 3,
+            "focal": 1,
+            "count": 0,
+            "index": 0,
+        }[kind]
         return _compact(value, nd)
 
 
@@ -223,11 +254,13 @@ class Hologic(VendorProfile):
         model = "3Dimensions" if index % 3 == 2 else "Selenia Dimensions"
         major = int(rng.integers(8, 11))
         return dict(
-            manufacturer="HOLOGIC, Inc.", model=model,
+            manufacturer="HOLOGIC, Inc.",
+            model=model,
             serial=("3DM" if model == "3Dimensions" else "SDM") + _digits(rng, 7),
             station=f"HOLOGICDBT{index + 1:02d}",
             software=f"AWS:1.{major}.{int(rng.integers(0, 5))}.{int(rng.integers(10, 99))}",
-            sid_mm=700.0, support_gap_mm=20.0,
+            sid_mm=700.0,
+            support_gap_mm=20.0,
         )
 
     def technique(self, unit, mode, t, rng):
@@ -266,14 +299,19 @@ class Hologic(VendorProfile):
         return base + (" Tomo" if mode == "DBT" else "")
 
     def study_description(self, kind):
-        return {"2D": "XR Breast screening Both", "DBT": "XR Breast tomosynthesis Both",
-                "COMBO": "XR Breast tomosynthesis combo Both"}[kind]
+        return {
+            "2D": "XR Breast screening Both",
+            "DBT": "XR Breast tomosynthesis Both",
+            "COMBO": "XR Breast tomosynthesis combo Both",
+        }[kind]
 
     def performed_procedure_code(self, kind: str) -> C.Code:
         """Hologic's private procedure code (scheme 99HOLX)."""
-        return {"2D": C.Code("stds", "99HOLX", "Standard Screening"),
-                "DBT": C.Code("stdt", "99HOLX", "Standard Screening - Tomo"),
-                "COMBO": C.Code("stdc", "99HOLX", "Standard Screening - Combo")}[kind]
+        return {
+            "2D": C.Code("stds", "99HOLX", "Standard Screening"),
+            "DBT": C.Code("stdt", "99HOLX", "Standard Screening - Tomo"),
+            "COMBO": C.Code("stdc", "99HOLX", "Standard Screening - Combo"),
+        }[kind]
 
     def fmt(self, value, kind):
         if kind == "hvl":
@@ -304,14 +342,26 @@ class GE(VendorProfile):
     def unit_identity(self, rng, index):
         legacy = index % 3 == 2
         if legacy:
-            return dict(manufacturer="GE MEDICAL SYSTEMS", model="Senographe Essential",
-                        serial=_digits(rng, 6) + "BU", station=f"SENOESS{index + 1}",
-                        software=f"ADS_54.{int(rng.integers(10, 40))}",
-                        sid_mm=660.0, support_gap_mm=23.2, legacy=True, dbt_capable=False)
-        return dict(manufacturer="GE HEALTHCARE", model="Senographe Pristina",
-                    serial="10" + _digits(rng, 5), station=f"Pristina{index + 1}",
-                    software=f"7.{int(rng.integers(60, 80))}.{int(rng.integers(10, 99))}.1",
-                    sid_mm=660.0, support_gap_mm=23.2)
+            return dict(
+                manufacturer="GE MEDICAL SYSTEMS",
+                model="Senographe Essential",
+                serial=_digits(rng, 6) + "BU",
+                station=f"SENOESS{index + 1}",
+                software=f"ADS_54.{int(rng.integers(10, 40))}",
+                sid_mm=660.0,
+                support_gap_mm=23.2,
+                legacy=True,
+                dbt_capable=False,
+            )
+        return dict(
+            manufacturer="GE HEALTHCARE",
+            model="Senographe Pristina",
+            serial="10" + _digits(rng, 5),
+            station=f"Pristina{index + 1}",
+            software=f"7.{int(rng.integers(60, 80))}.{int(rng.integers(10, 99))}.1",
+            sid_mm=660.0,
+            support_gap_mm=23.2,
+        )
 
     def technique(self, unit, mode, t, rng):
         if unit.legacy:
@@ -329,8 +379,12 @@ class GE(VendorProfile):
     def pulses(self, unit, mode, kv, mas, t, a0, a1, rng):
         # A ~2 mA pre-pulse of ~50 ms measures the breast, then the main
         # exposure; kV and mA are the values measured per pulse.
-        pre = Pulse(round(kv + 0.1, 2), round(2.0 + float(rng.uniform(0, 0.012)), 2),
-                    round(float(rng.uniform(50.5, 51.6)), 2), a0 if a0 is not None else 0.0)
+        pre = Pulse(
+            round(kv + 0.1, 2),
+            round(2.0 + float(rng.uniform(0, 0.012)), 2),
+            round(float(rng.uniform(50.5, 51.6)), 2),
+            a0 if a0 is not None else 0.0,
+        )
         main_mas = max(mas - pre.mas, 1.0)
         if mode == "DBT":
             n = 9
@@ -338,13 +392,11 @@ class GE(VendorProfile):
             width = _clip(60.0 + 0.8 * (t - 20), 50.0, 140.0)
             ma = round(_clip(per / width * 1000.0, 20.0, 120.0), 2)
             step = (a1 - a0) / (n - 1)
-            projs = [Pulse(round(kv - 0.01, 2), ma, round(per / ma * 1000.0, 2), a0 + i * step)
-                     for i in range(n)]
+            projs = [Pulse(round(kv - 0.01, 2), ma, round(per / ma * 1000.0, 2), a0 + i * step) for i in range(n)]
             return ma, [pre] + projs, n
         time_s = 0.45 + 0.012 * (t - 20)
         ma = round(_clip(main_mas / time_s, 20.0, 100.0), 2)
-        main = Pulse(round(kv - 0.01 + float(rng.normal(0, 0.01)), 2), ma,
-                     round(main_mas / ma * 1000.0, 2))
+        main = Pulse(round(kv - 0.01 + float(rng.normal(0, 0.01)), 2), ma, round(main_mas / ma * 1000.0, 2))
         return ma, [pre, main], 1
 
     def positioner_angle(self, view, laterality, rng):
@@ -356,9 +408,23 @@ class GE(VendorProfile):
         return "3D STD" if mode == "DBT" else "ROUTINE"
 
     def fmt(self, value, kind):
-        nd = {"dose": 2, "hvl": 2, "kv": 2, "ma": 2, "ms": 2, "s": 5, "uas": 0, "mm": 1,
-              "deg": 1, "n": 0, "area": 4, "filter": 3, "focal": 1, "count": 0,
-              "index": 0}[kind]
+        nd = {
+            "dose": 2,
+            "hvl": 2,
+            "kv": 2,
+            "ma": 2,
+            "ms": 2,
+            "s": 5,
+            "uas": 0,
+            "mm": 1,
+            "deg": 1,
+            "n": 0,
+            "area": 4,
+            "filter": 3,
+            "focal": 1,
+            "count": 0,
+            "index": 0,
+        }[kind]
         return _compact(value, nd)
 
 
@@ -384,11 +450,18 @@ class Giotto(VendorProfile):
 
     def unit_identity(self, rng, index):
         station = "GIOTTO CLASS" if index == 0 else f"GIOTTO CLASS {index + 1}"
-        return dict(manufacturer="IMS GIOTTO S.p.A.", model="GIOTTO CLASS",
-                    serial="9" + _digits(rng, 5), station=station,
-                    software=(f"Raffaello 4.{int(rng.integers(15, 21))}.{int(rng.integers(0, 9))}.0"
-                              f" - IMSProc 4.{int(rng.integers(12, 18))}.3.2"),
-                    sid_mm=685.5, support_gap_mm=20.0)
+        return dict(
+            manufacturer="IMS GIOTTO S.p.A.",
+            model="GIOTTO CLASS",
+            serial="9" + _digits(rng, 5),
+            station=station,
+            software=(
+                f"Raffaello 4.{int(rng.integers(15, 21))}.{int(rng.integers(0, 9))}.0"
+                f" - IMSProc 4.{int(rng.integers(12, 18))}.3.2"
+            ),
+            sid_mm=685.5,
+            support_gap_mm=20.0,
+        )
 
     def technique(self, unit, mode, t, rng):
         if mode == "DBT":
@@ -401,19 +474,16 @@ class Giotto(VendorProfile):
             n, ma, first = 11, 104.0, 0.465
             x = mas / (n - 1 + first)
             loads = [round(first * x * 1000.0, -1) / 1000.0]
-            loads += [round(x * (1 + float(rng.normal(0, 0.002))) * 1000.0, -1) / 1000.0
-                      for _ in range(n - 1)]
+            loads += [round(x * (1 + float(rng.normal(0, 0.002))) * 1000.0, -1) / 1000.0 for _ in range(n - 1)]
             step = (a1 - a0) / (n - 1)
-            return ma, [Pulse(kv, ma, m / ma * 1000.0, a0 + i * step)
-                        for i, m in enumerate(loads)], n
+            return ma, [Pulse(kv, ma, m / ma * 1000.0, a0 + i * step) for i, m in enumerate(loads)], n
         ma = float(_clip(round(mas / (0.5 + 0.01 * t)), 60, 160))
         m = round(mas * 1000.0, -1) / 1000.0
         return ma, [Pulse(kv, ma, m / ma * 1000.0)], 1
 
     def sweep(self, center, rng):
         h = self.sweep_half_angle
-        return (round(center - h + float(rng.normal(0, 0.005)), 5),
-                round(center + h + float(rng.normal(0, 0.005)), 5))
+        return (round(center - h + float(rng.normal(0, 0.005)), 5), round(center + h + float(rng.normal(0, 0.005)), 5))
 
     def positioner_angle(self, view, laterality, rng):
         sign = -1.0 if laterality == "R" else 1.0
@@ -428,16 +498,21 @@ class Giotto(VendorProfile):
         fname = "AEC_Standard_Tomo_v.1.03" if event.mode == "DBT" else "AEC_Standard_2D_v.2.11"
         w = round(float(rng.uniform(3.0, 6.0)), 3)
         h = round(float(rng.uniform(12.0, 16.0)), 3)
-        return (f'AUTOMATIC - {aec}: "{fname}" - AEC Line: {int(event.thickness_mm)} '
-                f"{int(event.kvp)} 8 0.74 0 {int(rng.integers(4000, 6500))} "
-                f"{int(rng.integers(50, 80))} - AEC Area: {h}cm x {w}cm")
+        return (
+            f'AUTOMATIC - {aec}: "{fname}" - AEC Line: {int(event.thickness_mm)} '
+            f"{int(event.kvp)} 8 0.74 0 {int(rng.integers(4000, 6500))} "
+            f"{int(rng.integers(50, 80))} - AEC Area: {h}cm x {w}cm"
+        )
 
     def images_per_event(self, event):
         return event.n_projections if event.is_dbt else 1
 
     def study_description(self, kind):
-        return {"2D": "Mammografia bilaterale", "DBT": "Tomosintesi bilaterale",
-                "COMBO": "Pacchetto senologico con tomosintesi"}[kind]
+        return {
+            "2D": "Mammografia bilaterale",
+            "DBT": "Tomosintesi bilaterale",
+            "COMBO": "Pacchetto senologico con tomosintesi",
+        }[kind]
 
     def fmt(self, value, kind):
         if kind in ("kv", "ma", "uas", "count", "index", "n"):
@@ -462,14 +537,24 @@ class Siemens(VendorProfile):
 
     def unit_identity(self, rng, index):
         if index % 2 == 0:
-            return dict(manufacturer="Siemens Healthineers", model="MAMMOMAT Revelation",
-                        serial=_digits(rng, 5), station=f"MAMREV{index + 1:02d}",
-                        software=f"VB{int(rng.integers(10, 20))}{'ABCDE'[int(rng.integers(0, 5))]}",
-                        sid_mm=650.0, support_gap_mm=17.0)
-        return dict(manufacturer="SIEMENS", model="MAMMOMAT Inspiration",
-                    serial=_digits(rng, 5), station=f"MAMINSP{index + 1:02d}",
-                    software=f"VB{int(rng.integers(30, 40))}{'ABCDE'[int(rng.integers(0, 5))]}",
-                    sid_mm=650.0, support_gap_mm=17.0)
+            return dict(
+                manufacturer="Siemens Healthineers",
+                model="MAMMOMAT Revelation",
+                serial=_digits(rng, 5),
+                station=f"MAMREV{index + 1:02d}",
+                software=f"VB{int(rng.integers(10, 20))}{'ABCDE'[int(rng.integers(0, 5))]}",
+                sid_mm=650.0,
+                support_gap_mm=17.0,
+            )
+        return dict(
+            manufacturer="SIEMENS",
+            model="MAMMOMAT Inspiration",
+            serial=_digits(rng, 5),
+            station=f"MAMINSP{index + 1:02d}",
+            software=f"VB{int(rng.integers(30, 40))}{'ABCDE'[int(rng.integers(0, 5))]}",
+            sid_mm=650.0,
+            support_gap_mm=17.0,
+        )
 
     def technique(self, unit, mode, t, rng):
         if mode == "DBT":
@@ -508,10 +593,15 @@ class Fujifilm(VendorProfile):
     series_number = 100
 
     def unit_identity(self, rng, index):
-        return dict(manufacturer="FUJIFILM Corporation", model="FDR MS-3500",
-                    serial="2" + _digits(rng, 7), station=f"AMULET{index + 1:02d}",
-                    software=f"V{int(rng.integers(8, 12))}.{int(rng.integers(0, 4))}",
-                    sid_mm=650.0, support_gap_mm=20.0)
+        return dict(
+            manufacturer="FUJIFILM Corporation",
+            model="FDR MS-3500",
+            serial="2" + _digits(rng, 7),
+            station=f"AMULET{index + 1:02d}",
+            software=f"V{int(rng.integers(8, 12))}.{int(rng.integers(0, 4))}",
+            sid_mm=650.0,
+            support_gap_mm=20.0,
+        )
 
     def technique(self, unit, mode, t, rng):
         if mode == "DBT":
@@ -537,15 +627,27 @@ class Fujifilm(VendorProfile):
         return "Tomosynthesis" if mode == "DBT" else "Standard"
 
     def fmt(self, value, kind):
-        nd = {"dose": 3, "hvl": 3, "kv": 0, "ma": 1, "ms": 1, "s": 3, "uas": 0, "mm": 0,
-              "deg": 1, "n": 0, "area": 4, "filter": 3, "focal": 1, "count": 0,
-              "index": 0}[kind]
+        nd = {
+            "dose": 3,
+            "hvl": 3,
+            "kv": 0,
+            "ma": 1,
+            "ms": 1,
+            "s": 3,
+            "uas": 0,
+            "mm": 0,
+            "deg": 1,
+            "n": 0,
+            "area": 4,
+            "filter": 3,
+            "focal": 1,
+            "count": 0,
+            "index": 0,
+        }[kind]
         return _compact(value, nd)
 
 
-_PROFILES: dict[str, VendorProfile] = {
-    p.name: p for p in (Hologic(), GE(), Giotto(), Siemens(), Fujifilm())
-}
+_PROFILES: dict[str, VendorProfile] = {p.name: p for p in (Hologic(), GE(), Giotto(), Siemens(), Fujifilm())}
 
 
 def get_profile(vendor: str) -> VendorProfile:
@@ -570,17 +672,25 @@ def make_unit(vendor: str, index: int = 0) -> Unit:
     inst = insts[(index + int(rng.integers(0, len(insts)))) % len(insts)]
     initials = "".join(w[0] for w in inst.replace("'", "").split() if w[0].isalpha()).upper()
     return Unit(
-        vendor=profile.name, index=index,
-        manufacturer=ident["manufacturer"], model=ident["model"], serial=ident["serial"],
-        station=ident["station"][:16], ae_title=ident["station"][:16].upper().replace(" ", "_"),
-        institution=inst, department="Breast Screening" if locale == "en" else "Senologia",
+        vendor=profile.name,
+        index=index,
+        manufacturer=ident["manufacturer"],
+        model=ident["model"],
+        serial=ident["serial"],
+        station=ident["station"][:16],
+        ae_title=ident["station"][:16].upper().replace(" ", "_"),
+        institution=inst,
+        department="Breast Screening" if locale == "en" else "Senologia",
         software=ident["software"],
         device_uid=stable_uid("srdose.synth.device", profile.name, index),
-        sid_mm=ident["sid_mm"], support_gap_mm=ident["support_gap_mm"],
+        sid_mm=ident["sid_mm"],
+        support_gap_mm=ident["support_gap_mm"],
         hvl_offset=round(float(rng.normal(0.0, 0.008)), 3),
         output_factor=float(rng.uniform(0.92, 1.08)),
         dose_factor=float(rng.uniform(0.9, 1.1)),
-        locale=locale, accession_prefix=initials[:3] or "MG",
+        locale=locale,
+        accession_prefix=initials[:3] or "MG",
         view_order=_ORDERS[int(rng.integers(0, len(_ORDERS)))],
-        dbt_capable=ident.get("dbt_capable", True), legacy=ident.get("legacy", False),
+        dbt_capable=ident.get("dbt_capable", True),
+        legacy=ident.get("legacy", False),
     )

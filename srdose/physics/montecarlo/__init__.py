@@ -13,11 +13,12 @@ conversion
     Folding per-energy-bin responses with spectra into g, c, s, t and T.
 systems
     Beams and DBT sweeps tabulated (with their sources).
-tables, report
-    I/O: generating the shipped CSV tables and the validation report.
+tables
+    Generating the shipped CSV tables (their files through ``srdose.physics.io``).
 
 The physics modules (materials, spectra, transport, conversion) are pure
-functions on numpy arrays; only ``tables`` and ``report`` write files.
+functions on numpy arrays. The validation report is written by
+``tools/mc_report.py`` in the source tree.
 """
 
 from .conversion import (
@@ -31,6 +32,13 @@ from .conversion import (
 from .transport import BreastGeometry, make_media, simulate
 
 __all__ = [
-    "BreastGeometry", "Response", "dose_per_kerma", "independent_ratio", "make_media", "simulate",
-    "spectrum_ratio", "sweep_T", "t_factor",
+    "BreastGeometry",
+    "Response",
+    "dose_per_kerma",
+    "independent_ratio",
+    "make_media",
+    "simulate",
+    "spectrum_ratio",
+    "sweep_T",
+    "t_factor",
 ]

@@ -56,8 +56,7 @@ class Response:
     extra: dict = field(default_factory=dict)
 
 
-def response_from_tally(geom: BreastGeometry, tally: Tally, central_mass_g: float,
-                        seed: int) -> Response:
+def response_from_tally(geom: BreastGeometry, tally: Tally, central_mass_g: float, seed: int) -> Response:
     """Per-bin glandular dose and air kerma from a tally."""
     n = np.maximum(tally.n, 1.0)
     mean = tally.sum / n
@@ -69,9 +68,14 @@ def response_from_tally(geom: BreastGeometry, tally: Tally, central_mass_g: floa
     var_mean = np.where(unsampled, np.nan, var_mean)
     d2 = geom.kerma_point_distance_cm() ** 2
     kerma = spectra.air_kerma_weights() / d2
-    return Response(geometry=geom, dose=mean / central_mass_g,
-                    dose_var=var_mean / central_mass_g**2, kerma=kerma,
-                    photons=int(tally.histories), seed=seed)
+    return Response(
+        geometry=geom,
+        dose=mean / central_mass_g,
+        dose_var=var_mean / central_mass_g**2,
+        kerma=kerma,
+        photons=int(tally.histories),
+        seed=seed,
+    )
 
 
 def _fold(resp: Response, fluence: np.ndarray) -> tuple[float, float, float]:
@@ -133,8 +137,9 @@ def t_factor(resp_angle: Response, resp_zero: Response, fluence: np.ndarray) -> 
     return r, r * float(np.sqrt(va / a**2 + vb / b**2))
 
 
-def sweep_T(responses: dict[float, Response], angles_deg: np.ndarray, weights: np.ndarray,
-            fluence: np.ndarray) -> tuple[float, float]:
+def sweep_T(
+    responses: dict[float, Response], angles_deg: np.ndarray, weights: np.ndarray, fluence: np.ndarray
+) -> tuple[float, float]:
     """T = sum_i alpha_i t(theta_i) for a sweep, with its uncertainty.
 
     Parameters

@@ -212,15 +212,20 @@ def make_medium(name: str, composition: dict[str, float], density: float) -> Med
     e = energy_grid()
     mc = mass_coefficients(composition, e)
     return Medium(
-        name=name, density=density, e0=GRID_E0_KEV, de=GRID_DE_KEV,
-        mu_photo=mc["photo"] * density, mu_incoh=mc["incoh"] * density,
-        mu_coh=mc["coh"] * density, mu_total=mc["total"] * density,
-        scatter=scatter_tables(composition), composition=dict(composition),
+        name=name,
+        density=density,
+        e0=GRID_E0_KEV,
+        de=GRID_DE_KEV,
+        mu_photo=mc["photo"] * density,
+        mu_incoh=mc["incoh"] * density,
+        mu_coh=mc["coh"] * density,
+        mu_total=mc["total"] * density,
+        scatter=scatter_tables(composition),
+        composition=dict(composition),
     )
 
 
-def lookup(table: np.ndarray, energies_kev: np.ndarray, e0: float = GRID_E0_KEV,
-           de: float = GRID_DE_KEV) -> np.ndarray:
+def lookup(table: np.ndarray, energies_kev: np.ndarray, e0: float = GRID_E0_KEV, de: float = GRID_DE_KEV) -> np.ndarray:
     """Linear interpolation of a uniform-grid table (fast path for the transport)."""
     f = (energies_kev - e0) / de
     i = np.clip(f.astype(np.int64), 0, table.shape[0] - 2)

@@ -47,8 +47,15 @@ BIN_CENTRES_KEV = 0.25 + BIN_WIDTH_KEV * np.arange(10, 140)
 
 #: spekpy material names.
 _SPEKPY_MATERIAL = {
-    "Be": "Be", "Mo": "Mo", "Rh": "Rh", "Ag": "Ag", "Al": "Al", "Cu": "Cu",
-    "Sn": "Sn", "Ti": "Ti", "Pd": "Pd",
+    "Be": "Be",
+    "Mo": "Mo",
+    "Rh": "Rh",
+    "Ag": "Ag",
+    "Al": "Al",
+    "Cu": "Cu",
+    "Sn": "Sn",
+    "Ti": "Ti",
+    "Pd": "Pd",
     "PMMA": "Polymethyl Methacrylate (Lucite Perspex or Plexiglas)",
 }
 
@@ -91,9 +98,15 @@ def parse_filter(text: str) -> tuple[str, float]:
 
 
 @functools.lru_cache(maxsize=512)
-def make_spectrum(target: str, filter_material: str, filter_mm: float, kv: float,
-                  added_al_mm: float = 0.0, paddle_pmma_mm: float = PADDLE_PMMA_MM,
-                  window_be_mm: float = TUBE_WINDOW_BE_MM) -> Spectrum:
+def make_spectrum(
+    target: str,
+    filter_material: str,
+    filter_mm: float,
+    kv: float,
+    added_al_mm: float = 0.0,
+    paddle_pmma_mm: float = PADDLE_PMMA_MM,
+    window_be_mm: float = TUBE_WINDOW_BE_MM,
+) -> Spectrum:
     """Spectrum from spekpy with window, filter, paddle and added Al (cached).
 
     Parameters
@@ -107,15 +120,24 @@ def make_spectrum(target: str, filter_material: str, filter_mm: float, kv: float
 
     with contextlib.redirect_stdout(io.StringIO()):
         s = spekpy.Spek(kvp=kv, th=ANODE_ANGLE_DEG, targ=target, dk=BIN_WIDTH_KEV)
-        s.multi_filter([(_SPEKPY_MATERIAL["Be"], window_be_mm),
-                        (_SPEKPY_MATERIAL.get(filter_material, filter_material), filter_mm),
-                        (_SPEKPY_MATERIAL["PMMA"], paddle_pmma_mm),
-                        (_SPEKPY_MATERIAL["Al"], added_al_mm)])
+        s.multi_filter(
+            [
+                (_SPEKPY_MATERIAL["Be"], window_be_mm),
+                (_SPEKPY_MATERIAL.get(filter_material, filter_material), filter_mm),
+                (_SPEKPY_MATERIAL["PMMA"], paddle_pmma_mm),
+                (_SPEKPY_MATERIAL["Al"], added_al_mm),
+            ]
+        )
         k, phi = s.get_spectrum()
     return Spectrum(
         label=f"{target}/{filter_material} {filter_mm:g} mm {kv:g} kV +{added_al_mm:.3f} mm Al",
-        fluence=rebin(k, phi), target=target, filter_material=filter_material,
-        filter_mm=filter_mm, kv=kv, added_al_mm=added_al_mm)
+        fluence=rebin(k, phi),
+        target=target,
+        filter_material=filter_material,
+        filter_mm=filter_mm,
+        kv=kv,
+        added_al_mm=added_al_mm,
+    )
 
 
 def rebin(k_kev: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -164,15 +186,22 @@ def hvl_mm_al(fluence: np.ndarray) -> float:
     return 0.5 * (lo + hi)
 
 
-def spectrum_for_hvl(target: str, filter_material: str, filter_mm: float, kv: float,
-                     hvl_target_mm: float, tol_mm: float = 2e-4,
-                     paddle_pmma_mm: float = PADDLE_PMMA_MM) -> Spectrum:
+def spectrum_for_hvl(
+    target: str,
+    filter_material: str,
+    filter_mm: float,
+    kv: float,
+    hvl_target_mm: float,
+    tol_mm: float = 2e-4,
+    paddle_pmma_mm: float = PADDLE_PMMA_MM,
+) -> Spectrum:
     """Add aluminium to a spectrum until its HVL equals ``hvl_target_mm``.
 
     Raises ValueError if the spectrum without added Al is already harder.
     """
-    base = make_spectrum(target, filter_material, float(filter_mm), float(kv), 0.0,
-                         paddle_pmma_mm=float(paddle_pmma_mm))
+    base = make_spectrum(
+        target, filter_material, float(filter_mm), float(kv), 0.0, paddle_pmma_mm=float(paddle_pmma_mm)
+    )
     if hvl_mm_al(base.fluence) > hvl_target_mm + tol_mm:
         raise ValueError(f"{base.label}: HVL {hvl_mm_al(base.fluence):.3f} mm already above {hvl_target_mm}")
     # Attenuate the base spectrum analytically (same as spekpy's filter) using
@@ -191,19 +220,27 @@ def spectrum_for_hvl(target: str, filter_material: str, filter_mm: float, kv: fl
     paddle = f", {paddle_pmma_mm:g} mm PMMA" if paddle_pmma_mm != PADDLE_PMMA_MM else ""
     return Spectrum(
         label=f"{target}/{filter_material} {filter_mm:g} mm {kv:g} kV +{al:.3f} mm Al{paddle}",
-        fluence=base.fluence * np.exp(-mu * al), target=target,
-        filter_material=filter_material, filter_mm=filter_mm, kv=kv, added_al_mm=al)
+        fluence=base.fluence * np.exp(-mu * al),
+        target=target,
+        filter_material=filter_material,
+        filter_mm=filter_mm,
+        kv=kv,
+        added_al_mm=al,
+    )
 
 
-def spekpy_hvl(target: str, filter_material: str, filter_mm: float, kv: float,
-               added_al_mm: float = 0.0) -> float:
+def spekpy_hvl(target: str, filter_material: str, filter_mm: float, kv: float, added_al_mm: float = 0.0) -> float:
     """spekpy's own first HVL (mm Al) for the same filtration (cross-check)."""
     import spekpy
 
     with contextlib.redirect_stdout(io.StringIO()):
         s = spekpy.Spek(kvp=kv, th=ANODE_ANGLE_DEG, targ=target, dk=BIN_WIDTH_KEV)
-        s.multi_filter([(_SPEKPY_MATERIAL["Be"], TUBE_WINDOW_BE_MM),
-                        (_SPEKPY_MATERIAL.get(filter_material, filter_material), filter_mm),
-                        (_SPEKPY_MATERIAL["PMMA"], PADDLE_PMMA_MM),
-                        (_SPEKPY_MATERIAL["Al"], added_al_mm)])
+        s.multi_filter(
+            [
+                (_SPEKPY_MATERIAL["Be"], TUBE_WINDOW_BE_MM),
+                (_SPEKPY_MATERIAL.get(filter_material, filter_material), filter_mm),
+                (_SPEKPY_MATERIAL["PMMA"], PADDLE_PMMA_MM),
+                (_SPEKPY_MATERIAL["Al"], added_al_mm),
+            ]
+        )
         return float(s.get_hvl1())

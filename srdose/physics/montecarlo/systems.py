@@ -57,8 +57,7 @@ def momo_spectrum_for_hvl(hvl_mm_al: float, kv: float = MOMO_REFERENCE_KV) -> sp
     k = float(kv)
     while k >= 20.0:
         try:
-            return spectra.spectrum_for_hvl("Mo", "Mo", 0.03, k, hvl_mm_al,
-                                            paddle_pmma_mm=MOMO_REFERENCE_PADDLE_MM)
+            return spectra.spectrum_for_hvl("Mo", "Mo", 0.03, k, hvl_mm_al, paddle_pmma_mm=MOMO_REFERENCE_PADDLE_MM)
         except ValueError:
             k -= 1.0
     raise ValueError(f"no Mo/Mo spectrum of HVL {hvl_mm_al} mm Al at or below {kv} kV")
@@ -93,16 +92,19 @@ S_BEAMS = (
     Beam("W", "Ag", 0.050, (25, 27, 29, 31, 33, 35, 37, 39, 41, 45, 49), "Dance 2009; Hologic 2D, IMS Giotto"),
     Beam("W", "Al", 0.500, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009"),
     Beam("W", "Al", 0.700, (25, 28, 31, 34, 37, 40, 43, 46, 49), "Dance 2009; Hologic DBT (RDSR: 0.7 mm Al)"),
-    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 49),
-         "GE Pristina (Ag thickness assumed 0.03 mm)"),
+    Beam("Rh", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 49), "GE Pristina (Ag thickness assumed 0.03 mm)"),
     Beam("Mo", "Ag", 0.030, (26, 28, 30, 32, 34, 36, 38), "other (Ag thickness assumed 0.03 mm)"),
 )
 
 #: Beams the tomosynthesis t(theta) grid is folded for (the DBT beams of the
 #: systems below and of the RDSRs seen: Hologic and Fujifilm W/Al 0.7, Siemens
 #: W/Rh, IMS Giotto W/Ag, GE Rh/Ag; W/Al 0.5 for other W/Al units).
-T_THETA_BEAMS = tuple(b for b in S_BEAMS if (b.target, b.filter_material, b.filter_mm) in {
-    ("W", "Al", 0.7), ("W", "Al", 0.5), ("W", "Rh", 0.05), ("W", "Ag", 0.05), ("Rh", "Ag", 0.03)})
+T_THETA_BEAMS = tuple(
+    b
+    for b in S_BEAMS
+    if (b.target, b.filter_material, b.filter_mm)
+    in {("W", "Al", 0.7), ("W", "Al", 0.5), ("W", "Rh", 0.05), ("W", "Ag", 0.05), ("Rh", "Ag", 0.03)}
+)
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,14 @@ def _even(arc: float, n: int) -> tuple:
 
 def _documented(key: str, beam: Beam) -> Sweep:
     d = DOCUMENTED_SWEEPS[key]
-    return Sweep(d.name, _even(d.arc_deg, d.projections), (d.first_weight,) + (1.0,) * (d.projections - 1),
-                 beam, d.source, d.verified)
+    return Sweep(
+        d.name,
+        _even(d.arc_deg, d.projections),
+        (d.first_weight,) + (1.0,) * (d.projections - 1),
+        beam,
+        d.source,
+        d.verified,
+    )
 
 
 #: The documented sweeps (srdose.physics.sweeps) with the beam each system uses

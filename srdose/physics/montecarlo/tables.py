@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -71,7 +71,8 @@ def plan_runs(photons_2d: int, photons_dbt: int, public: dict) -> list[RunSpec]:
         for a in systems.T_THETA_ANGLES_DEG:
             if a != 0.0:
                 keys.append((t, 0.5, a, photons_dbt))
-    seen, runs = set(), []
+    seen: set[tuple] = set()
+    runs: list[RunSpec] = []
     for t, gl, a, n in keys:
         k = (t, round(gl, 6), round(a, 6))
         if k in seen:
@@ -118,8 +119,9 @@ def _run_worker(args) -> tuple[int, conversion.Response, float]:
     if gl not in _MEDIA_CACHE:
         _MEDIA_CACHE[gl] = transport.make_media(spec.glandularity)
     media = _MEDIA_CACHE[gl]
-    geom = transport.BreastGeometry(thickness_cm=spec.thickness_cm, glandularity=spec.glandularity,
-                                    angle_deg=spec.angle_deg, **geom_kw)
+    geom = transport.BreastGeometry(
+        thickness_cm=spec.thickness_cm, glandularity=spec.glandularity, angle_deg=spec.angle_deg, **geom_kw
+    )
     run_seed = seed * 1_000_003 + spec.index
     t0 = time.perf_counter()
     tally = transport.simulate(geom, spectra.BIN_CENTRES_KEV, q, spec.photons, run_seed, media=media)
@@ -128,9 +130,14 @@ def _run_worker(args) -> tuple[int, conversion.Response, float]:
     return spec.index, resp, dt
 
 
-def run_all(runs: list[RunSpec], q: np.ndarray, seed: int, workers: int,
-            progress: Callable[[RunSpec, float], None] | None = None,
-            geom_kw: dict | None = None) -> tuple[dict, float]:
+def run_all(
+    runs: list[RunSpec],
+    q: np.ndarray,
+    seed: int,
+    workers: int,
+    progress: Callable[[RunSpec, float], None] | None = None,
+    geom_kw: dict | None = None,
+) -> tuple[dict, float]:
     """Run every geometry; returns {key: Response} and the summed CPU time."""
     geom_kw = geom_kw or {}
     results: dict = {}
@@ -158,6 +165,7 @@ def run_all(runs: list[RunSpec], q: np.ndarray, seed: int, workers: int,
 
 # --- folding into tables ----------------------------------------------------------
 
+
 def _fmt(x: float, digits: int = 5) -> str:
     return "" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
@@ -181,21 +189,43 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
     """Fold responses into table rows (pure apart from reading its inputs)."""
     tables: dict[str, list[list]] = {}
     pg = public["g_factor"]
-    pub = {(round(float(h), 2), float(t)): pg["values_rows_hvl_cols_thickness"][i][j]
-           for i, h in enumerate(pg["hvl_mm_al"]) for j, t in enumerate(pg["thickness_cm"])}
+    pub = {
+        (round(float(h), 2), float(t)): pg["values_rows_hvl_cols_thickness"][i][j]
+        for i, h in enumerate(pg["hvl_mm_al"])
+        for j, t in enumerate(pg["thickness_cm"])
+    }
 
     # g over the extended grid; the published cells carry the public value beside ours
-    rows = [["hvl_mm_al", "thickness_cm", "g", "g_rel_unc", "spectrum", "g_public_copy",
-             "deviation_pct", "public_copy_flag"]]
+    rows = [
+        [
+            "hvl_mm_al",
+            "thickness_cm",
+            "g",
+            "g_rel_unc",
+            "spectrum",
+            "g_public_copy",
+            "deviation_pct",
+            "public_copy_flag",
+        ]
+    ]
     for hvl in systems.EXT_HVL_MM_AL:
         sp = spec[f"MoMo_hvl_{hvl:.2f}"]
         for t in systems.EXT_THICKNESS_CM:
             g, u = conversion.dose_per_kerma(results[(t, 0.5, 0.0)], sp.fluence)
             ref = pub.get((round(hvl, 2), t))
             dev = 100 * (g / ref - 1) if ref else float("nan")
-            rows.append([f"{hvl:.2f}", f"{t:g}", _fmt(g), _fmt(u / g, 3), sp.label,
-                         "" if ref is None else f"{ref:g}", _fmt(dev, 3),
-                         SUSPECT_G_CELLS.get((round(hvl, 2), t), "")])
+            rows.append(
+                [
+                    f"{hvl:.2f}",
+                    f"{t:g}",
+                    _fmt(g),
+                    _fmt(u / g, 3),
+                    sp.label,
+                    "" if ref is None else f"{ref:g}",
+                    _fmt(dev, 3),
+                    SUSPECT_G_CELLS.get((round(hvl, 2), t), ""),
+                ]
+            )
     tables["g_factors.csv"] = rows
 
     # c by glandularity
@@ -204,8 +234,7 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
         sp = spec[f"MoMo_hvl_{hvl:.2f}"]
         for t in systems.EXT_THICKNESS_CM:
             for gl in systems.C_TABLE_GLANDULARITY:
-                c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)],
-                                                    results[(t, 0.5, 0.0)], sp.fluence)
+                c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)], results[(t, 0.5, 0.0)], sp.fluence)
                 if gl == 0.5:
                     c, u = 1.0, 0.0
                 rows.append([f"{hvl:.2f}", f"{t:g}", f"{gl:g}", _fmt(c), _fmt(u / c, 3)])
@@ -217,16 +246,26 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
         for t, gl in table.items():
             for hvl in systems.EXT_HVL_MM_AL:
                 sp = spec[f"MoMo_hvl_{hvl:.2f}"]
-                c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)],
-                                                    results[(t, 0.5, 0.0)], sp.fluence)
+                c, u = conversion.independent_ratio(results[(t, round(gl, 6), 0.0)], results[(t, 0.5, 0.0)], sp.fluence)
                 if round(gl, 6) == 0.5:
                     c, u = 1.0, 0.0
                 rows.append([age, f"{t:g}", f"{gl:g}", f"{hvl:.2f}", _fmt(c), _fmt(u / c, 3)])
     tables["c_typical.csv"] = rows
 
     # s
-    rows = [["target", "filter", "filter_mm", "kv", "hvl_mm_al", "thickness_cm", "s", "s_rel_unc",
-             "momo_reference_spectrum"]]
+    rows = [
+        [
+            "target",
+            "filter",
+            "filter_mm",
+            "kv",
+            "hvl_mm_al",
+            "thickness_cm",
+            "s",
+            "s_rel_unc",
+            "momo_reference_spectrum",
+        ]
+    ]
     for b in systems.S_BEAMS:
         for kv in b.kvs:
             name = beam_spectrum_name(b, kv)
@@ -239,13 +278,23 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
                 else:
                     s, u = conversion.spectrum_ratio(results[(t, 0.5, 0.0)], sp.fluence, ref.fluence)
                     label = ref.label
-                rows.append([b.target, b.filter_material, f"{b.filter_mm:g}", f"{kv:g}", f"{hvl:.3f}",
-                             f"{t:g}", _fmt(s), _fmt(u / s, 3), label])
+                rows.append(
+                    [
+                        b.target,
+                        b.filter_material,
+                        f"{b.filter_mm:g}",
+                        f"{kv:g}",
+                        f"{hvl:.3f}",
+                        f"{t:g}",
+                        _fmt(s),
+                        _fmt(u / s, 3),
+                        label,
+                    ]
+                )
     tables["s_factors.csv"] = rows
 
     # DBT: t(theta) on the angle grid, per beam, kV (HVL) and thickness
-    t_rows = [["target", "filter", "filter_mm", "kv", "hvl_mm_al", "thickness_cm", "angle_deg", "t",
-               "t_rel_unc"]]
+    t_rows = [["target", "filter", "filter_mm", "kv", "hvl_mm_al", "thickness_cm", "angle_deg", "t", "t_rel_unc"]]
     t_grid: dict[tuple, dict[float, tuple[float, float]]] = {}
     for b in systems.T_THETA_BEAMS + tuple(sw.beam for sw in systems.DBT_SWEEPS):
         for kv in b.kvs:
@@ -261,14 +310,37 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
                     tv, tu = (1.0, 0.0) if a == 0.0 else conversion.t_factor(results[(t, 0.5, a)], zero, sp.fluence)
                     per_angle[a] = (tv, tu)
                     if b in systems.T_THETA_BEAMS:
-                        t_rows.append([b.target, b.filter_material, f"{b.filter_mm:g}", f"{kv:g}", f"{hvl:.3f}",
-                                       f"{t:g}", f"{a:g}", _fmt(tv), _fmt(tu / tv, 3)])
+                        t_rows.append(
+                            [
+                                b.target,
+                                b.filter_material,
+                                f"{b.filter_mm:g}",
+                                f"{kv:g}",
+                                f"{hvl:.3f}",
+                                f"{t:g}",
+                                f"{a:g}",
+                                _fmt(tv),
+                                _fmt(tu / tv, 3),
+                            ]
+                        )
                 t_grid[key] = per_angle
     tables["dbt_t_theta.csv"] = t_rows
 
     # T of each documented sweep, from the t(theta) grid (linear in angle)
-    T_rows = [["system", "arc_deg", "projections", "thickness_cm", "kv", "hvl_mm_al", "T", "T_rel_unc",
-               "geometry_verified", "sweep_source"]]
+    T_rows: list[list] = [
+        [
+            "system",
+            "arc_deg",
+            "projections",
+            "thickness_cm",
+            "kv",
+            "hvl_mm_al",
+            "T",
+            "T_rel_unc",
+            "geometry_verified",
+            "sweep_source",
+        ]
+    ]
     for sw in systems.DBT_SWEEPS:
         b = sw.beam
         w = np.array(sw.weights, float)
@@ -280,9 +352,20 @@ def build_tables(results: dict, spec: dict[str, spectra.Spectrum], public: dict)
                 vals = [_interp_t(per_angle, a) for a in sw.angles_deg]
                 T = float(np.sum(w * np.array([v for v, _ in vals])))
                 u = float(np.sqrt(np.sum((w * np.array([e for _, e in vals])) ** 2)))
-                T_rows.append([sw.system, f"{sw.arc_deg:g}", len(sw.angles_deg), f"{t:g}", f"{kv:g}",
-                               f"{spectra.hvl_mm_al(sp.fluence):.3f}", _fmt(T), _fmt(u / T, 3),
-                               str(sw.verified), sw.source])
+                T_rows.append(
+                    [
+                        sw.system,
+                        f"{sw.arc_deg:g}",
+                        len(sw.angles_deg),
+                        f"{t:g}",
+                        f"{kv:g}",
+                        f"{spectra.hvl_mm_al(sp.fluence):.3f}",
+                        _fmt(T),
+                        _fmt(u / T, 3),
+                        str(sw.verified),
+                        sw.source,
+                    ]
+                )
     tables["dbt_T.csv"] = T_rows
 
     # Monoenergetic glandular dose per air kerma (2D runs), for folding any spectrum.
@@ -340,10 +423,15 @@ def refold(tables_dir: Path, out_dir: Path) -> list[Path]:
     kept, with a line saying when the tables were refolded."""
     tables_dir = Path(tables_dir)
     results = load_responses(tables_dir / "responses.npz")
-    header = [c for c in read_commented_csv(tables_dir / "g_factors.csv").comments
-              if not c.startswith("table:") and not c.startswith("refolded")]
-    header.append(f"refolded from these runs' responses.npz with the spectra of srdose {__version__} on "
-                  f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+    header = [
+        c
+        for c in read_commented_csv(tables_dir / "g_factors.csv").comments
+        if not c.startswith("table:") and not c.startswith("refolded")
+    ]
+    header.append(
+        f"refolded from these runs' responses.npz with the spectra of srdose {__version__} on "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}"
+    )
     tables = build_tables(results, table_spectra(), load_public_factors())
     out_dir = Path(out_dir)
     if out_dir.resolve() != tables_dir.resolve():
@@ -351,8 +439,15 @@ def refold(tables_dir: Path, out_dir: Path) -> list[Path]:
     return write_tables(out_dir, tables, header)
 
 
-def generate(out_dir: Path, photons_2d: int = 8_000_000, photons_dbt: int = 2_500_000, seed: int = 20240501,
-             workers: int | None = None, progress=None, on_plan=None) -> list[Path]:
+def generate(
+    out_dir: Path,
+    photons_2d: int = 8_000_000,
+    photons_dbt: int = 2_500_000,
+    seed: int = 20240501,
+    workers: int | None = None,
+    progress=None,
+    on_plan=None,
+) -> list[Path]:
     """Regenerate every table into ``out_dir``."""
     public = load_public_factors()
     spec = table_spectra()

@@ -139,7 +139,8 @@ def make_media(glandularity: float) -> Media:
     mc_g = materials.mass_coefficients(materials.GLANDULAR_HAMMERSTEIN, e)
     mc_m = materials.mass_coefficients(comp_m, e)
     return Media(
-        adipose=adipose, mixture=mixture,
+        adipose=adipose,
+        mixture=mixture,
         mu_max=np.maximum(adipose.mu_total, mixture.mu_total),
         gland_ratio_photo=mc_g["photo"] / mc_m["photo"],
         gland_ratio_incoh=mc_g["incoh"] / mc_m["incoh"],
@@ -165,7 +166,7 @@ class Tally:
     energy_escaped_kev: float = 0.0
     histories: int = 0
 
-    def add(self, other: "Tally") -> None:
+    def add(self, other: Tally) -> None:
         self.n += other.n
         self.sum += other.sum
         self.sumsq += other.sumsq
@@ -176,6 +177,7 @@ class Tally:
 
 
 # --- geometry helpers -------------------------------------------------------
+
 
 def _exit_distance(x, y, z, u, v, w, radius, thickness):
     """Distance to leave the half cylinder from inside (vectorised)."""
@@ -236,8 +238,8 @@ def _rotate(u, v, w, cos_t, phi):
 
 # --- angular samplers -------------------------------------------------------
 
-def sample_coherent(energy_kev: np.ndarray, tables: materials.ScatterTables,
-                    rng: np.random.Generator) -> np.ndarray:
+
+def sample_coherent(energy_kev: np.ndarray, tables: materials.ScatterTables, rng: np.random.Generator) -> np.ndarray:
     """cos(theta) for coherent scattering: Thomson x F^2(x) of the medium.
 
     x^2 is drawn from F^2 (inverse of its cumulative integral, restricted to
@@ -260,8 +262,9 @@ def sample_coherent(energy_kev: np.ndarray, tables: materials.ScatterTables,
     return cos_t
 
 
-def sample_incoherent(energy_kev: np.ndarray, tables: materials.ScatterTables,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_incoherent(
+    energy_kev: np.ndarray, tables: materials.ScatterTables, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(cos(theta), E') for incoherent scattering: Klein-Nishina x S(x).
 
     Klein-Nishina is sampled with the composition-rejection method of Butcher
@@ -280,8 +283,7 @@ def sample_incoherent(energy_kev: np.ndarray, tables: materials.ScatterTables,
         a1 = -np.log(eps0)
         a2 = a1 + 0.5 * (1.0 - eps0 * eps0)
         r = rng.random((3, pending.size))
-        eps = np.where(r[0] * a2 < a1, np.exp(-a1 * r[1]),
-                       np.sqrt(eps0 * eps0 + (1.0 - eps0 * eps0) * r[1]))
+        eps = np.where(r[0] * a2 < a1, np.exp(-a1 * r[1]), np.sqrt(eps0 * eps0 + (1.0 - eps0 * eps0) * r[1]))
         one_minus_cos = (1.0 - eps) / (eps * k)
         sin2 = one_minus_cos * (2.0 - one_minus_cos)
         g = 1.0 - eps * sin2 / (1.0 + eps * eps)
@@ -295,6 +297,7 @@ def sample_incoherent(energy_kev: np.ndarray, tables: materials.ScatterTables,
 
 
 # --- the transport ------------------------------------------------------------
+
 
 def sampling_rectangle(geom: BreastGeometry) -> tuple[float, float, float, float]:
     """Rectangle on the plane z = thickness containing every ray into the breast."""
@@ -311,9 +314,15 @@ def sampling_rectangle(geom: BreastGeometry) -> tuple[float, float, float, float
     return min(xs), max(xs), max(0.0, min(ys)), max(ys)
 
 
-def transport_batch(geom: BreastGeometry, media: Media, bin_energies_kev: np.ndarray,
-                    bin_cdf: np.ndarray, n: int, rng: np.random.Generator,
-                    scatter: bool = True) -> Tally:
+def transport_batch(
+    geom: BreastGeometry,
+    media: Media,
+    bin_energies_kev: np.ndarray,
+    bin_cdf: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    scatter: bool = True,
+) -> Tally:
     """Transport ``n`` photons; energies drawn from the discrete ``bin_cdf``.
 
     Parameters
@@ -364,8 +373,7 @@ def transport_batch(geom: BreastGeometry, media: Media, bin_energies_kev: np.nda
         stay = step < d_exit
         e_esc += float(e[~stay].sum())
         if not stay.all():
-            hist, x, y, z, u, v, w, e, step, mu_max = (
-                a[stay] for a in (hist, x, y, z, u, v, w, e, step, mu_max))
+            hist, x, y, z, u, v, w, e, step, mu_max = (a[stay] for a in (hist, x, y, z, u, v, w, e, step, mu_max))
         x = x + step * u
         y = y + step * v
         z = z + step * w
@@ -438,14 +446,23 @@ def transport_batch(geom: BreastGeometry, media: Media, bin_energies_kev: np.nda
         n=np.bincount(bins, minlength=nb).astype(float),
         sum=np.bincount(bins, weights=s, minlength=nb),
         sumsq=np.bincount(bins, weights=s * s, minlength=nb),
-        energy_incident_kev=e_inc, energy_deposited_kev=e_dep,
-        energy_escaped_kev=e_esc, histories=n,
+        energy_incident_kev=e_inc,
+        energy_deposited_kev=e_dep,
+        energy_escaped_kev=e_esc,
+        histories=n,
     )
 
 
-def simulate(geom: BreastGeometry, bin_energies_kev: np.ndarray, bin_probabilities: np.ndarray,
-             photons: int, seed: int, media: Media | None = None, batch_size: int = 100_000,
-             scatter: bool = True) -> Tally:
+def simulate(
+    geom: BreastGeometry,
+    bin_energies_kev: np.ndarray,
+    bin_probabilities: np.ndarray,
+    photons: int,
+    seed: int,
+    media: Media | None = None,
+    batch_size: int = 100_000,
+    scatter: bool = True,
+) -> Tally:
     """Run ``photons`` histories in batches with a seeded PCG64 stream.
 
     Parameters

@@ -9,73 +9,77 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25 03:31:47.576244
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('audit_log',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
-    sa.Column('who', sa.String(length=128), nullable=False),
-    sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('parameters', sa.Text(), nullable=True),
-    sa.Column('rows', sa.Integer(), nullable=True),
-    sa.Column('detail', sa.Text(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("who", sa.String(length=128), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("parameters", sa.Text(), nullable=True),
+        sa.Column("rows", sa.Integer(), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_audit_log_action'), ['action'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_log_at"), ["at"], unique=False)
 
-    op.create_table('optouts',
-    sa.Column('patient_pseudonym', sa.String(length=64), nullable=False),
-    sa.Column('added_at', sa.DateTime(), nullable=False),
-    sa.Column('source_sha256', sa.String(length=64), nullable=True),
-    sa.PrimaryKeyConstraint('patient_pseudonym')
+    op.create_table(
+        "optouts",
+        sa.Column("patient_pseudonym", sa.String(length=64), nullable=False),
+        sa.Column("added_at", sa.DateTime(), nullable=False),
+        sa.Column("source_sha256", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("patient_pseudonym"),
     )
-    op.create_table('reidentification',
-    sa.Column('patient_pseudonym', sa.String(length=64), nullable=False),
-    sa.Column('nonce', sa.String(length=32), nullable=False),
-    sa.Column('ciphertext', sa.Text(), nullable=False),
-    sa.Column('key_id', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('patient_pseudonym')
+    op.create_table(
+        "reidentification",
+        sa.Column("patient_pseudonym", sa.String(length=64), nullable=False),
+        sa.Column("nonce", sa.String(length=32), nullable=False),
+        sa.Column("ciphertext", sa.Text(), nullable=False),
+        sa.Column("key_id", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("patient_pseudonym"),
     )
-    op.create_table('unit_aliases',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('match_field', sa.String(length=16), nullable=False),
-    sa.Column('match_value', sa.String(length=256), nullable=False),
-    sa.Column('display_name', sa.String(length=256), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('match_field', 'match_value', name='uq_unit_alias_match')
+    op.create_table(
+        "unit_aliases",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("match_field", sa.String(length=16), nullable=False),
+        sa.Column("match_value", sa.String(length=256), nullable=False),
+        sa.Column("display_name", sa.String(length=256), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("match_field", "match_value", name="uq_unit_alias_match"),
     )
-    with op.batch_alter_table('devices', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('display_name', sa.String(length=256), nullable=True))
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("display_name", sa.String(length=256), nullable=True))
 
-    with op.batch_alter_table('studies', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('not_patient', sa.Boolean(), server_default=sa.false(), nullable=False))
-
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("not_patient", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('studies', schema=None) as batch_op:
-        batch_op.drop_column('not_patient')
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.drop_column("not_patient")
 
-    with op.batch_alter_table('devices', schema=None) as batch_op:
-        batch_op.drop_column('display_name')
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.drop_column("display_name")
 
-    op.drop_table('unit_aliases')
-    op.drop_table('reidentification')
-    op.drop_table('optouts')
-    with op.batch_alter_table('audit_log', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
-        batch_op.drop_index(batch_op.f('ix_audit_log_action'))
+    op.drop_table("unit_aliases")
+    op.drop_table("reidentification")
+    op.drop_table("optouts")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_log_at"))
+        batch_op.drop_index(batch_op.f("ix_audit_log_action"))
 
-    op.drop_table('audit_log')
+    op.drop_table("audit_log")
