@@ -3,7 +3,8 @@
 #   bash scripts/test.sh [pytest args...]
 # srdose and the Python test dependencies go into ./.venv (scripts/setup.sh). System
 # packages come from Debian (needs root or sudo): DCMTK and Orthanc as real DICOM peers,
-# PostgreSQL as the second database engine, Chromium to render reports. PostgreSQL is
+# PostgreSQL as the second database engine, Chromium to render reports and (with
+# chromium-driver) to drive the web application in a real browser. PostgreSQL is
 # started here on 127.0.0.1, on a free port, and stopped on exit. ruff and mypy run first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ need=()
 [ -x /usr/sbin/Orthanc ] || [ -x /usr/bin/Orthanc ] || need+=(orthanc)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq

@@ -420,6 +420,44 @@ class CurationSettings:
     protocol_map: str = _setting("")
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    """``[web]``: the web application (``srdose serve``)."""
+
+    # Path prefix when served behind a reverse proxy under a sub-path (e.g. /srdose); empty: none.
+    root_path: str = _setting("")
+    # Believe the proxy's X-Forwarded-Proto / X-Forwarded-For: only when a proxy is in front.
+    trust_proxy: bool = _setting(False)
+    # A login lasts this long without use.
+    session_minutes: int = _setting(480, within=(1, 100_000))
+    # Wrong passwords in a row before an account is locked, and for how long.
+    max_failed_logins: int = _setting(5, within=(1, 1000))
+    lockout_minutes: int = _setting(15, within=(1, 100_000))
+    # Where reports run from the browser are written; empty: <data_dir>/reports.
+    reports_dir: str = _setting("")
+    # Rows per page of the event list.
+    page_size: int = _setting(50, within=(1, 10_000))
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    """``[alerts]``: alert rules are evaluated by the web application and ``srdose alerts check``."""
+
+    # SMTP server for the alert e-mails; empty: alerts are shown in the app only.
+    smtp_host: str = _setting("")
+    smtp_port: int = _setting(25, within=(1, 65535))
+    # Upgrade the connection with STARTTLS before logging in.
+    smtp_starttls: bool = _setting(False)
+    # Log in as this user (empty: no login), with the password in this file (mode 0600).
+    smtp_user: str = _setting("")
+    smtp_password_file: str = _setting("")
+    mail_from: str = _setting("srdose@localhost")
+    # Who receives the alert e-mails.
+    mail_to: tuple[str, ...] = _setting([])
+    # The web application evaluates the rules this often.
+    evaluate_minutes: int = _setting(15, within=(1, 100_000))
+
+
 #: The sections, in the order ``srdose config`` prints them.
 SECTIONS: dict[str, type] = {
     "ingest": IngestSettings,
@@ -428,6 +466,8 @@ SECTIONS: dict[str, type] = {
     "report": ReportSettings,
     "governance": GovernanceSettings,
     "curation": CurationSettings,
+    "web": WebSettings,
+    "alerts": AlertsSettings,
 }
 
 
@@ -587,6 +627,8 @@ class Settings:
     report: ReportSettings
     governance: GovernanceSettings
     curation: CurationSettings
+    web: WebSettings
+    alerts: AlertsSettings
 
     def __init__(self, values: dict, source: Path | None = None, origin: Origin = _given):
         self.values = values  # as written: what `srdose config` prints

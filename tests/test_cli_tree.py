@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Every top-level command (None) and group (its subcommands), as `srdose --help` lists them.
 EXPECTED_TREE = {
+    "alerts": {"check": None},
     "audit": None,
     "check": None,
     "config": None,
@@ -33,9 +34,11 @@ EXPECTED_TREE = {
     "reidentify": None,
     "report": {"drl": None, "qa": None, "survey": None},
     "retrieve": None,
+    "serve": None,
     "status": None,
     "synth": None,
     "units": {"alias": None, "list": None, "rename": None},
+    "users": {"add": None, "disable": None, "list": None, "passwd": None},
     "validate": None,
 }
 

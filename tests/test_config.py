@@ -136,6 +136,8 @@ def test_typed_sections_hold_the_documented_defaults():
         "report",
         "governance",
         "curation",
+        "web",
+        "alerts",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.recalc.ratio_band = 0.5

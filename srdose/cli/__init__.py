@@ -18,6 +18,7 @@ import click
 from rich.logging import RichHandler
 
 from srdose import __version__
+from srdose.cli.alerts import alerts
 from srdose.cli.config import show_config
 from srdose.cli.context import EXIT_USAGE, Context, console, fail
 from srdose.cli.curation import check, protocols, units
@@ -31,6 +32,7 @@ from srdose.cli.recalc import physics, recalc, validate
 from srdose.cli.receive import listen, retrieve, status
 from srdose.cli.report import qc, report
 from srdose.cli.synth import synth
+from srdose.cli.web import serve, users
 from srdose.config import ConfigError, load
 
 __all__ = ["main"]
@@ -101,3 +103,6 @@ main.add_command(audit)
 main.add_command(check)
 main.add_command(units)
 main.add_command(protocols)
+main.add_command(serve)
+main.add_command(users)
+main.add_command(alerts)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,7 +37,7 @@ class Device(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     manufacturer: Mapped[str] = mapped_column(String(256), default="")
     model: Mapped[str] = mapped_column(String(256), default="")
-    serial: Mapped[str] = mapped_column(String(256), default="")
+    serial: Mapped[str] = mapped_column(String(256), default="", index=True)
     station: Mapped[str | None] = mapped_column(String(256))
     institution: Mapped[str | None] = mapped_column(String(256))
     department: Mapped[str | None] = mapped_column(String(256))
@@ -336,3 +337,78 @@ class UnitAlias(Base):
     match_value: Mapped[str] = mapped_column(String(256))
     display_name: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+# --- the web application ---------------------------------------------------------
+
+
+class WebUser(Base):
+    """A login of the web application (``srdose users``); the password only as an argon2 hash."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | physicist | admin
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_login: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser: only the SHA-256 of its cookie token is kept."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+# --- alerts ----------------------------------------------------------------------
+
+
+class AlertRule(Base):
+    """A rule a physicist sets; :mod:`srdose.web.alerting` evaluates it.
+
+    ``kind``: mgd | ratio | drift | silent | listener | quarantine. ``serial`` None: every unit.
+    ``threshold`` is the MGD level (mGy), the ratio band (fraction), the number of quarantined
+    files in a day or the minutes a listener status may be old; ``days`` the look-back of the
+    dose rules or the days a unit may be silent.
+    """
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    serial: Mapped[str | None] = mapped_column(String(256))
+    view: Mapped[str | None] = mapped_column(String(16))
+    band_min_mm: Mapped[float | None] = mapped_column(Float)
+    band_max_mm: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    days: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Alert(Base):
+    """One firing of a rule. ``key`` (rule, subject, period) is unique: a rule fires once for it."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("key", name="uq_alert_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str | None] = mapped_column(String(256))
+    fired_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    message: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(String(512))
+    emailed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
