@@ -107,6 +107,14 @@ def db_url(request, tmp_path):
     return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def module_db_url(request, tmp_path_factory):
+    """A fresh, empty database shared by one module's tests (built once, e.g. by a web app's world)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+
+
 @pytest.fixture
 def pseudonymiser():
     from srdose.pseudonym import Pseudonymiser

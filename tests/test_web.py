@@ -1,7 +1,7 @@
 """The web application over HTTP: every page for every role, refused access, CSRF, wrong passwords and
 lock-out, downloads equal to the filtered rows, no identifier in any answer, and the audit trail.
 
-A real SQLite database built by ingesting synthetic RDSRs (and recalculating them); the app is
+A real database (SQLite, then PostgreSQL) built by ingesting synthetic RDSRs (and recalculating them); the app is
 driven through Starlette's TestClient (httpx over the real ASGI app), and once through a real
 uvicorn server on 127.0.0.1.
 """
@@ -47,7 +47,7 @@ def name_forms(pn: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, module_db_url):
     """A database of synthetic studies of two vendors, recalculated; three users; the identifiers."""
     tmp = tmp_path_factory.mktemp("web")
     src = tmp / "in"
@@ -62,7 +62,7 @@ def world(tmp_path_factory):
             if ids.get("referring_physician"):
                 identifiers |= name_forms(ids["referring_physician"])
     identifiers = {v for v in identifiers if len(v) >= 5}
-    url = f"sqlite:///{tmp / 'web.sqlite'}"
+    url = module_db_url
     store = DoseStore(url, Pseudonymiser(b"1" * 64))
     summary = Ingestor(store, QuarantineFolder(tmp / "quarantine"), batch_size=50).ingest_paths([src])
     assert summary.n_quarantined == 0
@@ -376,7 +376,8 @@ def _cli(*args, data_dir: Path, input: str | None = None):
     )
 
 
-def test_users_commands(srdose_env, tmp_path):
+def test_users_commands(srdose_env, tmp_path, db_url, monkeypatch):
+    monkeypatch.setenv("SRDOSE_DATABASE_URL", db_url)  # the commands' database: SQLite, then PostgreSQL
     pw = tmp_path / "pw.txt"
     pw.write_text(PASSWORD + "\n")
     r = _cli("users", "add", "carol", "--role", "physicist", "--password-file", pw, data_dir=srdose_env)
@@ -404,7 +405,7 @@ def test_users_commands(srdose_env, tmp_path):
     new = tmp_path / "new.txt"
     new.write_text(PASSWORD + " two\n")
     assert _cli("users", "passwd", "carol", "--password-file", new, data_dir=srdose_env).exit_code == 0
-    store = DoseStore(f"sqlite:///{srdose_env / 'srdose.sqlite'}")
+    store = DoseStore(db_url)
     try:
         from srdose.web.auth import verify_password
 

@@ -2,7 +2,7 @@
 ``srdose units``, protocol counts equal to the database's, and an event made infeasible on purpose
 found by the check; viewers and forged forms refused; no identifier in any answer.
 
-A real SQLite database built by ingesting synthetic RDSRs (with the ingest hooks, so infeasible
+A real database (SQLite, then PostgreSQL) built by ingesting synthetic RDSRs (with the ingest hooks, so infeasible
 values are flagged as the listener flags them) and one hand-built RDSR ingested without them; the
 app is driven through Starlette's TestClient over the real ASGI app.
 """
@@ -40,7 +40,7 @@ BAD_SERIAL, BAD_KVP = "SN-CURATION-80KV", "80"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(tmp_path_factory: pytest.TempPathFactory, module_db_url: str) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("web-curation")
     src = tmp / "in"
     identifiers: set[str] = set()
@@ -53,7 +53,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             identifiers |= name_forms(ids["patient_name"])
             if ids.get("referring_physician"):
                 identifiers |= name_forms(ids["referring_physician"])
-    url = f"sqlite:///{tmp / 'curation.sqlite'}"
+    url = module_db_url
     store = DoseStore(url, Pseudonymiser(b"2" * 64))
     hooks = IngestHooks(("PHANTOM", "QA", "TEST"), load_rules())
     summary = Ingestor(store, QuarantineFolder(tmp / "q"), batch_size=50, hooks=hooks).ingest_paths([src])

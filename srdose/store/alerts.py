@@ -87,6 +87,8 @@ def add_rule(
 
 def set_rule_enabled(store, rule_id: int, enabled: bool) -> bool:
     """Enable or disable a rule; False when there is no such rule."""
+    if not M.fits_integer(rule_id):
+        return False  # no such id; PostgreSQL would refuse to compare it
     with store.begin() as conn:
         res = conn.execute(update(M.AlertRule).where(M.AlertRule.id == rule_id).values(enabled=enabled))
         return bool(res.rowcount)
@@ -157,6 +159,8 @@ def mark_emailed(store, ids: Iterable[int], at: dt.datetime) -> int:
 def acknowledge(store, alert_id: int, who: str, at: dt.datetime | None = None) -> bool:
     """Mark an alert seen; False when there is no such alert or it was acknowledged already."""
     A = M.Alert
+    if not M.fits_integer(alert_id):
+        return False  # no such id; PostgreSQL would refuse to compare it
     with store.begin() as conn:
         res = conn.execute(
             update(A)

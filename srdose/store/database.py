@@ -108,16 +108,36 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
 
 
-def make_engine(url: str) -> Engine:
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL, or None for an in-memory database (which
+    each new pool would see as a different, empty database)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or "mode=memory" in url:
+        return None
+    return database
+
+
+def make_engine(url: str, read_only: bool = False) -> Engine:
     """An engine with the settings srdose relies on.
 
-    SQLite: WAL (readers do not block the listener's writer), foreign keys
-    on, and transactions begun explicitly so that SAVEPOINTs work (the
-    pysqlite driver otherwise manages transactions itself).
+    SQLite: WAL (readers do not block a writer, nor a writer its readers),
+    foreign keys on, a 60 s busy timeout (a writer waits for the one before
+    it rather than fails), and transactions begun explicitly so that
+    SAVEPOINTs work (the pysqlite driver otherwise manages transactions
+    itself).
+
+    Every transaction of a normal engine is ``BEGIN IMMEDIATE``: it takes the
+    write lock at once, so a transaction that reads and then writes never
+    fails upgrading its lock (in WAL, SQLITE_BUSY_SNAPSHOT, which the busy
+    timeout does not retry) because another writer committed in between.
+    That serialises readers too, so a ``read_only`` engine begins with a
+    plain (deferred) ``BEGIN``, a snapshot that neither waits for nor blocks
+    the writer, and sets ``query_only`` so that a write slipped onto it fails
+    at once instead of risking that lock upgrade.
     """
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
+        path = _sqlite_file(url)
+        if path:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -128,11 +148,13 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -168,13 +190,32 @@ class DoseStore:
         to write, not to read.
     migrate
         Bring the schema to the current revision on opening.
+    concurrent_reads
+        Make ``engine`` a read-only engine whose transactions do not take
+        SQLite's write lock (see :func:`make_engine`), while :meth:`begin`
+        keeps writing through ``write_engine``: for a server whose many
+        concurrent requests mostly read (the web application). Otherwise
+        ``engine`` is ``write_engine``. Either way ``read_engine`` reads
+        without the write lock; on PostgreSQL, and for an in-memory SQLite
+        database, all three are the one engine.
     """
 
     def __init__(
-        self, url: str, pseudonymiser: Pseudonymiser | None = None, migrate: bool = True, age_resolution_years: int = 1
+        self,
+        url: str,
+        pseudonymiser: Pseudonymiser | None = None,
+        migrate: bool = True,
+        age_resolution_years: int = 1,
+        concurrent_reads: bool = False,
     ):
         self.url = url
-        self.engine = make_engine(url)
+        self.write_engine = make_engine(url)
+        # a second pool for SQLite's deferred reads: a connection's BEGIN is
+        # fixed by its engine, so reads and writes cannot share connections
+        separate = url.startswith("sqlite") and _sqlite_file(url) is not None
+        self.read_engine = make_engine(url, read_only=True) if separate else self.write_engine
+        #: what ``store.engine.connect()`` reads through, here and in the modules that take a store
+        self.engine = self.read_engine if concurrent_reads else self.write_engine
         self.pseudonymiser = pseudonymiser
         self.age_resolution_years = max(1, int(age_resolution_years))
         # device ids of committed rows, and of rows written by the transaction
@@ -182,23 +223,30 @@ class DoseStore:
         # are forgotten on any rollback (a rolled-back device row is gone)
         self._devices: dict[tuple, tuple] = {}
         self._pending_devices: dict[tuple, tuple] = {}
-        event.listen(self.engine, "rollback", self._forget_pending)
-        event.listen(self.engine, "rollback_savepoint", self._forget_pending)
+        event.listen(self.write_engine, "rollback", self._forget_pending)
+        event.listen(self.write_engine, "rollback_savepoint", self._forget_pending)
         if migrate:
-            upgrade(self.engine)
+            upgrade(self.write_engine)
 
     def _forget_pending(self, *_args) -> None:
         self._pending_devices.clear()
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection that reads one snapshot without taking SQLite's write lock."""
+        with self.read_engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A transaction; commits on success, rolls back on error."""
         self._pending_devices.clear()
         try:
-            with self.engine.begin() as conn:
+            with self.write_engine.begin() as conn:
                 yield conn
         except BaseException:
             self._pending_devices.clear()

@@ -439,7 +439,8 @@ def find_devices(store, ref: str) -> list[int]:
     """Device ids a user's reference names: an id, a serial, a station or a display name."""
     D = M.Device
     with store.engine.connect() as conn:
-        if ref.isdigit():
+        # a number beyond an id's range is no id (PostgreSQL refuses to compare it)
+        if ref.isdigit() and M.fits_integer(int(ref)):
             row = conn.execute(select(D.id).where(D.id == int(ref))).first()
             if row:
                 return [row[0]]
@@ -500,7 +501,8 @@ def protocol_names(store) -> list[tuple[str | None, int]]:
         .join(S, E.source_object_id == S.id)
         .where(S.superseded_by.is_(None))
         .group_by(E.protocol)
-        .order_by(func.count(E.id).desc())
+        # equal counts by name: the same order on every engine and every load
+        .order_by(func.count(E.id).desc(), E.protocol)
     )
     with store.engine.connect() as conn:
         return [(p, n) for p, n in conn.execute(q)]

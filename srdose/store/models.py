@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -28,6 +29,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+#: The range of an ``Integer`` column on every engine: PostgreSQL's integer is 32-bit, and
+#: binding a larger number (from a URL or a form) is an error there, not "no such row".
+MAX_INTEGER = 2**31 - 1
+
+
+def fits_integer(n: int) -> bool:
+    """Whether ``n`` can be compared with an ``Integer`` column (an id) on every engine."""
+    return -MAX_INTEGER - 1 <= n <= MAX_INTEGER
 
 
 class Device(Base):
@@ -71,6 +82,16 @@ class SourceObject(Base):
     """A DICOM object srdose ingested (RDSR or MG image)."""
 
     __tablename__ = "source_objects"
+    # partial: only the few superseded objects (a query for live ones, IS NULL, cannot use it,
+    # so it does not tempt the planner to read every live object through it)
+    __table_args__ = (
+        Index(
+            "ix_source_objects_superseded",
+            "superseded_by",
+            sqlite_where=text("superseded_by IS NOT NULL"),
+            postgresql_where=text("superseded_by IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)

@@ -8,13 +8,14 @@ and target/filter against thickness, compression force per view, monthly
 medians, the unit's physics data with their fits, and the RDSR quirks seen.
 
 Size: a unit may hold hundreds of thousands of events, so nothing sends them
-all to the browser. The scatter charts read a pseudo-random sample chosen in
-SQL (at most ``max_points``, 2,000 by default, per chart); the medians are
-computed from three narrow columns read with the driver's cursor and reduced
-to one point per day, week or month here; flags are counted by SQL
-``GROUP BY``. Only live events of patient studies count (not superseded by a
-later RDSR, not a test or phantom study). No pseudonym or UID leaves this
-module.
+all to the browser. :func:`unit_charts` reads the narrow columns it needs of the
+unit's events once, with the driver's cursor (one indexed query, not one per
+chart), and computes everything from them here: the scatter charts get a
+pseudo-random sample (at most ``max_points``, 2,000 by default, per chart,
+chosen by a hash of the event id); the medians are reduced to one point per
+day, week or month; flags and target/filter pairs are counted. Only live events
+of patient studies count (not superseded by a later RDSR, not a test or phantom
+study). No pseudonym or UID leaves this module.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Select, cast, false, func, literal, select
+from sqlalchemy import Select, false, func, select
 
 from srdose.physics.dance import fit_kv
 from srdose.store import models as M
@@ -114,6 +115,19 @@ def unit_devices(store, serial: str) -> list[dict]:
     return rows
 
 
+def _to_day_columns(dates: list, mgd: list, agd: list, ratio: list) -> dict[str, np.ndarray]:
+    """The arrays of :func:`_day_columns` from parallel lists (dates as YYYYMMDD, not None)."""
+    day = np.array([f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in dates], dtype="datetime64[D]")
+    order = np.argsort(day, kind="stable")
+    out = {"day": day[order]}
+    for name, raw in (("mgd", mgd), ("agd", agd), ("ratio", ratio)):
+        v = np.array(raw, dtype=float).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            v[~(v > 0)] = np.nan
+        out[name] = v[order]
+    return out
+
+
 def _day_columns(store, device_ids: list[int], acquisition: str | None = None) -> dict[str, np.ndarray]:
     """Study date (datetime64[D]), recalculated MGD, reported AGD and their stored ratio of the
     unit's events, NaN where missing or not positive; ordered by date."""
@@ -122,23 +136,12 @@ def _day_columns(store, device_ids: list[int], acquisition: str | None = None) -
     q = q.where(St.study_date.is_not(None))
     if acquisition:
         q = q.where(E.acquisition == acquisition)
-    days: list[np.ndarray] = []
-    values: list[list[np.ndarray]] = [[], [], []]
+    cols: list[list] = [[], [], [], []]
     with store.engine.connect() as conn:
         for part in _raw_chunks(conn, q, 50000):
-            c = list(zip(*part))
-            days.append(np.array([f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in c[0]], dtype="datetime64[D]"))
-            for k in range(3):
-                v = np.array(c[1 + k], dtype=float)
-                with np.errstate(invalid="ignore"):
-                    v[~(v > 0)] = np.nan
-                values[k].append(v)
-    day = np.concatenate(days) if days else np.zeros(0, dtype="datetime64[D]")
-    order = np.argsort(day, kind="stable")
-    out = {"day": day[order]}
-    for k, name in enumerate(("mgd", "agd", "ratio")):
-        out[name] = (np.concatenate(values[k]) if values[k] else np.zeros(0))[order]
-    return out
+            for k, c in enumerate(zip(*part)):
+                cols[k].extend(c)
+    return _to_day_columns(*cols)
 
 
 def _group_medians(keys: np.ndarray, values: np.ndarray, min_n: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -322,34 +325,72 @@ def ratio_drift(
 # --- the scatter charts ---------------------------------------------------------------------
 
 
-def _sample_rows(store, device_ids: list[int], max_points: int) -> tuple[list[tuple], int, bool]:
-    """A pseudo-random sample (about ``max_points``) of the unit's live patient events:
-    thickness, recalculated MGD, reported AGD, kV, target, filter, force, view; and how many
-    events there are in all; whether it is a sample."""
-    E, R = M.Event, M.RecalcResult
+#: The columns :func:`_unit_rows` reads, in order.
+_UNIT_COLUMNS = (
+    "id",
+    "study_date",
+    "mgd",
+    "agd",
+    "ratio",
+    "thickness",
+    "kvp",
+    "anode",
+    "filter",
+    "force",
+    "view",
+    "event_flags",
+    "object_flags",
+    "recalc_flags",
+)
+
+
+def _unit_rows(store, device_ids: list[int]) -> dict[str, list]:
+    """Every column the unit page needs of the unit's live patient events, read in one query
+    (by :data:`_UNIT_COLUMNS`; lists in event id order)."""
+    E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
+    q = _live_patient(
+        _events_query(
+            E.id,
+            St.study_date,
+            R.mgd_recalc_mgy,
+            E.agd_mgy,
+            R.ratio_recalc_to_reported,
+            E.compressed_thickness_mm,
+            E.kvp,
+            E.anode,
+            E.filter_material,
+            E.compression_force_n,
+            E.view,
+            E.flags,
+            S.flags,
+            R.flags,
+        ),
+        device_ids,
+    ).order_by(E.id)
+    cols: list[list] = [[] for _ in _UNIT_COLUMNS]
     with store.engine.connect() as conn:
-        n = conn.execute(_live_patient(_events_query(func.count(E.id)), device_ids)).scalar_one()
-        q = _live_patient(
-            _events_query(
-                E.compressed_thickness_mm,
-                R.mgd_recalc_mgy,
-                E.agd_mgy,
-                E.kvp,
-                E.anode,
-                E.filter_material,
-                E.compression_force_n,
-                E.view,
-            ),
-            device_ids,
-        ).where(E.compressed_thickness_mm.is_not(None))
-        step = max(1, math.ceil(n / max_points))
-        if step > 1:
-            # a hash of the event id, not id % step: views repeat in the same order in every study
-            # (64-bit arithmetic: PostgreSQL's integer would overflow)
-            h = cast(E.id, BigInteger) * literal(_HASH_MULTIPLIER, BigInteger) % literal(_HASH_PRIME, BigInteger)
-            q = q.where(h % step == 0)
-        rows = [tuple(r) for r in conn.execute(q.order_by(E.id).limit(2 * max_points))]
-    return rows, int(n), step > 1
+        for part in _raw_chunks(conn, q, 50000):
+            for k, c in enumerate(zip(*part)):
+                cols[k].extend(c)
+    return dict(zip(_UNIT_COLUMNS, cols))
+
+
+def _sample_rows(unit: dict[str, list], max_points: int) -> tuple[list[tuple], int, bool]:
+    """A pseudo-random sample (about ``max_points``) of the unit's live patient events (as read
+    by :func:`_unit_rows`): thickness, recalculated MGD, reported AGD, kV, target, filter, force,
+    view; and how many events there are in all; whether it is a sample."""
+    ids = np.array(unit["id"], dtype=np.int64)
+    n = int(ids.size)
+    keep = np.array([t is not None for t in unit["thickness"]], dtype=bool)
+    step = max(1, math.ceil(n / max_points))
+    if step > 1:
+        # a hash of the event id, not id % step: views repeat in the same order in every study
+        # (ids are 32-bit, so the product fits in 64 bits)
+        keep &= (ids * _HASH_MULTIPLIER % _HASH_PRIME) % step == 0
+    chosen = np.flatnonzero(keep)[: 2 * max_points]  # the lowest ids: the rows are in id order
+    names = ("thickness", "mgd", "agd", "kvp", "anode", "filter", "force", "view")
+    rows = [tuple(unit[c][i] for c in names) for i in chosen.tolist()]
+    return rows, n, step > 1
 
 
 def _positive(v: Any) -> float | None:
@@ -375,20 +416,32 @@ def _scatter(rows: list[tuple]) -> dict:
     return {"mgd": mgd, "reported": reported, "kv": kv, "force": force}
 
 
-def _target_filter_counts(store, device_ids: list[int]) -> list[dict]:
+def _target_filter_counts(unit: dict[str, list]) -> list[dict]:
     """Events per target/filter over all the unit's events (the scatter shows a sample)."""
-    E = M.Event
-    q = _live_patient(_events_query(E.anode, E.filter_material, func.count(E.id)), device_ids)
-    q = q.group_by(E.anode, E.filter_material)
-    with store.engine.connect() as conn:
-        rows = conn.execute(q).all()
+    counts = Counter(zip(unit["anode"], unit["filter"]))
     return sorted(
-        ({"target_filter": f"{a or '?'}/{f or '?'}", "events": int(n)} for a, f, n in rows),
-        key=lambda r: -r["events"],
+        ({"target_filter": f"{a or '?'}/{f or '?'}", "events": int(n)} for (a, f), n in counts.items()),
+        # equal counts by name
+        key=lambda r: (-r["events"], r["target_filter"]),
     )
 
 
 # --- quirks and physics -------------------------------------------------------------------------
+
+
+def _flag_counts(unit: dict[str, list]) -> list[dict]:
+    """:func:`unit_quirks` from the columns :func:`_unit_rows` read."""
+    out = []
+    for source, column in (("event", "event_flags"), ("object", "object_flags"), ("recalculation", "recalc_flags")):
+        counts: Counter = Counter()
+        for value, n in Counter(v for v in unit[column] if v is not None).items():
+            for flag in str(value).split(";"):
+                if flag:
+                    counts[flag] += int(n)
+        # equal counts by name
+        ranked = sorted(counts.items(), key=lambda fn: (-fn[1], fn[0]))
+        out += [{"source": source, "flag": f, "events": n} for f, n in ranked]
+    return out
 
 
 def unit_quirks(store, device_ids: list[int]) -> list[dict]:
@@ -406,7 +459,9 @@ def unit_quirks(store, device_ids: list[int]) -> list[dict]:
                 for flag in str(value).split(";"):
                     if flag:
                         counts[flag] += int(n)
-            out += [{"source": source, "flag": f, "events": n} for f, n in counts.most_common()]
+            # equal counts by name, not in GROUP BY's order (which differs between engines)
+            ranked = sorted(counts.items(), key=lambda fn: (-fn[1], fn[0]))
+            out += [{"source": source, "flag": f, "events": n} for f, n in ranked]
     return out
 
 
@@ -490,8 +545,11 @@ def unit_charts(store, serial: str, settings, max_points: int = MAX_POINTS) -> d
     """
     devices = unit_devices(store, serial)
     ids = [d["id"] for d in devices]
-    columns = _day_columns(store, ids)
-    rows, n, sampled = _sample_rows(store, ids, max_points)
+    # one read of the unit's events; counts, medians and the sample are computed from it here
+    unit = _unit_rows(store, ids)
+    dated = [i for i, d in enumerate(unit["study_date"]) if d is not None]
+    columns = _to_day_columns(*([unit[c][i] for i in dated] for c in ("study_date", "mgd", "agd", "ratio")))
+    rows, n, sampled = _sample_rows(unit, max_points)
     scatter = _scatter(rows)
     drl = settings.report.national_drl_mgy
     days = columns["day"]
@@ -510,11 +568,11 @@ def unit_charts(store, serial: str, settings, max_points: int = MAX_POINTS) -> d
             "eu": eu_levels(),
         },
         "ratio": ratio_drift(store, serial, _columns=columns),
-        "kv": {"series": scatter["kv"], "target_filter": _target_filter_counts(store, ids)},
+        "kv": {"series": scatter["kv"], "target_filter": _target_filter_counts(unit)},
         "force": {"series": scatter["force"]},
         "monthly": monthly_medians(columns),
         "physics": unit_physics(store, serial, settings.recalc.fit_degree, settings.recalc.kv_margin),
-        "quirks": unit_quirks(store, ids),
+        "quirks": _flag_counts(unit),
     }
 
 

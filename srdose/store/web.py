@@ -8,10 +8,14 @@ events costs one indexed query, not a scan in Python.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from srdose.store import models as M
 
@@ -163,8 +167,8 @@ def _filtered(f: EventFilter, what) -> Select:
     if f.filter_material:
         conds.append(E.filter_material == f.filter_material)
     if f.flag:
-        like = "%" + f.flag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conds.append(or_(E.flags.like(like, escape="\\"), R.flags.like(like, escape="\\")))
+        # case-insensitive on both engines: SQLite's LIKE ignores case, PostgreSQL's does not
+        conds.append(or_(E.flags.icontains(f.flag, autoescape=True), R.flags.icontains(f.flag, autoescape=True)))
     if f.method:
         conds.append(R.method == f.method)
     if f.ratio_outside is not None:
@@ -215,8 +219,65 @@ def iter_events(store, f: EventFilter) -> Iterator[tuple]:
             yield tuple(row)
 
 
+# --- a short-lived cache of the slowly-changing aggregates ------------------------------------
+
+#: Seconds the drop-downs' choices and the overview are kept: a new unit, view or method, or the
+#: events of the last minute, show after at most this long (or at once after :func:`clear_cache`).
+CACHE_SECONDS = 60.0
+
+#: Per store (forgotten with it): key -> (monotonic time, value).
+_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+#: One lock per store and key, so that concurrent misses compute once and the others wait.
+_key_locks: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
+
+
+def clear_cache(store=None) -> None:
+    """Forget the cached choices and overviews of ``store`` (every store: None), e.g. after a
+    change that should show at once."""
+    with _cache_lock:
+        if store is None:
+            _cache.clear()
+        else:
+            _cache.pop(store, None)
+
+
+def _fresh(store, key: str, seconds: float) -> tuple[bool, Any]:
+    hit = _cache.get(store, {}).get(key)
+    if hit is not None and time.monotonic() - hit[0] < seconds:
+        return True, hit[1]
+    return False, None
+
+
+def _cached(store, key: str, compute: Callable[[], Any], seconds: float = CACHE_SECONDS) -> Any:
+    """``compute()``, kept ``seconds`` for ``store`` under ``key``; concurrent misses compute it
+    once. Callers must not change what it returns (it is shared)."""
+    with _cache_lock:
+        ok, value = _fresh(store, key, seconds)
+        if ok:
+            return value
+        lock = _key_locks.setdefault(store, {}).setdefault(key, threading.Lock())
+    with lock:
+        with _cache_lock:
+            ok, value = _fresh(store, key, seconds)
+        if ok:
+            return value
+        value = compute()
+        with _cache_lock:
+            _cache.setdefault(store, {})[key] = (time.monotonic(), value)
+        return value
+
+
 def filter_choices(store) -> dict[str, list]:
-    """Values the filter's drop-downs offer: units, views, target/filter pairs, methods."""
+    """Values the filter's drop-downs offer: units, views, target/filter pairs, methods.
+
+    Kept :data:`CACHE_SECONDS` per store: three scans of every event, so at most one a minute.
+    (Indexes on these columns would make this cheap, but without statistics SQLite's planner
+    then starts the filtered event list from them, e.g. half the events for view = MLO.)"""
+    return _cached(store, "filter_choices", lambda: _filter_choices(store))
+
+
+def _filter_choices(store) -> dict[str, list]:
     E, D, R = M.Event, M.Device, M.RecalcResult
     with store.engine.connect() as conn:
         return {
@@ -243,66 +304,111 @@ def filter_choices(store) -> dict[str, list]:
 
 def overview(store, today: dt.date, weeks: int = 26, recent: int = 20) -> dict:
     """Units (last study, events this month), events per week for ``weeks`` weeks up to ``today``,
-    the most recent flagged events, and the table sizes."""
+    the most recent flagged events, and the table sizes.
+
+    Kept :data:`CACHE_SECONDS` per store and arguments (shared: callers must not change it)."""
+    return _cached(store, f"overview:{today}:{weeks}:{recent}", lambda: _overview(store, today, weeks, recent))
+
+
+#: The recent flagged events are looked for in this many days first (then in all events).
+_FLAGGED_WINDOW_DAYS = 7
+
+
+def _overview(store, today: dt.date, weeks: int, recent: int) -> dict:
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     month = today.replace(day=1).strftime("%Y%m%d")
     first_week = today - dt.timedelta(days=today.weekday() + 7 * (weeks - 1))
     live = S.superseded_by.is_(None)
     with store.engine.connect() as conn:
         units = [
-            dict(r._mapping)
+            dict(r._mapping, last_study=None, events=0, events_month=0)
             for r in conn.execute(
-                select(
-                    D.id,
-                    D.serial,
-                    D.manufacturer,
-                    D.model,
-                    D.station,
-                    D.last_seen,
-                    func.max(St.study_date).label("last_study"),
-                    func.count(E.id).label("events"),
-                    func.sum(case((St.study_date >= month, 1), else_=0)).label("events_month"),
+                select(D.id, D.serial, D.manufacturer, D.model, D.station, D.last_seen).order_by(
+                    D.manufacturer, D.model, D.serial, D.id
                 )
-                .select_from(D)
-                .outerjoin(E, E.device_id == D.id)
-                .outerjoin(S, E.source_object_id == S.id)
-                .outerjoin(St, E.study_id == St.id)
-                .where(or_(E.id.is_(None), live))
-                .group_by(D.id, D.serial, D.manufacturer, D.model, D.station, D.last_seen)
-                .order_by(D.manufacturer, D.model, D.serial)
             )
         ]
+        by_id = {u["id"]: u for u in units}
+        # live events per unit: all of its events (ix_events_device_id alone) less those of the
+        # few superseded source objects (ix_source_objects_superseded_by)
+        had_events = set()
+        for device_id, n in conn.execute(select(E.device_id, func.count()).group_by(E.device_id)):
+            if device_id in by_id:
+                by_id[device_id]["events"] += n
+                had_events.add(device_id)
+        superseded = list(conn.execute(select(S.id).where(S.superseded_by.is_not(None))).scalars())
+        for i in range(0, len(superseded), 500):
+            for device_id, n in conn.execute(
+                select(E.device_id, func.count())
+                .where(E.source_object_id.in_(superseded[i : i + 500]))
+                .group_by(E.device_id)
+            ):
+                if device_id in by_id:
+                    by_id[device_id]["events"] -= n
+        for u in list(by_id.values()):
+            if u["events"] == 0 and u["id"] in had_events:  # every event superseded: not listed (as a join)
+                del by_id[u["id"]]
+        units = [u for u in units if u["id"] in by_id]
+        # this month's events and last study of every unit with events this month (from the
+        # studies of the month, ix_studies_study_date); the other units one by one
+        # (the month's studies as a subquery, so that the plan follows the date index, not the unit's)
+        for day, device_id, n in conn.execute(
+            select(St.study_date, E.device_id, func.count())
+            .select_from(St)
+            .join(E, E.study_id == St.id)
+            .join(S, E.source_object_id == S.id)
+            .where(live, St.study_date >= month, E.study_id.in_(select(St.id).where(St.study_date >= month)))
+            .group_by(St.study_date, E.device_id)
+        ):
+            if device_id in by_id:
+                u = by_id[device_id]
+                u["events_month"] += n
+                u["last_study"] = max(u["last_study"] or day, day)
+        for u in units:
+            if u["events"] and u["last_study"] is None:
+                u["last_study"] = conn.execute(
+                    select(func.max(St.study_date))
+                    .select_from(E)
+                    .join(S, E.source_object_id == S.id)
+                    .join(St, E.study_id == St.id)
+                    .where(live, E.device_id == u["id"])
+                ).scalar()
         per_day = conn.execute(
             select(St.study_date, func.count(E.id))
-            .select_from(E)
+            .select_from(St)
+            .join(E, E.study_id == St.id)
             .join(S, E.source_object_id == S.id)
-            .join(St, E.study_id == St.id)
             .where(live, St.study_date >= first_week.strftime("%Y%m%d"), St.study_date <= today.strftime("%Y%m%d"))
             .group_by(St.study_date)
         ).all()
-        flagged = [
-            dict(r._mapping)
-            for r in conn.execute(
-                select(
-                    E.id.label("event_id"),
-                    St.id.label("study_id"),
-                    St.study_date,
-                    D.serial.label("device_serial"),
-                    E.view,
-                    E.laterality,
-                    E.flags,
-                    R.flags.label("recalc_flags"),
-                )
-                .select_from(E)
-                .join(S, E.source_object_id == S.id)
-                .join(St, E.study_id == St.id)
-                .outerjoin(D, E.device_id == D.id)
-                .outerjoin(R, R.event_id == E.id)
-                .where(live, or_(E.flags.is_not(None) & (E.flags != ""), R.flags.is_not(None) & (R.flags != "")))
-                .order_by(St.study_date.desc(), E.id.desc())
-                .limit(recent)
+        flagged_q = (
+            select(
+                E.id.label("event_id"),
+                St.id.label("study_id"),
+                St.study_date,
+                D.serial.label("device_serial"),
+                E.view,
+                E.laterality,
+                E.flags,
+                R.flags.label("recalc_flags"),
             )
-        ]
+            .select_from(St)
+            .join(E, E.study_id == St.id)
+            .join(S, E.source_object_id == S.id)
+            .outerjoin(D, E.device_id == D.id)
+            .outerjoin(R, R.event_id == E.id)
+            .where(live, or_(E.flags.is_not(None) & (E.flags != ""), R.flags.is_not(None) & (R.flags != "")))
+            .order_by(St.study_date.desc(), E.id.desc())
+            .limit(recent)
+        )
+        # the newest days first: when they hold enough flagged events, those are the newest of all
+        # (a NULL date sorts first on PostgreSQL, last on SQLite: kept in the window either way)
+        cutoff = (today - dt.timedelta(days=_FLAGGED_WINDOW_DAYS)).strftime("%Y%m%d")
+        newest = select(St.id).where(or_(St.study_date >= cutoff, St.study_date.is_(None)))
+        rows = conn.execute(flagged_q.where(E.study_id.in_(newest))).all()
+        if len(rows) < recent:
+            rows = conn.execute(flagged_q).all()
+        flagged = [dict(r._mapping) for r in rows]
     week_counts = {first_week + dt.timedelta(weeks=i): 0 for i in range(weeks)}
     for day, n in per_day:
         try:
@@ -327,6 +433,8 @@ def study(store, study_id: int) -> dict | None:
     """A study: its own fields, unit, source objects (provenance) and live events, each with its
     recalculation, pulses and filters. None when there is no such study."""
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    if not M.fits_integer(study_id):
+        return None  # no such id; PostgreSQL would refuse to compare it
     with store.engine.connect() as conn:
         row = conn.execute(
             select(
@@ -469,10 +577,13 @@ def unit(store, serial: str) -> list[dict]:
 def audit_page(store, offset: int, limit: int, who: str | None = None, action: str | None = None) -> list[dict]:
     """Audit entries, newest first, optionally of one ``who`` and an action prefix."""
     A = M.AuditEntry
+    if offset > M.MAX_INTEGER:
+        return []  # past every row (ids are 32-bit); a larger OFFSET can overflow PostgreSQL's bigint
     q = select(A.id, A.at, A.who, A.action, A.parameters, A.rows, A.detail).order_by(A.id.desc())
     if who:
         q = q.where(A.who == who)
     if action:
-        q = q.where(A.action.like(action.replace("%", "") + "%"))
+        # a literal prefix ("_" and "%" too), case-insensitive on both engines as SQLite's LIKE is
+        q = q.where(A.action.istartswith(action, autoescape=True))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q.offset(offset).limit(limit))]

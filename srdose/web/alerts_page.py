@@ -35,6 +35,8 @@ KIND_HELP = {
     "quarantine": "more than threshold (10) datasets quarantined in the last day",
 }
 LISTED = 200
+#: Days a rule may look back at most (a century): more overflows the date it looks back to.
+MAX_DAYS = 36500
 
 
 def _page(request: Request, message: str = "", status_code: int = 200) -> Response:
@@ -75,6 +77,9 @@ def _number(text: str, name: str, whole: bool = False) -> float | int | None:
         raise ValueError(f"{name} must be a {'whole ' if whole else ''}number, not {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a positive number, not {text!r}")
+    # days: stored in an integer column (32-bit on PostgreSQL), and subtracted from today
+    if whole and value > MAX_DAYS:
+        raise ValueError(f"{name} must be at most {MAX_DAYS}, not {text!r}")
     return value
 
 

@@ -203,7 +203,12 @@ def routes() -> list[BaseRoute]:
 
 def create_app(settings: Settings, db_url: str) -> Starlette:
     """The web application over the database at ``db_url`` (brought to the current schema)."""
-    store = DoseStore(db_url, None, age_resolution_years=settings.governance.site_age_resolution_years)
+    # pages read through store.engine without SQLite's write lock, so concurrent requests (and
+    # the listener) do not queue behind one another; the session, audit and alert writes go
+    # through store.begin(), each a short transaction of its own
+    store = DoseStore(
+        db_url, None, age_resolution_years=settings.governance.site_age_resolution_years, concurrent_reads=True
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

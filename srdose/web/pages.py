@@ -104,6 +104,9 @@ def parse_filter(params: Any, ratio_band: float) -> q.EventFilter:
             kv_min, kv_max = (float(lo), float(hi)) if sep else (float(kv) - 0.5, float(kv) + 0.5)
         except ValueError:
             raise BadFilter(f"kv must be a kV (28) or a band (26-30), not {kv!r}") from None
+        # NaN compares unlike on the engines (PostgreSQL sorts it above every number)
+        if not (math.isfinite(kv_min) and math.isfinite(kv_max)):
+            raise BadFilter("kv must be finite numbers")
     anode = filt = None
     tf = params.get("tf", "").strip()
     if tf:
@@ -119,6 +122,8 @@ def parse_filter(params: Any, ratio_band: float) -> q.EventFilter:
             ratio_outside = float(ratio)
         except ValueError:
             raise BadFilter(f"ratio must be 'outside' or a band such as 0.2, not {ratio!r}") from None
+        if not math.isfinite(ratio_outside):
+            raise BadFilter("ratio must be a finite band such as 0.2")
     acquisition = _word(params, "acquisition")
     if acquisition and acquisition not in ("2D", "DBT"):
         raise BadFilter("acquisition must be 2D or DBT")
