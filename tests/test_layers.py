@@ -30,6 +30,7 @@ LAYERS: list[list[list[str]]] = [
             "srdose.dates",
             "srdose.terminal",
             "srdose.files",
+            "srdose.reference",
             "srdose.config",
             "srdose.units",
             "srdose.codes",

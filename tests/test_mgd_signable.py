@@ -384,7 +384,7 @@ def test_phantom_qc_equivalent_breast_dose_by_hand(store, bundled):
     from srdose.recalc.engine import PhysicsFits, prepare
     from srdose.recalc.qc import compute_phantom
     from srdose.recalc.validate import _g_by_hand
-    from srdose.report.reference import eu_levels
+    from srdose.reference import eu_levels
 
     ds = rdsr(
         events=[

@@ -14,9 +14,9 @@ from srdose.physics.factors import load_pmma_equivalence
 from srdose.recalc.engine import METHODS, Params, PhysicsFits, prepare
 from srdose.recalc.qc import compute_phantom
 from srdose.recalc.run import resolve_factor_set
+from srdose.reference import eu_levels
 from srdose.report import plots as P
 from srdose.report.common import Built, Progress, period_tag
-from srdose.report.reference import eu_levels
 from srdose.report.render import (
     Column,
     Table,

@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from srdose.files import private_dir
+from srdose.reference import eu_levels, survey_reference
 from srdose.report import common as C
 from srdose.report import plots as P
 from srdose.report import stats
 from srdose.report.common import Built, Progress, period_tag
-from srdose.report.reference import eu_levels, survey_reference
 from srdose.report.render import (
     Table,
     html_tables,

@@ -20,16 +20,14 @@ study). No pseudonym or UID leaves this module.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, false, func, select
 
+from srdose import reference
 from srdose.physics.dance import fit_kv
 from srdose.store import models as M
 from srdose.store.recalc import physics_sets
@@ -51,17 +49,11 @@ _HASH_PRIME = 4294967291
 # --- reference levels ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _reference_levels() -> dict:
-    # the same file srdose.report.reference reads (a higher layer, not importable from here)
-    return json.loads(resources.files("srdose").joinpath("data/reference_levels.json").read_text("utf-8"))
-
-
 def eu_levels() -> dict:
     """European Guidelines acceptable / achievable MGD at the equivalent breast thickness
-    (``thickness_mm``), with the table's label, status and source; as
-    :func:`srdose.report.reference.eu_levels`."""
-    eu = _reference_levels()["eu_acceptable_achievable_mgd"]
+    (``thickness_mm``), with the table's label, status and source: the rows of
+    :func:`srdose.reference.eu_levels` as the charts use them."""
+    eu = reference.eu_levels()
     return {
         "label": eu["label"],
         "status": eu.get("status_short", eu["status"]),

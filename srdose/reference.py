@@ -1,7 +1,7 @@
 """Reference levels shipped with srdose (``srdose/data/reference_levels.json``), with their status.
 
-Nothing here is a national DRL: srdose ships none (its value and source come
-from ``[report] national_drl_mgy`` / ``national_drl_source``).
+Read by the reports and by the web app's unit charts alike. Nothing here is a national DRL:
+srdose ships none (its value and source come from ``[report] national_drl_mgy`` / ``national_drl_source``).
 """
 
 from __future__ import annotations
