@@ -7,7 +7,9 @@ that the tests do not depend on srdose's own generator.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -162,3 +164,28 @@ def to_bytes(ds: Dataset, transfer_syntax=ExplicitVRLittleEndian) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+AGD_CODE = "111631"  # DCM Average Glandular Dose (of an irradiation event)
+
+
+def scale_agd(path: Path, factor: float) -> int:
+    """Multiply every event's reported AGD in an RDSR file by ``factor`` (a service visit that
+    changed the unit's own dose calculation); how many were changed."""
+    ds = pydicom.dcmread(path)
+    changed = 0
+
+    def walk(items) -> None:
+        nonlocal changed
+        for item in items:
+            name = item.get("ConceptNameCodeSequence")
+            if name and name[0].CodeValue == AGD_CODE and "MeasuredValueSequence" in item:
+                mv = item.MeasuredValueSequence[0]
+                mv.NumericValue = f"{float(mv.NumericValue) * factor:.6g}"
+                changed += 1
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(ds.ContentSequence)
+    ds.save_as(path)
+    return changed

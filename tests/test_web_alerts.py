@@ -19,6 +19,7 @@ from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore
 from srdose.store import alerts as db
 from srdose.web import alerting
+from tests import builders as B
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
@@ -286,33 +287,6 @@ def test_store_refuses_an_unknown_kind(seeded):
         db.add_rule(store, "weather", "web:phys")
 
 
-AGD_CODE = "111631"  # DCM Average Glandular Dose (of an irradiation event)
-
-
-def _scale_agd(path, factor: float) -> int:
-    """Multiply every event's reported AGD in an RDSR file by ``factor``: a service visit that
-    changed the unit's own dose calculation."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    changed = 0
-
-    def walk(items) -> None:
-        nonlocal changed
-        for item in items:
-            name = item.get("ConceptNameCodeSequence")
-            if name and name[0].CodeValue == AGD_CODE and "MeasuredValueSequence" in item:
-                mv = item.MeasuredValueSequence[0]
-                mv.NumericValue = f"{float(mv.NumericValue) * factor:.6g}"
-                changed += 1
-            if "ContentSequence" in item:
-                walk(item.ContentSequence)
-
-    walk(ds.ContentSequence)
-    ds.save_as(path)
-    return changed
-
-
 def test_drift_and_ratio_rules_on_a_step_in_reported_agd(store, ingestor, tmp_path, caplog):
     """January as made, February's reported AGD × 0.8 (recalculated MGD unchanged, so the ratio
     rises by 1.25): the drift rule fires once, from February; the ratio rule fires on February's
@@ -325,7 +299,7 @@ def test_drift_and_ratio_rules_on_a_step_in_reported_agd(store, ingestor, tmp_pa
     feb = synth.generate(
         "hologic", 200, tmp_path / "feb", seed=12, date_range=(dt.date(2025, 2, 1), dt.date(2025, 2, 28))
     )
-    assert sum(_scale_agd(p, 0.8) for p in feb) > 200
+    assert sum(B.scale_agd(p, 0.8) for p in feb) > 200
     ingestor.ingest_paths([tmp_path / "jan", tmp_path / "feb"])
     run(store, load_bundled(), Params())
     (serial,) = db.unit_serials(store)

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from sqlalchemy import select
 
@@ -24,43 +23,22 @@ from srdose.physics.dance import fit_kv
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.recalc.physicsfile import parse
-from srdose.report.reference import eu_levels as report_eu_levels
+from srdose.reference import eu_levels as report_eu_levels
 from srdose.store import models as M
 from srdose.store.recalc import add_physics_set
 from srdose.store.unitpage import control_chart, eu_levels, ratio_drift, unit_charts, unit_physics
 from srdose.synth import generate
+from tests import builders as B
 
 STATIC = Path(__file__).resolve().parents[1] / "srdose" / "web" / "static"
 JANUARY = (dt.date(2025, 1, 1), dt.date(2025, 1, 31))
 FEBRUARY = (dt.date(2025, 2, 1), dt.date(2025, 2, 28))
-AGD_CODE = "111631"  # DCM Average Glandular Dose (of an irradiation event)
 
 
 def _settings(**report) -> Settings:
     values = copy.deepcopy(DEFAULTS)
     values["report"].update(report)
     return Settings(values)
-
-
-def _scale_agd(path: Path, factor: float) -> int:
-    """Multiply every event's reported AGD in an RDSR file by ``factor``; how many were changed."""
-    ds = pydicom.dcmread(path)
-    changed = 0
-
-    def walk(items) -> None:
-        nonlocal changed
-        for item in items:
-            name = item.get("ConceptNameCodeSequence")
-            if name and name[0].CodeValue == AGD_CODE and "MeasuredValueSequence" in item:
-                mv = item.MeasuredValueSequence[0]
-                mv.NumericValue = f"{float(mv.NumericValue) * factor:.6g}"
-                changed += 1
-            if "ContentSequence" in item:
-                walk(item.ContentSequence)
-
-    walk(ds.ContentSequence)
-    ds.save_as(path)
-    return changed
 
 
 def _build(store, ingestor, tmp_path: Path, agd_step: float | None = None, per_month: int = 200) -> str:
@@ -70,7 +48,7 @@ def _build(store, ingestor, tmp_path: Path, agd_step: float | None = None, per_m
     jan = generate("hologic", per_month, tmp_path / "jan", seed=11, date_range=JANUARY)
     feb = generate("hologic", per_month, tmp_path / "feb", seed=12, date_range=FEBRUARY)
     if agd_step is not None:
-        assert sum(_scale_agd(p, agd_step) for p in feb) > per_month
+        assert sum(B.scale_agd(p, agd_step) for p in feb) > per_month
     summary = ingestor.ingest_paths([tmp_path / "jan", tmp_path / "feb"])
     assert summary.outcomes["ingested"] == len(jan) + len(feb)
     run(store, load_bundled(), Params())
