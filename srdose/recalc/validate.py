@@ -35,7 +35,7 @@ from srdose.recalc.engine import (
 )
 from srdose.recalc.run import run
 from srdose.store import DoseStore
-from srdose.store.recalc import results_by_event
+from srdose.store.recalc import NUMERIC_INPUTS, TEXT_INPUTS, results_by_event
 
 #: The published s constants the Monte Carlo is compared with (Dance et al. 2000; W/Ag Dance et al. 2009).
 PUBLISHED_S = {("Mo", "Rh"): 1.017, ("Rh", "Rh"): 1.061, ("Rh", "Al"): 1.044, ("W", "Rh"): 1.042, ("W", "Ag"): 1.042}
@@ -201,32 +201,9 @@ def _inputs(**kw) -> dict:
     """One event in the shape of srdose.store.recalc.recalc_inputs."""
     n = 1
     base: dict[str, Any] = {"event_id": np.arange(n, dtype=np.int64), "device_id": np.zeros(n, np.int64)}
-    for name in (
-        "kvp",
-        "mas",
-        "n_pulses",
-        "filter_thickness_mm",
-        "compressed_thickness_mm",
-        "hvl_mm",
-        "entrance_exposure_mgy",
-        "agd_mgy",
-        "source_detector_mm",
-        "age_years",
-        "positioner_primary_angle_deg",
-        "positioner_primary_end_angle_deg",
-        "source_rp_mm",
-    ):
+    for name in NUMERIC_INPUTS:
         base[name] = np.array([kw.get(name, np.nan)], dtype=float)
-    for name in (
-        "manufacturer",
-        "model",
-        "serial",
-        "study_date",
-        "acquisition",
-        "anode",
-        "filter_material",
-        "reference_point",
-    ):
+    for name in TEXT_INPUTS:
         base[name] = [kw.get(name)]
     pw = kw.get("pulse_weight", [])
     base["pulse_event"] = np.zeros(len(pw), np.int64)
