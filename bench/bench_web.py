@@ -4,19 +4,24 @@
                               [--requests 50] [--csv-requests 5] [--clients 1,8]
 
 The database is seeded by ``bench/seed_events.py`` (SQLite in a temporary directory unless
-``--db`` names a PostgreSQL database or ``--sqlite`` a file to reuse: seeded only when missing).
+``--db`` names a PostgreSQL database or ``--sqlite`` a file: seeded only when it holds no events).
 A viewer login is made with ``srdose users add``, ``srdose serve`` runs on 127.0.0.1 as a
 subprocess, and each client (a thread with its own httpx session) logs in through the form
 (GET /login, POST with its csrf_token) and then requests each page ``--requests`` times; 1 and
 8 clients run at once. Pages:
 
 * the overview ``/``;
-* the event list of the busiest unit's MLO views from a date (page 1, and page 200);
+* the event list with no filter (the first page a user sees), and of the busiest unit's MLO views
+  from a date (page 1, and page 200);
 * the unit page and its ``charts.json`` (the two requests a browser makes, timed together);
 * a CSV download of about 100,000 rows (``/events?from=...&format=csv``).
 
+The overview and a unit's charts are kept ``[web] cache_seconds`` (60) once computed, so those
+rows mostly time a kept answer; a second ``srdose serve`` with ``cache_seconds = 0`` times them
+computed for every request ("nothing kept"), fewer times over.
+
 The peer in the same run: ``datasette`` (``pip install '.[bench]'``) serving the same SQLite file:
-its table view of ``events`` with the same filter (``device_id``, ``view``,
+its table view of ``events`` unfiltered, and with the same filter (``device_id``, ``view``,
 ``datetime_started__gte``, ``_size=50``), page 1 and page 200 (reached through its ``_next``
 tokens), and the CSV export of the same rows (``.csv?_size=max&_stream=on``). datasette has
 nothing like the overview or the unit page. With ``--db`` PostgreSQL datasette is not run.
@@ -97,6 +102,17 @@ class Workload:
     def deep_page(self) -> int:
         # fewer pages only in a database too small for the real run
         return max(1, min(DEEP_PAGE, self.list_rows // PAGE_SIZE))
+
+
+def has_events(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT 1 FROM events LIMIT 1").first() is not None
+    except Exception:  # no schema yet
+        return False
+    finally:
+        engine.dispose()
 
 
 def choose_workload(url: str) -> Workload:
@@ -257,8 +273,10 @@ def srdose_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_srdose(db_url: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_srdose(db_url: str, data_dir: Path, cache_seconds: int | None = None) -> tuple[subprocess.Popen, str]:
     env = srdose_env(data_dir)
+    if cache_seconds is not None:
+        env["SRDOSE_WEB__CACHE_SECONDS"] = str(cache_seconds)
     pw = data_dir / "password"
     pw.write_text(PASSWORD + "\n")
     pw.chmod(0o600)
@@ -276,7 +294,7 @@ def start_srdose(db_url: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
         env=env,
         cwd=data_dir,
         stdout=subprocess.DEVNULL,
-        stderr=(data_dir / "serve.log").open("w"),
+        stderr=(data_dir / "serve.log").open("a"),
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/login", proc)
@@ -328,8 +346,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sqlite", type=Path, help="SQLite file to use (seeded first when it does not exist)")
     ap.add_argument("--requests", type=int, default=50, help="requests per client per page")
     ap.add_argument("--csv-requests", type=int, default=5, help="requests per client of the CSV downloads")
+    ap.add_argument(
+        "--peer-requests", type=int, help="datasette's requests per client per page (default: as --requests)"
+    )
     ap.add_argument("--clients", default="1,8", help="concurrent clients, comma-separated")
     ap.add_argument("--no-datasette", action="store_true")
+    ap.add_argument("--only", default="", help="measure only the pages whose name contains this text")
     a = ap.parse_args(argv)
     levels = [int(x) for x in a.clients.split(",")]
 
@@ -341,8 +363,9 @@ def main(argv: list[str] | None = None) -> None:
         sqlite_file: Path | None = None
         if a.db:
             db_url = a.db
-            summary = seed(db_url, a.events, progress=lambda s: print(s, end="", flush=True))
-            print(f"\nseeded {summary.events:,} events: {summary.rate:,.0f} events/s")
+            if not has_events(db_url):  # else reused, as a --sqlite file is
+                summary = seed(db_url, a.events, progress=lambda s: print(s, end="", flush=True))
+                print(f"\nseeded {summary.events:,} events: {summary.rate:,.0f} events/s")
         else:
             sqlite_file = a.sqlite or work / "db.sqlite"
             db_url = f"sqlite:///{sqlite_file}"
@@ -356,17 +379,22 @@ def main(argv: list[str] | None = None) -> None:
         )
         proc, base = start_srdose(db_url, work)
         procs.append(proc)
+        # the same app computing the overview and the unit charts for every request: what a
+        # request costs when nothing is kept ([web] cache_seconds = 0)
+        proc0, base0 = start_srdose(db_url, work, cache_seconds=0)
+        procs.append(proc0)
         list_q = {"unit": w.serial, "view": "MLO", "from": w.since.isoformat()}
         csv_q = {"from": w.csv_since.isoformat(), "format": "csv"}
-        ours: dict[str, tuple[Request, int]] = {
-            "overview /": (get("/"), a.requests),
-            "event list, page 1": (get("/events?" + urlencode(list_q)), a.requests),
-            "event list, deep page": (get("/events?" + urlencode({**list_q, "page": w.deep_page})), a.requests),
-            "unit page + charts.json": (
-                sequence(get(f"/units/{w.serial}"), get(f"/units/{w.serial}/charts.json")),
-                a.requests,
-            ),
-            f"CSV {w.csv_rows:,} rows": (download("/events?" + urlencode(csv_q), w.csv_rows), a.csv_requests),
+        unit_page = sequence(get(f"/units/{w.serial}"), get(f"/units/{w.serial}/charts.json"))
+        ours: dict[str, tuple[str, Request, int]] = {
+            "overview /": (base, get("/"), a.requests),
+            "overview /, nothing kept": (base0, get("/"), a.requests),
+            "event list, no filter, page 1": (base, get("/events"), a.requests),
+            "event list, page 1": (base, get("/events?" + urlencode(list_q)), a.requests),
+            "event list, deep page": (base, get("/events?" + urlencode({**list_q, "page": w.deep_page})), a.requests),
+            "unit page + charts.json": (base, unit_page, a.requests),
+            "unit page + charts.json, nothing kept": (base0, unit_page, max(1, a.requests // 5)),
+            f"CSV {w.csv_rows:,} rows": (base, download("/events?" + urlencode(csv_q), w.csv_rows), a.csv_requests),
         }
         peer: dict[str, tuple[Request, int]] = {}
         ds_base = ""
@@ -384,6 +412,10 @@ def main(argv: list[str] | None = None) -> None:
             deep = datasette_deep_path(ds_base, f"/{sqlite_file.stem}/events", ds_q, w.deep_page)
             print(f"datasette: followed _next to page {w.deep_page} in {time.perf_counter() - t:.1f} s")
             peer = {
+                "event list, no filter, page 1": (
+                    get(f"/{sqlite_file.stem}/events?" + urlencode({"_size": str(PAGE_SIZE)})),
+                    a.requests,
+                ),
                 "event list, page 1": (get(f"/{sqlite_file.stem}/events?" + urlencode(ds_q)), a.requests),
                 "event list, deep page": (get(deep), a.requests),
                 f"CSV {w.csv_rows:,} rows": (
@@ -393,13 +425,15 @@ def main(argv: list[str] | None = None) -> None:
             }
 
         rows = []
-        for page, (request, n) in ours.items():
+        for page, (server, request, n) in ours.items():
+            if a.only not in page:
+                continue
             for clients in levels:
-                mine = measure(lambda: srdose_client(base), request, clients, n)
+                mine = measure(lambda s=server: srdose_client(s), request, clients, n)
                 theirs = None
                 if page in peer:
                     req2, n2 = peer[page]
-                    theirs = measure(lambda: datasette_client(ds_base), req2, clients, n2)
+                    theirs = measure(lambda: datasette_client(ds_base), req2, clients, a.peer_requests or n2)
                 rows.append((page, clients, mine, theirs))
                 shown = theirs.text() if theirs else "-"
                 print(f"  measured {page} x{clients}: srdose {mine.text()} ms, datasette {shown}", flush=True)

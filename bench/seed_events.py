@@ -333,8 +333,17 @@ def seed(
                 update(M.Device).where(M.Device.id == device).values(first_seen=first, last_seen=last_seen[device])
             )
         _reset_sequences(conn)
-    engine.dispose()
     seconds = time.monotonic() - started
+    # the planner's statistics, as srdose takes them after a bulk ingest, and on PostgreSQL the
+    # visibility map that index-only scans need, as autovacuum sets it a while after a bulk load
+    # (not counted in the rate)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")  # not in a transaction
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
     return SeedSummary(written, studies, seconds, t_templates, len(as_is[M.Device]))
 
 

@@ -437,6 +437,9 @@ class WebSettings:
     reports_dir: str = _setting("")
     # Rows per page of the event list.
     page_size: int = _setting(50, within=(1, 10_000))
+    # Seconds the overview, the filter's choices and each unit's charts are kept once computed
+    # (each reads many events); 0: computed for every request.
+    cache_seconds: int = _setting(60, within=(0, 3600))
 
 
 @dataclass(frozen=True)

@@ -167,9 +167,49 @@ def test_schema_matches_models_after_migration(store):
     from alembic.runtime.migration import MigrationContext
 
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), M.Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": M.on_engine(conn.dialect.name)})
+        diff = compare_metadata(context, M.Base.metadata)
         version = conn.execute(text("select version_num from alembic_version")).scalar_one()
     assert diff == []
     from srdose.store.database import head_revision
 
     assert version == head_revision()
+
+
+def test_planner_statistics_follow_an_ingest(store, ingestor, tmp_path):
+    """After a folder ingest into a database without statistics, the query planner's statistics
+    hold the real row counts (SQLite's sqlite_stat1, PostgreSQL's pg_class): without them SQLite
+    plans the event list of a large database by guesses (and sorted a million events for a page)."""
+    from srdose import synth as S
+
+    S.generate("hologic", 3, tmp_path / "in", seed=11)
+    summary = ingestor.ingest_paths([tmp_path / "in"])
+    assert summary.events > 0 and store.has_statistics()
+    n_events, n_studies = _count(store, M.Event), _count(store, M.Study)
+    assert n_events == summary.events
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            stat = dict(conn.execute(text("SELECT idx, stat FROM sqlite_stat1")).all())
+            assert int(stat["ix_events_unit_view"].split()[0]) == n_events
+            assert int(stat["ix_studies_date_time"].split()[0]) == n_studies
+        else:
+            tuples = dict(conn.execute(text("SELECT relname, reltuples FROM pg_class")).all())
+            assert (tuples["events"], tuples["studies"]) == (n_events, n_studies)
+
+
+def test_statistics_are_taken_again_as_the_events_grow(store, ingestor, tmp_path):
+    """A database filled a few objects at a time (the listener) gets statistics again once its
+    events have grown by ANALYZE_MIN_EVENTS (or a tenth), not on every commit."""
+    from srdose import synth as S
+
+    def ingest(name, seed):
+        S.generate("hologic", 1, tmp_path / name, seed=seed)
+        return ingestor.ingest_paths([tmp_path / name]).events
+
+    first = ingest("a", 21)
+    assert store.analyzed_events() == first  # none before: taken at once
+    second = ingest("b", 22)
+    assert 0 < second < store.ANALYZE_MIN_EVENTS and store.analyzed_events() == first  # not grown enough
+    store.ANALYZE_MIN_EVENTS = second + 1  # per store, so that a few more events cross it
+    third = ingest("c", 23)
+    assert store.analyzed_events() == first + second + third == _count(store, M.Event)

@@ -238,7 +238,14 @@ def test_filters_paging_and_downloads_equal_the_filtered_rows(app):
     seen: list[str] = []
     for n in range(1, len(everything) // size + 2):
         seen += re.findall(r'<tr><td><a href="/studies/(\d+)">', client.get(f"/events?page={n}").text)
-    assert len(seen) == len(everything)
+    assert seen == [r["study_id"] for r in everything]  # the download's order, page by page
+    # a page past the end (however far) is the last page, with its rows
+    last = (len(everything) - 1) // size + 1
+    tail = re.findall(r'<tr><td><a href="/studies/(\d+)">', client.get(f"/events?page={last}").text)
+    for far in (last + 1, 10**30):
+        r = client.get(f"/events?page={far}")
+        assert r.status_code == 200 and f"page {last} of {last}" in r.text.lower()
+        assert re.findall(r'<tr><td><a href="/studies/(\d+)">', r.text) == tail
     # xlsx of the same filter
     from openpyxl import load_workbook
 
@@ -451,3 +458,73 @@ def test_srdose_serve_as_a_process(world):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_kept_aggregates_last_cache_seconds_and_zero_keeps_nothing(tmp_path):
+    """A unit's charts and the overview are computed once and kept ``[web] cache_seconds``: new
+    events show after that (at once with 0); the charts say when they were computed."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = DoseStore(url, Pseudonymiser(b"2" * 64))
+    ingestor = Ingestor(store, QuarantineFolder(tmp_path / "quarantine"))
+    S.generate("hologic", 2, tmp_path / "first", seed=5)
+    ingestor.ingest_paths([tmp_path / "first"])
+    web_users.add_user(store, "vera", "viewer", hash_password(PASSWORD))
+    kept = signed_in(create_app(_settings(tmp_path), url), "vera")
+    fresh = signed_in(create_app(_settings(tmp_path, cache_seconds=0), url), "vera")
+    serial, _ = first_serial_and_study(kept)
+
+    def charts(client):
+        r = client.get(f"/units/{serial}/charts.json")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        return r.json()
+
+    def overview_events(client):
+        return int(re.search(r"([\d,]+) events", client.get("/").text).group(1).replace(",", ""))
+
+    before, overview_before = charts(kept), overview_events(kept)
+    assert before["as_of"] and before["events"] == charts(fresh)["events"] > 0
+    S.generate("hologic", 2, tmp_path / "second", seed=6)
+    ingestor.ingest_paths([tmp_path / "second"])
+    store.close()
+    assert charts(kept) == before and overview_events(kept) == overview_before  # kept
+    assert charts(fresh)["events"] > before["events"]  # not kept: the new events at once
+    assert overview_events(fresh) > overview_before
+
+
+def test_event_list_counts_up_to_a_limit_and_pages_on(world):
+    """Past the count limit the list says "more than" and still pages on; the last page and a
+    page past the end give the exact count; the pages are the download's rows in order."""
+    from srdose.store import web as W
+
+    store = DoseStore(world["url"])
+    try:
+        everything = [r[0] for r in W.iter_events(store, W.EventFilter())]
+        n = len(everything)
+        assert n > 12
+        first = W.event_list(store, W.EventFilter(), 1, 5, count_limit=10)
+        assert (first.total, first.exact, first.has_next) == (10, False, True)
+        assert [r["event_id"] for r in first.rows] == everything[:5]
+        exact = W.event_list(store, W.EventFilter(), 1, 5, count_limit=n)
+        assert (exact.total, exact.exact, exact.pages) == (n, True, -(-n // 5))
+        last_page = -(-n // 5)
+        last = W.event_list(store, W.EventFilter(), last_page, 5, count_limit=10)
+        assert (last.total, last.exact, last.has_next) == (n, True, False)
+        assert [r["event_id"] for r in last.rows] == everything[(last_page - 1) * 5 :]
+        past = W.event_list(store, W.EventFilter(), last_page + 3, 5, count_limit=10)
+        assert (past.page, past.total, past.exact) == (last_page, n, True) and past.rows == last.rows
+        # one unit's list is counted exactly whatever the limit (it is read in full for the sort)
+        serial = next(r[6] for r in W.iter_events(store, W.EventFilter()) if r[6])
+        of_unit = [r[0] for r in W.iter_events(store, W.EventFilter(serial=serial))]
+        unit_first = W.event_list(store, W.EventFilter(serial=serial), 1, 2, count_limit=1)
+        assert (unit_first.total, unit_first.exact) == (len(of_unit), True)
+        assert [r["event_id"] for r in unit_first.rows] == of_unit[:2]
+        # sorted by a column with gaps: NULLs last either way, on both engines
+        for desc in (False, True):
+            f = W.EventFilter(sort=(("mgd_recalc_mgy", desc),))
+            rows = [r for p in range(1, last_page + 1) for r in W.event_list(store, f, p, 5).rows]
+            values = [r["mgd_recalc_mgy"] for r in rows]
+            known = [v for v in values if v is not None]
+            assert values == known + [None] * (len(values) - len(known)) and len(rows) == n
+            assert known == sorted(known, reverse=desc)
+    finally:
+        store.close()

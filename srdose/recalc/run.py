@@ -132,4 +132,5 @@ def run(
 
     replace = inputs["event_id"][idx][inputs["has_result"][idx]].tolist()
     db.write_recalc_results(store, rows(), replace_ids=replace, progress=progress)
+    store.analyze()  # the planner's statistics follow the new results
     return summary

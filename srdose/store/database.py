@@ -223,17 +223,79 @@ class DoseStore:
         # are forgotten on any rollback (a rolled-back device row is gone)
         self._devices: dict[tuple, tuple] = {}
         self._pending_devices: dict[tuple, tuple] = {}
+        # events written by the transaction in progress, and committed since the planner's
+        # statistics were last taken (see grew); None: not yet looked up
+        self._pending_events = 0
+        self._events_since_analyze = 0
+        self._events_at_analyze: int | None = None
         event.listen(self.write_engine, "rollback", self._forget_pending)
         event.listen(self.write_engine, "rollback_savepoint", self._forget_pending)
         if migrate:
             upgrade(self.write_engine)
+            if not self.has_statistics() and self._has_events():
+                self.analyze()  # e.g. a database from before srdose took statistics
 
     def _forget_pending(self, *_args) -> None:
         self._pending_devices.clear()
+        self._pending_events = 0
 
     def close(self) -> None:
         self.write_engine.dispose()
         self.read_engine.dispose()
+
+    # --- the query planner's statistics -------------------------------------------
+
+    #: Statistics are taken again once the events have grown by this fraction since they were
+    #: last taken (as PostgreSQL's autovacuum_analyze_scale_factor), and by this many at least.
+    ANALYZE_GROWTH = 0.1
+    ANALYZE_MIN_EVENTS = 1000
+
+    def analyzed_events(self) -> int | None:
+        """The number of events the planner's statistics were taken over; None: none taken."""
+        with self.write_engine.connect() as conn:
+            if self.write_engine.dialect.name == "sqlite":
+                if not conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").all():
+                    return None
+                stat = conn.exec_driver_sql(
+                    "SELECT stat FROM sqlite_stat1 WHERE tbl = 'events' AND idx = 'ix_events_study_id'"
+                ).scalar()
+                return int(stat.split()[0]) if stat else None
+            # PostgreSQL: reltuples is -1 until the table is first analyzed
+            n = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'events'").scalar()
+            return int(n) if n is not None and n >= 0 else None
+
+    def _has_events(self) -> bool:
+        with self.write_engine.connect() as conn:
+            return conn.execute(select(M.Event.id).limit(1)).first() is not None
+
+    def has_statistics(self) -> bool:
+        """Whether the planner has statistics of the events (an empty table has none)."""
+        return self.analyzed_events() is not None
+
+    def _grew(self, events: int) -> None:
+        """``events`` were committed: refresh the statistics when there are none yet, or when the
+        events have grown by :data:`ANALYZE_GROWTH` since they were taken. Every writer (a folder
+        ingest, the listener) passes here, so a database filled a few objects at a time keeps
+        statistics that match it."""
+        if self._events_at_analyze is None:
+            self._events_at_analyze = self.analyzed_events() or 0
+        self._events_since_analyze += events
+        threshold = max(self.ANALYZE_MIN_EVENTS, self.ANALYZE_GROWTH * self._events_at_analyze)
+        if self._events_at_analyze == 0 or self._events_since_analyze >= threshold:
+            self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics after the tables have grown or changed shape (a
+        bulk ingest, a recalculation). Without them SQLite's planner guesses how selective a
+        filter is, and on a large database guesses wrong: e.g. it sorted every event for the
+        event list's first page instead of reading the newest studies from their index.
+        PostgreSQL's autovacuum gets there too, but only a while after a bulk load."""
+        # SQLite: every row, not a sample (analysis_limit): sampled counts were 40 times too low
+        # for the unit index; a full ANALYZE takes about half a second per million events
+        with self.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        self._events_at_analyze = self.analyzed_events() or 0
+        self._events_since_analyze = 0
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -244,15 +306,18 @@ class DoseStore:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A transaction; commits on success, rolls back on error."""
-        self._pending_devices.clear()
+        self._forget_pending()
         try:
             with self.write_engine.begin() as conn:
                 yield conn
         except BaseException:
-            self._pending_devices.clear()
+            self._forget_pending()
             raise
         self._devices.update(self._pending_devices)
         self._pending_devices.clear()
+        added, self._pending_events = self._pending_events, 0
+        if added:
+            self._grew(added)
 
     # --- writing -------------------------------------------------------------
 
@@ -551,6 +616,7 @@ class DoseStore:
             row["flags"] = _without_nul(";".join(ev.flags)) or None
             rows.append(row)
         ids = conn.execute(insert(M.Event).returning(M.Event.id, sort_by_parameter_order=True), rows).scalars().all()
+        self._pending_events += len(ids)
         pulses, filters = [], []
         for event_id, ev in zip(ids, events):
             for p in ev.pulses:

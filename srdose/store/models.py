@@ -65,7 +65,7 @@ class Study(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
-    study_date: Mapped[str | None] = mapped_column(String(8), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8))
     study_time: Mapped[str | None] = mapped_column(String(16))
     description: Mapped[str | None] = mapped_column(Text)
     procedure: Mapped[str | None] = mapped_column(String(256))
@@ -76,6 +76,28 @@ class Study(Base):
     # a test / QA phantom study (patient ID or name matched a configured
     # pattern at ingest, before pseudonymisation); kept out of patient statistics
     not_patient: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+# Studies newest first, the event list's order (NULL dates last), read from an index (and any date
+# range): SQLite reads a plain index backwards in that order (NULL sorts lowest); PostgreSQL needs
+# the order declared (backwards, its index would put NULLs first).
+Index("ix_studies_date_time", Study.study_date, Study.study_time).ddl_if(dialect="sqlite")
+Index("ix_studies_newest", Study.study_date.desc().nulls_last(), Study.study_time.desc().nulls_last()).ddl_if(
+    dialect="postgresql"
+)
+
+#: Indexes that exist on one engine only (above), by name: Alembic's comparison of the schema with
+#: these models does not read ``ddl_if``, so it is told (see :func:`on_engine`).
+ONE_ENGINE_INDEXES = {"ix_studies_date_time": "sqlite", "ix_studies_newest": "postgresql"}
+
+
+def on_engine(dialect_name: str):
+    """An Alembic ``include_object`` hook: leave out the indexes of the other engine."""
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        return type_ != "index" or ONE_ENGINE_INDEXES.get(name, dialect_name) == dialect_name
+
+    return include
 
 
 class SourceObject(Base):
@@ -113,12 +135,18 @@ class Event(Base):
     """One irradiation event; values in canonical units (kV, mAs, ms, mm, N, mGy)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_study_uid", "study_id", "event_uid"),)
+    __table_args__ = (
+        Index("ix_events_study_uid", "study_id", "event_uid"),
+        # a unit's events (and a unit's views) without reading the events table: the event
+        # list's filter and sort need only these columns and the study's date
+        # (SQLite keeps the id in every index; PostgreSQL needs it included to answer from the index)
+        Index("ix_events_unit_view", "device_id", "view", "study_id", "source_object_id", postgresql_include=["id"]),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
     event_uid: Mapped[str | None] = mapped_column(String(64))
     datetime_started: Mapped[str | None] = mapped_column(String(32))
     event_type: Mapped[str | None] = mapped_column(String(64))

@@ -111,7 +111,7 @@ def known_serials(store) -> list[str]:
         return sorted(set(conn.execute(select(M.Device.serial)).scalars()))
 
 
-def _raw_chunks(conn, query, chunk: int):
+def raw_chunks(conn, query, chunk: int):
     """Rows of ``query`` as plain DB-API tuples, ``chunk`` at a time.
 
     For 400,000 events SQLAlchemy's Row objects cost about a second; the
@@ -222,7 +222,7 @@ def report_events(
     lookups: list[dict] = [{} for _ in TEXT]
     wlookup: dict = {}
     with store.engine.connect() as conn:
-        for part in _raw_chunks(conn, q, chunk):
+        for part in raw_chunks(conn, q, chunk):
             c = list(zip(*part))
             for k in range(3):
                 ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))

@@ -31,7 +31,7 @@ from srdose import reference
 from srdose.physics.dance import fit_kv
 from srdose.store import models as M
 from srdose.store.recalc import physics_sets
-from srdose.store.reports import _raw_chunks
+from srdose.store.reports import raw_chunks
 
 #: Points per scatter chart at most: enough to show the cloud, small enough to draw at once.
 MAX_POINTS = 2000
@@ -130,7 +130,7 @@ def _day_columns(store, device_ids: list[int], acquisition: str | None = None) -
         q = q.where(E.acquisition == acquisition)
     cols: list[list] = [[], [], [], []]
     with store.engine.connect() as conn:
-        for part in _raw_chunks(conn, q, 50000):
+        for part in raw_chunks(conn, q, 50000):
             for k, c in enumerate(zip(*part)):
                 cols[k].extend(c)
     return _to_day_columns(*cols)
@@ -361,7 +361,7 @@ def _unit_rows(store, device_ids: list[int]) -> dict[str, list]:
     ).order_by(E.id)
     cols: list[list] = [[] for _ in _UNIT_COLUMNS]
     with store.engine.connect() as conn:
-        for part in _raw_chunks(conn, q, 50000):
+        for part in raw_chunks(conn, q, 50000):
             for k, c in enumerate(zip(*part)):
                 cols[k].extend(c)
     return dict(zip(_UNIT_COLUMNS, cols))

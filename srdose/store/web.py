@@ -8,15 +8,13 @@ events costs one indexed query, not a scan in Python.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
-import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 
+from srdose.store import cache
 from srdose.store import models as M
 
 #: Columns of the event list and its downloads, in order.
@@ -90,6 +88,18 @@ class EventFilter:
     method: str | None = None
     ratio_outside: float | None = None  # |ratio - 1| above this band
     sort: tuple[tuple[str, bool], ...] = field(default=(("study_date", True),))  # (column, descending)
+    #: the ids of the devices of ``serial``, once looked up (see :func:`_resolved`)
+    device_ids: tuple[int, ...] | None = None
+
+
+def _resolved(conn, f: EventFilter) -> EventFilter:
+    """``f`` with its unit's device ids looked up: a filter on ``events.device_id IN (...)`` is
+    one the planners estimate from their statistics (PostgreSQL's, for a join to the unit's
+    serial, guessed a few thousand events and walked every study since the date instead)."""
+    if not f.serial or f.device_ids is not None:
+        return f
+    ids = conn.execute(select(M.Device.id).where(M.Device.serial == f.serial)).scalars().all()
+    return replace(f, device_ids=tuple(ids))
 
 
 def _columns():
@@ -142,10 +152,14 @@ def _filtered(f: EventFilter, what) -> Select:
         conds.append(St.study_date >= f.since)
     if f.until:
         conds.append(St.study_date <= f.until)
-    if f.serial:
+    if f.device_ids is not None:
+        conds.append(E.device_id.in_(f.device_ids) if f.device_ids else false())
+    elif f.serial:
         conds.append(D.serial == f.serial)
     if f.view:
-        conds.append(E.view == f.view)
+        # without a unit, `view || ''` keeps SQLite from reading every unit's views by skip-scanning
+        # ix_events_unit_view (sorting them all); it reads the newest studies first and stops
+        conds.append(E.view == f.view if f.serial else E.view.concat("") == f.view)
     if f.acquisition:
         conds.append(E.acquisition == f.acquisition)
     if f.laterality:
@@ -190,91 +204,123 @@ def _ordered(q: Select, f: EventFilter) -> Select:
         if name in SORTABLE:
             col = cols[name]
             # NULLs last either way, the same on SQLite and PostgreSQL
-            order += [col.is_(None), col.desc() if desc else col.asc()]
+            order.append((col.desc() if desc else col.asc()).nulls_last())
     St, E = M.Study, M.Event
-    # ties broken the same way every time, so pages do not overlap
-    order += [St.study_date.desc(), St.study_time.desc(), E.id.desc()]
+    # ties broken the same way every time, so pages do not overlap; newest first is the order of
+    # the studies index (SQLite: ix_studies_date_time read from its end, NULL being lowest;
+    # PostgreSQL: ix_studies_newest, declared in this order)
+    order += [St.study_date.desc().nulls_last(), St.study_time.desc().nulls_last(), E.id.desc()]
     return q.order_by(*order)
 
 
 def event_count(store, f: EventFilter) -> int:
     with store.engine.connect() as conn:
+        return conn.execute(_filtered(_resolved(conn, f), [func.count(M.Event.id)])).scalar_one()
+
+
+def _page_ids(conn, f: EventFilter, offset: int, limit: int, counted: bool = False) -> tuple[list[int], int | None]:
+    """The ids of one page in the list's order, and (``counted``) how many events the filter
+    gives (None when the page is empty). The sort carries ids and sort keys only, not every column
+    of every filtered event; in the default order (newest first) it reads the newest studies from
+    their index and stops once the page is full. ``counted`` makes it read every filtered event:
+    a window over the rows it sorts, when it has to sort them all anyway."""
+    what = [M.Event.id, func.count().over()] if counted else [M.Event.id]
+    rows = conn.execute(_ordered(_filtered(f, what), f).offset(offset).limit(limit)).all()
+    return [r[0] for r in rows], (rows[0][1] if counted and rows else None)
+
+
+def _count(conn, f: EventFilter, limit: int | None = None) -> int:
+    """The filtered events; counted up to ``limit`` + 1 at most (None: all)."""
+    if limit is None:
         return conn.execute(_filtered(f, [func.count(M.Event.id)])).scalar_one()
+    some = _filtered(f, [M.Event.id]).limit(limit + 1).subquery()
+    return conn.execute(select(func.count()).select_from(some)).scalar_one()
+
+
+def _rows_of(conn, ids: list[int]) -> list[dict]:
+    """The list's columns of these events, in the order of ``ids``."""
+    if not ids:
+        return []
+    cols = _columns()
+    q = _filtered(EventFilter(), [cols[c].label(c) for c in EVENT_COLUMNS]).where(M.Event.id.in_(ids))
+    by_id = {r.event_id: dict(r._mapping) for r in conn.execute(q)}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def event_page(store, f: EventFilter, offset: int, limit: int) -> list[dict]:
     """One page of the filtered, sorted events (dicts keyed by :data:`EVENT_COLUMNS`)."""
-    cols = _columns()
-    q = _ordered(_filtered(f, [cols[c].label(c) for c in EVENT_COLUMNS]), f).offset(offset).limit(limit)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return _rows_of(conn, _page_ids(conn, _resolved(conn, f), offset, limit)[0])
+
+
+#: The event list counts the filtered events up to this many, and says "more than" past it: an
+#: exact count of a million events reads them all, for every page (the downloads have them all).
+COUNT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class EventList:
+    """A page of the event list: its number (1-based; the last page when asked for one past the
+    end), its rows, and how many events the filter gives: ``total``, exact when ``exact``, else
+    more than :data:`COUNT_LIMIT` (and ``pages`` the pages of those)."""
+
+    page: int
+    rows: list[dict]
+    total: int
+    exact: bool
+    size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages or not self.exact
+
+
+def event_list(store, f: EventFilter, page: int, size: int, count_limit: int = COUNT_LIMIT) -> EventList:
+    """Page ``page`` (from 1) of ``size`` filtered, sorted events and their count, read in one
+    transaction (so that they agree)."""
+    with store.engine.connect() as conn:
+        f = _resolved(conn, f)
+        offset = (page - 1) * size
+        # SQLite reads one unit's events from the unit's index and sorts them all anyway: counted
+        # in the same pass. Otherwise (and on PostgreSQL, which walks the newest studies for
+        # that too) the page stops once full and the count is capped.
+        counted = bool(f.serial) and conn.dialect.name == "sqlite"
+        # ids are 32-bit: a larger offset is past every row (and could overflow PostgreSQL's bigint)
+        ids, total = _page_ids(conn, f, offset, size, counted) if offset <= M.MAX_INTEGER else ([], None)
+        if total is not None:
+            return EventList(page, _rows_of(conn, ids), total, True, size)
+        if (ids and len(ids) < size) or (not ids and page == 1):  # the last page: the count is known
+            return EventList(page, _rows_of(conn, ids), offset + len(ids), True, size)
+        if not ids:  # past the end: count them all, show the last page
+            total = _count(conn, f)
+            page = max(1, math.ceil(total / size))
+            ids = _page_ids(conn, f, (page - 1) * size, size)[0] if total else []
+            return EventList(page, _rows_of(conn, ids), total, True, size)
+        n = _count(conn, f, count_limit)
+        return EventList(page, _rows_of(conn, ids), min(n, count_limit), n <= count_limit, size)
 
 
 def iter_events(store, f: EventFilter) -> Iterator[tuple]:
     """Every filtered event, in the list's order, as tuples of :data:`EVENT_COLUMNS`; streamed."""
     cols = _columns()
-    q = _ordered(_filtered(f, [cols[c].label(c) for c in EVENT_COLUMNS]), f)
     with store.engine.connect() as conn:
+        f = _resolved(conn, f)
+        q = _ordered(_filtered(f, [cols[c].label(c) for c in EVENT_COLUMNS]), f)
         for row in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
             yield tuple(row)
 
 
-# --- a short-lived cache of the slowly-changing aggregates ------------------------------------
-
-#: Seconds the drop-downs' choices and the overview are kept: a new unit, view or method, or the
-#: events of the last minute, show after at most this long (or at once after :func:`clear_cache`).
-CACHE_SECONDS = 60.0
-
-#: Per store (forgotten with it): key -> (monotonic time, value).
-_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
-_cache_lock = threading.Lock()
-#: One lock per store and key, so that concurrent misses compute once and the others wait.
-_key_locks: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
-
-
-def clear_cache(store=None) -> None:
-    """Forget the cached choices and overviews of ``store`` (every store: None), e.g. after a
-    change that should show at once."""
-    with _cache_lock:
-        if store is None:
-            _cache.clear()
-        else:
-            _cache.pop(store, None)
-
-
-def _fresh(store, key: str, seconds: float) -> tuple[bool, Any]:
-    hit = _cache.get(store, {}).get(key)
-    if hit is not None and time.monotonic() - hit[0] < seconds:
-        return True, hit[1]
-    return False, None
-
-
-def _cached(store, key: str, compute: Callable[[], Any], seconds: float = CACHE_SECONDS) -> Any:
-    """``compute()``, kept ``seconds`` for ``store`` under ``key``; concurrent misses compute it
-    once. Callers must not change what it returns (it is shared)."""
-    with _cache_lock:
-        ok, value = _fresh(store, key, seconds)
-        if ok:
-            return value
-        lock = _key_locks.setdefault(store, {}).setdefault(key, threading.Lock())
-    with lock:
-        with _cache_lock:
-            ok, value = _fresh(store, key, seconds)
-        if ok:
-            return value
-        value = compute()
-        with _cache_lock:
-            _cache.setdefault(store, {})[key] = (time.monotonic(), value)
-        return value
-
-
-def filter_choices(store) -> dict[str, list]:
+def filter_choices(store, seconds: float = cache.CACHE_SECONDS) -> dict[str, list]:
     """Values the filter's drop-downs offer: units, views, target/filter pairs, methods.
 
-    Kept :data:`CACHE_SECONDS` per store: three scans of every event, so at most one a minute.
+    Kept ``seconds`` per store: three scans of every event, so at most one a minute.
     (Indexes on these columns would make this cheap, but without statistics SQLite's planner
     then starts the filtered event list from them, e.g. half the events for view = MLO.)"""
-    return _cached(store, "filter_choices", lambda: _filter_choices(store))
+    return cache.cached(store, "filter_choices", lambda: _filter_choices(store), seconds)
 
 
 def _filter_choices(store) -> dict[str, list]:
@@ -302,12 +348,13 @@ def _filter_choices(store) -> dict[str, list]:
 # --- the overview --------------------------------------------------------------------
 
 
-def overview(store, today: dt.date, weeks: int = 26, recent: int = 20) -> dict:
+def overview(store, today: dt.date, weeks: int = 26, recent: int = 20, seconds: float = cache.CACHE_SECONDS) -> dict:
     """Units (last study, events this month), events per week for ``weeks`` weeks up to ``today``,
     the most recent flagged events, and the table sizes.
 
-    Kept :data:`CACHE_SECONDS` per store and arguments (shared: callers must not change it)."""
-    return _cached(store, f"overview:{today}:{weeks}:{recent}", lambda: _overview(store, today, weeks, recent))
+    Kept ``seconds`` per store and arguments (shared: callers must not change it)."""
+    key = f"overview:{today}:{weeks}:{recent}"
+    return cache.cached(store, key, lambda: _overview(store, today, weeks, recent), seconds)
 
 
 #: The recent flagged events are looked for in this many days first (then in all events).
@@ -329,7 +376,7 @@ def _overview(store, today: dt.date, weeks: int, recent: int) -> dict:
             )
         ]
         by_id = {u["id"]: u for u in units}
-        # live events per unit: all of its events (ix_events_device_id alone) less those of the
+        # live events per unit: all of its events (ix_events_unit_view alone) less those of the
         # few superseded source objects (ix_source_objects_superseded_by)
         had_events = set()
         for device_id, n in conn.execute(select(E.device_id, func.count()).group_by(E.device_id)):
@@ -350,7 +397,7 @@ def _overview(store, today: dt.date, weeks: int, recent: int) -> dict:
                 del by_id[u["id"]]
         units = [u for u in units if u["id"] in by_id]
         # this month's events and last study of every unit with events this month (from the
-        # studies of the month, ix_studies_study_date); the other units one by one
+        # studies of the month, ix_studies_date_time); the other units one by one
         # (the month's studies as a subquery, so that the plan follows the date index, not the unit's)
         for day, device_id, n in conn.execute(
             select(St.study_date, E.device_id, func.count())

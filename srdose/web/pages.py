@@ -18,8 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from srdose.dates import parse_iso_day
 from srdose.files import write_csv, write_xlsx
+from srdose.store import cache, unitpage
 from srdose.store import governance as G
-from srdose.store import unitpage
 from srdose.store import web as q
 from srdose.web.auth import error_page, require
 from srdose.web.render import render
@@ -47,7 +47,7 @@ def listener_status(data_dir: Path) -> dict | None:
 @require("viewer")
 def overview(request: Request) -> Response:
     store, settings = request.app.state.store, request.app.state.settings
-    data = q.overview(store, dt.date.today())
+    data = q.overview(store, dt.date.today(), seconds=settings.web.cache_seconds)
     request.state.audit_rows = len(data["units"])
     peak = max((w["events"] for w in data["weeks"]), default=0)
     return render(
@@ -205,10 +205,8 @@ def events(request: Request) -> Response:
     if fmt:
         return error_page(request, 400, "format must be csv or xlsx")
     size = settings.web.page_size
-    total = q.event_count(store, f)
-    pages = max(1, math.ceil(total / size))
-    page = min(page, pages)
-    rows = q.event_page(store, f, (page - 1) * size, size)
+    listed = q.event_list(store, f, page, size)
+    page, pages, rows = listed.page, listed.pages, listed.rows
     request.state.audit_rows = len(rows)
     current_sort = params.get("sort", "") or "-study_date"
     return render(
@@ -216,13 +214,14 @@ def events(request: Request) -> Response:
         "web/events.html",
         {
             "rows": rows,
-            "total": total,
+            "total": listed.total,
+            "exact": listed.exact,
             "page": page,
             "pages": pages,
             "params": {k: params.get(k, "") for k in FILTER_PARAMS},
-            "choices": q.filter_choices(store),
+            "choices": q.filter_choices(store, settings.web.cache_seconds),
             "prev_q": _query(params, page=page - 1) if page > 1 else None,
-            "next_q": _query(params, page=page + 1) if page < pages else None,
+            "next_q": _query(params, page=page + 1) if listed.has_next else None,
             "csv_q": _query(params, format="csv"),
             "xlsx_q": _query(params, format="xlsx"),
             "sort_q": {
@@ -284,7 +283,19 @@ def unit_charts(request: Request) -> Response:
     store, settings = request.app.state.store, request.app.state.settings
     if not q.unit(store, serial):
         return JSONResponse({"error": "no such unit"}, status_code=404)
-    return JSONResponse(unitpage.unit_charts(store, serial, settings))
+    # a unit's charts read all its events (hundreds of milliseconds for a busy unit): kept a
+    # while ([web] cache_seconds), so that several people on one unit, or a reload, do not each pay
+    body = cache.cached(
+        store, f"unit_charts:{serial}", lambda: _charts_json(store, serial, settings), settings.web.cache_seconds
+    )
+    return Response(body, media_type="application/json")
+
+
+def _charts_json(store, serial: str, settings) -> bytes:
+    """The unit's charts as JSON (as JSONResponse writes it: no NaN), stamped with when."""
+    as_of = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    charts = {**unitpage.unit_charts(store, serial, settings), "as_of": as_of}
+    return json.dumps(charts, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def routes() -> list[BaseRoute]:

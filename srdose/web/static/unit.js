@@ -256,7 +256,8 @@
                 "This unit reports no compression force.", d);
     monthlyChart(d);
     fitsChart(d);
-    status("");
+    // the server may keep a unit's charts a while ([web] cache_seconds): say how fresh they are
+    status(d.as_of ? "Charts as of " + d.as_of + "." : "");
   }
 
   function start() {
