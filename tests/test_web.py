@@ -512,12 +512,14 @@ def test_event_list_counts_up_to_a_limit_and_pages_on(world):
         assert [r["event_id"] for r in last.rows] == everything[(last_page - 1) * 5 :]
         past = W.event_list(store, W.EventFilter(), last_page + 3, 5, count_limit=10)
         assert (past.page, past.total, past.exact) == (last_page, n, True) and past.rows == last.rows
-        # one unit's list is counted exactly whatever the limit (it is read in full for the sort)
+        # SQLite counts one unit's list exactly whatever the limit (it reads it in full for the
+        # sort); PostgreSQL reads the newest studies first, and caps the count as for any filter
         serial = next(r[6] for r in W.iter_events(store, W.EventFilter()) if r[6])
         of_unit = [r[0] for r in W.iter_events(store, W.EventFilter(serial=serial))]
         unit_first = W.event_list(store, W.EventFilter(serial=serial), 1, 2, count_limit=1)
-        assert (unit_first.total, unit_first.exact) == (len(of_unit), True)
-        assert [r["event_id"] for r in unit_first.rows] == of_unit[:2]
+        sqlite = store.engine.dialect.name == "sqlite"
+        assert (unit_first.total, unit_first.exact) == ((len(of_unit), True) if sqlite else (1, False))
+        assert [r["event_id"] for r in unit_first.rows] == of_unit[:2] and unit_first.has_next
         # sorted by a column with gaps: NULLs last either way, on both engines
         for desc in (False, True):
             f = W.EventFilter(sort=(("mgd_recalc_mgy", desc),))
