@@ -504,6 +504,13 @@ def test_event_list_counts_up_to_a_limit_and_pages_on(world):
         first = W.event_list(store, W.EventFilter(), 1, 5, count_limit=10)
         assert (first.total, first.exact, first.has_next) == (10, False, True)
         assert [r["event_id"] for r in first.rows] == everything[:5]
+        # a page reaching the limit with events after it: "more than" without counting
+        second = W.event_list(store, W.EventFilter(), 2, 5, count_limit=10)
+        assert (second.total, second.exact, second.has_next) == (10, False, True)
+        assert [r["event_id"] for r in second.rows] == everything[5:10]
+        # a page holding exactly the last events: the count is known, whatever the limit
+        whole = W.event_list(store, W.EventFilter(), 1, n, count_limit=1)
+        assert (whole.total, whole.exact, whole.has_next, len(whole.rows)) == (n, True, False, n)
         exact = W.event_list(store, W.EventFilter(), 1, 5, count_limit=n)
         assert (exact.total, exact.exact, exact.pages) == (n, True, -(-n // 5))
         last_page = -(-n // 5)
@@ -516,10 +523,15 @@ def test_event_list_counts_up_to_a_limit_and_pages_on(world):
         # sort); PostgreSQL reads the newest studies first, and caps the count as for any filter
         serial = next(r[6] for r in W.iter_events(store, W.EventFilter()) if r[6])
         of_unit = [r[0] for r in W.iter_events(store, W.EventFilter(serial=serial))]
-        unit_first = W.event_list(store, W.EventFilter(serial=serial), 1, 2, count_limit=1)
+        assert len(of_unit) > 4
+        unit_first = W.event_list(store, W.EventFilter(serial=serial), 1, 2, count_limit=3)
         sqlite = store.engine.dialect.name == "sqlite"
-        assert (unit_first.total, unit_first.exact) == ((len(of_unit), True) if sqlite else (1, False))
+        assert (unit_first.total, unit_first.exact) == ((len(of_unit), True) if sqlite else (3, False))
         assert [r["event_id"] for r in unit_first.rows] == of_unit[:2] and unit_first.has_next
+        # a unit's page at the limit, with events after it: "more than" on both engines
+        unit_later = W.event_list(store, W.EventFilter(serial=serial), 2, 2, count_limit=4)
+        assert (unit_later.total, unit_later.exact) == (4, False)
+        assert [r["event_id"] for r in unit_later.rows] == of_unit[2:4]
         # sorted by a column with gaps: NULLs last either way, on both engines
         for desc in (False, True):
             f = W.EventFilter(sort=(("mgd_recalc_mgy", desc),))

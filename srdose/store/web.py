@@ -286,20 +286,25 @@ def event_list(store, f: EventFilter, page: int, size: int, count_limit: int = C
         f = _resolved(conn, f)
         offset = (page - 1) * size
         # SQLite reads one unit's events from the unit's index and sorts them all anyway: counted
-        # in the same pass. Otherwise (and on PostgreSQL, which walks the newest studies for
-        # that too) the page stops once full and the count is capped.
-        counted = bool(f.serial) and conn.dialect.name == "sqlite"
+        # in the same pass, while the count is still wanted (a page before the limit). Otherwise
+        # (and on PostgreSQL, which walks the newest studies for that too) the page stops once
+        # full and the count is capped.
+        counted = bool(f.serial) and conn.dialect.name == "sqlite" and offset + size < count_limit
         # ids are 32-bit: a larger offset is past every row (and could overflow PostgreSQL's bigint)
-        ids, total = _page_ids(conn, f, offset, size, counted) if offset <= M.MAX_INTEGER else ([], None)
+        # one id past the page: whether another page follows
+        ids, total = _page_ids(conn, f, offset, size + 1, counted) if offset <= M.MAX_INTEGER else ([], None)
+        more, ids = len(ids) > size, ids[:size]
         if total is not None:
             return EventList(page, _rows_of(conn, ids), total, True, size)
-        if (ids and len(ids) < size) or (not ids and page == 1):  # the last page: the count is known
+        if (ids and not more) or (not ids and page == 1):  # the last page: the count is known
             return EventList(page, _rows_of(conn, ids), offset + len(ids), True, size)
         if not ids:  # past the end: count them all, show the last page
             total = _count(conn, f)
             page = max(1, math.ceil(total / size))
             ids = _page_ids(conn, f, (page - 1) * size, size)[0] if total else []
             return EventList(page, _rows_of(conn, ids), total, True, size)
+        if offset + size >= count_limit:  # events past this page, and past the limit: no count needed
+            return EventList(page, _rows_of(conn, ids), count_limit, False, size)
         n = _count(conn, f, count_limit)
         return EventList(page, _rows_of(conn, ids), min(n, count_limit), n <= count_limit, size)
 
