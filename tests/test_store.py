@@ -213,3 +213,26 @@ def test_statistics_are_taken_again_as_the_events_grow(store, ingestor, tmp_path
     store.ANALYZE_MIN_EVENTS = second + 1  # per store, so that a few more events cross it
     third = ingest("c", 23)
     assert store.analyzed_events() == first + second + third == _count(store, M.Event)
+
+
+def test_a_small_recalculation_does_not_analyze_the_database(store, ingestor, tmp_path):
+    """The listener recalculates every few seconds: its few results count towards the growth,
+    they do not each take the statistics again (a whole-database ANALYZE each time)."""
+    from srdose import synth as S
+    from srdose.config import load
+    from srdose.recalc.engine import Params
+    from srdose.recalc.run import resolve_factor_set, run
+
+    S.generate("hologic", 1, tmp_path / "a", seed=31)
+    first = ingestor.ingest_paths([tmp_path / "a"]).events
+    S.generate("hologic", 1, tmp_path / "b", seed=32)
+    second = ingestor.ingest_paths([tmp_path / "b"]).events
+    assert store.analyzed_events() == first  # the second batch alone is too few
+    params = Params.from_settings(load(None, environ={"SRDOSE_DATA_DIR": str(tmp_path / "data")}).recalc)
+    summary = run(store, resolve_factor_set(store, "bundled"), params)
+    assert 0 < summary.computed == first + second < store.ANALYZE_MIN_EVENTS
+    assert store.analyzed_events() == first  # still
+    store.ANALYZE_MIN_EVENTS = second + summary.computed  # the results do count towards it
+    S.generate("hologic", 1, tmp_path / "c", seed=33)
+    ingestor.ingest_paths([tmp_path / "c"])
+    assert store.analyzed_events() == _count(store, M.Event)

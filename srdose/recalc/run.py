@@ -132,5 +132,5 @@ def run(
 
     replace = inputs["event_id"][idx][inputs["has_result"][idx]].tolist()
     db.write_recalc_results(store, rows(), replace_ids=replace, progress=progress)
-    store.analyze()  # the planner's statistics follow the new results
+    store.wrote(summary.computed)  # the planner's statistics follow the results, once they are many
     return summary

@@ -224,7 +224,7 @@ class DoseStore:
         self._devices: dict[tuple, tuple] = {}
         self._pending_devices: dict[tuple, tuple] = {}
         # events written by the transaction in progress, and committed since the planner's
-        # statistics were last taken (see grew); None: not yet looked up
+        # statistics were last taken (see wrote); None: not yet looked up
         self._pending_events = 0
         self._events_since_analyze = 0
         self._events_at_analyze: int | None = None
@@ -272,14 +272,16 @@ class DoseStore:
         """Whether the planner has statistics of the events (an empty table has none)."""
         return self.analyzed_events() is not None
 
-    def _grew(self, events: int) -> None:
-        """``events`` were committed: refresh the statistics when there are none yet, or when the
-        events have grown by :data:`ANALYZE_GROWTH` since they were taken. Every writer (a folder
-        ingest, the listener) passes here, so a database filled a few objects at a time keeps
-        statistics that match it."""
+    def wrote(self, rows: int) -> None:
+        """``rows`` events, or recalculated results of events, were committed: refresh the
+        statistics when there are none yet, or when the rows written since they were taken reach
+        :data:`ANALYZE_GROWTH` of the events. Every writer passes here (a folder ingest and the
+        listener through :meth:`begin`, a recalculation with its count), so a database filled a
+        few objects at a time keeps statistics that match it, and the listener's small
+        recalculations every few seconds do not each analyze the whole database."""
         if self._events_at_analyze is None:
             self._events_at_analyze = self.analyzed_events() or 0
-        self._events_since_analyze += events
+        self._events_since_analyze += rows
         threshold = max(self.ANALYZE_MIN_EVENTS, self.ANALYZE_GROWTH * self._events_at_analyze)
         if self._events_at_analyze == 0 or self._events_since_analyze >= threshold:
             self.analyze()
@@ -317,7 +319,7 @@ class DoseStore:
         self._pending_devices.clear()
         added, self._pending_events = self._pending_events, 0
         if added:
-            self._grew(added)
+            self.wrote(added)
 
     # --- writing -------------------------------------------------------------
 

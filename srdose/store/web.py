@@ -215,7 +215,7 @@ def _ordered(q: Select, f: EventFilter) -> Select:
 
 def event_count(store, f: EventFilter) -> int:
     with store.engine.connect() as conn:
-        return conn.execute(_filtered(_resolved(conn, f), [func.count(M.Event.id)])).scalar_one()
+        return _count(conn, _resolved(conn, f))
 
 
 def _page_ids(conn, f: EventFilter, offset: int, limit: int, counted: bool = False) -> tuple[list[int], int | None]:
