@@ -422,7 +422,9 @@ def _target_filter_counts(unit: dict[str, list]) -> list[dict]:
 
 
 def _flag_counts(unit: dict[str, list]) -> list[dict]:
-    """:func:`unit_quirks` from the columns :func:`_unit_rows` read."""
+    """Flags seen on the unit's live events, from the columns :func:`_unit_rows` read:
+    ``source`` (``event`` as parsed from the RDSR, ``object`` on the dose report as a whole,
+    ``recalculation``), ``flag`` and ``events``; most frequent first."""
     out = []
     for source, column in (("event", "event_flags"), ("object", "object_flags"), ("recalculation", "recalc_flags")):
         counts: Counter = Counter()
@@ -433,27 +435,6 @@ def _flag_counts(unit: dict[str, list]) -> list[dict]:
         # equal counts by name
         ranked = sorted(counts.items(), key=lambda fn: (-fn[1], fn[0]))
         out += [{"source": source, "flag": f, "events": n} for f, n in ranked]
-    return out
-
-
-def unit_quirks(store, device_ids: list[int]) -> list[dict]:
-    """Flags seen on the unit's live events: ``source`` (``event`` as parsed from the RDSR,
-    ``object`` on the dose report as a whole, ``recalculation``), ``flag`` and ``events``; most
-    frequent first."""
-    E, S, R = M.Event, M.SourceObject, M.RecalcResult
-    out = []
-    with store.engine.connect() as conn:
-        for source, column in (("event", E.flags), ("object", S.flags), ("recalculation", R.flags)):
-            q = _live_patient(_events_query(column, func.count(E.id)), device_ids)
-            q = q.where(column.is_not(None)).group_by(column)
-            counts: Counter = Counter()
-            for value, n in conn.execute(q):
-                for flag in str(value).split(";"):
-                    if flag:
-                        counts[flag] += int(n)
-            # equal counts by name, not in GROUP BY's order (which differs between engines)
-            ranked = sorted(counts.items(), key=lambda fn: (-fn[1], fn[0]))
-            out += [{"source": source, "flag": f, "events": n} for f, n in ranked]
     return out
 
 
@@ -532,7 +513,7 @@ def unit_charts(store, serial: str, settings, max_points: int = MAX_POINTS) -> d
     (:func:`ratio_drift`); ``kv`` (``series`` {target/filter: [thickness, kV]},
     ``target_filter`` counts over all events); ``force`` (``series`` {CC|MLO|other:
     [thickness, N]}); ``monthly`` (:func:`monthly_medians`); ``physics``
-    (:func:`unit_physics`); ``quirks`` (:func:`unit_quirks`).
+    (:func:`unit_physics`); ``quirks`` (:func:`_flag_counts`).
     ``settings`` is :class:`srdose.config.Settings` (the DRL, the fit degree and kV margin).
     """
     devices = unit_devices(store, serial)
@@ -577,5 +558,4 @@ __all__ = [
     "unit_charts",
     "unit_devices",
     "unit_physics",
-    "unit_quirks",
 ]
