@@ -75,7 +75,7 @@ def _in_thread(work) -> tuple[threading.Thread, dict]:
 
 def _page_reads(store) -> tuple[int, int]:
     """What the overview and the event list read."""
-    W.overview(store, dt.date.today())
+    W.overview(store, dt.date.today(), seconds=60)
     rows = W.event_page(store, W.EventFilter(), 0, 50)
     return W.event_count(store, W.EventFilter()), len(rows)
 

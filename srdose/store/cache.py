@@ -1,7 +1,8 @@
 """A short-lived, per-store cache of what the web pages compute from many rows.
 
 Used for values that change slowly and cost a scan: the filter's choices, the overview, a unit's
-charts. Concurrent misses of one key compute it once; the others wait for that result.
+charts, each kept as long as the caller says (``[web] cache_seconds``). Concurrent misses of one
+key compute it once; the others wait for that result.
 """
 
 from __future__ import annotations
@@ -12,25 +13,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-#: Seconds a value is kept: a new unit, view or method, or the events of the last minute, show
-#: after at most this long (or at once after :func:`clear`).
-CACHE_SECONDS = 60.0
-
 #: Per store (forgotten with it): key -> (monotonic time, value).
 _cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 #: One lock per store and key, so that concurrent misses compute once and the others wait.
 _key_locks: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
-
-
-def clear(store=None) -> None:
-    """Forget what is kept for ``store`` (every store: None), e.g. after a change that should
-    show at once."""
-    with _cache_lock:
-        if store is None:
-            _cache.clear()
-        else:
-            _cache.pop(store, None)
 
 
 def _fresh(store, key: str, seconds: float) -> tuple[bool, Any]:
@@ -40,7 +27,7 @@ def _fresh(store, key: str, seconds: float) -> tuple[bool, Any]:
     return False, None
 
 
-def cached(store, key: str, compute: Callable[[], Any], seconds: float = CACHE_SECONDS) -> Any:
+def cached(store, key: str, compute: Callable[[], Any], seconds: float) -> Any:
     """``compute()``, kept ``seconds`` for ``store`` under ``key``; concurrent misses compute it
     once. Callers must not change what it returns (it is shared). ``seconds`` 0: not kept."""
     if seconds <= 0:

@@ -319,7 +319,7 @@ def iter_events(store, f: EventFilter) -> Iterator[tuple]:
             yield tuple(row)
 
 
-def filter_choices(store, seconds: float = cache.CACHE_SECONDS) -> dict[str, list]:
+def filter_choices(store, seconds: float) -> dict[str, list]:
     """Values the filter's drop-downs offer: units, views, target/filter pairs, methods.
 
     Kept ``seconds`` per store: three scans of every event, so at most one a minute.
@@ -353,7 +353,7 @@ def _filter_choices(store) -> dict[str, list]:
 # --- the overview --------------------------------------------------------------------
 
 
-def overview(store, today: dt.date, weeks: int = 26, recent: int = 20, seconds: float = cache.CACHE_SECONDS) -> dict:
+def overview(store, today: dt.date, seconds: float, weeks: int = 26, recent: int = 20) -> dict:
     """Units (last study, events this month), events per week for ``weeks`` weeks up to ``today``,
     the most recent flagged events, and the table sizes.
 
