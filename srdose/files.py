@@ -84,20 +84,10 @@ def private_file(path: Path, mode: str = "w", **kwargs):
 
 
 def _cell(value):
-    # by exact type first, inert() inlined for text: this runs for every cell of every download
-    kind = type(value)
-    if kind is str:
-        if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-            return "'" + value
-        return value
-    if kind is float:
-        # 34.300000000000004 (a sum of µAs/1000) is written 34.3
-        return repr(round(value, 6))
-    if kind is int:
-        return value
     if value is None:
         return ""
     if isinstance(value, float):
+        # 34.300000000000004 (a sum of µAs/1000) is written 34.3
         return repr(round(value, 6))
     return inert(value)
 
@@ -108,9 +98,8 @@ def write_csv(rows: Iterable[tuple], out: Path, columns: Sequence[str]) -> int:
     with private_file(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
-        cell = _cell
         for row in rows:
-            writer.writerow([cell(v) for v in row])
+            writer.writerow([_cell(v) for v in row])
             n += 1
     return n
 
