@@ -320,6 +320,8 @@ def build_db(url: str, n_events: int) -> None:
                         "event_uid": None,
                         "source_object_id": so_ids[e // per_study],
                         "study_id": st_ids[e // per_study],
+                        "study_date": st_rows[e // per_study]["study_date"],
+                        "study_time": st_rows[e // per_study].get("study_time"),
                     }
                 )
             conn.execute(insert(M.Event), ev_rows)

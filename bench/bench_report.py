@@ -128,6 +128,8 @@ def build_db(url: str, n_events: int) -> str:
                             "event_uid": None,
                             "study_id": sid,
                             "source_object_id": so,
+                            "study_date": day,
+                            "study_time": s["study_time"],
                             "datetime_started": day + start[8:] if start else None,
                         }
                     )

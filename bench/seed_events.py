@@ -295,6 +295,8 @@ def seed(
                         "source_object_id": soid,
                         "study_id": sid,
                         "event_uid": f"{uid_root}.3.{eid}",
+                        "study_date": ymd,  # the events carry their study's date and time
+                        "study_time": t.study["study_time"],
                         # the template's time of day on the new study date
                         "datetime_started": ymd + start[8:] if start else None,
                     }

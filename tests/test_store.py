@@ -190,7 +190,7 @@ def test_planner_statistics_follow_an_ingest(store, ingestor, tmp_path):
     with store.engine.connect() as conn:
         if store.engine.dialect.name == "sqlite":
             stat = dict(conn.execute(text("SELECT idx, stat FROM sqlite_stat1")).all())
-            assert int(stat["ix_events_unit_view"].split()[0]) == n_events
+            assert int(stat["ix_events_unit_date"].split()[0]) == n_events
             assert int(stat["ix_studies_date_time"].split()[0]) == n_studies
         else:
             tuples = dict(conn.execute(text("SELECT relname, reltuples FROM pg_class")).all())
@@ -236,3 +236,157 @@ def test_a_small_recalculation_does_not_analyze_the_database(store, ingestor, tm
     S.generate("hologic", 1, tmp_path / "c", seed=33)
     ingestor.ingest_paths([tmp_path / "c"])
     assert store.analyzed_events() == _count(store, M.Event)
+
+
+# --- the event list's queries -----------------------------------------------------------------------
+
+
+def _event_dates(store) -> set[tuple]:
+    with store.engine.connect() as conn:
+        return set(
+            conn.execute(
+                select(
+                    M.Event.event_uid, M.Event.study_date, M.Event.study_time, M.Study.study_date, M.Study.study_time
+                ).join(M.Study, M.Event.study_id == M.Study.id)
+            ).all()
+        )
+
+
+def test_events_carry_their_studys_date_written_or_migrated(db_url, pseudonymiser):
+    """Events hold a copy of their study's date and time (a unit's list reads them from one
+    index): the migration fills them in for events already held, ingest writes them, and a later
+    object of a study held already gives its events the held study's date, not its own."""
+    from srdose.store.database import make_engine, upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0010")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO devices (id, manufacturer, model, serial) VALUES (7, 'ACME', 'M1', 'SN7')"))
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_instance_uid, study_date, study_time, not_patient) "
+                "VALUES (5, '1.2.5', '20240611', '101500', false), (6, '1.2.6', NULL, NULL, false)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO source_objects (id, sop_instance_uid, sop_class_uid, kind, study_id, sha256, received_at) "
+                "VALUES (3, '1.2.3', '1.2.840.10008.5.1.4.1.1.88.67', 'rdsr', 5, :z, '2024-06-11 10:20:00'), "
+                "(4, '1.2.4', '1.2.840.10008.5.1.4.1.1.88.67', 'rdsr', 6, :z, '2024-06-11 10:20:00')"
+            ),
+            {"z": "0" * 64},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (source_object_id, study_id, device_id, event_uid) "
+                "VALUES (3, 5, 7, '1.9.1'), (3, 5, 7, '1.9.2'), (4, 6, 7, '1.9.3')"
+            )
+        )
+    engine.dispose()
+    store = DoseStore(db_url, pseudonymiser)  # migrates to the head
+    try:
+        assert _event_dates(store) == {
+            ("1.9.1", "20240611", "101500", "20240611", "101500"),
+            ("1.9.2", "20240611", "101500", "20240611", "101500"),
+            ("1.9.3", None, None, None, None),
+        }
+        study, a, b = generate_uid(), generate_uid(), generate_uid()
+        _add(store, B.rdsr(events=[B.event(a)], study_uid=study))
+        later = B.rdsr(events=[B.event(b)], study_uid=study)
+        later.StudyDate, later.StudyTime = "20250103", "080000"  # the study is held: its date stands
+        _add(store, later)
+        new = {row for row in _event_dates(store) if row[0] in (a, b)}
+        assert new == {(a, "20250102", "092900", "20250102", "092900"), (b, "20250102", "092900", "20250102", "092900")}
+    finally:
+        store.close()
+
+
+def _two_studies(store) -> tuple[list[int], list[int], int]:
+    """Two studies of one unit; the ids of each one's events and the first one's source object."""
+    first, second = B.rdsr(events=[B.event(), B.event()]), B.rdsr(events=[B.event()])
+    _add(store, first)
+    _add(store, second)
+    with store.engine.connect() as conn:
+        by_uid = {
+            uid: (
+                source_id,
+                sorted(conn.execute(select(M.Event.id).where(M.Event.source_object_id == source_id)).scalars()),
+            )
+            for uid, source_id in conn.execute(select(M.SourceObject.sop_instance_uid, M.SourceObject.id))
+        }
+    return by_uid[first.SOPInstanceUID][1], by_uid[second.SOPInstanceUID][1], by_uid[first.SOPInstanceUID][0]
+
+
+def test_events_of_a_superseded_object_stay_out_of_the_list(store, monkeypatch):
+    """Should a superseded source object still hold events (ingest deletes them), the list, its
+    count and its download leave them out: named in the query when few, by a join when many."""
+    from sqlalchemy import update
+
+    from srdose.store import web as W
+
+    old, kept, old_source = _two_studies(store)
+    with store.begin() as conn:
+        newest = conn.execute(select(func.max(M.SourceObject.id))).scalar_one()
+        conn.execute(update(M.SourceObject).where(M.SourceObject.id == old_source).values(superseded_by=newest))
+    assert old and kept
+    for named, resolved in ((1000, (old_source,)), (0, None)):
+        monkeypatch.setattr(W, "_SUPERSEDED_NAMED", named)
+        with store.engine.connect() as conn:
+            assert W._resolved(conn, W.EventFilter()).superseded == resolved
+        for f in (W.EventFilter(), W.EventFilter(serial=B.rdsr().DeviceSerialNumber)):
+            page = W.event_list(store, f, 1, 10)
+            assert [r["event_id"] for r in page.rows] == kept and (page.total, page.exact) == (1, True)
+            assert [r[0] for r in W.iter_events(store, f)] == kept
+            assert W.event_count(store, f) == 1
+
+
+def _relations_read(conn, sql: str, params) -> set[str]:
+    """The tables a statement reads, from the engine's own plan of it."""
+    if conn.dialect.name == "sqlite":
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+        return {m.group(1) for row in plan if (m := __import__("re").match(r"(?:SCAN|SEARCH) (\w+)", row[3]))}
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar_one()
+    found, todo = set(), [plan[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        if "Relation Name" in node:
+            found.add(node["Relation Name"])
+        todo += node.get("Plans", [])
+    return found
+
+
+def test_a_units_page_and_count_from_a_date_read_the_events_alone(store):
+    """The list of a unit's views from a date, its page and its count, read the events table (its
+    index of a unit's events by view and date) and nothing else: not every study since the date,
+    nor a source object per event, which made the list too slow on PostgreSQL at a million events."""
+    from sqlalchemy import event as sa_event
+
+    from srdose.store import web as W
+
+    for _ in range(20):  # enough studies that the planners look one up by its key, as at scale
+        _two_studies(store)
+    store.analyze()
+    f = W.EventFilter(serial=B.rdsr().DeviceSerialNumber, view="CC", since="20250101")
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    sa_event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        page = W.event_list(store, f, 1, 1, count_limit=5)
+    finally:
+        sa_event.remove(store.engine, "before_cursor_execute", seen)
+    sqlite = store.engine.dialect.name == "sqlite"
+    assert len(page.rows) == 1 and (page.total, page.exact) == ((60, True) if sqlite else (5, False))
+    # the page of ids and the count (SQLite: as one, a window over the page's query); the columns
+    # of the page's rows are read after, by id
+    heads = {
+        "sqlite": ["SELECT events.id, count(*) OVER () AS anon_1"],
+        "postgresql": ["SELECT events.id", "SELECT count(*) AS count_1"],
+    }
+    listing = [(s, p) for s, p in statements if s.split("\n")[0].strip() in heads[store.engine.dialect.name]]
+    assert len(listing) == len(heads[store.engine.dialect.name])
+    with store.engine.connect() as conn:
+        for sql, params in listing:
+            assert _relations_read(conn, sql, params) == {"events"}, sql

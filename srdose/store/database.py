@@ -377,37 +377,39 @@ class DoseStore:
         self._pending_devices[identity] = (device_id, labels, now.date())
         return device_id
 
-    def _study_id(self, conn: Connection, report: DoseReport, device_id: int) -> int:
+    def _study(self, conn: Connection, report: DoseReport, device_id: int) -> tuple[int, str | None, str | None]:
+        """The study's id, date and time (as held: a study written before keeps its own)."""
         st = report.study
-        row = conn.execute(select(M.Study.id).where(M.Study.study_instance_uid == st.study_instance_uid)).first()
+        row = conn.execute(
+            select(M.Study.id, M.Study.study_date, M.Study.study_time).where(
+                M.Study.study_instance_uid == st.study_instance_uid
+            )
+        ).first()
         if row is not None:
-            return row[0]
+            return row[0], row[1], row[2]
         p = self.pseudonymiser
         if p is None:
             raise RuntimeError("DoseStore needs a Pseudonymiser to write studies")
-        key = conn.execute(
-            insert(M.Study).values(
-                **fit_row(
-                    M.Study,
-                    dict(
-                        study_instance_uid=st.study_instance_uid,
-                        device_id=device_id,
-                        study_date=st.study_date,
-                        study_time=st.study_time,
-                        description=st.description,
-                        procedure=st.procedure,
-                        patient_pseudonym=p.patient(st.patient_id),
-                        accession_pseudonym=p.accession(st.accession),
-                        age_years=self._coarse_age(st.age_years),
-                        sex=st.sex,
-                        not_patient=bool(st.not_patient),  # phantom / QA study, set at ingest
-                    ),
-                    report.flags.append,
-                )
-            )
-        ).inserted_primary_key
+        values = fit_row(
+            M.Study,
+            dict(
+                study_instance_uid=st.study_instance_uid,
+                device_id=device_id,
+                study_date=st.study_date,
+                study_time=st.study_time,
+                description=st.description,
+                procedure=st.procedure,
+                patient_pseudonym=p.patient(st.patient_id),
+                accession_pseudonym=p.accession(st.accession),
+                age_years=self._coarse_age(st.age_years),
+                sex=st.sex,
+                not_patient=bool(st.not_patient),  # phantom / QA study, set at ingest
+            ),
+            report.flags.append,
+        )
+        key = conn.execute(insert(M.Study).values(**values)).inserted_primary_key
         assert key is not None  # a single-row INSERT has one
-        return key[0]
+        return key[0], values["study_date"], values["study_time"]
 
     def _coarse_age(self, age: float | None) -> int | None:
         """Completed years, floored to the store's resolution: never finer
@@ -496,7 +498,7 @@ class DoseStore:
             return Outcome.CONFLICT if conflict else Outcome.DUPLICATE
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         device_id = self._device_id(conn, report, now)
-        study_id = self._study_id(conn, report, device_id)
+        study_id, study_date, study_time = self._study(conn, report, device_id)
         row = fit_row(
             M.SourceObject,
             dict(
@@ -569,7 +571,7 @@ class DoseStore:
                 )
                 return Outcome.COVERED
 
-        self._insert_events(conn, events, source_id, study_id, device_id)
+        self._insert_events(conn, events, source_id, (study_id, study_date, study_time), device_id)
         if report.accumulated:
             conn.execute(
                 insert(M.AccumulatedDose),
@@ -599,16 +601,25 @@ class DoseStore:
         return abs(dt_seconds(row.datetime_started) - dt_seconds(ev.datetime_started)) <= SAME_EXPOSURE_SECONDS
 
     def _insert_events(
-        self, conn: Connection, events: list[IrradiationEvent], source_id: int, study_id: int, device_id: int
+        self,
+        conn: Connection,
+        events: list[IrradiationEvent],
+        source_id: int,
+        study: tuple[int, str | None, str | None],
+        device_id: int,
     ) -> None:
+        """``study``: the study's id, date and time (see :meth:`_study`)."""
         if not events:
             return
+        study_id, study_date, study_time = study
         rows = []
         for ev in events:
             row = {name: getattr(ev, name) for name in _EVENT_COLUMNS}
             row.update(
                 source_object_id=source_id,
                 study_id=study_id,
+                study_date=study_date,
+                study_time=study_time,
                 device_id=device_id,
                 view_modifiers=";".join(ev.view_modifiers) or None,
             )

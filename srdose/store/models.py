@@ -88,7 +88,12 @@ Index("ix_studies_newest", Study.study_date.desc().nulls_last(), Study.study_tim
 
 #: Indexes that exist on one engine only (above), by name: Alembic's comparison of the schema with
 #: these models does not read ``ddl_if``, so it is told (see :func:`on_engine`).
-ONE_ENGINE_INDEXES = {"ix_studies_date_time": "sqlite", "ix_studies_newest": "postgresql"}
+ONE_ENGINE_INDEXES = {
+    "ix_studies_date_time": "sqlite",
+    "ix_studies_newest": "postgresql",
+    "ix_events_unit_date": "sqlite",
+    "ix_events_unit_newest": "postgresql",
+}
 
 
 def on_engine(dialect_name: str):
@@ -137,16 +142,16 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_study_uid", "study_id", "event_uid"),
-        # a unit's events (and a unit's views) without reading the events table: the event
-        # list's filter and sort need only these columns and the study's date
-        # (SQLite keeps the id in every index; PostgreSQL needs it included to answer from the index)
-        Index("ix_events_unit_view", "device_id", "view", "study_id", "source_object_id", postgresql_include=["id"]),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    # the study's date and time, copied when the event is written (a study's never change): a
+    # unit's events are then listed newest first, and counted from a date, from one index
+    study_date: Mapped[str | None] = mapped_column(String(8))
+    study_time: Mapped[str | None] = mapped_column(String(16))
     event_uid: Mapped[str | None] = mapped_column(String(64))
     datetime_started: Mapped[str | None] = mapped_column(String(32))
     event_type: Mapped[str | None] = mapped_column(String(64))
@@ -183,6 +188,31 @@ class Event(Base):
     source_rp_mm: Mapped[float | None] = mapped_column(Float)
     dose_area_product_gym2: Mapped[float | None] = mapped_column(Float)
     flags: Mapped[str | None] = mapped_column(Text)
+
+
+# A unit's events by view, newest first: the event list's filter (unit, view, from a date), its
+# default order and what its page needs (study, source object) without reading the events table.
+# Led by device_id it also serves every per-unit query. SQLite reads it backwards (NULL lowest) and
+# keeps no INCLUDE; PostgreSQL needs the order declared, as for the studies below.
+Index(
+    "ix_events_unit_date",
+    Event.device_id,
+    Event.view,
+    Event.study_date,
+    Event.study_time,
+    Event.id,
+    Event.study_id,
+    Event.source_object_id,
+).ddl_if(dialect="sqlite")
+Index(
+    "ix_events_unit_newest",
+    Event.device_id,
+    Event.view,
+    Event.study_date.desc().nulls_last(),
+    Event.study_time.desc().nulls_last(),
+    Event.id.desc(),
+    postgresql_include=["study_id", "source_object_id"],
+).ddl_if(dialect="postgresql")
 
 
 class Pulse(Base):

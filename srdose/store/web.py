@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy.sql.util import find_tables
 
 from srdose.store import cache
 from srdose.store import models as M
@@ -90,20 +91,45 @@ class EventFilter:
     sort: tuple[tuple[str, bool], ...] = field(default=(("study_date", True),))  # (column, descending)
     #: the ids of the devices of ``serial``, once looked up (see :func:`_resolved`)
     device_ids: tuple[int, ...] | None = None
+    #: the superseded source objects that still have events, once looked up (None: not looked up,
+    #: or too many to name: live events are found by joining their source objects)
+    superseded: tuple[int, ...] | None = None
+
+
+#: At most this many superseded source objects with events are named in the list's query.
+_SUPERSEDED_NAMED = 1000
 
 
 def _resolved(conn, f: EventFilter) -> EventFilter:
-    """``f`` with its unit's device ids looked up: a filter on ``events.device_id IN (...)`` is
-    one the planners estimate from their statistics (PostgreSQL's, for a join to the unit's
-    serial, guessed a few thousand events and walked every study since the date instead)."""
-    if not f.serial or f.device_ids is not None:
-        return f
-    ids = conn.execute(select(M.Device.id).where(M.Device.serial == f.serial)).scalars().all()
-    return replace(f, device_ids=tuple(ids))
+    """``f`` with its unit's device ids and the superseded source objects looked up.
+
+    A filter on ``events.device_id IN (...)`` is one the planners estimate from their statistics
+    (PostgreSQL's, for a join to the unit's serial, guessed a few thousand events and walked every
+    study since the date instead). Ingest deletes the events of a replaced RDSR, so superseded
+    objects normally have none: the list then needs no join to the source objects at all (a probe
+    per event, or on PostgreSQL a hash of every source object, for each page)."""
+    E, S = M.Event, M.SourceObject
+    if f.serial and f.device_ids is None:
+        ids = conn.execute(select(M.Device.id).where(M.Device.serial == f.serial)).scalars().all()
+        f = replace(f, device_ids=tuple(ids))
+    if f.superseded is None:
+        held = (
+            conn.execute(
+                select(E.source_object_id)
+                .where(E.source_object_id.in_(select(S.id).where(S.superseded_by.is_not(None))))
+                .distinct()
+                .limit(_SUPERSEDED_NAMED + 1)
+            )
+            .scalars()
+            .all()
+        )
+        if len(held) <= _SUPERSEDED_NAMED:
+            f = replace(f, superseded=tuple(held))
+    return f
 
 
 def _columns():
-    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    E, St, D, R = M.Event, M.Study, M.Device, M.RecalcResult
     return {
         "event_id": E.id,
         "study_id": St.id,
@@ -132,33 +158,32 @@ def _columns():
         "factor_set": R.factor_set,
         "flags": E.flags,
         "recalc_flags": R.flags,
-        "_source": S.superseded_by,
     }
 
 
-def _filtered(f: EventFilter, what) -> Select:
-    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
-    q = (
-        select(*what)
-        .select_from(E)
-        .join(S, E.source_object_id == S.id)
-        .join(St, E.study_id == St.id)
-        .outerjoin(D, E.device_id == D.id)
-        .outerjoin(R, R.event_id == E.id)
-        .where(S.superseded_by.is_(None))
-    )
+def _dated(f: EventFilter):
+    """The study date and time the filter and order use: for a unit, the copies its events carry
+    (one index then gives the unit's events by view, newest first); otherwise the studies' own
+    (their index walks every unit's newest studies first)."""
+    E, St = M.Event, M.Study
+    return (E.study_date, E.study_time) if f.device_ids is not None else (St.study_date, St.study_time)
+
+
+def _conditions(f: EventFilter) -> list:
+    E, St, D, R = M.Event, M.Study, M.Device, M.RecalcResult
+    day, _ = _dated(f)
     conds = []
     if f.since:
-        conds.append(St.study_date >= f.since)
+        conds.append(day >= f.since)
     if f.until:
-        conds.append(St.study_date <= f.until)
+        conds.append(day <= f.until)
     if f.device_ids is not None:
         conds.append(E.device_id.in_(f.device_ids) if f.device_ids else false())
     elif f.serial:
         conds.append(D.serial == f.serial)
     if f.view:
         # without a unit, `view || ''` keeps SQLite from reading every unit's views by skip-scanning
-        # ix_events_unit_view (sorting them all); it reads the newest studies first and stops
+        # ix_events_unit_date (sorting them all); it reads the newest studies first and stops
         conds.append(E.view == f.view if f.serial else E.view.concat("") == f.view)
     if f.acquisition:
         conds.append(E.acquisition == f.acquisition)
@@ -192,25 +217,60 @@ def _filtered(f: EventFilter, what) -> Select:
                 R.ratio_recalc_to_reported > 1.0 + f.ratio_outside,
             )
         )
-    if conds:
-        q = q.where(and_(*conds))
-    return q
+    return conds
 
 
-def _ordered(q: Select, f: EventFilter) -> Select:
-    cols = _columns()
+def _order(f: EventFilter) -> list:
+    day, time = _dated(f)
+    cols = {**_columns(), "study_date": day}
     order = []
     for name, desc in f.sort:
         if name in SORTABLE:
             col = cols[name]
             # NULLs last either way, the same on SQLite and PostgreSQL
             order.append((col.desc() if desc else col.asc()).nulls_last())
-    St, E = M.Study, M.Event
     # ties broken the same way every time, so pages do not overlap; newest first is the order of
-    # the studies index (SQLite: ix_studies_date_time read from its end, NULL being lowest;
-    # PostgreSQL: ix_studies_newest, declared in this order)
-    order += [St.study_date.desc().nulls_last(), St.study_time.desc().nulls_last(), E.id.desc()]
+    # the indexes (SQLite: ix_studies_date_time and ix_events_unit_date read from their end, NULL
+    # being lowest; PostgreSQL: ix_studies_newest and ix_events_unit_newest, declared in this order)
+    return [*order, day.desc().nulls_last(), time.desc().nulls_last(), M.Event.id.desc()]
+
+
+def _filtered(f: EventFilter, what, ordered: bool = False) -> Select:
+    """The filtered live events' ``what``, in the list's order when ``ordered``.
+
+    Only the tables that ``what``, the filter and the order name are joined: a unit's page of ids,
+    or a count, then reads the events' index alone (a join left for the planner to drop was kept by
+    SQLite when it chose to scan a small table)."""
+    E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    conds = _conditions(f)
+    order = _order(f) if ordered else []
+    used = {t for e in (*what, *conds, *order) for t in find_tables(e, check_columns=True)}
+    q = select(*what).select_from(E)
+    if ordered and f.device_ids is None:
+        q = q.join(St, E.study_id == St.id)  # newest studies first, from their index
+    elif St.__table__ in used:
+        # every event has a study: the rows of a join, in whatever order suits the filter
+        q = q.outerjoin(St, E.study_id == St.id)
+    if D.__table__ in used:
+        q = q.outerjoin(D, E.device_id == D.id)
+    if R.__table__ in used:
+        q = q.outerjoin(R, R.event_id == E.id)
+    if f.superseded is None:
+        q = q.join(S, E.source_object_id == S.id).where(S.superseded_by.is_(None))
+    elif f.superseded:
+        q = q.where(E.source_object_id.not_in(f.superseded))
+    if conds:
+        q = q.where(and_(*conds))
     return q.order_by(*order)
+
+
+def _snapshot(store):
+    """A connection whose reads see one state of the database (SQLite's transaction does already;
+    PostgreSQL's default gives each statement its own), so that a count agrees with its rows."""
+    conn = store.engine.connect()
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
 
 
 def event_count(store, f: EventFilter) -> int:
@@ -225,7 +285,7 @@ def _page_ids(conn, f: EventFilter, offset: int, limit: int, counted: bool = Fal
     their index and stops once the page is full. ``counted`` makes it read every filtered event:
     a window over the rows it sorts, when it has to sort them all anyway."""
     what = [M.Event.id, func.count().over()] if counted else [M.Event.id]
-    rows = conn.execute(_ordered(_filtered(f, what), f).offset(offset).limit(limit)).all()
+    rows = conn.execute(_filtered(f, what, ordered=True).offset(offset).limit(limit)).all()
     return [r[0] for r in rows], (rows[0][1] if counted and rows else None)
 
 
@@ -282,13 +342,13 @@ class EventList:
 def event_list(store, f: EventFilter, page: int, size: int, count_limit: int = COUNT_LIMIT) -> EventList:
     """Page ``page`` (from 1) of ``size`` filtered, sorted events and their count, read in one
     transaction (so that they agree)."""
-    with store.engine.connect() as conn:
+    with _snapshot(store) as conn:
         f = _resolved(conn, f)
         offset = (page - 1) * size
-        # SQLite reads one unit's events from the unit's index and sorts them all anyway: counted
-        # in the same pass, while the count is still wanted (a page before the limit). Otherwise
-        # (and on PostgreSQL, which walks the newest studies for that too) the page stops once
-        # full and the count is capped.
+        # SQLite reads a unit's events from the unit's index (sorting them all, unless one view is
+        # asked for): they are counted in the same pass while the count is still wanted (a page
+        # before the limit), exactly, for about the price of a capped count. Otherwise (and on
+        # PostgreSQL) the page stops once full and the count is capped.
         counted = bool(f.serial) and conn.dialect.name == "sqlite" and offset + size < count_limit
         # ids are 32-bit: a larger offset is past every row (and could overflow PostgreSQL's bigint)
         # one id past the page: whether another page follows
@@ -309,14 +369,43 @@ def event_list(store, f: EventFilter, page: int, size: int, count_limit: int = C
         return EventList(page, _rows_of(conn, ids), min(n, count_limit), n <= count_limit, size)
 
 
+def _all_rows(f: EventFilter) -> Select:
+    cols = _columns()
+    return _filtered(f, [cols[c].label(c) for c in EVENT_COLUMNS], ordered=True)
+
+
 def iter_events(store, f: EventFilter) -> Iterator[tuple]:
     """Every filtered event, in the list's order, as tuples of :data:`EVENT_COLUMNS`; streamed."""
-    cols = _columns()
     with store.engine.connect() as conn:
         f = _resolved(conn, f)
-        q = _ordered(_filtered(f, [cols[c].label(c) for c in EVENT_COLUMNS]), f)
-        for row in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
+        for row in conn.execution_options(stream_results=True, yield_per=5000).execute(_all_rows(f)):
             yield tuple(row)
+
+
+class EventRows:
+    """Every filtered event (as :func:`iter_events`) and, before the first, how many there are:
+    a download sent as it is read knows its rows for the audit trail. One connection, given back
+    when the rows have been read or :meth:`close` is called (either, any number of times)."""
+
+    def __init__(self, store, f: EventFilter):
+        self._conn = _snapshot(store)
+        try:
+            f = _resolved(self._conn, f)
+            self.count = _count(self._conn, f)
+            self._result = self._conn.execution_options(stream_results=True, yield_per=5000).execute(_all_rows(f))
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __iter__(self) -> Iterator[tuple]:
+        try:
+            for row in self._result:
+                yield tuple(row)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def filter_choices(store, seconds: float) -> dict[str, list]:
@@ -381,7 +470,7 @@ def _overview(store, today: dt.date, weeks: int, recent: int) -> dict:
             )
         ]
         by_id = {u["id"]: u for u in units}
-        # live events per unit: all of its events (ix_events_unit_view alone) less those of the
+        # live events per unit: all of its events (ix_events_unit_date alone) less those of the
         # few superseded source objects (ix_source_objects_superseded_by)
         had_events = set()
         for device_id, n in conn.execute(select(E.device_id, func.count()).group_by(E.device_id)):
