@@ -14,7 +14,8 @@ subprocess, and each client (a thread with its own httpx session) logs in throug
 * the event list with no filter (the first page a user sees), and of the busiest unit's MLO views
   from a date (page 1, and page 200);
 * the unit page and its ``charts.json`` (the two requests a browser makes, timed together);
-* a CSV download of about 100,000 rows (``/events?from=...&format=csv``).
+* a CSV download of about 100,000 rows (``/events?from=...&format=csv``): until its first 1,000
+  rows have arrived (the download has visibly started; then it is dropped), and whole.
 
 The overview and a unit's charts are kept ``[web] cache_seconds`` (60) once computed, so those
 rows mostly time a kept answer; a second ``srdose serve`` with ``cache_seconds = 0`` times them
@@ -67,6 +68,7 @@ USER, PASSWORD = "bench", "bench-password-for-latency-1"
 PAGE_SIZE = 50
 DEEP_PAGE = 200
 CSV_ROWS = 100_000
+FIRST_ROWS = 1_000  # a download has started, for a user, when its first rows have arrived
 TARGET_MS = 300.0
 
 
@@ -199,6 +201,24 @@ def download(path: str, min_lines: int) -> Request:
                 lines += chunk.count(b"\n")
         if lines < min_lines:
             raise RuntimeError(f"{path}: {lines} lines, expected at least {min_lines}")
+
+    return run
+
+
+def first_rows(path: str, rows: int) -> Request:
+    """Until the header and ``rows`` rows of a download have arrived; then the download is dropped
+    (as a user who has seen it start and cancels)."""
+
+    def run(client: httpx.Client) -> None:
+        lines = 0
+        with client.stream("GET", path) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: HTTP {r.status_code}")
+            for chunk in r.iter_bytes():
+                lines += chunk.count(b"\n")
+                if lines > rows:
+                    return
+        raise RuntimeError(f"{path}: {lines} lines, expected more than {rows}")
 
     return run
 
@@ -394,6 +414,11 @@ def main(argv: list[str] | None = None) -> None:
             "event list, deep page": (base, get("/events?" + urlencode({**list_q, "page": w.deep_page})), a.requests),
             "unit page + charts.json": (base, unit_page, a.requests),
             "unit page + charts.json, nothing kept": (base0, unit_page, max(1, a.requests // 5)),
+            f"CSV {w.csv_rows:,} rows, first {FIRST_ROWS:,}": (
+                base,
+                first_rows("/events?" + urlencode(csv_q), FIRST_ROWS),
+                a.requests,
+            ),
             f"CSV {w.csv_rows:,} rows": (base, download("/events?" + urlencode(csv_q), w.csv_rows), a.csv_requests),
         }
         peer: dict[str, tuple[Request, int]] = {}
@@ -418,6 +443,10 @@ def main(argv: list[str] | None = None) -> None:
                 ),
                 "event list, page 1": (get(f"/{sqlite_file.stem}/events?" + urlencode(ds_q)), a.requests),
                 "event list, deep page": (get(deep), a.requests),
+                f"CSV {w.csv_rows:,} rows, first {FIRST_ROWS:,}": (
+                    first_rows(f"/{sqlite_file.stem}/events.csv?" + urlencode(ds_csv), FIRST_ROWS),
+                    a.requests,
+                ),
                 f"CSV {w.csv_rows:,} rows": (
                     download(f"/{sqlite_file.stem}/events.csv?" + urlencode(ds_csv), w.csv_rows),
                     a.csv_requests,

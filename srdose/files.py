@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,16 +93,42 @@ def _cell(value):
     return inert(value)
 
 
+def csv_text(rows: Iterable[tuple], columns: Sequence[str], rows_per_chunk: int = 2000) -> Iterator[str]:
+    """The CSV of ``rows`` under a header of ``columns``, in pieces of ``rows_per_chunk`` rows (a
+    download is sent as it is read)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    n = 0
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+        n += 1
+        if n % rows_per_chunk == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
 def write_csv(rows: Iterable[tuple], out: Path, columns: Sequence[str]) -> int:
     """Write rows to ``out``; returns the number of rows."""
-    n = 0
+    counted = _Counted(rows)
     with private_file(out, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(v) for v in row])
-            n += 1
-    return n
+        for text in csv_text(counted, columns):
+            fh.write(text)
+    return counted.n
+
+
+class _Counted:
+    """An iterable that counts what it gives."""
+
+    def __init__(self, rows: Iterable[tuple]):
+        self.rows, self.n = rows, 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        for row in self.rows:
+            self.n += 1
+            yield row
 
 
 def xlsx_sheet(wb, name: str, columns: Sequence[str], widths: Sequence[int] | None = None):

@@ -257,6 +257,38 @@ def test_filters_paging_and_downloads_equal_the_filtered_rows(app):
     assert client.get("/events?sort=patient_pseudonym").status_code == 400
 
 
+def test_a_csv_download_is_sent_as_it_is_read(app, world):
+    """The CSV goes out in pieces while the rows are read (no length known beforehand), the pieces
+    together are the file the writer makes, and the database connection is given back whether the
+    rows were read to the end or the download was abandoned before its first row."""
+    from srdose.files import csv_text, write_csv
+    from srdose.store import web as W
+
+    client = signed_in(app, "vera")
+    with client.stream("GET", "/events?format=csv") as r:
+        assert r.status_code == 200 and "content-length" not in r.headers
+        assert r.headers["content-disposition"].startswith('attachment; filename="srdose-events-')
+        body = b"".join(r.iter_raw()).decode()
+    store = DoseStore(world["url"], concurrent_reads=True)
+    try:
+        rows = list(W.iter_events(store, W.EventFilter()))
+        out = world["tmp"] / "whole.csv"
+        assert write_csv(iter(rows), out, W.EVENT_COLUMNS) == len(rows) > 4
+        assert body == out.read_bytes().decode()
+        pieces = list(csv_text(iter(rows), W.EVENT_COLUMNS, rows_per_chunk=2))
+        assert "".join(pieces) == body and len(pieces) == len(rows) // 2 + 1
+        assert all(p.count("\r\n") <= 3 for p in pieces)  # the header, then two rows a piece
+        for read_all in (True, False):
+            listed = W.EventRows(store, W.EventFilter())
+            assert listed.count == len(rows) and store.engine.pool.checkedout() == 1
+            if read_all:
+                assert [r[0] for r in listed] == [r[0] for r in rows]
+            listed.close()
+            assert store.engine.pool.checkedout() == 0
+    finally:
+        store.close()
+
+
 def test_no_identifier_in_any_response(app, world):
     bodies: list[tuple[str, bytes]] = []
     for name in USERS:
@@ -520,7 +552,7 @@ def test_event_list_counts_up_to_a_limit_and_pages_on(world):
         past = W.event_list(store, W.EventFilter(), last_page + 3, 5, count_limit=10)
         assert (past.page, past.total, past.exact) == (last_page, n, True) and past.rows == last.rows
         # SQLite counts one unit's list exactly whatever the limit (it reads it in full for the
-        # sort); PostgreSQL reads the newest studies first, and caps the count as for any filter
+        # sort); PostgreSQL stops once the page is full, and caps the count as for any filter
         serial = next(r[6] for r in W.iter_events(store, W.EventFilter()) if r[6])
         of_unit = [r[0] for r in W.iter_events(store, W.EventFilter(serial=serial))]
         assert len(of_unit) > 4

@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from srdose.dates import parse_iso_day
-from srdose.files import write_csv, write_xlsx
+from srdose.files import csv_text, write_xlsx
 from srdose.store import cache, unitpage
 from srdose.store import governance as G
 from srdose.store import web as q
@@ -235,23 +235,33 @@ def events(request: Request) -> Response:
 
 
 def _download(request: Request, f: q.EventFilter, fmt: str) -> Response:
-    """Exactly the filtered rows, all pages, through the package's CSV/XLSX writers."""
+    """Exactly the filtered rows, all pages, through the package's CSV/XLSX writers. A CSV is sent
+    as it is read (the browser shows it arriving); an XLSX is a zip, written whole first."""
     store = request.app.state.store
-    tmp = Path(tempfile.mkdtemp(prefix="srdose-web-"))
-    out = tmp / f"events.{fmt}"
-    writer = write_csv if fmt == "csv" else write_xlsx
-    n = writer(q.iter_events(store, f), out, q.EVENT_COLUMNS)
-    request.state.audit_rows = n
     request.state.audit_action = "web:download"
-    media = "text/csv" if fmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"srdose-events-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.{fmt}"
+    if fmt == "csv":
+        rows = q.EventRows(store, f)
+        request.state.audit_rows = rows.count
+        return StreamingResponse(
+            csv_text(rows, q.EVENT_COLUMNS),  # read in a worker thread, piece by piece
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            background=BackgroundTask(rows.close),  # also when the browser gives up half-way
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="srdose-web-"))
+    out = tmp / name
+    request.state.audit_rows = write_xlsx(q.iter_events(store, f), out, q.EVENT_COLUMNS)
 
     def remove() -> None:
         out.unlink(missing_ok=True)
         tmp.rmdir()
 
     return FileResponse(
-        out, media_type=media, filename=f"srdose-events-{stamp}.{fmt}", background=BackgroundTask(remove)
+        out,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=name,
+        background=BackgroundTask(remove),
     )
 
 
