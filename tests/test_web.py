@@ -285,6 +285,15 @@ def test_a_csv_download_is_sent_as_it_is_read(app, world):
                 assert [r[0] for r in listed] == [r[0] for r in rows]
             listed.close()
             assert store.engine.pool.checkedout() == 0
+        # abandoned half-way: closed from another thread while the rows are being read, the rows
+        # stop (no "connection is closed" from the reading thread)
+        listed = W.EventRows(store, W.EventFilter())
+        reading = iter(listed)
+        first = next(reading)
+        closer = threading.Thread(target=listed.close)
+        closer.start()
+        closer.join(timeout=30)
+        assert first[0] == rows[0][0] and list(reading) == [] and store.engine.pool.checkedout() == 0
     finally:
         store.close()
 

@@ -140,9 +140,7 @@ class Event(Base):
     """One irradiation event; values in canonical units (kV, mAs, ms, mm, N, mGy)."""
 
     __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_study_uid", "study_id", "event_uid"),
-    )
+    __table_args__ = (Index("ix_events_study_uid", "study_id", "event_uid"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_object_id: Mapped[int] = mapped_column(ForeignKey("source_objects.id", ondelete="CASCADE"), index=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -385,27 +386,38 @@ def iter_events(store, f: EventFilter) -> Iterator[tuple]:
 class EventRows:
     """Every filtered event (as :func:`iter_events`) and, before the first, how many there are:
     a download sent as it is read knows its rows for the audit trail. One connection, given back
-    when the rows have been read or :meth:`close` is called (either, any number of times)."""
+    when the rows have been read or :meth:`close` is called (either, any number of times, from any
+    thread: a server closes an abandoned download while a worker thread may be fetching its rows,
+    so a close waits for that fetch and the rows then stop)."""
 
     def __init__(self, store, f: EventFilter):
+        self._lock = threading.Lock()
+        self._closed = False
         self._conn = _snapshot(store)
         try:
             f = _resolved(self._conn, f)
             self.count = _count(self._conn, f)
-            self._result = self._conn.execution_options(stream_results=True, yield_per=5000).execute(_all_rows(f))
+            result = self._conn.execution_options(stream_results=True, yield_per=5000).execute(_all_rows(f))
+            self._rows = iter(result)
         except BaseException:
             self._conn.close()
             raise
 
     def __iter__(self) -> Iterator[tuple]:
         try:
-            for row in self._result:
+            while True:
+                with self._lock:
+                    row = None if self._closed else next(self._rows, None)
+                if row is None:
+                    return
                 yield tuple(row)
         finally:
             self.close()
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._closed = True
+            self._conn.close()
 
 
 def filter_choices(store, seconds: float) -> dict[str, list]:
