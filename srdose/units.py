@@ -80,6 +80,29 @@ _UNITS: dict[str, tuple[str, float]] = {
 }
 
 
+#: Spellings above that are not UCUM (The Unified Code for Units of Measure: units multiply with
+#: ".", annotations go in braces; "As" alone is the attosecond), with the UCUM srdose reads them as.
+NOT_UCUM = {
+    "mAs": "mA.s",
+    "uAs": "uA.s",
+    "As": "A.s",
+    "mm[Al]": "mm",
+    "Gym2": "Gy.m2",
+    "mGycm": "mGy.cm",
+    "no units": "1",
+}
+
+
+def ucum_status(unit: str | None) -> str | None:
+    """None when ``unit`` is a UCUM spelling srdose knows; otherwise what is wrong with it."""
+    unit = (unit or "").strip()
+    if unit in NOT_UCUM:
+        return f"unit {unit!r} is not UCUM (srdose reads it as {NOT_UCUM[unit]})"
+    if unit not in _UNITS:
+        return f"unit {unit!r} is not one srdose knows"
+    return None
+
+
 class UnitError(ValueError):
     """A unit that cannot be converted to the quantity asked for."""
 

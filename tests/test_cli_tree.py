@@ -23,6 +23,7 @@ EXPECTED_TREE = {
     "demo": None,
     "export": {"events": None, "research": None},
     "ingest": None,
+    "inspect": None,
     "listen": None,
     "mc": {"tables": None},
     "optout": {"import": None, "status": None},

@@ -27,6 +27,7 @@ from srdose.cli.demo import demo
 from srdose.cli.export import export
 from srdose.cli.governance import audit, optout, purge, reidentify
 from srdose.cli.ingest import ingest
+from srdose.cli.inspect import inspect
 from srdose.cli.mc import mc
 from srdose.cli.recalc import physics, recalc, validate
 from srdose.cli.receive import listen, retrieve, status
@@ -82,6 +83,7 @@ def main(ctx: click.Context, config_file: str | None, db_url: str | None, verbos
 
 
 main.add_command(ingest)
+main.add_command(inspect)
 main.add_command(demo)
 main.add_command(export)
 main.add_command(synth)
