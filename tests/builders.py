@@ -35,6 +35,8 @@ def item(rel, vt, name, **kw) -> Dataset:
     d.RelationshipType = rel
     d.ValueType = vt
     d.ConceptNameCodeSequence = Sequence([code(*name)])
+    if vt == "CONTAINER":
+        d.ContinuityOfContent = "SEPARATE"
     if vt == "NUM":
         if "value" in kw:
             mv = Dataset()

@@ -19,6 +19,7 @@ EXPECTED_TREE = {
     "audit": None,
     "check": None,
     "config": None,
+    "conformance": None,
     "db": {"current": None, "upgrade": None},
     "demo": None,
     "export": {"events": None, "research": None},

@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from srdose import __version__
 from srdose.cli.alerts import alerts
 from srdose.cli.config import show_config
+from srdose.cli.conformance import conformance
 from srdose.cli.context import EXIT_USAGE, Context, console, fail
 from srdose.cli.curation import check, protocols, units
 from srdose.cli.db import db
@@ -84,6 +85,7 @@ def main(ctx: click.Context, config_file: str | None, db_url: str | None, verbos
 
 main.add_command(ingest)
 main.add_command(inspect)
+main.add_command(conformance)
 main.add_command(demo)
 main.add_command(export)
 main.add_command(synth)

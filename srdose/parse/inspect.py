@@ -86,6 +86,11 @@ class Item:
     unit: str | None = None  # a NUM's unit code (UCUM for the standard)
     template: str | None = None  # the template this item starts or belongs to
     notes: list[str] = field(default_factory=list)  # deviations and what could not be read
+    rules: list[str] = field(default_factory=list)  # each note's rule, e.g. "legacy_scheme:SRT"
+
+    def note(self, rule: str, text: str) -> None:
+        self.rules.append(rule)
+        self.notes.append(text)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +102,7 @@ class Item:
             "unit": self.unit,
             "template": self.template,
             "notes": list(self.notes),
+            "rules": list(self.rules),
         }
 
 
@@ -117,6 +123,11 @@ class Inspection:
     def deviations(self) -> list[tuple[int, str]]:
         """(index of the item, note) of every deviation found."""
         return [(i, n) for i, item in enumerate(self.items) for n in item.notes]
+
+    @property
+    def rules(self) -> list[tuple[str, str]]:
+        """(rule, note) of every deviation found, in the tree's order."""
+        return [r for item in self.items for r in zip(item.rules, item.notes)]
 
     def lines(self) -> list[tuple[str, bool]]:
         """The reading as plain text lines, each with whether it is a note (a deviation)."""
@@ -253,8 +264,8 @@ def _walk(seq, depth: int, items: list[Item], identifiable: bool, template: str 
                 str(raw.get("RelationshipType", "") or ""),
                 str(raw.get("ValueType", "") or ""),
                 _concept(raw),
-                notes=[refusal],
             )
+            item.note("highdicom_refused", refusal)
         _mark_code(item, (item.concept[1], item.concept[0]), "concept")
         _value(item, raw, typed, identifiable)
         own = _template_of(item)
@@ -278,7 +289,7 @@ def _value(item: Item, raw: Dataset, typed, identifiable: bool) -> None:
     if vt == "NUM":
         measured = raw.get("MeasuredValueSequence")
         if not measured:
-            item.notes.append("no measured value (empty Measured Value Sequence)")
+            item.note("empty_value", "no measured value (empty Measured Value Sequence)")
             return
         units = measured[0].get("MeasurementUnitsCodeSequence")
         if typed is not None:
@@ -290,10 +301,10 @@ def _value(item: Item, raw: Dataset, typed, identifiable: bool) -> None:
             scheme = str(units[0].get("CodingSchemeDesignator", "") or "") if units else ""
         if item.unit is not None:
             if scheme != "UCUM":
-                item.notes.append(f"unit {item.unit!r} is coded in {scheme or 'no scheme'}, not UCUM")
+                item.note(f"unit_scheme:{scheme}", f"unit {item.unit!r} is coded in {scheme or 'no scheme'}, not UCUM")
             problem = ucum_status(item.unit)
             if problem:
-                item.notes.append(problem)
+                item.note(f"unit:{item.unit}", problem)
         return
     if vt == "CODE":
         if typed is not None:
@@ -327,16 +338,21 @@ def _mark_code(item: Item, code: tuple[str, str], where: str) -> None:
     deviation = _DEVIATION.get((scheme, value))
     if deviation is not None:
         m = deviation.means
-        item.notes.append(
+        item.note(
+            f"vendor_code:{scheme}:{value}",
             f"{deviation.who} writes ({value}, {scheme}) as the {where} where the standard has "
-            f"{m.meaning} ({m.value}, {m.scheme_designator})"
+            f"{m.meaning} ({m.value}, {m.scheme_designator})",
         )
     if scheme in _LEGACY:
+        # a legacy SNOMED code with a SNOMED CT replacement (pydicom's table of the standard's
+        # mapping); one without is still the standard's own code, and no deviation
         now = C.normalise(scheme, value)
-        spelled = f"SNOMED CT {now[1]}" if now[0] == "SCT" else "no SNOMED CT code known"
-        item.notes.append(f"legacy coding scheme {scheme} in the {where} ({value}): {spelled}")
+        if now[0] == "SCT":
+            item.note(
+                f"legacy_scheme:{scheme}", f"legacy coding scheme {scheme} in the {where} ({value}): SNOMED CT {now[1]}"
+            )
     elif scheme.startswith("99"):
-        item.notes.append(f"private coding scheme {scheme} in the {where}")
+        item.note(f"private_scheme:{scheme}", f"private coding scheme {scheme} in the {where}")
 
 
 def _stored(event) -> dict[str, Any]:

@@ -6,9 +6,10 @@ Counts per rule and unit, units, aliases and protocol names are in :mod:`srdose.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import and_, func, literal, or_, select
 
 from srdose.store import models as M
 from srdose.store.governance import FLAG_INFEASIBLE
@@ -61,3 +62,50 @@ def flagged_count(store: Any, rule: str) -> int:
     )
     with store.engine.connect() as conn:
         return int(conn.execute(q).scalar_one())
+
+
+def unit_flag_rows(store: Any, serial: str | None = None) -> Iterator[tuple]:
+    """(device_id, study_date, event flags, recalculation flags, source object flags) of every live
+    event with a flag, of the unit ``serial`` (or every unit), streamed: the conformance report
+    tallies them by unit and flag."""
+    E, S, R, D = M.Event, M.SourceObject, M.RecalcResult, M.Device
+    flagged = or_(
+        and_(E.flags.is_not(None), E.flags != ""),
+        and_(R.flags.is_not(None), R.flags != ""),
+        and_(S.flags.is_not(None), S.flags != ""),
+    )
+    q = (
+        select(E.device_id, E.study_date, E.flags, R.flags, S.flags)
+        .join(S, E.source_object_id == S.id)
+        .outerjoin(R, R.event_id == E.id)
+        .where(S.superseded_by.is_(None), flagged)
+    )
+    if serial is not None:
+        q = q.where(E.device_id.in_(select(D.id).where(D.serial == serial)))
+    with store.engine.connect() as conn:
+        yield from conn.execution_options(stream_results=True, yield_per=5000).execute(q)
+
+
+def unit_event_spans(store: Any, serial: str | None = None) -> list[dict]:
+    """Per device: id, serial, manufacturer, model, live events and their first and last study date."""
+    E, S, D = M.Event, M.SourceObject, M.Device
+    q = (
+        select(
+            D.id,
+            D.serial,
+            D.manufacturer,
+            D.model,
+            func.count(E.id).label("events"),
+            func.min(E.study_date).label("first"),
+            func.max(E.study_date).label("last"),
+        )
+        .join(E, E.device_id == D.id)
+        .join(S, E.source_object_id == S.id)
+        .where(S.superseded_by.is_(None))
+        .group_by(D.id, D.serial, D.manufacturer, D.model)
+        .order_by(D.manufacturer, D.model, D.serial)
+    )
+    if serial is not None:
+        q = q.where(D.serial == serial)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
