@@ -41,9 +41,7 @@ def test_an_unreadable_unit_fails_a_value_written_as_zero_does_not(store):
     (unit,) = K.from_database(store).values()
     assert unit.verdict == K.QUIRKS and set(unit.findings) == {"database:zero:agd_mgy"}
     odd = B.rdsr(events=[B.event()])
-    agd = next(
-        i for i in odd.ContentSequence[-1].ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111631"
-    )
+    agd = next(i for i in odd.ContentSequence[-1].ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111631")
     agd.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue = "furlong"
     _add(store, odd)
     (unit,) = K.from_database(store).values()

@@ -402,6 +402,15 @@ def test_commands_exit_codes_and_no_identifier_in_any_output(srdose_env, tmp_pat
     r = _run("report", "qa", "--unit", serial, "--from", "2024-01-01", "--to", "2024-12-31", "--out", out, env=env)
     assert r.returncode == 0, r.stderr
     assert "report: " in r.stdout
+    # the QA report gives the unit's conformance verdict, the one `srdose conformance` gives
+    period = ("--from", "2024-01-01", "--to", "2024-12-31")
+    c = _run("conformance", "--unit", serial, *period, "--out", tmp_path / "conformance", env=env)
+    assert c.returncode == 0, c.stderr
+    verdicts = {row["verdict"] for row in csv.DictReader((tmp_path / "conformance" / "conformance.csv").open())}
+    assert len(verdicts) == 1
+    (html,) = out.glob(f"qa_{serial}_*/qa_*.html")
+    page = html.read_text()
+    assert "Conformance of the dose reports" in page and f"<strong>{verdicts.pop()}</strong>" in page
     # usage errors and nothing to report
     assert (
         _run("report", "qa", "--unit", "NO-SUCH", "--from", "2024-01-01", "--to", "2024-12-31", env=env).returncode == 2

@@ -298,6 +298,23 @@ def test_a_csv_download_is_sent_as_it_is_read(app, world):
         store.close()
 
 
+def test_unit_page_gives_the_units_conformance_verdict(app, world):
+    """The unit page shows the verdict and findings `srdose conformance` gives for the unit."""
+    from srdose.curation import conformance as K
+
+    client = signed_in(app, "vera")
+    serial, _ = first_serial_and_study(client)
+    store = DoseStore(world["url"])
+    try:
+        expected = K.merged(K.from_database(store, serial).values())
+    finally:
+        store.close()
+    page = client.get(f"/units/{serial}").text
+    assert f'<span class="verdict">{expected.verdict}</span>' in page
+    for f in expected.findings.values():
+        assert f"<td>{f.rule}</td>" in page
+
+
 def test_no_identifier_in_any_response(app, world):
     bodies: list[tuple[str, bytes]] = []
     for name in USERS:

@@ -6,6 +6,7 @@ database could not be read.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import click
 from rich.table import Table
 
 from srdose.cli.context import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Context, console, fail, out, progress_bar
+from srdose.cli.params import DATE, dicom_day
 from srdose.curation import conformance as K
 from srdose.files import private_dir, write_csv
 from srdose.terminal import esc
@@ -33,8 +35,17 @@ _STYLE = {K.PASS: "green", K.QUIRKS: "yellow", K.FAIL: "bold red"}
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Also write conformance.csv here."
 )
+@click.option("--from", "since", type=DATE, help="First study date (default: the first).")
+@click.option("--to", "until", type=DATE, help="Last study date, inclusive (default: the last).")
 @click.pass_obj
-def conformance(obj: Context, serial: str | None, samples: tuple[Path, ...], out_dir: Path | None) -> None:
+def conformance(
+    obj: Context,
+    serial: str | None,
+    samples: tuple[Path, ...],
+    out_dir: Path | None,
+    since: dt.date | None,
+    until: dt.date | None,
+) -> None:
     """Each unit's deviations from the templates and the standard, with counts and the first and
     last study date seen, and a verdict: can its data enter a national survey (pass, pass with
     quirks, fail)?
@@ -44,7 +55,7 @@ def conformance(obj: Context, serial: str | None, samples: tuple[Path, ...], out
     UCUM, empty measured values, items highdicom refuses; counts are objects).
     """
     store = obj.store(write=False)
-    units = K.from_database(store, serial)
+    units = K.from_database(store, serial, dicom_day(since), dicom_day(until))
     files = K.sample_files(samples)
     if files:
         with progress_bar() as bar:

@@ -129,13 +129,16 @@ def _split(flags: str | None) -> list[str]:
     return [f for f in (flags or "").split(";") if f]
 
 
-def from_database(store, serial: str | None = None) -> dict[int, UnitConformance]:
-    """Each unit's findings from the flags of its live events (see :func:`classify_flag`)."""
+def from_database(
+    store, serial: str | None = None, since: str | None = None, until: str | None = None
+) -> dict[int, UnitConformance]:
+    """Each unit's findings from the flags of its live events (see :func:`classify_flag`), of
+    studies from ``since`` to ``until`` (YYYYMMDD; None: open)."""
     units = {
         u["id"]: UnitConformance(u["serial"], u["manufacturer"], u["model"], u["events"], u["first"], u["last"])
-        for u in Q.unit_event_spans(store, serial)
+        for u in Q.unit_event_spans(store, serial, since, until)
     }
-    for device_id, day, event_flags, recalc_flags, source_flags in Q.unit_flag_rows(store, serial):
+    for device_id, day, event_flags, recalc_flags, source_flags in Q.unit_flag_rows(store, serial, since, until):
         unit = units.get(device_id)
         if unit is None:
             continue
@@ -184,3 +187,23 @@ def sample_files(paths: Iterable[Path]) -> list[Path]:
         p = Path(p)
         out += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
     return out
+
+
+def merged(units: Iterable[UnitConformance]) -> UnitConformance:
+    """One unit's conformance from its devices' (a unit known under several device records)."""
+    units = list(units)
+    first = units[0]
+    whole = UnitConformance(first.serial, first.manufacturer, first.model)
+    for u in units:
+        whole.events += u.events
+        whole.sampled += u.sampled
+        whole.first = min(filter(None, (whole.first, u.first)), default=None)
+        whole.last = max(filter(None, (whole.last, u.last)), default=None)
+        for f in u.findings.values():
+            mine = whole.finding(f.rule, f.what, f.fails, f.source)
+            mine.count += f.count
+            for day in (f.first, f.last):
+                if day:
+                    mine.first = min(mine.first or day, day)
+                    mine.last = max(mine.last or day, day)
+    return whole

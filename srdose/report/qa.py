@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srdose.curation import conformance as K
 from srdose.files import private_dir
 from srdose.report import common as C
 from srdose.report import plots as P
@@ -228,6 +229,8 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
     cols = report_events(store, since, until, device_ids=[u["id"] for u in units])
     data = QAData.of(cols, float(settings.recalc.ratio_band))
     tables = qa_tables(data)
+    conformance = K.merged(K.from_database(store, serial, since, until).values())
+    tables.append(conformance_table(conformance))
     if progress:
         progress(f"QA: plots of {serial}")
     figs = qa_plots(data)
@@ -244,6 +247,7 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
         ("recalculated", f"{int(np.isfinite(data.rec).sum()):,}"),
         ("median ratio recalculated / reported", f"{d_all['median']:.3f}" if d_all["n"] else "–"),
         ("flagged events", f"{n_flagged:,}"),
+        ("conformance", conformance.verdict),
     ]
     meta = [
         ("unit", C.unit_label(u)),
@@ -260,6 +264,7 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
         band=data.band,
         tables=html_tables(tables, int(settings.report.max_listed)),
         figures=figs,
+        conformance=conformance.verdict,
         operator_note="Per-operator distributions: the dose reports as stored by srdose carry no "
         "operator, so none can be shown.",
     )
@@ -270,6 +275,30 @@ def build_qa(store, settings, since: str, until: str, out_dir: Path, serial: str
 
 
 # --- tables
+
+
+def conformance_table(c: K.UnitConformance) -> Table:
+    """The unit's deviations from the templates in the period (``srdose conformance``, from the
+    database: events)."""
+    rows = [
+        [f.rule, f.what, "unusable" if f.fails else "usable", f.count, C.iso(f.first or ""), C.iso(f.last or "")]
+        for f in sorted(c.findings.values(), key=lambda f: (not f.fails, f.rule))
+    ]
+    return Table(
+        "conformance",
+        f"Conformance of the unit's dose reports: {c.verdict}",
+        [
+            *text_columns("rule"),
+            *text_columns("what", wrap=True),
+            *text_columns("for the survey"),
+            *number_columns("events"),
+            *text_columns("first seen", "last seen"),
+        ],
+        rows,
+        note="srdose's verdict: fail when events lack a value the survey needs because of how they "
+        "were encoded; pass with quirks when every event is usable but deviations were found. "
+        "`srdose conformance --sample` also reads the unit's objects through highdicom.",
+    )
 
 
 def qa_tables(d: QAData) -> list[Table]:

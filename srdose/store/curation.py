@@ -64,10 +64,21 @@ def flagged_count(store: Any, rule: str) -> int:
         return int(conn.execute(q).scalar_one())
 
 
-def unit_flag_rows(store: Any, serial: str | None = None) -> Iterator[tuple]:
+def _period(q: Any, since: str | None, until: str | None) -> Any:
+    """``q`` of the studies from ``since`` to ``until`` (YYYYMMDD or YYYY-MM-DD)."""
+    if since:
+        q = q.where(M.Event.study_date >= since.replace("-", ""))
+    if until:
+        q = q.where(M.Event.study_date <= until.replace("-", ""))
+    return q
+
+
+def unit_flag_rows(
+    store: Any, serial: str | None = None, since: str | None = None, until: str | None = None
+) -> Iterator[tuple]:
     """(device_id, study_date, event flags, recalculation flags, source object flags) of every live
-    event with a flag, of the unit ``serial`` (or every unit), streamed: the conformance report
-    tallies them by unit and flag."""
+    event with a flag, of the unit ``serial`` (or every unit), studies from ``since`` to ``until``
+    (YYYYMMDD, inclusive; None: open), streamed: the conformance report tallies them."""
     E, S, R, D = M.Event, M.SourceObject, M.RecalcResult, M.Device
     flagged = or_(
         and_(E.flags.is_not(None), E.flags != ""),
@@ -83,11 +94,14 @@ def unit_flag_rows(store: Any, serial: str | None = None) -> Iterator[tuple]:
     if serial is not None:
         q = q.where(E.device_id.in_(select(D.id).where(D.serial == serial)))
     with store.engine.connect() as conn:
-        yield from conn.execution_options(stream_results=True, yield_per=5000).execute(q)
+        yield from conn.execution_options(stream_results=True, yield_per=5000).execute(_period(q, since, until))
 
 
-def unit_event_spans(store: Any, serial: str | None = None) -> list[dict]:
-    """Per device: id, serial, manufacturer, model, live events and their first and last study date."""
+def unit_event_spans(
+    store: Any, serial: str | None = None, since: str | None = None, until: str | None = None
+) -> list[dict]:
+    """Per device: id, serial, manufacturer, model, live events and their first and last study date
+    (studies from ``since`` to ``until``, as :func:`unit_flag_rows`)."""
     E, S, D = M.Event, M.SourceObject, M.Device
     q = (
         select(
@@ -108,4 +122,4 @@ def unit_event_spans(store: Any, serial: str | None = None) -> list[dict]:
     if serial is not None:
         q = q.where(D.serial == serial)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return [dict(r._mapping) for r in conn.execute(_period(q, since, until))]

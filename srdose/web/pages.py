@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from srdose.curation import conformance as K
 from srdose.dates import parse_iso_day
 from srdose.files import csv_text, write_xlsx
 from srdose.store import cache, unitpage
@@ -284,7 +285,17 @@ def unit(request: Request) -> Response:
     if not devices:
         return error_page(request, 404, "No unit with this serial number.")
     request.state.audit_rows = sum(d["events"] for d in devices)
-    return render(request, "web/unit.html", {"serial": serial, "devices": devices})
+    store, settings = request.app.state.store, request.app.state.settings
+    # every flagged event of the unit is read (half a second for a busy unit): kept a while too
+    conformance = cache.cached(
+        store, f"unit_conformance:{serial}", lambda: _conformance(store, serial), settings.web.cache_seconds
+    )
+    return render(request, "web/unit.html", {"serial": serial, "devices": devices, "conformance": conformance})
+
+
+def _conformance(store, serial: str) -> K.UnitConformance | None:
+    units = list(K.from_database(store, serial).values())
+    return K.merged(units) if units else None
 
 
 @require("viewer")
