@@ -1,4 +1,4 @@
-"""``srdose export events`` and ``srdose export research``.
+"""``srdose export events``, ``srdose export research`` and ``srdose export fhir``.
 
 Exit codes as everywhere: 0 done, 2 usage or configuration (bad file, no key, bad dates), 3 could not run.
 """
@@ -20,11 +20,12 @@ from srdose.cli.params import (
     iso_day,
     output_format,
 )
-from srdose.export import export_events
+from srdose.export import export_events, export_fhir
 from srdose.governance import audit
 from srdose.governance.keys import check_project
 from srdose.governance.research import ResearchExportError
 from srdose.governance.research import export_research as write_research_export
+from srdose.parse.values import uid_problem
 from srdose.pseudonym import load_or_create_secret
 from srdose.terminal import esc
 
@@ -163,3 +164,39 @@ def export_research(
             f"to {out_dir}: {', '.join(manifest['files'])}, {Path(manifest['manifest_path']).name}"
         )
     )
+
+
+@export.command("fhir")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option("--from", "since", type=DATE, help="First study date.")
+@click.option("--to", "until", type=DATE, help="Last study date (inclusive).")
+@click.option("--study", "study_uid", metavar="UID", help="One study, by its Study Instance UID.")
+@click.pass_obj
+def export_fhir_cmd(
+    obj: Context, out_dir: Path, since: dt.date | None, until: dt.date | None, study_uid: str | None
+) -> None:
+    """Per study, a FHIR Bundle of HL7 Radiation Dose Summary Observations (FHIR R4), one per breast:
+    the accumulated AGD the unit reported (DICOM 111637) and the MGD srdose recalculated.
+
+    The patient is named by the site's pseudonym only. Needs fhir.resources (pip install
+    'srdose[fhir]'), which validates every resource. Audited.
+    """
+    if since and until and since > until:
+        fail(f"--from {since} is after --to {until}", EXIT_USAGE)
+    problem = uid_problem(study_uid) if study_uid is not None else None
+    if problem:
+        fail(f"--study {study_uid!r} is not a DICOM UID: {problem}", EXIT_USAGE)
+    store = obj.store(write=False)
+    try:
+        n = export_fhir(store, out_dir, dicom_day(since), dicom_day(until), study_uid)
+    except RuntimeError as exc:  # the optional FHIR library is missing
+        fail(str(exc), EXIT_USAGE)
+    audit.record(
+        store,
+        "export.fhir",
+        {"out": out_dir.name, "from": iso_day(since), "to": iso_day(until), "study": study_uid},
+        n,
+    )
+    console.print(f"wrote {n} FHIR bundle(s) to {esc(out_dir)}")
