@@ -22,7 +22,7 @@ EXPECTED_TREE = {
     "conformance": None,
     "db": {"current": None, "upgrade": None},
     "demo": None,
-    "export": {"events": None, "research": None},
+    "export": {"events": None, "fhir": None, "research": None},
     "ingest": None,
     "inspect": None,
     "listen": None,
