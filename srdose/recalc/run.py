@@ -107,30 +107,30 @@ def run(
     label = factor_set.label
 
     def rows():
+        # in RESULT_COLUMNS order
         for i, eid in enumerate(event_ids):
             m = METHODS[methods[i]]
             hvl = _f(cols["hvl"][i])
-            yield {
-                "event_id": eid,
-                "method": m,
-                "mgd_recalc_mgy": _f(cols["mgd"][i]),
-                "mgd_u_mgy": _f(cols["mgd_u"][i]),
-                "k_mgy": _f(cols["k"][i]),
-                "hvl_used_mm": hvl,
-                "hvl_source": None if hvl is None else ("measured_fit" if m == Method.MEASURED else "rdsr"),
-                "g": _f(cols["g"][i]),
-                "c": _f(cols["c"][i]),
-                "s": _f(cols["s"][i]),
-                "t_factor": _f(cols["t"][i]),
-                "factor_set": label,
-                "factor_set_id": fs_id,
-                "physics_set_id": None if phys[i] < 0 else phys[i],
-                "ratio_recalc_to_reported": _f(cols["ratio"][i]),
-                "flags": flag_text[i],
-                "params_hash": digest,
-            }
+            yield (
+                eid,
+                m,
+                _f(cols["mgd"][i]),
+                _f(cols["mgd_u"][i]),
+                _f(cols["k"][i]),
+                hvl,
+                None if hvl is None else ("measured_fit" if m == Method.MEASURED else "rdsr"),
+                _f(cols["g"][i]),
+                _f(cols["c"][i]),
+                _f(cols["s"][i]),
+                _f(cols["t"][i]),
+                label,
+                fs_id,
+                None if phys[i] < 0 else phys[i],
+                _f(cols["ratio"][i]),
+                flag_text[i],
+                digest,
+            )
 
-    replace = inputs["event_id"][idx][inputs["has_result"][idx]].tolist()
-    db.write_recalc_results(store, rows(), replace_ids=replace, progress=progress)
+    db.write_recalc_results(store, rows(), progress=progress)
     store.wrote(summary.computed)  # the planner's statistics follow the results, once they are many
     return summary

@@ -213,6 +213,9 @@ def recalc_inputs(
     result, ``has_result`` (bool).
     """
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
+    # the unit's names come from the devices table, not a copy per event; the study's date from
+    # the event's own copy; rows straight from the driver's cursor (a million events: SQLAlchemy's
+    # rows cost as much again as reading them)
     cols = [
         E.id,
         E.device_id,
@@ -229,10 +232,7 @@ def recalc_inputs(
         E.positioner_primary_angle_deg,
         E.positioner_primary_end_angle_deg,
         E.source_rp_mm,
-        D.manufacturer,
-        D.model,
-        D.serial,
-        St.study_date,
+        E.study_date,
         E.acquisition,
         E.anode,
         E.filter_material,
@@ -242,28 +242,39 @@ def recalc_inputs(
         R.params_hash,
         R.event_id,
     ]
-    q = (
-        select(*cols)
-        .join(S, E.source_object_id == S.id)
-        .join(St, E.study_id == St.id)
-        .outerjoin(D, E.device_id == D.id)
-        .outerjoin(R, R.event_id == E.id)
-        .where(S.superseded_by.is_(None))
-        .order_by(E.id)
-    )
-    if serial:
-        q = q.where(D.serial == serial)
-    if since:
-        q = q.where(St.study_date >= since)
-    if until:
-        q = q.where(St.study_date <= until)
+    conds = _selected(serial, since, until)
     if phantom:  # phantom QC: not-a-patient studies, or events whose protocol matches
         cond: ColumnElement[bool] = St.not_patient.is_(True)
         if protocol_like:
             cond = cond | E.protocol.ilike(protocol_like)
-        q = q.where(cond)
+        conds.append(cond)
+    q = (
+        select(*cols)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(R, R.event_id == E.id)
+        .where(S.superseded_by.is_(None), *conds)
+        .order_by(E.id)
+    )
     with store.engine.connect() as conn:
-        rows = conn.execute(q).all()
+        devices = {
+            d.id: (d.manufacturer, d.model, d.serial)
+            for d in conn.execute(select(D.id, D.manufacturer, D.model, D.serial))
+        }
+        rows = conn.execute(q).cursor.fetchall()
+        pulses = conn.execute(
+            select(
+                M.Pulse.event_id,
+                M.Pulse.pulse_index,
+                M.Pulse.exposure_mas,
+                M.Pulse.tube_current_ma,
+                M.Pulse.pulse_width_ms,
+            )
+            .join(E, M.Pulse.event_id == E.id)
+            .join(S, E.source_object_id == S.id)
+            .join(St, E.study_id == St.id)
+            .where(S.superseded_by.is_(None), E.acquisition == Acquisition.DBT, *conds)
+        ).cursor.fetchall()
     cols_t = list(zip(*rows)) if rows else [()] * len(cols)
     out: dict = {
         "event_id": np.array(cols_t[0], dtype=np.int64),
@@ -271,18 +282,41 @@ def recalc_inputs(
     }
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
         out[name] = np.array(cols_t[k], dtype=float) if rows else np.zeros(0)
+    # per event, its unit's manufacturer, model and serial, looked up once per unit
+    ids = sorted(devices)
+    names = np.array([(None, None, None)] + [devices[i] for i in ids], dtype=object)
+    where = np.searchsorted(np.array(ids, dtype=np.int64), out["device_id"]) + 1 if ids else np.zeros(0, np.int64)
+    if ids:
+        known = np.isin(out["device_id"], np.array(ids, dtype=np.int64))
+        where = np.where(known, where, 0)
+    per_event = names[where] if len(out["event_id"]) else np.zeros((0, 3), dtype=object)
+    for k, name in enumerate(("manufacturer", "model", "serial")):
+        out[name] = per_event[:, k].tolist() if len(per_event) else []
     base = 2 + len(NUMERIC_INPUTS)
-    for k, name in enumerate(TEXT_INPUTS, start=base):
+    for k, name in enumerate(TEXT_INPUTS[3:], start=base):
         out[name] = list(cols_t[k])
-    base += len(TEXT_INPUTS)
+    base += len(TEXT_INPUTS) - 3
     out["r_factor_set_id"] = np.array([-1 if v is None else v for v in cols_t[base]], dtype=np.int64)
     out["r_physics_set_id"] = np.array([-1 if v is None else v for v in cols_t[base + 1]], dtype=np.int64)
     out["r_params"] = list(cols_t[base + 2])
     out["has_result"] = np.array([v is not None for v in cols_t[base + 3]], dtype=bool)
-    out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(store, out["event_id"], out["acquisition"])
+    out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(out["event_id"], pulses)
     if phantom:
         out.update(_event_labels(store, out["event_id"]))
     return out
+
+
+def _selected(serial: str | None, since: str | None, until: str | None) -> list:
+    """The conditions of a unit (by serial) and a period (study dates, YYYYMMDD)."""
+    E, D = M.Event, M.Device
+    conds: list = []
+    if serial:
+        conds.append(E.device_id.in_(select(D.id).where(D.serial == serial)))
+    if since:
+        conds.append(E.study_date >= since)
+    if until:
+        conds.append(E.study_date <= until)
+    return conds
 
 
 def _event_labels(store, event_id: np.ndarray) -> dict:
@@ -307,32 +341,23 @@ def _event_labels(store, event_id: np.ndarray) -> dict:
     }
 
 
-def _dbt_pulse_weights(store, event_id: np.ndarray, acquisition: list) -> tuple[np.ndarray, np.ndarray]:
+def _dbt_pulse_weights(event_id: np.ndarray, rows: list) -> tuple[np.ndarray, np.ndarray]:
     """Tube loading per projection of the DBT events, in projection order.
 
-    Returns (position of the event in ``event_id``, weight) per pulse: the
-    pulse's mAs, else its mA x pulse width, else NaN (unknown).
+    ``rows``: (event id, pulse index, mAs, mA, pulse width ms) of the DBT events' pulses. Returns
+    (position of the event in ``event_id``, weight) per pulse: the pulse's mAs, else its mA x
+    pulse width, else NaN (unknown).
     """
-    dbt = [int(e) for e, a in zip(event_id.tolist(), acquisition) if a == Acquisition.DBT]
-    if not dbt:
-        return np.zeros(0, np.int64), np.zeros(0)
-    P = M.Pulse
-    rows: list = []
-    with store.engine.connect() as conn:
-        for k in range(0, len(dbt), 5000):
-            chunk = dbt[k : k + 5000]
-            rows += conn.execute(
-                select(P.event_id, P.pulse_index, P.exposure_mas, P.tube_current_ma, P.pulse_width_ms).where(
-                    P.event_id.in_(chunk)
-                )
-            ).all()
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0)
-    ev, idx, mas, ma, width = (np.array(c, dtype=float) for c in zip(*rows))
+    ev, idx, mas, ma, width = np.array(rows, dtype=float).T  # one pass in C (None: NaN)
     order = np.lexsort((idx, ev))
     ev, mas, ma, width = ev[order], mas[order], ma[order], width[order]
+    ev_ids = ev.astype(np.int64)
+    known = np.isin(ev_ids, event_id)  # pulses of events the selection left out
+    ev_ids, mas, ma, width = ev_ids[known], mas[known], ma[known], width[known]
     weight = np.where(np.isfinite(mas), mas, ma * width / 1000.0)
-    pos = np.searchsorted(event_id, ev.astype(np.int64))
+    pos = np.searchsorted(event_id, ev_ids)
     return pos.astype(np.int64), weight
 
 
@@ -357,35 +382,36 @@ RESULT_COLUMNS = (
 )
 
 
-def write_recalc_results(
-    store, rows: Iterable[dict], replace_ids: Iterable[int] = (), chunk: int = 20000, progress=None
-) -> int:
-    """Replace the results of ``replace_ids`` and insert ``rows``, in chunks.
-
-    Each chunk is one transaction; ``progress(n)`` is called after each.
-    """
-    R = M.RecalcResult
+def write_recalc_results(store, rows: Iterable[tuple], chunk: int = 50000, progress=None) -> int:
+    """Write ``rows`` (tuples in :data:`RESULT_COLUMNS` order), each replacing the event's earlier
+    result if it has one, in chunks: one transaction and one upsert statement (executed for the
+    whole chunk) each; ``progress(n)`` is called after each. Returns how many."""
     now = _now()
-    replace_ids = list(replace_ids)
-    with store.begin() as conn:
-        for i in range(0, len(replace_ids), 900):
-            conn.execute(delete(R).where(R.event_id.in_(replace_ids[i : i + 900])))
+    columns = (*RESULT_COLUMNS, "computed_at")
+    names = ", ".join(columns)
+    if store.write_engine.dialect.name == "sqlite":
+        sql = f"INSERT OR REPLACE INTO recalc_results ({names}) VALUES ({', '.join('?' * len(columns))})"
+    else:
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "event_id")
+        sql = (
+            f"INSERT INTO recalc_results ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT (event_id) DO UPDATE SET {updates}"
+        )
     n = 0
-    batch: list[dict] = []
+    batch: list[tuple] = []
 
-    def flush():
+    def flush() -> None:
         nonlocal n, batch
         if batch:
             with store.begin() as conn:
-                conn.execute(insert(R), batch)
+                conn.exec_driver_sql(sql, batch)  # the driver's executemany over plain tuples
             n += len(batch)
             if progress:
                 progress(len(batch))
             batch = []
 
     for row in rows:
-        row["computed_at"] = now
-        batch.append(row)
+        batch.append((*row, now))
         if len(batch) >= chunk:
             flush()
     flush()
