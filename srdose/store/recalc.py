@@ -384,19 +384,13 @@ RESULT_COLUMNS = (
 
 def write_recalc_results(store, rows: Iterable[tuple], chunk: int = 50000, progress=None) -> int:
     """Write ``rows`` (tuples in :data:`RESULT_COLUMNS` order), each replacing the event's earlier
-    result if it has one, in chunks: one transaction and one upsert statement (executed for the
-    whole chunk) each; ``progress(n)`` is called after each. Returns how many."""
+    result if it has one, in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed
+    for the whole chunk; PostgreSQL: COPY and one upsert); ``progress(n)`` is called after each.
+    Returns how many."""
     now = _now()
     columns = (*RESULT_COLUMNS, "computed_at")
     names = ", ".join(columns)
-    if store.write_engine.dialect.name == "sqlite":
-        sql = f"INSERT OR REPLACE INTO recalc_results ({names}) VALUES ({', '.join('?' * len(columns))})"
-    else:
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "event_id")
-        sql = (
-            f"INSERT INTO recalc_results ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
-            f"ON CONFLICT (event_id) DO UPDATE SET {updates}"
-        )
+    sql = f"INSERT OR REPLACE INTO recalc_results ({names}) VALUES ({', '.join('?' * len(columns))})"
     n = 0
     batch: list[tuple] = []
 
@@ -404,7 +398,10 @@ def write_recalc_results(store, rows: Iterable[tuple], chunk: int = 50000, progr
         nonlocal n, batch
         if batch:
             with store.begin() as conn:
-                conn.exec_driver_sql(sql, batch)  # the driver's executemany over plain tuples
+                if conn.dialect.name == "postgresql":
+                    _copy_upsert(conn, columns, batch)
+                else:
+                    conn.exec_driver_sql(sql, batch)  # the driver's executemany over plain tuples
             n += len(batch)
             if progress:
                 progress(len(batch))
@@ -416,6 +413,26 @@ def write_recalc_results(store, rows: Iterable[tuple], chunk: int = 50000, progr
             flush()
     flush()
     return n
+
+
+def _copy_upsert(conn, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """PostgreSQL: ``rows`` by COPY into a temporary table (emptied at commit), then one upsert
+    from it: the bulk path of the driver, not a statement per row."""
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "event_id")
+    raw = conn.connection.driver_connection  # psycopg, in this transaction
+    with raw.cursor() as cur:
+        cur.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS recalc_results_in "
+            "(LIKE recalc_results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY recalc_results_in ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO recalc_results ({names}) SELECT {names} FROM recalc_results_in "
+            f"ON CONFLICT (event_id) DO UPDATE SET {updates}"
+        )
 
 
 def recalc_summary(store) -> dict:
