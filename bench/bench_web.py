@@ -191,7 +191,10 @@ def get(path: str, expect: str | None = None) -> Request:
     return run
 
 
-def download(path: str, min_lines: int) -> Request:
+def download(path: str, min_lines: int, first: int | None = None) -> Request:
+    """The whole download (at least ``min_lines`` lines); or, with ``first``, until its header and
+    ``first`` rows have arrived, when it is dropped (as a user who has seen it start and cancels)."""
+
     def run(client: httpx.Client) -> None:
         lines = 0
         with client.stream("GET", path) as r:
@@ -199,26 +202,10 @@ def download(path: str, min_lines: int) -> Request:
                 raise RuntimeError(f"{path}: HTTP {r.status_code}")
             for chunk in r.iter_bytes():
                 lines += chunk.count(b"\n")
+                if first is not None and lines > first:
+                    return
         if lines < min_lines:
             raise RuntimeError(f"{path}: {lines} lines, expected at least {min_lines}")
-
-    return run
-
-
-def first_rows(path: str, rows: int) -> Request:
-    """Until the header and ``rows`` rows of a download have arrived; then the download is dropped
-    (as a user who has seen it start and cancels)."""
-
-    def run(client: httpx.Client) -> None:
-        lines = 0
-        with client.stream("GET", path) as r:
-            if r.status_code != 200:
-                raise RuntimeError(f"{path}: HTTP {r.status_code}")
-            for chunk in r.iter_bytes():
-                lines += chunk.count(b"\n")
-                if lines > rows:
-                    return
-        raise RuntimeError(f"{path}: {lines} lines, expected more than {rows}")
 
     return run
 
@@ -416,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
             "unit page + charts.json, nothing kept": (base0, unit_page, max(1, a.requests // 5)),
             f"CSV {w.csv_rows:,} rows, first {FIRST_ROWS:,}": (
                 base,
-                first_rows("/events?" + urlencode(csv_q), FIRST_ROWS),
+                download("/events?" + urlencode(csv_q), w.csv_rows, first=FIRST_ROWS),
                 a.requests,
             ),
             f"CSV {w.csv_rows:,} rows": (base, download("/events?" + urlencode(csv_q), w.csv_rows), a.csv_requests),
@@ -444,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
                 "event list, page 1": (get(f"/{sqlite_file.stem}/events?" + urlencode(ds_q)), a.requests),
                 "event list, deep page": (get(deep), a.requests),
                 f"CSV {w.csv_rows:,} rows, first {FIRST_ROWS:,}": (
-                    first_rows(f"/{sqlite_file.stem}/events.csv?" + urlencode(ds_csv), FIRST_ROWS),
+                    download(f"/{sqlite_file.stem}/events.csv?" + urlencode(ds_csv), w.csv_rows, first=FIRST_ROWS),
                     a.requests,
                 ),
                 f"CSV {w.csv_rows:,} rows": (
