@@ -156,3 +156,13 @@ def test_a_refused_file_exits_1_with_the_reason_and_text_from_the_file_is_litera
     assert r.returncode == 1
     assert "[red]ROOM[/red] ?[2J" in r.stdout and "\x1b" not in r.stdout
     assert "not_dicom.dcm: srdose would refuse it" in r.stderr
+
+
+def test_a_damaged_object_is_read_as_far_as_it_goes_and_never_raises():
+    from srdose.parse.inspect import inspect_bytes
+
+    data = (SAMPLE_DATA / "hologic" / "hologic_2d.dcm").read_bytes()
+    for cut in (0, 132, 200, 5000, len(data) // 2, len(data) - 10):
+        r = inspect_bytes(data[:cut], f"cut at {cut}")
+        assert r.refused, cut  # what ingest would say of it
+        assert not r.stored

@@ -172,14 +172,19 @@ def inspect_bytes(data: bytes, name: str, identifiable: bool = False) -> Inspect
     except Exception as exc:  # anything pydicom raises on a file that is not DICOM or is damaged
         return Inspection(name, "", {}, [], [], [], [], refused=f"not readable as DICOM ({type(exc).__name__}: {exc})")
     sop_class = str(ds.get("SOPClassUID", "") or "")
-    header = _header(ds, identifiable)
     items: list[Item] = []
-    if "ContentSequence" in ds:
-        root = Item(0, "", str(ds.get("ValueType", "CONTAINER") or "CONTAINER"), _concept(ds))
-        root.template = _template_of(root)
-        _mark_code(root, (root.concept[1], root.concept[0]), "concept")
-        items.append(root)
-        _walk(ds.ContentSequence, 1, items, identifiable, _template_of(root))
+    try:
+        header = _header(ds, identifiable)
+        if "ContentSequence" in ds:
+            root = Item(0, "", str(ds.get("ValueType", "CONTAINER") or "CONTAINER"), _concept(ds))
+            root.template = _template_of(root)
+            _mark_code(root, (root.concept[1], root.concept[0]), "concept")
+            items.append(root)
+            _walk(ds.ContentSequence, 1, items, identifiable, _template_of(root))
+    except Exception as exc:  # pydicom decodes lazily: a damaged element surfaces only here
+        header = {"SOPClassUID": sop_class}
+        items.append(Item(0, "", "", ("", "", "the content could not be read")))
+        items[-1].note("unreadable", f"{type(exc).__name__}: {str(exc)[:200]}")
     refused = None
     stored: list[dict[str, Any]] = []
     accumulated: list[dict[str, Any]] = []
