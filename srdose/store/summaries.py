@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 
 from srdose.store import models as M
 
@@ -41,49 +41,59 @@ def study_doses(
 ) -> Iterator[StudyDose]:
     """The studies with a live RDSR (from ``since`` to ``until``, YYYYMMDD or YYYY-MM-DD; or the
     one ``study_uid``), oldest first, with their breasts' doses; patients' studies only (a QA
-    phantom's study is none)."""
+    phantom's study is none). Four set-wise queries, whatever the number of studies."""
     St, S, E, R, A, D = M.Study, M.SourceObject, M.Event, M.RecalcResult, M.AccumulatedDose, M.Device
-    q = (
-        select(St.id, St.study_instance_uid, St.study_date, St.patient_pseudonym, D.manufacturer, D.model, D.serial)
-        .outerjoin(D, St.device_id == D.id)
-        .where(St.not_patient.is_(False))
-        .where(St.id.in_(select(S.study_id).where(S.superseded_by.is_(None), S.kind == "rdsr")))
-        .order_by(St.study_date, St.id)
-    )
+    live_rdsr = and_(S.superseded_by.is_(None), S.kind == "rdsr")
+    chosen = select(St.id).where(St.not_patient.is_(False), St.id.in_(select(S.study_id).where(live_rdsr)))
     if since:
-        q = q.where(St.study_date >= since.replace("-", ""))
+        chosen = chosen.where(St.study_date >= since.replace("-", ""))
     if until:
-        q = q.where(St.study_date <= until.replace("-", ""))
+        chosen = chosen.where(St.study_date <= until.replace("-", ""))
     if study_uid:
-        q = q.where(St.study_instance_uid == study_uid)
+        chosen = chosen.where(St.study_instance_uid == study_uid)
     with store.engine.connect() as conn:
-        for sid, uid, day, pseudonym, manufacturer, model, serial in conn.execute(q).all():
-            breasts: dict[str, BreastDose] = {}
-            sources = conn.execute(
-                select(S.sop_instance_uid).where(S.study_id == sid, S.superseded_by.is_(None), S.kind == "rdsr")
-            ).scalars()
-            for lat, agd in conn.execute(
-                select(A.laterality, A.agd_mgy)
-                .join(S, A.source_object_id == S.id)
-                .where(A.study_id == sid, S.superseded_by.is_(None))
-            ):
-                if lat in ("L", "R") and agd is not None:
-                    b = breasts.setdefault(lat, BreastDose(lat))
-                    b.reported_mgy = (b.reported_mgy or 0.0) + agd
-            for lat, mgd, method, factor_set in conn.execute(
-                select(E.laterality, R.mgd_recalc_mgy, R.method, R.factor_set)
-                .join(S, E.source_object_id == S.id)
-                .outerjoin(R, R.event_id == E.id)
-                .where(E.study_id == sid, S.superseded_by.is_(None))
-            ):
-                if lat not in ("L", "R"):
-                    continue
-                b = breasts.setdefault(lat, BreastDose(lat))
-                b.events += 1
-                if mgd is not None:
-                    b.recalculated_events += 1
-                    b.recalculated_mgy = (b.recalculated_mgy or 0.0) + mgd
-                    b.methods.add(method)
-                    if factor_set:
-                        b.factor_sets.add(factor_set)
-            yield StudyDose(uid, day, pseudonym, manufacturer or "", model or "", serial or "", list(sources), breasts)
+        sources: dict[int, list[str]] = {}
+        for sid, uid in conn.execute(select(S.study_id, S.sop_instance_uid).where(live_rdsr, S.study_id.in_(chosen))):
+            sources.setdefault(sid, []).append(uid)
+        breasts: dict[int, dict[str, BreastDose]] = {}
+        for sid, lat, agd in conn.execute(
+            select(A.study_id, A.laterality, func.sum(A.agd_mgy))
+            .join(S, A.source_object_id == S.id)
+            .where(S.superseded_by.is_(None), A.study_id.in_(chosen), A.laterality.in_(("L", "R")))
+            .group_by(A.study_id, A.laterality)
+        ):
+            if agd is not None:
+                breasts.setdefault(sid, {}).setdefault(lat, BreastDose(lat)).reported_mgy = agd
+        for sid, lat, method, factor_set, events, recalculated, mgd in conn.execute(
+            select(E.study_id, E.laterality, R.method, R.factor_set, func.count(E.id), func.count(R.mgd_recalc_mgy))
+            .add_columns(func.sum(R.mgd_recalc_mgy))
+            .join(S, E.source_object_id == S.id)
+            .outerjoin(R, R.event_id == E.id)
+            .where(S.superseded_by.is_(None), E.study_id.in_(chosen), E.laterality.in_(("L", "R")))
+            .group_by(E.study_id, E.laterality, R.method, R.factor_set)
+        ):
+            b = breasts.setdefault(sid, {}).setdefault(lat, BreastDose(lat))
+            b.events += events
+            if recalculated:
+                b.recalculated_events += recalculated
+                b.recalculated_mgy = (b.recalculated_mgy or 0.0) + mgd
+                b.methods.add(method)
+                if factor_set:
+                    b.factor_sets.add(factor_set)
+        studies = conn.execute(
+            select(St.id, St.study_instance_uid, St.study_date, St.patient_pseudonym, D.manufacturer, D.model, D.serial)
+            .outerjoin(D, St.device_id == D.id)
+            .where(St.id.in_(chosen))
+            .order_by(St.study_date, St.id)
+        ).all()
+    for sid, uid, day, pseudonym, manufacturer, model, serial in studies:
+        yield StudyDose(
+            uid,
+            day,
+            pseudonym,
+            manufacturer or "",
+            model or "",
+            serial or "",
+            sources.get(sid, []),
+            breasts.get(sid, {}),
+        )
