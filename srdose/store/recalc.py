@@ -282,16 +282,11 @@ def recalc_inputs(
     }
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
         out[name] = np.array(cols_t[k], dtype=float) if rows else np.zeros(0)
-    # per event, its unit's manufacturer, model and serial, looked up once per unit
-    ids = sorted(devices)
-    names = np.array([(None, None, None)] + [devices[i] for i in ids], dtype=object)
-    where = np.searchsorted(np.array(ids, dtype=np.int64), out["device_id"]) + 1 if ids else np.zeros(0, np.int64)
-    if ids:
-        known = np.isin(out["device_id"], np.array(ids, dtype=np.int64))
-        where = np.where(known, where, 0)
-    per_event = names[where] if len(out["event_id"]) else np.zeros((0, 3), dtype=object)
+    # per event, its unit's manufacturer, model and serial
+    unknown = (None, None, None)
+    per_event = [devices.get(d, unknown) for d in out["device_id"].tolist()]
     for k, name in enumerate(("manufacturer", "model", "serial")):
-        out[name] = per_event[:, k].tolist() if len(per_event) else []
+        out[name] = [names[k] for names in per_event]
     base = 2 + len(NUMERIC_INPUTS)
     for k, name in enumerate(TEXT_INPUTS[3:], start=base):
         out[name] = list(cols_t[k])
