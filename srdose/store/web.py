@@ -308,12 +308,6 @@ def _rows_of(conn, ids: list[int]) -> list[dict]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def event_page(store, f: EventFilter, offset: int, limit: int) -> list[dict]:
-    """One page of the filtered, sorted events (dicts keyed by :data:`EVENT_COLUMNS`)."""
-    with store.engine.connect() as conn:
-        return _rows_of(conn, _page_ids(conn, _resolved(conn, f), offset, limit)[0])
-
-
 #: The event list counts the filtered events up to this many, and says "more than" past it: an
 #: exact count of a million events reads them all, for every page (the downloads have them all).
 COUNT_LIMIT = 10_000
