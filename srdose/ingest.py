@@ -21,7 +21,7 @@ from srdose.parse import Refused, read_bytes
 from srdose.parse.records import DoseReport
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
-from srdose.store.database import is_transient
+from srdose.store.database import is_transient, raced
 from srdose.vocab import RefusalKind
 
 log = logging.getLogger("srdose.ingest")
@@ -402,6 +402,11 @@ class Ingestor:
                     return [self._one(conn, item) for item in items]
             except Exception as exc:
                 if is_transient(exc) or isinstance(exc, OSError):
+                    if raced(exc) and attempt < self.retries:
+                        log.info(
+                            "another writer stored a unit, study or object of this batch at the same moment; again"
+                        )
+                        continue
                     if attempt == self.retries:
                         raise DatabaseUnavailable(
                             f"the database or the quarantine folder kept failing ({type(exc).__name__}: "

@@ -31,10 +31,23 @@ from srdose.quarantine import write_durably
 from srdose.recalc.engine import Params
 from srdose.recalc.run import resolve_factor_set, run
 from srdose.spool import Spool
-from srdose.store.database import is_transient
+from srdose.store.database import is_transient, raced
 from srdose.vocab import NEW_EVENTS, Outcome, RefusalKind
 
 log = logging.getLogger("srdose.listen")
+
+#: Times a batch is tried at once when another writer stored the same unit, study or object
+#: (then it waits like any other transient failure).
+RACE_ATTEMPTS = 3
+
+
+def _lock_order(item: Received) -> tuple[str, str, str, str]:
+    """The order in which a batch takes its units' and studies' row locks."""
+    report = item.report
+    if report is None:
+        return ("", "", "", "")
+    d = report.device  # type: ignore[attr-defined]
+    return (d.manufacturer or "", d.model or "", d.serial or "", report.study.study_instance_uid or "")  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -359,23 +372,39 @@ class IngestWorker:
         return Outcome.QUARANTINED
 
     def _ingest(self, batch: list[Received]) -> list[str]:
-        results = []
+        """One transaction for ``batch``; tried again at once when another writer stored one of
+        its units, studies or objects at the same moment."""
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                return self._ingest_once(batch)
+            except Exception as exc:
+                if not raced(exc) or attempt == RACE_ATTEMPTS:
+                    raise
+                log.info("another writer stored a unit, study or object of this batch at the same moment; again")
+        raise AssertionError("unreachable")
+
+    def _ingest_once(self, batch: list[Received]) -> list[str]:
+        # units and studies are locked in one order by every writer (no deadlock between two
+        # listeners on one database); the results keep the batch's order
+        order = sorted(range(len(batch)), key=lambda i: _lock_order(batch[i]))
+        results: list[str] = [""] * len(batch)
         with self.ingestor.store.begin() as conn:
-            for item in batch:
-                if item.path is None or self.spool.is_refusal(item.path):  # refused at the door: record why
-                    results.append(self._record_refusal(conn, item))
-                    continue
-                try:
-                    data = item.path.read_bytes()
-                except FileNotFoundError:  # cleared by another process already
-                    results.append(Outcome.MISSING)
-                    item.path = None
-                    continue
-                result = self.ingestor.ingest_one(
-                    conn, data, item.origin, item.path.name, report=item.report, sha=item.sha256 or None
-                )
-                results.append(result.outcome)
+            for i in order:
+                results[i] = self._ingest_item(conn, batch[i])
         return results
+
+    def _ingest_item(self, conn, item: Received) -> str:
+        if item.path is None or self.spool.is_refusal(item.path):  # refused at the door: record why
+            return self._record_refusal(conn, item)
+        try:
+            data = item.path.read_bytes()
+        except FileNotFoundError:  # cleared by another process already
+            item.path = None
+            return Outcome.MISSING
+        result = self.ingestor.ingest_one(
+            conn, data, item.origin, item.path.name, report=item.report, sha=item.sha256 or None
+        )
+        return result.outcome
 
     def _record_refusal(self, conn, item: Received) -> str:
         if item.path is None:

@@ -39,11 +39,30 @@ from srdose.vocab import Outcome, SourceKind
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+#: The unique keys of what two writers can store at the same moment (several listeners, or a
+#: listener and ``srdose ingest``, on one PostgreSQL database): a unit, a study, an object. The
+#: later INSERT waits for the first writer's commit, then fails on the key; tried again, the
+#: transaction finds the row held.
+RACED_KEYS = frozenset({"uq_device_identity", "studies_study_instance_uid_key", "source_objects_sop_instance_uid_key"})
+
+
+def raced(exc: BaseException) -> bool:
+    """Another writer committed the same unit, study or object while this transaction was
+    writing it: nothing is wrong with the dataset, the transaction is to be tried again."""
+    if not isinstance(exc, sa_exc.IntegrityError):
+        return False
+    diag = getattr(exc.orig, "diag", None)  # psycopg's; SQLite has one writer at a time
+    return getattr(diag, "constraint_name", None) in RACED_KEYS
+
+
 def is_transient(exc: BaseException) -> bool:
     """A database error that says nothing about the dataset (disk full,
-    database locked, connection lost or timed out, serialisation failure):
-    retry it, never quarantine for it."""
+    database locked, connection lost or timed out, serialisation failure or
+    deadlock, a row another writer stored first): retry it, never quarantine
+    for it."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if raced(exc):
         return True
     return isinstance(
         exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
@@ -380,10 +399,13 @@ class DoseStore:
     def _study(self, conn: Connection, report: DoseReport, device_id: int) -> tuple[int, str | None, str | None]:
         """The study's id, date and time (as held: a study written before keeps its own)."""
         st = report.study
+        # the study's row is locked until this transaction ends: another writer storing an
+        # object of the same study waits, then sees this one's objects and events (PostgreSQL;
+        # SQLite has one writer at a time)
         row = conn.execute(
-            select(M.Study.id, M.Study.study_date, M.Study.study_time).where(
-                M.Study.study_instance_uid == st.study_instance_uid
-            )
+            select(M.Study.id, M.Study.study_date, M.Study.study_time)
+            .where(M.Study.study_instance_uid == st.study_instance_uid)
+            .with_for_update()
         ).first()
         if row is not None:
             return row[0], row[1], row[2]

@@ -424,8 +424,10 @@ def _copy_upsert(conn, columns: tuple[str, ...], rows: list[tuple]) -> None:
         with cur.copy(f"COPY recalc_results_in ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        # rows locked in event order: two writers upserting overlapping events (two listeners
+        # recalculating one unit's day) wait for each other rather than deadlock
         cur.execute(
-            f"INSERT INTO recalc_results ({names}) SELECT {names} FROM recalc_results_in "
+            f"INSERT INTO recalc_results ({names}) SELECT {names} FROM recalc_results_in ORDER BY event_id "
             f"ON CONFLICT (event_id) DO UPDATE SET {updates}"
         )
 
