@@ -273,6 +273,8 @@ class IngestSettings:
 
     # Files per database transaction: larger is faster, smaller loses less on a crash.
     batch_size: int = _setting(200, within=(1, 100_000))
+    # Processes parsing files while one writes the database; 0: one per core.
+    jobs: int = _setting(0, within=(0, 256))
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing as mp
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from srdose.parse import Refused, read_bytes
 from srdose.parse.records import DoseReport
+from srdose.pseudonym import Pseudonymiser
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
-from srdose.store.database import is_transient, raced
+from srdose.store.database import content_digest, is_transient, raced
 from srdose.vocab import RefusalKind
 
 log = logging.getLogger("srdose.ingest")
@@ -234,6 +237,91 @@ class Pending:
     where: str | None = None
     report: object = None
     sha: str | None = None
+    digest: str | None = None  # the report's content digest, when computed already
+
+
+# --- parsing in worker processes ---------------------------------------------------
+
+#: Files a parse worker takes at a time.
+PARSE_CHUNK = 16
+#: Below this many files, workers would take longer to start than they save.
+PARALLEL_MIN_FILES = 100
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Parsed:
+    """What a parse worker sends back for one file."""
+
+    sha: str | None  # None: the file could not be read (the writer says so)
+    report: DoseReport | None = None  # None: refused, or the parser failed (the writer quarantines it)
+    digest: str | None = None
+
+
+_worker_settings: tuple[Pseudonymiser | None, int] = (None, 1)
+
+
+def _start_parse_worker(pseudonymiser: Pseudonymiser | None, age_resolution_years: int) -> None:
+    global _worker_settings
+    _worker_settings = (pseudonymiser, age_resolution_years)
+
+
+def _parse_files(paths: list[str]) -> list[Parsed]:
+    out = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            out.append(Parsed(None))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            report = read_bytes(data, "file")
+        except Exception:  # refused, or a parser bug: the writer parses it again and quarantines it
+            out.append(Parsed(sha))
+            continue
+        out.append(Parsed(sha, report, content_digest(report, *_worker_settings)))
+    return out
+
+
+def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int) -> Generator[Parsed, None, None]:
+    """Each file parsed (and its content digest computed) by one of ``jobs`` worker
+    processes, yielded in the order of ``files``.
+
+    The writer keeps the database to itself: the workers only read and parse. They parse
+    at most about ``ahead`` files ahead of what the writer has taken (the writer takes a
+    batch at a time, so this is two batches: the workers are never idle while it writes,
+    and parsed reports never pile up).
+    """
+    chunks = [[str(f) for f in files[i : i + PARSE_CHUNK]] for i in range(0, len(files), PARSE_CHUNK)]
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),  # nothing of the writer's (threads, connections) inherited
+        initializer=_start_parse_worker,
+        initargs=(store.pseudonymiser, store.age_resolution_years),
+    )
+    try:
+        pending: deque[Future] = deque()
+        rest = iter(chunks)
+        for chunk in rest:
+            pending.append(pool.submit(_parse_files, chunk))
+            if len(pending) * PARSE_CHUNK >= max(ahead, jobs * PARSE_CHUNK):
+                break
+        while pending:
+            done = pending.popleft().result()
+            nxt = next(rest, None)
+            if nxt is not None:
+                pending.append(pool.submit(_parse_files, nxt))
+            yield from done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Ingestor:
@@ -305,11 +393,13 @@ class Ingestor:
         report=None,
         sha: str | None = None,
         where: str | None = None,
+        digest: str | None = None,
     ) -> Result:
         """Parse and store one dataset inside the caller's transaction.
 
-        ``report`` and ``sha`` may be passed when the caller (the listener)
-        has already parsed the dataset, so that it is not parsed twice.
+        ``report``, ``sha`` and ``digest`` may be passed when the caller (the
+        listener, a parse worker) has already parsed the dataset, so that it is
+        not parsed twice.
 
         Raises
         ------
@@ -333,7 +423,7 @@ class Ingestor:
             # ID and name are still in clear (the store pseudonymises them)
             self.hooks.before_store(report)
             with conn.begin_nested():
-                outcome = self.store.add(conn, report, sha, origin)
+                outcome = self.store.add(conn, report, sha, origin, digest=digest)
                 # encrypted pseudonym -> ID mapping, only when configured
                 self.hooks.after_store(conn, self.store, report, outcome)
         except Exception as exc:
@@ -380,7 +470,9 @@ class Ingestor:
         data, unreadable = self._load(item)
         if unreadable:
             return unreadable
-        return self.ingest_one(conn, data, item.origin, item.what, report=item.report, sha=item.sha, where=item.where)
+        return self.ingest_one(
+            conn, data, item.origin, item.what, report=item.report, sha=item.sha, where=item.where, digest=item.digest
+        )
 
     def ingest_batch(self, items: list[Pending]) -> list[Result]:
         """Ingest ``items`` in one transaction and return once it has committed.
@@ -450,27 +542,41 @@ class Ingestor:
             )
 
     def ingest_paths(
-        self, paths: Iterable[os.PathLike], progress: Callable[[Path, Result], None] | None = None
+        self,
+        paths: Iterable[os.PathLike],
+        progress: Callable[[Path, Result], None] | None = None,
+        jobs: int = 1,
     ) -> Summary:
         """Ingest every file under ``paths``; ``progress`` is called per file
-        once its transaction has committed."""
+        once its transaction has committed. With ``jobs`` > 1 (and enough files),
+        that many worker processes parse while this one writes."""
         summary = Summary()
         skipped: list = []
         files = list(iter_files(paths, skipped))
         summary.skipped = len(skipped)
-        for start in range(0, len(files), self.batch_size):
-            batch = files[start : start + self.batch_size]
-            # no file name in reasons or in the database: names can identify
-            items = [Pending(path.read_bytes, origin="file", what="file", where=str(path)) for path in batch]
-            for path, result in zip(batch, self.ingest_batch(items)):
-                summary.files += 1
-                summary.events += result.events
-                if result.outcome in (Outcome.QUARANTINED, Outcome.UNREADABLE):
-                    summary.quarantined[result.kind] += 1
-                else:
-                    summary.outcomes[result.outcome] += 1
-                if progress:
-                    progress(path, result)
+        parallel = jobs > 1 and len(files) >= PARALLEL_MIN_FILES
+        parsed = parsed_in_workers(files, jobs, self.store, 2 * self.batch_size) if parallel else None
+        try:
+            for start in range(0, len(files), self.batch_size):
+                batch = files[start : start + self.batch_size]
+                # no file name in reasons or in the database: names can identify
+                items = [Pending(path.read_bytes, origin="file", what="file", where=str(path)) for path in batch]
+                if parsed is not None:
+                    for item in items:
+                        p = next(parsed)
+                        item.report, item.sha, item.digest = p.report, p.sha, p.digest
+                for path, result in zip(batch, self.ingest_batch(items)):
+                    summary.files += 1
+                    summary.events += result.events
+                    if result.outcome in (Outcome.QUARANTINED, Outcome.UNREADABLE):
+                        summary.quarantined[result.kind] += 1
+                    else:
+                        summary.outcomes[result.outcome] += 1
+                    if progress:
+                        progress(path, result)
+        finally:
+            if parsed is not None:
+                parsed.close()  # stops the workers, also on an error
         return summary
 
 

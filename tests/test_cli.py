@@ -123,3 +123,40 @@ def test_unreachable_database_says_what_to_do(srdose_env):
     r = run("--db", "postgresql+psycopg://nobody:secretpw@127.0.0.1:9/x", "export", "events", "--out", "x.csv")
     assert r.returncode == 3
     assert "cannot open the database" in r.stderr and "secretpw" not in r.stderr
+
+
+def test_ingest_with_jobs_writes_what_one_process_writes(tmp_path):
+    """`srdose ingest --jobs 2` (workers parse, one process writes) leaves the database
+    and the quarantine as `--jobs 1` does: same events, same outcomes, same refusals."""
+    from srdose import synth
+    from srdose.ingest import PARALLEL_MIN_FILES
+
+    src = tmp_path / "src"
+    files = []
+    for i, vendor in enumerate(("hologic", "ge", "siemens")):
+        files += synth.generate(vendor, 40, src / vendor, seed=70 + i, units=2)
+    assert len(files) >= PARALLEL_MIN_FILES
+    (src / "again.dcm").write_bytes(files[0].read_bytes())  # already held by then
+    (src / "noise.dcm").write_bytes(b"not dicom at all")
+    (src / "cut.dcm").write_bytes(files[1].read_bytes()[:3000])  # truncated
+
+    results = {}
+    for jobs in (1, 2):
+        data = tmp_path / f"data{jobs}"
+        data.mkdir()
+        if jobs == 2:  # the same site secret, so that pseudonyms agree
+            (data / "site-secret.key").write_bytes((tmp_path / "data1" / "site-secret.key").read_bytes())
+            (data / "site-secret.key").chmod(0o600)
+        env = {"SRDOSE_DATA_DIR": str(data)}
+        r = run("ingest", src, "--jobs", jobs, env=env)
+        assert r.returncode == 1, r.stderr  # two files quarantined
+        assert ("2 processes parse them" in r.stdout) == (jobs == 2)
+        out = tmp_path / f"events{jobs}.csv"
+        assert run("export", "events", "--out", out, env=env).returncode == 0
+        rows = sorted(tuple(row.items()) for row in csv.DictReader(open(out, newline="")))
+        notes = sorted(p.name for p in (data / "quarantine").glob("*.json"))
+        summary = [line for line in r.stdout.splitlines() if "│" in line]
+        results[jobs] = (rows, notes, summary)
+    assert len(results[1][0]) > 400
+    assert len(results[1][1]) == 2
+    assert results[2] == results[1]

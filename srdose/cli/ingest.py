@@ -19,7 +19,7 @@ from srdose.cli.context import (
     progress_bar,
 )
 from srdose.governance.hooks import IngestHooks
-from srdose.ingest import DatabaseUnavailable, Ingestor, Summary, iter_files
+from srdose.ingest import PARALLEL_MIN_FILES, DatabaseUnavailable, Ingestor, Summary, cores, iter_files
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore
 from srdose.terminal import esc
@@ -63,8 +63,15 @@ def print_summary(summary: Summary, store: DoseStore, events_before: int = 0) ->
     default=None,
     help="Files per transaction (default from config: 200).",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes parsing files while one writes the database (default from config: one per core).",
+)
 @click.pass_obj
-def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> None:
+def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None, jobs: int | None) -> None:
     """Ingest DICOM dose objects from files or folders (recursively).
 
     Reads X-Ray Radiation Dose SRs (and Enhanced/Comprehensive SRs holding a
@@ -82,6 +89,9 @@ def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> Non
     skipped: list = []
     files = list(iter_files(paths, skipped))
     before = store.counts()["events"]
+    jobs = jobs or obj.settings.ingest.jobs or cores()
+    if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
+        out.print(f"{len(files)} files: {jobs} processes parse them while one writes the database")
     started = time.monotonic()
     with progress_bar() as bar:
         task = bar.add_task("ingesting", total=len(files), rate="")
@@ -92,7 +102,7 @@ def ingest(obj: Context, paths: tuple[Path, ...], batch_size: int | None) -> Non
             bar.update(task, advance=1, rate=f"{rate:.0f} files/s")
 
         try:
-            summary = ingestor.ingest_paths(files, progress=tick)
+            summary = ingestor.ingest_paths(files, progress=tick, jobs=jobs)
         except DatabaseUnavailable as exc:
             fail(str(exc), EXIT_FAILED)
     summary.skipped = len(skipped)

@@ -196,6 +196,41 @@ def _event_key(ev) -> str:
 SAME_EXPOSURE_SECONDS = 10.0
 
 
+def coarse_age(age: float | None, step: int) -> int | None:
+    """Completed years, floored to ``step`` years: never finer than a year,
+    which with the study date would give the birth date."""
+    if age is None or not math.isfinite(age):
+        return None
+    return int(math.floor(age / step) * step)
+
+
+def content_digest(report: DoseReport, pseudonymiser: Pseudonymiser | None, age_resolution_years: int = 1) -> str:
+    """SHA-256 of what srdose keeps from ``report`` (identifiers as their
+    keyed pseudonyms, no flags): two encodings of one object agree, an
+    object reusing a SOP instance UID for other content does not. A function
+    of the report and the store's settings only, so that parse workers can
+    compute it beside the parse."""
+    p = pseudonymiser
+    st = report.study
+    doc = {
+        "sop_class": report.sop_class_uid,
+        "source": report.source,
+        "study": [
+            st.study_instance_uid,
+            st.study_date,
+            st.study_time,
+            st.sex,
+            coarse_age(st.age_years, max(1, int(age_resolution_years))),
+            p.patient(st.patient_id) if p else None,
+            p.accession(st.accession) if p else None,
+        ],
+        "device": [report.device.manufacturer, report.device.model, report.device.serial],
+        "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "flags"} for e in report.events],
+        "accumulated": [dataclasses.asdict(a) for a in report.accumulated],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 class DoseStore:
     """A srdose database.
 
@@ -396,8 +431,9 @@ class DoseStore:
         self._pending_devices[identity] = (device_id, labels, now.date())
         return device_id
 
-    def _study(self, conn: Connection, report: DoseReport, device_id: int) -> tuple[int, str | None, str | None]:
-        """The study's id, date and time (as held: a study written before keeps its own)."""
+    def _study(self, conn: Connection, report: DoseReport, device_id: int) -> tuple[int, str | None, str | None, bool]:
+        """The study's id, date and time (as held: a study written before keeps its own), and
+        whether this call wrote it."""
         st = report.study
         # the study's row is locked until this transaction ends: another writer storing an
         # object of the same study waits, then sees this one's objects and events (PostgreSQL;
@@ -408,7 +444,7 @@ class DoseStore:
             .with_for_update()
         ).first()
         if row is not None:
-            return row[0], row[1], row[2]
+            return row[0], row[1], row[2], False
         p = self.pseudonymiser
         if p is None:
             raise RuntimeError("DoseStore needs a Pseudonymiser to write studies")
@@ -429,41 +465,17 @@ class DoseStore:
             ),
             report.flags.append,
         )
-        key = conn.execute(insert(M.Study).values(**values)).inserted_primary_key
+        # one statement whatever the values: compiled once, not per study
+        key = conn.execute(insert(M.Study), values).inserted_primary_key
         assert key is not None  # a single-row INSERT has one
-        return key[0], values["study_date"], values["study_time"]
+        return key[0], values["study_date"], values["study_time"], True
 
     def _coarse_age(self, age: float | None) -> int | None:
-        """Completed years, floored to the store's resolution: never finer
-        than a year, which with the study date would give the birth date."""
-        if age is None or not math.isfinite(age):
-            return None
-        step = self.age_resolution_years
-        return int(math.floor(age / step) * step)
+        return coarse_age(age, self.age_resolution_years)
 
     def content_digest(self, report: DoseReport) -> str:
-        """SHA-256 of what srdose keeps from ``report`` (identifiers as their
-        keyed pseudonyms, no flags): two encodings of one object agree, an
-        object reusing a SOP instance UID for other content does not."""
-        p = self.pseudonymiser
-        st = report.study
-        doc = {
-            "sop_class": report.sop_class_uid,
-            "source": report.source,
-            "study": [
-                st.study_instance_uid,
-                st.study_date,
-                st.study_time,
-                st.sex,
-                self._coarse_age(st.age_years),
-                p.patient(st.patient_id) if p else None,
-                p.accession(st.accession) if p else None,
-            ],
-            "device": [report.device.manufacturer, report.device.model, report.device.serial],
-            "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "flags"} for e in report.events],
-            "accumulated": [dataclasses.asdict(a) for a in report.accumulated],
-        }
-        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
+        """See :func:`content_digest`."""
+        return content_digest(report, self.pseudonymiser, self.age_resolution_years)
 
     def _held_conflicts(self, conn: Connection, report: DoseReport, sha256: str, digest: str) -> bool | None:
         """None when the SOP instance is not held; False when it is held with
@@ -499,7 +511,14 @@ class DoseStore:
             ).where(M.Event.source_object_id.in_(source_ids))
         ).all()
 
-    def add(self, conn: Connection, report: DoseReport, sha256: str, received_from: str | None = None) -> Outcome:
+    def add(
+        self,
+        conn: Connection,
+        report: DoseReport,
+        sha256: str,
+        received_from: str | None = None,
+        digest: str | None = None,
+    ) -> Outcome:
         """Write one report inside the caller's transaction.
 
         Parameters
@@ -513,14 +532,16 @@ class DoseStore:
             Checksum of the file or dataset as received.
         received_from
             Calling AE title or path the object came from.
+        digest
+            The report's :meth:`content_digest`, when the caller computed it already.
         """
-        digest = self.content_digest(report)
+        digest = digest or self.content_digest(report)
         conflict = self._held_conflicts(conn, report, sha256, digest)
         if conflict is not None:
             return Outcome.CONFLICT if conflict else Outcome.DUPLICATE
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         device_id = self._device_id(conn, report, now)
-        study_id, study_date, study_time = self._study(conn, report, device_id)
+        study_id, study_date, study_time, new_study = self._study(conn, report, device_id)
         row = fit_row(
             M.SourceObject,
             dict(
@@ -536,17 +557,22 @@ class DoseStore:
             report.flags.append,
         )
         row["flags"] = _without_nul(";".join(report.flags)) or None
-        key = conn.execute(insert(M.SourceObject).values(**row)).inserted_primary_key
+        key = conn.execute(insert(M.SourceObject), row).inserted_primary_key
         assert key is not None  # a single-row INSERT has one
         source_id = key[0]
 
-        live = conn.execute(
-            select(M.SourceObject.id, M.SourceObject.kind).where(
-                M.SourceObject.study_id == study_id,
-                M.SourceObject.superseded_by.is_(None),
-                M.SourceObject.id != source_id,
-            )
-        ).all()
+        # a study this call wrote has no other objects (its row is locked until commit)
+        live = (
+            []
+            if new_study
+            else conn.execute(
+                select(M.SourceObject.id, M.SourceObject.kind).where(
+                    M.SourceObject.study_id == study_id,
+                    M.SourceObject.superseded_by.is_(None),
+                    M.SourceObject.id != source_id,
+                )
+            ).all()
+        )
         rdsr_ids = [r.id for r in live if r.kind == SourceKind.RDSR]
         image_ids = [r.id for r in live if r.kind == SourceKind.IMAGE]
         events = report.events
