@@ -9,9 +9,9 @@ Orthanc on 127.0.0.1, which knows two C-MOVE destinations:
 * DCMTK ``storescp`` writing files only, TCP_NODELAY=1 (the peer). A
   pynetdicom C-MOVE SCU in this process, with TCP_NODELAY and quick ACKs on
   its socket, asks Orthanc to move the instances there; timed until
-  Orthanc's final C-MOVE response. With ``--level image``
-  (default) the requests are the ones srdose sends: IMAGE level, one per
-  series, with its SOP Instance UIDs; with ``--level study``, one per study.
+  Orthanc's final C-MOVE response. With ``--level image`` (default) the
+  requests are the ones srdose sends: IMAGE level, one per series, with its
+  SOP Instance UIDs; with ``--level study``, one per study.
 * ``srdose retrieve`` in a subprocess with its own data directory (SQLite):
   C-FIND (study, series, image), C-MOVE to its own Storage SCP, spool,
   parse, commit; timed from start until the process exits.
@@ -146,7 +146,7 @@ def source_objects(db: Path) -> int:
         con.close()
 
 
-def time_srdose(work: Path, orthanc: OrthancServer, port: int, n: int, tag: str) -> dict:
+def time_srdose(work: Path, orthanc: OrthancServer, port: int, n: int, tag: str, method: str) -> dict:
     """Run `srdose retrieve` once; its total time and, from the time its
     stderr lines arrive, when the C-FIND plan was done and the C-STOREs ran."""
     data = work / f"srdose-{tag}"
@@ -155,7 +155,7 @@ def time_srdose(work: Path, orthanc: OrthancServer, port: int, n: int, tag: str)
     env.update(SRDOSE_DATA_DIR=str(data), COLUMNS="200")
     cmd = [sys.executable, "-m", "srdose", "retrieve", "--pacs", f"127.0.0.1:{orthanc.dicom_port}"]
     cmd += ["--pacs-aet", orthanc.aet, "--aet", OUR_AET, "--port", str(port)]
-    cmd += ["--from", "1990-01-01", "--to", "2100-12-31", "--move"]
+    cmd += ["--from", "1990-01-01", "--to", "2100-12-31", f"--{method}"]
     lines: list[tuple[float, str]] = []
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,6 +220,7 @@ def main() -> None:
     ap.add_argument("--level", choices=["image", "study"], default="image", help="the peer's C-MOVE level")
     ap.add_argument("--pacs-nagle", action="store_true", help="run Orthanc with DCMTK's defaults (Nagle on)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
+    ap.add_argument("--method", choices=["move", "get"], default="move", help="how srdose retrieves")
     args = ap.parse_args()
     from srdose import synth
 
@@ -253,10 +254,10 @@ def main() -> None:
             p = time_peer(work, orthanc, peer_port, idents, n)
             peers.append(p)
             print(f"round {r}: peer   C-MOVE into storescp              : {n / p:7.1f} files/s  ({p:6.2f} s)")
-            s = time_srdose(work, orthanc, our_port, n, str(r))
+            s = time_srdose(work, orthanc, our_port, n, str(r), args.method)
             ours.append(s["total"])
             print(
-                f"round {r}: srdose retrieve (find+move+spool+commit): "
+                f"round {r}: srdose retrieve --{args.method:<4} (find+{args.method}+spool+commit): "
                 f"{n / s['total']:7.1f} files/s  ({s['total']:6.2f} s)"
             )
             if s["planned"] is not None:

@@ -94,3 +94,35 @@ def test_request_handler_still_creates_the_association_in_the_method_scp_overrid
     # srdose.receive.scp's _RequestHandler overrides this private method to
     # attach each new association to its pending connection
     assert callable(getattr(RequestHandler, "_create_association", None))
+
+
+def test_a_requestors_answers_are_read_by_the_caller_alone():
+    import time
+
+    ae, server = _serve([])
+    try:
+        client = AE(ae_title="CALLER")
+        client.add_requested_context(Verification)
+        assoc = client.associate("127.0.0.1", server.server_address[1], ae_title="COMPAT")
+        assert assoc.is_established
+        callers: list = []
+        plain = assoc.dimse.get_msg
+
+        def counted(block=False):
+            callers.append(threading.current_thread())
+            return plain(block)
+
+        assoc.dimse.get_msg = counted  # both threads must read through this attribute
+        deadline = time.monotonic() + 5
+        while assoc not in callers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert assoc in callers  # the association's own thread polls for messages: the race
+        compat.responses_to_the_caller(assoc)
+        callers.clear()
+        for _ in range(20):
+            assert assoc.send_c_echo().Status == 0x0000
+        time.sleep(0.05)
+        assert callers and set(callers) == {threading.current_thread()}
+        assoc.release()
+    finally:
+        ae.shutdown()

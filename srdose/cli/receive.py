@@ -270,6 +270,13 @@ def status(obj: Context, as_json: bool) -> None:
 @click.option(
     "--external-listener", is_flag=True, help="C-MOVE to an `srdose listen` already running, instead of our own SCP."
 )
+@click.option(
+    "--associations",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Associations to the PACS at once (queries and retrievals are shared among them).",
+)
 @click.pass_obj
 def retrieve(
     obj: Context,
@@ -284,6 +291,7 @@ def retrieve(
     use_move: bool,
     port: int | None,
     external_listener: bool,
+    associations: int,
 ) -> None:
     """Find dose SRs on a PACS (C-FIND) and retrieve them (C-MOVE or C-GET).
 
@@ -298,7 +306,7 @@ def retrieve(
         fail(f"--pacs must be HOST:PORT, not {pacs!r}", EXIT_USAGE)
     listener, worker = build_listener(obj, dict(port=port, aet=aet))
     aet = listener.options.aet
-    client = PacsClient(host, int(pacs_port), pacs_aet, aet)
+    client = PacsClient(host, int(pacs_port), pacs_aet, aet, associations=associations)
     held = held_sop_instances(obj.store())
     summary = RetrieveSummary()
     try:
