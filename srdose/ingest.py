@@ -238,6 +238,14 @@ class Pending:
     report: object = None
     sha: str | None = None
     digest: str | None = None  # the report's content digest, when computed already
+    #: fills in ``report``, ``sha`` and ``digest`` when the dataset's turn comes (a parse
+    #: worker's result, waited for only then, so that writing starts with the first one)
+    parsed: Callable[[], Parsed] | None = None
+
+    def take_parsed(self) -> None:
+        if self.parsed is not None:
+            p, self.parsed = self.parsed(), None
+            self.report, self.sha, self.digest = p.report, p.sha, p.digest
 
 
 # --- parsing in worker processes ---------------------------------------------------
@@ -467,6 +475,7 @@ class Ingestor:
             )
 
     def _one(self, conn, item: Pending) -> Result:
+        item.take_parsed()
         data, unreadable = self._load(item)
         if unreadable:
             return unreadable
@@ -563,8 +572,7 @@ class Ingestor:
                 items = [Pending(path.read_bytes, origin="file", what="file", where=str(path)) for path in batch]
                 if parsed is not None:
                     for item in items:
-                        p = next(parsed)
-                        item.report, item.sha, item.digest = p.report, p.sha, p.digest
+                        item.parsed = parsed.__next__  # in order: each item takes the next result
                 for path, result in zip(batch, self.ingest_batch(items)):
                     summary.files += 1
                     summary.events += result.events
