@@ -2,20 +2,26 @@
 
     python bench/bench_listener.py [--files 2000] [--senders 4]
 
-The same synthetic RDSRs are sent by DCMTK's storescu (default Nagle
-behaviour, as real modalities) over one association to
+The same synthetic RDSRs are sent by DCMTK's storescu over one association
+(Nagle off on both ends: TCP_NODELAY=1 for DCMTK; srdose sets it itself) to
 
-* DCMTK ``storescp`` writing files only (the peer), and
-* ``srdose listen``: spooled with fsync, parsed, committed to SQLite;
+* DCMTK ``storescp`` writing files only (the peer; also with DCMTK's
+  defaults, as many modalities send);
+* a bare pynetdicom Storage SCP that answers Success at once and keeps
+  nothing: the floor of any listener built on pynetdicom;
+* ``srdose listen``: checked, spooled with fsync, parsed, committed to
+  SQLite and its MGD recalculated; the time runs until the last dataset is
+  committed (spool empty and every object in the database).
 
-the srdose time runs until the last dataset is committed (spool empty and
-every event in the database). Then srdose again with ``--senders``
-concurrent storescu processes. Prints files/s and the ratio (target >= 0.5).
+Then storescp and srdose again with ``--senders`` concurrent storescu
+processes. Prints files/s and the ratios against storescp (targets: 1.0
+with one sender, 1.5 with four).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -58,12 +64,40 @@ def committed(db: Path) -> int:
         return 0
 
 
+NODELAY = {**os.environ, "TCP_NODELAY": "1", "NO_TCPDELAY": "1"}
+
+BARE_SCP = """
+import sys
+from pynetdicom import AE, evt
+from pynetdicom.presentation import StoragePresentationContexts
+from srdose import compat
+ae = AE("SRDOSE")
+ae.supported_contexts = StoragePresentationContexts
+ae.maximum_pdu_size = 0
+handlers = [(evt.EVT_CONN_OPEN, lambda e: compat.quick_acks(e.assoc)), (evt.EVT_C_STORE, lambda e: 0x0000)]
+ae.start_server(("127.0.0.1", int(sys.argv[1])), block=True, evt_handlers=handlers)
+"""
+
+
+def time_bare_pynetdicom(files: list[Path]) -> float:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_SCP, str(port)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 30, proc)
+        t = time.perf_counter()
+        send(port, files, env=NODELAY)
+        return time.perf_counter() - t
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def time_srdose(work: Path, files: list[Path], senders: int) -> float:
     port = free_port()
     lst = ListenerProcess(work / f"srdose-{senders}", port).start()
     try:
         t = time.perf_counter()
-        send(port, files, senders)
+        send(port, files, senders, env=NODELAY)
         deadline = time.monotonic() + 3600
         while committed(lst.data_dir / "srdose.sqlite") < len(files) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -72,14 +106,12 @@ def time_srdose(work: Path, files: list[Path], senders: int) -> float:
         lst.stop()
 
 
-def time_storescp(work: Path, files: list[Path], no_nagle: bool) -> float:
+def time_storescp(work: Path, files: list[Path], no_nagle: bool, senders: int = 1) -> float:
     """storescp writing files; with ``no_nagle`` both DCMTK ends run with
     TCP_NODELAY=1 (DCMTK 3.6.7's switch to disable Nagle's algorithm; NO_TCPDELAY in older releases), its best case."""
-    import os
-
-    env = {**os.environ, "TCP_NODELAY": "1", "NO_TCPDELAY": "1"} if no_nagle else None
+    env = NODELAY if no_nagle else None
     port = free_port()
-    out = work / f"storescp-{no_nagle}"
+    out = work / f"storescp-{no_nagle}-{senders}"
     out.mkdir()
     proc = subprocess.Popen(
         [STORESCP, "-aet", "SRDOSE", "-od", str(out), str(port)],
@@ -90,7 +122,7 @@ def time_storescp(work: Path, files: list[Path], no_nagle: bool) -> float:
     try:
         wait_for_port(port, 30, proc)
         t = time.perf_counter()
-        send(port, files, env=env)
+        send(port, files, senders, env=env)
         return time.perf_counter() - t
     finally:
         proc.terminate()
@@ -117,15 +149,21 @@ def main() -> None:
         n = len(files)
         peer_default = time_storescp(work, files, no_nagle=False)
         peer_best = time_storescp(work, files, no_nagle=True)
+        bare = time_bare_pynetdicom(files)
         ours = time_srdose(work, files, 1)
+        peer_many = time_storescp(work, files, no_nagle=True, senders=args.senders)
         many = time_srdose(work, files, args.senders)
-        print(f"files: {n} synthetic RDSRs, {size:.1f} KiB mean, sent by DCMTK storescu (default Nagle)")
-        print(f"peer   storescp, DCMTK defaults             : {n / peer_default:7.1f} files/s")
-        print(f"peer   storescp, TCP_NODELAY=1 on both ends  : {n / peer_best:7.1f} files/s")
-        print(f"srdose listen (spool+parse+commit), 1 sender: {n / ours:7.1f} files/s")
-        print(f"ratio srdose / storescp best case           : {peer_best / ours:7.2f}   (target >= 0.5)")
-        print(f"ratio srdose / storescp defaults            : {peer_default / ours:7.2f}")
-        print(f"srdose listen, {args.senders} concurrent senders       : {n / many:7.1f} files/s")
+        k = args.senders
+        print(f"files: {n} synthetic RDSRs, {size:.1f} KiB mean, sent by DCMTK storescu")
+        print(f"peer   storescp, DCMTK defaults (Nagle on)        : {n / peer_default:7.1f} files/s")
+        print(f"peer   storescp, TCP_NODELAY=1 on both ends        : {n / peer_best:7.1f} files/s")
+        print(f"floor  bare pynetdicom SCP, Success at once        : {n / bare:7.1f} files/s")
+        print(f"srdose listen (check+spool+parse+commit), 1 sender : {n / ours:7.1f} files/s")
+        print(f"ratio srdose / storescp, 1 sender                  : {peer_best / ours:7.2f}   (target >= 1.0)")
+        print(f"ratio srdose / storescp with DCMTK defaults        : {peer_default / ours:7.2f}")
+        print(f"peer   storescp, {k} concurrent senders             : {n / peer_many:7.1f} files/s")
+        print(f"srdose listen, {k} concurrent senders               : {n / many:7.1f} files/s")
+        print(f"ratio srdose / storescp, {k} senders                : {peer_many / many:7.2f}   (target >= 1.5)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
