@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.netutil import ListenerProcess, free_port, wait_for_port  # noqa: E402
+from tests.netutil import ListenerProcess, free_port, storescp, wait_for_port  # noqa: E402
 
-STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
+STORESCU = "/usr/bin/storescu"
 
 
 def send(port: int, files: list[Path], senders: int = 1, aec: str = "SRDOSE", env=None) -> None:
@@ -111,22 +111,10 @@ def time_storescp(work: Path, files: list[Path], no_nagle: bool, senders: int = 
     TCP_NODELAY=1 (DCMTK 3.6.7's switch to disable Nagle's algorithm; NO_TCPDELAY in older releases), its best case."""
     env = NODELAY if no_nagle else None
     port = free_port()
-    out = work / f"storescp-{no_nagle}-{senders}"
-    out.mkdir()
-    proc = subprocess.Popen(
-        [STORESCP, "-aet", "SRDOSE", "-od", str(out), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        wait_for_port(port, 30, proc)
+    with storescp(work / f"storescp-{no_nagle}-{senders}", port, env=env):
         t = time.perf_counter()
         send(port, files, senders, env=env)
         return time.perf_counter() - t
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> None:

@@ -39,9 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.netutil import OrthancServer, free_port, wait_for_port, wait_until  # noqa: E402
+from tests.netutil import OrthancServer, free_port, storescp, wait_until  # noqa: E402
 
-STORESCP = "/usr/bin/storescp"
 PEER_AET, OUR_AET = "STORESCP", "SRDOSE"
 
 
@@ -116,22 +115,11 @@ def bare_move(orthanc: OrthancServer, idents: list) -> None:
 def time_peer(work: Path, orthanc: OrthancServer, port: int, idents: list, n: int) -> float:
     out = work / "storescp"
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
     env = {**os.environ, "TCP_NODELAY": "1", "NO_TCPDELAY": "1"}
-    proc = subprocess.Popen(
-        [STORESCP, "-aet", PEER_AET, "-od", str(out), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        wait_for_port(port, 30, proc)
+    with storescp(out, port, PEER_AET, env):
         t = time.perf_counter()
         bare_move(orthanc, idents)
         elapsed = time.perf_counter() - t
-    finally:
-        proc.terminate()
-        proc.wait(30)
     got = sum(1 for _ in out.iterdir())
     if got != n:
         raise SystemExit(f"storescp wrote {got} files, expected {n}")

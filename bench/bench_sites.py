@@ -21,28 +21,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from tests.netutil import ListenerProcess, free_port  # noqa: E402
+from tests.netutil import ListenerProcess, free_port, fresh_postgres_db  # noqa: E402
 
 STORESCU = "/usr/bin/storescu"
 VENDORS = ["hologic", "ge", "siemens", "fujifilm"]
 REPO = Path(__file__).resolve().parents[1]
-
-
-def fresh_database(server_url: str) -> str:
-    name = "bench_" + uuid.uuid4().hex[:10]
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def send(port: int, files: list[Path]) -> None:
@@ -117,8 +106,8 @@ def main() -> None:
         streams.append(streams[0])  # the first site's studies arrive at the second site too
         unique = per * len(VENDORS)
         sent = unique + per
-        one = run(work / "one", fresh_database(server), streams, 1, unique)
-        four = run(work / "four", fresh_database(server), streams, 4, unique)
+        one = run(work / "one", fresh_postgres_db(server), streams, 1, unique)
+        four = run(work / "four", fresh_postgres_db(server), streams, 4, unique)
         print(f"files: {unique} distinct synthetic RDSRs, {sent} sent ({per} twice), 5 storescu streams at once")
         print(f"peer   one listener, one PostgreSQL      : {sent / one:7.1f} files/s  ({unique / one:.1f} objects/s)")
         print(

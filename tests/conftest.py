@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.netutil import fresh_postgres_db
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -87,24 +88,12 @@ def postgres_server(tmp_path_factory):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _fresh_postgres_db(server_url: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     """A fresh, empty database: SQLite file, then PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
-    return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+    return fresh_postgres_db(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -112,7 +101,7 @@ def module_db_url(request, tmp_path_factory):
     """A fresh, empty database shared by one module's tests (built once, e.g. by a web app's world)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
-    return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+    return fresh_postgres_db(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Helpers for the network tests: free ports, a real `srdose listen`
-subprocess, DCMTK by full path, bounded waits. Loopback only."""
+"""Helpers for the network tests (and the benchmarks): free ports, a real
+`srdose listen` subprocess, DCMTK by full path, a fresh PostgreSQL database,
+bounded waits. Loopback only."""
 
 from __future__ import annotations
 
@@ -45,6 +46,39 @@ def wait_for_port(port: int, timeout: float = 30.0, proc=None) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def fresh_postgres_db(server_url: str) -> str:
+    """URL of a new, empty database on the PostgreSQL server of ``server_url``."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def storescp(out: Path, port: int, aet: str = "SRDOSE", env: dict | None = None):
+    """DCMTK's storescp writing what it receives into ``out``, until the block ends."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [need(STORESCP), "-aet", aet, "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for_port(port, 30, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.1, what: str = "condition"):

@@ -26,16 +26,14 @@ from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
 from srdose.store import models as M
 from tests import builders as B
-from tests.netutil import ListenerProcess, free_port, storescu, wait_until
+from tests.netutil import ListenerProcess, free_port, fresh_postgres_db, storescu, wait_until
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_url(postgres_server):
-    from tests.conftest import _fresh_postgres_db
-
-    return _fresh_postgres_db(postgres_server)
+    return fresh_postgres_db(postgres_server)
 
 
 def _site(url: str, name: str, tmp_path: Path, migrate: bool = True) -> Ingestor:
