@@ -35,6 +35,24 @@ def test_every_command_has_help(cmd):
 def test_usage_error_exits_2(srdose_env):
     assert run("ingest").returncode == 2  # no paths
     assert run("ingest", "/does/not/exist").returncode == 2
+    r = run("ingest", ".", "--jobs", "0")
+    assert r.returncode == 2 and "--jobs" in r.stderr and "1<=x<=256" in r.stderr
+    assert (
+        run(
+            "retrieve",
+            "--pacs",
+            "127.0.0.1:104",
+            "--pacs-aet",
+            "P",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-01-02",
+            "--associations",
+            "0",
+        ).returncode
+        == 2
+    )
     r = run("--config", "/no/such.toml", "config")
     assert r.returncode == 2 and "does not exist" in r.stderr
 
