@@ -154,7 +154,7 @@ def test_orthanc_autorouting_to_the_listener(tmp_path):
         lst.stop()
 
 
-def _qr_scp(on_move=None):
+def _qr_scp(on_move=None, on_find=None):
     """A pynetdicom Query/Retrieve SCP on 127.0.0.1 (a PACS that answers as told)."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -166,6 +166,7 @@ def _qr_scp(on_move=None):
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
     handlers = [(evt.EVT_C_MOVE, on_move)] if on_move else []
+    handlers += [(evt.EVT_C_FIND, on_find)] if on_find else []
     return ae, ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
 
 
@@ -220,3 +221,25 @@ def test_a_move_left_unanswered_is_reported_not_raised():
         release.set()
         ae.shutdown()
     assert failures == ["C-MOVE: no answer (timeout or abort); 3 request(s) not completed"]
+
+
+def test_a_find_left_unanswered_is_a_retrieve_error():
+    """A PACS that never answers a C-FIND: the command's error names it, no traceback."""
+    import threading
+
+    from srdose.receive.retrieve import PacsClient, RetrieveError, study_query
+
+    release = threading.Event()
+
+    def on_find(event):
+        release.wait(20)  # longer than the client's timeout
+        yield 0x0000, None
+
+    ae, server = _qr_scp(on_find=on_find)
+    try:
+        client = PacsClient("127.0.0.1", server.server_address[1], "PACS", "SRDOSE", timeout=1)
+        with pytest.raises(RetrieveError, match="stopped answering a C-FIND"):
+            client.find([study_query("2025-01-01", "2025-01-31", "MG", None, None)])
+    finally:
+        release.set()
+        ae.shutdown()

@@ -64,6 +64,12 @@ class RetrieveSummary:
     failed_requests: list = field(default_factory=list)
 
 
+def _answered(status) -> bool:
+    """pynetdicom yields an empty status (not None) when the peer timed out, aborted or
+    sent no valid answer."""
+    return status is not None and "Status" in status
+
+
 def _ok(status) -> bool:
     return status is not None and getattr(status, "Status", None) == RetrieveStatus.SUCCESS
 
@@ -146,7 +152,7 @@ class PacsClient:
         for i, ident in enumerate(pending):
             last = None
             for status, _ in send(assoc, ident):
-                if status is None:
+                if not _answered(status):
                     break
                 last = status
             if last is None or not assoc.is_established:
@@ -171,7 +177,7 @@ class PacsClient:
         try:
             for ident in identifiers:
                 for status, match in assoc.send_c_find(ident, StudyRootQueryRetrieveInformationModelFind):
-                    if status is None:
+                    if not _answered(status):
                         raise RetrieveError("the PACS stopped answering a C-FIND (timeout or abort)")
                     if _pending(status) and match is not None:
                         out.append(match)
