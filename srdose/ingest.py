@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from srdose import compat
 from srdose.parse import Refused, read_bytes
 from srdose.parse.records import DoseReport
 from srdose.pseudonym import Pseudonymiser
@@ -318,10 +319,11 @@ def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int
     try:
         pending: deque[Future] = deque()
         rest = iter(chunks)
-        for chunk in rest:
-            pending.append(pool.submit(_parse_files, chunk))
-            if len(pending) * PARSE_CHUNK >= max(ahead, jobs * PARSE_CHUNK):
-                break
+        with compat.spawned_without_main_script():  # the workers start with these first chunks
+            for chunk in rest:
+                pending.append(pool.submit(_parse_files, chunk))
+                if len(pending) * PARSE_CHUNK >= max(ahead, jobs * PARSE_CHUNK):
+                    break
         while pending:
             done = pending.popleft().result()
             nxt = next(rest, None)

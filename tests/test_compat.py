@@ -126,3 +126,20 @@ def test_a_requestors_answers_are_read_by_the_caller_alone():
         assoc.release()
     finally:
         ae.shutdown()
+
+
+def test_processes_spawned_in_the_block_do_not_run_the_main_script_again(tmp_path, monkeypatch):
+    import sys
+    import types
+    from multiprocessing import spawn
+
+    script = tmp_path / "srdose"  # as the installed console script: a file, no module spec
+    script.write_text("raise SystemExit('a spawned child ran the main script')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert spawn.get_preparation_data("worker")["init_main_from_path"] == str(script)
+    with compat.spawned_without_main_script():
+        data = spawn.get_preparation_data("worker")
+        assert "init_main_from_path" not in data and "init_main_from_name" not in data
+    assert sys.modules["__main__"] is main
