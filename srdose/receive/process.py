@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from srdose import compat
 from srdose.config import RecalcSettings
 from srdose.ingest import Hooks, Ingestor
 from srdose.pseudonym import Pseudonymiser, load_or_create_secret
@@ -167,7 +168,8 @@ class IngestProcess:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._proc.start()
+        with compat.spawned_without_main_script():
+            self._proc.start()
         deadline = time.monotonic() + 120
         while not self._ready.wait(0.2):
             if not self._proc.is_alive() or time.monotonic() > deadline:
