@@ -34,8 +34,9 @@ import multiprocessing as mp
 import os
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,9 +336,15 @@ def map_units(fn: Callable, jobs: Iterable, n_jobs: int) -> Iterator:
         yield from map(fn, jobs)
         return
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-        futures = [pool.submit(fn, job) for job in jobs]
-        for future in futures:
-            yield future.result()
+        # a job holds its unit's columns: only a job per worker and one more are read ahead,
+        # not every unit's (ten million events' columns would not fit in memory)
+        pending: deque[Future] = deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def survey_unit(job: UnitJob) -> tuple[list[Path], Path, list[str]]:
