@@ -37,7 +37,7 @@ from srdose.report.render import (
     text_columns,
     write_tables,
 )
-from srdose.store.reports import period_units, report_events
+from srdose.store.reports import NUMERIC, TEXT, period_units, report_events
 
 
 @dataclass
@@ -175,6 +175,16 @@ class DRLData:
         return self.in_set & ~self.cols["not_patient"] & ~C.infeasible(self.cols) & np.isfinite(self.dose)
 
 
+#: The columns the DRL report does not use, left unread (see report_events): it needs the unit,
+#: the dose (recalculated or reported), the view, thickness and acquisition of the standard set,
+#: and the flags that mark infeasible values.
+DRL_SKIP = tuple(
+    c
+    for c in (*NUMERIC, *TEXT)
+    if c not in ("agd_mgy", "mgd_recalc_mgy", "compressed_thickness_mm", "view", "acquisition", "flags")
+)
+
+
 def build_drl(
     store,
     settings,
@@ -197,7 +207,8 @@ def build_drl(
         return built
     if progress:
         progress("DRL: reading events")
-    data = drl_data(report_events(store, since, until, device_ids=[u["id"] for u in units]), units, s)
+    cols = report_events(store, since, until, device_ids=[u["id"] for u in units], times=False, skip=DRL_SKIP)
+    data = drl_data(cols, units, s)
     tables = drl_tables(data, s)
     if progress:
         progress("DRL: plots")
