@@ -37,6 +37,16 @@ from tests.netutil import ListenerProcess, free_port, storescp, wait_for_port  #
 STORESCU = "/usr/bin/storescu"
 
 
+def rdsr_files(folder: Path, n: int) -> list[Path]:
+    """The listener's and the retrieval's data set: ``n`` synthetic RDSRs, half Hologic, half GE."""
+    from srdose import synth
+
+    per = -(-n // 2)
+    files = synth.generate("hologic", per, folder, seed=11, units=3)
+    files += synth.generate("ge", per, folder, seed=12, units=3)
+    return files[:n]
+
+
 def send(port: int, files: list[Path], senders: int = 1, aec: str = "SRDOSE", env=None) -> None:
     chunks = [files[i::senders] for i in range(senders)]
     procs = [
@@ -122,15 +132,10 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--senders", type=int, default=4)
     args = ap.parse_args()
-    from srdose import synth
 
     work = Path(tempfile.mkdtemp(prefix="srdose-bench-listen-"))
     try:
-        files: list[Path] = []
-        per = -(-args.files // 2)
-        files += synth.generate("hologic", per, work / "rdsr", seed=11, units=3)
-        files += synth.generate("ge", per, work / "rdsr", seed=12, units=3)
-        files = files[: args.files]
+        files = rdsr_files(work / "rdsr", args.files)
         size = sum(f.stat().st_size for f in files) / len(files) / 1024
         for f in files:
             f.read_bytes()

@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_listener import rdsr_files  # noqa: E402
 from tests.netutil import OrthancServer, free_port, storescp, wait_until  # noqa: E402
 
 PEER_AET, OUR_AET = "STORESCP", "SRDOSE"
@@ -210,16 +211,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
     ap.add_argument("--method", choices=["move", "get"], default="move", help="how srdose retrieves")
     args = ap.parse_args()
-    from srdose import synth
 
     work = Path(tempfile.mkdtemp(prefix="srdose-bench-retrieve-"))
     orthanc = None
     try:
-        files: list[Path] = []
-        per = -(-args.files // 2)
-        files += synth.generate("hologic", per, work / "rdsr", seed=11, units=3)
-        files += synth.generate("ge", per, work / "rdsr", seed=12, units=3)
-        files = files[: args.files]
+        files = rdsr_files(work / "rdsr", args.files)
         n = len(files)
         size = sum(f.stat().st_size for f in files) / n / 1024
         instances = uids(files)
