@@ -62,27 +62,16 @@ def move_requests(instances: list[tuple[str, str, str]], level: str) -> list:
     """C-MOVE identifiers: per series at IMAGE level (as srdose asks), or per study."""
     from pydicom.dataset import Dataset
 
-    from srdose.receive.retrieve import UIDS_PER_REQUEST
+    from srdose.receive.retrieve import image_requests
 
+    if level == "image":
+        return list(image_requests(instances))
     idents = []
-    if level == "study":
-        for study in dict.fromkeys(s for s, _, _ in instances):
-            ds = Dataset()
-            ds.QueryRetrieveLevel = "STUDY"
-            ds.StudyInstanceUID = study
-            idents.append(ds)
-        return idents
-    by_series: dict[tuple[str, str], list[str]] = {}
-    for study, series, sop in instances:
-        by_series.setdefault((study, series), []).append(sop)
-    for (study, series), sops in by_series.items():
-        for i in range(0, len(sops), UIDS_PER_REQUEST):
-            ds = Dataset()
-            ds.QueryRetrieveLevel = "IMAGE"
-            ds.StudyInstanceUID = study
-            ds.SeriesInstanceUID = series
-            ds.SOPInstanceUID = sops[i : i + UIDS_PER_REQUEST]
-            idents.append(ds)
+    for study in dict.fromkeys(s for s, _, _ in instances):
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study
+        idents.append(ds)
     return idents
 
 

@@ -190,7 +190,7 @@ class PacsClient:
     def move(self, instances: list[tuple[str, str, str]], destination: str) -> list[str]:
         """C-MOVE instances (study, series, SOP UIDs) to ``destination``;
         returns the failures."""
-        return self._shared(_image_requests(instances), lambda share: self._move(share, destination))
+        return self._shared(image_requests(instances), lambda share: self._move(share, destination))
 
     def _move(self, requests: list[Dataset], destination: str) -> list[str]:
         ae = self._ae()
@@ -208,7 +208,7 @@ class PacsClient:
 
     def get(self, instances: list[tuple[str, str, str]], receiver: Receiver) -> list[str]:
         """C-GET instances; they arrive as C-STOREs on the same association."""
-        return self._shared(_image_requests(instances), lambda share: self._get(share, receiver))
+        return self._shared(image_requests(instances), lambda share: self._get(share, receiver))
 
     def _get(self, requests: list[Dataset], receiver: Receiver) -> list[str]:
         ae = self._ae()
@@ -233,9 +233,10 @@ class PacsClient:
             assoc.release()
 
 
-def _image_requests(instances: list[tuple[str, str, str]]) -> Iterable[Dataset]:
+def image_requests(instances: list[tuple[str, str, str]]) -> Iterable[Dataset]:
     """IMAGE-level identifiers, one per series, each with a SOP instance
-    list no longer than :data:`UIDS_PER_REQUEST`."""
+    list no longer than :data:`UIDS_PER_REQUEST`: what srdose asks the PACS for
+    (the retrieval benchmark's peer asks for the same)."""
     by_series: dict[tuple[str, str], list[str]] = {}
     for study, series, sop in instances:
         by_series.setdefault((study, series), []).append(sop)
