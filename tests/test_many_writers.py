@@ -148,3 +148,30 @@ def test_four_sites_one_database_the_same_studies_at_two_of_them(pg_url, tmp_pat
         assert "deadlock" not in log.lower()
         assert "database unavailable" not in log
         assert "Traceback" not in log
+
+
+def test_a_listener_batch_tried_again_after_a_race_keeps_each_outcome(pg_url, tmp_path):
+    """The listener's batch that loses a race is tried again as it first was: a dataset
+    whose spooled file was already gone is still "missing", not recorded as a refusal."""
+    from srdose.receive.worker import IngestWorker, Received
+    from srdose.spool import Spool
+
+    a, b = _site(pg_url, "SITEA", tmp_path), _site(pg_url, "SITEB", tmp_path, migrate=False)
+    data = B.to_bytes(B.rdsr())
+    spool = Spool(tmp_path / "spool")
+    gone = spool.put(B.to_bytes(B.rdsr()), "MAMMO1")
+    gone.unlink()  # cleared by another process already
+    batch = [
+        Received(gone, "dicom:MAMMO1", None, ""),
+        Received(spool.put(data, "MAMMO1"), "dicom:MAMMO1", None, ""),
+    ]
+    worker = IngestWorker(b, spool)
+    out: dict = {}
+    with a.store.begin() as conn:
+        assert a.ingest_one(conn, data, "dicom:SITEA").outcome == Outcome.INGESTED
+        other = threading.Thread(target=lambda: out.setdefault("results", worker._ingest(batch)))
+        other.start()
+        time.sleep(1.0)  # the worker now waits on this transaction's object
+    other.join(60)
+    assert out["results"] == [Outcome.MISSING, Outcome.DUPLICATE]
+    assert _count(a.store, M.Quarantine) == 0

@@ -305,7 +305,9 @@ class IngestWorker:
     def _finish(self, done: list) -> None:
         # committed: only now may the datasets leave the spool
         for item, result in done:
-            if item.path is not None:
+            # a missing file is left as found: the item itself stays as it was, so that a batch
+            # tried again (another writer's race) sees it as it first did
+            if item.path is not None and result != Outcome.MISSING:
                 try:
                     self.spool.done(item.path)
                 except OSError as exc:
@@ -399,7 +401,6 @@ class IngestWorker:
         try:
             data = item.path.read_bytes()
         except FileNotFoundError:  # cleared by another process already
-            item.path = None
             return Outcome.MISSING
         result = self.ingestor.ingest_one(
             conn, data, item.origin, item.path.name, report=item.report, sha=item.sha256 or None
@@ -419,7 +420,6 @@ class IngestWorker:
             try:
                 note = self.spool.read_refusal(item.path)
             except FileNotFoundError:
-                item.path = None
                 return Outcome.MISSING
             except (OSError, ValueError) as exc:
                 note = {
