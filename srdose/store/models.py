@@ -342,8 +342,9 @@ class RecalcResult(Base):
     s: Mapped[float | None] = mapped_column(Float)
     t_factor: Mapped[float | None] = mapped_column(Float)
     factor_set: Mapped[str] = mapped_column(String(200))  # name@version
-    factor_set_id: Mapped[int] = mapped_column(ForeignKey("factor_sets.id"), index=True)
-    physics_set_id: Mapped[int | None] = mapped_column(ForeignKey("physics_sets.id", ondelete="SET NULL"), index=True)
+    # not indexed: a recalculation rewrites every row, and nothing reads results by these
+    factor_set_id: Mapped[int] = mapped_column(ForeignKey("factor_sets.id"))
+    physics_set_id: Mapped[int | None] = mapped_column(ForeignKey("physics_sets.id", ondelete="SET NULL"))
     ratio_recalc_to_reported: Mapped[float | None] = mapped_column(Float)
     flags: Mapped[str | None] = mapped_column(Text)
     params_hash: Mapped[str] = mapped_column(String(16))

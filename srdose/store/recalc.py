@@ -8,11 +8,17 @@ recalculation inputs as numpy arrays, and writing the results.
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import io
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, func, insert, select
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select
 
 from srdose.store import models as M
 from srdose.vocab import Acquisition
@@ -203,8 +209,10 @@ def recalc_inputs(
     until: str | None = None,
     phantom: bool = False,
     protocol_like: str | None = None,
+    ids: tuple[int, int | None] | None = None,
 ) -> dict:
-    """Every live event's recalculation inputs and its stored result state.
+    """Every live event's recalculation inputs and its stored result state (of the events whose
+    id is within ``ids``, both ends included, None: no end, if given).
 
     Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
     the :data:`NUMERIC_INPUTS` (float, NaN missing), the
@@ -214,9 +222,8 @@ def recalc_inputs(
     """
     E, S, St, D, R = M.Event, M.SourceObject, M.Study, M.Device, M.RecalcResult
     # the unit's names come from the devices table, not a copy per event; the study's date from
-    # the event's own copy; rows straight from the driver's cursor (a million events: SQLAlchemy's
-    # rows cost as much again as reading them)
-    cols = [
+    # the event's own copy
+    numeric = [
         E.id,
         E.device_id,
         E.kvp,
@@ -232,73 +239,177 @@ def recalc_inputs(
         E.positioner_primary_angle_deg,
         E.positioner_primary_end_angle_deg,
         E.source_rp_mm,
-        E.study_date,
-        E.acquisition,
-        E.anode,
-        E.filter_material,
-        E.reference_point,
         R.factor_set_id,
         R.physics_set_id,
-        R.params_hash,
         R.event_id,
     ]
+    text = [E.study_date, E.acquisition, E.anode, E.filter_material, E.reference_point, R.params_hash]
     conds = _selected(serial, since, until)
+    conds.extend(_within(E.id, ids))
     if phantom:  # phantom QC: not-a-patient studies, or events whose protocol matches
         cond: ColumnElement[bool] = St.not_patient.is_(True)
         if protocol_like:
             cond = cond | E.protocol.ilike(protocol_like)
         conds.append(cond)
-    q = (
-        select(*cols)
-        .join(S, E.source_object_id == S.id)
-        .join(St, E.study_id == St.id)
-        .outerjoin(R, R.event_id == E.id)
-        .where(S.superseded_by.is_(None), *conds)
-        .order_by(E.id)
-    )
-    with store.engine.connect() as conn:
-        devices = {
-            d.id: (d.manufacturer, d.model, d.serial)
-            for d in conn.execute(select(D.id, D.manufacturer, D.model, D.serial))
-        }
-        rows = conn.execute(q).cursor.fetchall()
-        pulses = conn.execute(
-            select(
-                M.Pulse.event_id,
-                M.Pulse.pulse_index,
-                M.Pulse.exposure_mas,
-                M.Pulse.tube_current_ma,
-                M.Pulse.pulse_width_ms,
-            )
+
+    # the result's join bounded too: PostgreSQL then reads a range of its key, not all of it
+    result_of = and_(R.event_id == E.id, *_within(R.event_id, ids))
+
+    def events(*cols):
+        return (
+            select(*cols)
+            .join(S, E.source_object_id == S.id)
+            .join(St, E.study_id == St.id)
+            .outerjoin(R, result_of)
+            .where(S.superseded_by.is_(None), *conds)
+            .order_by(E.id)
+        )
+
+    def dbt_pulses(*cols):
+        return (
+            select(*cols)
             .join(E, M.Pulse.event_id == E.id)
             .join(S, E.source_object_id == S.id)
             .join(St, E.study_id == St.id)
             .where(S.superseded_by.is_(None), E.acquisition == Acquisition.DBT, *conds)
-        ).cursor.fetchall()
-    cols_t = list(zip(*rows)) if rows else [()] * len(cols)
-    out: dict = {
-        "event_id": np.array(cols_t[0], dtype=np.int64),
-        "device_id": np.array([-1 if v is None else v for v in cols_t[1]], dtype=np.int64),
-    }
+        )
+
+    # a DBT event's projections: the pulse's mAs, else its mA x pulse width (NULL: unknown)
+    weight = func.coalesce(M.Pulse.exposure_mas, M.Pulse.tube_current_ma * M.Pulse.pulse_width_ms / 1000.0)
+    with store.reading() as conn:
+        if conn.dialect.name == "postgresql":
+            # compiling each query to machine code cost 80-100 ms, more than running a range's
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        devices = {
+            d.id: (d.manufacturer, d.model, d.serial)
+            for d in conn.execute(select(D.id, D.manufacturer, D.model, D.serial))
+        }
+        values, texts = read_columns(conn, events, numeric, text)
+        pulses, _ = read_columns(conn, dbt_pulses, [M.Pulse.event_id, M.Pulse.pulse_index, weight], [])
+    event_id = values[:, 0].astype(np.int64)
+    out: dict = {"event_id": event_id, "device_id": _ids(values[:, 1])}
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
-        out[name] = np.array(cols_t[k], dtype=float) if rows else np.zeros(0)
-    # per event, its unit's manufacturer, model and serial
-    unknown = (None, None, None)
-    per_event = [devices.get(d, unknown) for d in out["device_id"].tolist()]
-    for k, name in enumerate(("manufacturer", "model", "serial")):
-        out[name] = [names[k] for names in per_event]
+        out[name] = np.ascontiguousarray(values[:, k])
     base = 2 + len(NUMERIC_INPUTS)
-    for k, name in enumerate(TEXT_INPUTS[3:], start=base):
-        out[name] = list(cols_t[k])
-    base += len(TEXT_INPUTS) - 3
-    out["r_factor_set_id"] = np.array([-1 if v is None else v for v in cols_t[base]], dtype=np.int64)
-    out["r_physics_set_id"] = np.array([-1 if v is None else v for v in cols_t[base + 1]], dtype=np.int64)
-    out["r_params"] = list(cols_t[base + 2])
-    out["has_result"] = np.array([v is not None for v in cols_t[base + 3]], dtype=bool)
-    out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(out["event_id"], pulses)
+    out["r_factor_set_id"] = _ids(values[:, base])
+    out["r_physics_set_id"] = _ids(values[:, base + 1])
+    out["has_result"] = ~np.isnan(values[:, base + 2])
+    # per event, its unit's manufacturer, model and serial
+    codes, inverse = np.unique(out["device_id"], return_inverse=True)
+    unknown = (None, None, None)
+    names = [devices.get(d, unknown) for d in codes.tolist()]
+    for k, name in enumerate(("manufacturer", "model", "serial")):
+        per_unit = [n[k] for n in names]
+        out[name] = [per_unit[i] for i in inverse.tolist()]
+    for name, column in zip((*TEXT_INPUTS[3:], "r_params"), texts):
+        out[name] = column
+    out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(event_id, pulses)
     if phantom:
         out.update(_event_labels(store, out["event_id"]))
     return out
+
+
+def event_id_ranges(
+    store, size: int, serial: str | None = None, since: str | None = None
+) -> tuple[int, list[tuple[int, int | None]]]:
+    """The events of ``serial`` from ``since``, as ranges of ids holding ``size`` of them each
+    (oldest first; both ends included, None: no end), and how many there are (an upper bound:
+    events of superseded objects are counted).
+
+    Each range's start is found by stepping ``size`` events on from the last along the id
+    index, so that the whole costs one walk of it (numbering every event with a window
+    function took a second per million on SQLite)."""
+    E = M.Event
+    conds = _selected(serial, since, None)
+    starts: list[int] = []
+    with store.reading() as conn:
+        total = conn.execute(select(func.count(E.id)).where(*conds)).scalar_one()
+        start = conn.execute(select(func.min(E.id)).where(*conds)).scalar()
+        while start is not None:
+            starts.append(start)
+            start = conn.execute(
+                select(E.id).where(*conds, E.id >= start).order_by(E.id).limit(1).offset(size)
+            ).scalar()
+    ends: list[int | None] = [b - 1 for b in starts[1:]] + [None]
+    return total, list(zip(starts, ends))
+
+
+def _within(column, ids: tuple[int, int | None] | None) -> list:
+    if ids is None:
+        return []
+    lo, hi = ids
+    return [column >= lo] if hi is None else [column.between(lo, hi)]
+
+
+def _ids(values: np.ndarray) -> np.ndarray:
+    """Row ids read as floats, as integers (-1: none)."""
+    return np.where(np.isnan(values), -1, values).astype(np.int64)
+
+
+# --- bulk reads and writes: columns, not row objects ------------------------------------------
+# A million events through the driver one Python object per value cost more than everything
+# else a recalculation does (the numpy core runs at a million events a second). So numbers are
+# read straight into one float array (PostgreSQL: COPY, parsed by pyarrow), text as columns, and
+# results written from column arrays with the Python garbage collector paused: it otherwise
+# walks the millions of new row tuples over and over (reading 1 M text rows: 1.2 s, paused 0.4 s).
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _copy_out(conn, query, types: list) -> pa.Table:
+    """PostgreSQL: the rows of ``query`` as an Arrow table (COPY ... TO STDOUT in CSV, parsed in
+    C by pyarrow), columns named c0, c1, ... of the Arrow ``types``."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
+    buf = io.BytesIO()
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
+            for block in copy:
+                buf.write(block)
+    names = [f"c{k}" for k in range(len(types))]
+    if not buf.tell():  # no rows: pyarrow reads no CSV without a line
+        return pa.table({n: pa.array([], type=t) for n, t in zip(names, types)})
+    return pacsv.read_csv(
+        io.BytesIO(buf.getvalue()),
+        read_options=pacsv.ReadOptions(column_names=names),
+        # COPY writes NULL unquoted and empty, an empty string quoted
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(zip(names, types)), strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+
+
+def read_columns(conn, build, numeric: list, text: list) -> tuple[np.ndarray, list[list]]:
+    """The rows of ``build(*numeric, *text)``: the numeric columns as one (n, len(numeric))
+    float array (NaN for NULL), the text columns as lists of str or None.
+
+    PostgreSQL reads them with one COPY; SQLite with one query for each kind, so that the
+    numbers go from the driver's tuples to a float array in one call in C.
+    """
+    nnum = len(numeric)
+    if conn.dialect.name == "postgresql":
+        table = _copy_out(conn, build(*numeric, *text), [pa.float64()] * nnum + [pa.string()] * len(text))
+        values = np.empty((table.num_rows, nnum))
+        for k in range(nnum):
+            values[:, k] = table.column(k).to_numpy(zero_copy_only=False)  # NULL: NaN
+        return values, [table.column(nnum + k).to_pylist() for k in range(len(text))]
+    with _gc_paused():
+        rows = conn.execute(build(*numeric)).cursor.fetchall()
+        values = np.array(rows, dtype=float).reshape(len(rows), nnum)  # None: NaN, in C
+        del rows
+        if not text:
+            return values, []
+        rows = conn.execute(build(*text)).cursor.fetchall()
+        return values, [list(col) for col in zip(*rows)] if rows else [[] for _ in text]
 
 
 def _selected(serial: str | None, since: str | None, until: str | None) -> list:
@@ -336,24 +447,22 @@ def _event_labels(store, event_id: np.ndarray) -> dict:
     }
 
 
-def _dbt_pulse_weights(event_id: np.ndarray, rows: list) -> tuple[np.ndarray, np.ndarray]:
+def _dbt_pulse_weights(event_id: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tube loading per projection of the DBT events, in projection order.
 
-    ``rows``: (event id, pulse index, mAs, mA, pulse width ms) of the DBT events' pulses. Returns
-    (position of the event in ``event_id``, weight) per pulse: the pulse's mAs, else its mA x
-    pulse width, else NaN (unknown).
+    ``rows``: (event id, pulse index, weight) of the DBT events' pulses, the weight the pulse's
+    mAs, else its mA x pulse width, else NaN (unknown). Returns (position of the event in
+    ``event_id``, weight) per pulse.
     """
-    if not rows:
+    if not len(rows):
         return np.zeros(0, np.int64), np.zeros(0)
-    ev, idx, mas, ma, width = np.array(rows, dtype=float).T  # one pass in C (None: NaN)
+    ev, idx, weight = rows.T
     order = np.lexsort((idx, ev))
-    ev, mas, ma, width = ev[order], mas[order], ma[order], width[order]
-    ev_ids = ev.astype(np.int64)
+    ev_ids, weight = ev[order].astype(np.int64), weight[order]
     known = np.isin(ev_ids, event_id)  # pulses of events the selection left out
-    ev_ids, mas, ma, width = ev_ids[known], mas[known], ma[known], width[known]
-    weight = np.where(np.isfinite(mas), mas, ma * width / 1000.0)
+    ev_ids, weight = ev_ids[known], weight[known]
     pos = np.searchsorted(event_id, ev_ids)
-    return pos.astype(np.int64), weight
+    return pos.astype(np.int64), np.ascontiguousarray(weight)
 
 
 RESULT_COLUMNS = (
@@ -368,67 +477,97 @@ RESULT_COLUMNS = (
     "c",
     "s",
     "t_factor",
-    "factor_set",
-    "factor_set_id",
     "physics_set_id",
     "ratio_recalc_to_reported",
     "flags",
-    "params_hash",
 )
+#: Written once for a whole run: the factor set's label and id, the settings' digest, the time.
+RUN_COLUMNS = ("factor_set", "factor_set_id", "params_hash", "computed_at")
 
 
-def write_recalc_results(store, rows: Iterable[tuple], chunk: int = 50000, progress=None) -> int:
-    """Write ``rows`` (tuples in :data:`RESULT_COLUMNS` order), each replacing the event's earlier
-    result if it has one, in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed
-    for the whole chunk; PostgreSQL: COPY and one upsert); ``progress(n)`` is called after each.
-    Returns how many."""
-    now = _now()
-    columns = (*RESULT_COLUMNS, "computed_at")
-    names = ", ".join(columns)
-    sql = f"INSERT OR REPLACE INTO recalc_results ({names}) VALUES ({', '.join('?' * len(columns))})"
-    n = 0
-    batch: list[tuple] = []
+def write_recalc_results(
+    store,
+    results: Mapping[str, np.ndarray | list],
+    factor_set: str,
+    factor_set_id: int,
+    params_hash: str,
+    chunk: int = 100_000,
+    progress=None,
+) -> int:
+    """Write the results of one run, each replacing the event's earlier result if it has one.
 
-    def flush() -> None:
-        nonlocal n, batch
-        if batch:
-            with store.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    _copy_upsert(conn, columns, batch)
-                else:
-                    conn.exec_driver_sql(sql, batch)  # the driver's executemany over plain tuples
-            n += len(batch)
-            if progress:
-                progress(len(batch))
-            batch = []
-
-    for row in rows:
-        batch.append((*row, now))
-        if len(batch) >= chunk:
-            flush()
-    flush()
+    ``results``: a column per :data:`RESULT_COLUMNS` name, one value per event: float arrays
+    (NaN: none), integer arrays (``physics_set_id``: -1 none), or lists of str or None. Written
+    in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed over the chunk's
+    rows; PostgreSQL: COPY and one upsert); ``progress(n)`` is called after each. Returns how
+    many.
+    """
+    n = len(results["event_id"])
+    run = {"factor_set": factor_set, "factor_set_id": factor_set_id, "params_hash": params_hash, "computed_at": _now()}
+    for start in range(0, n, chunk):
+        part = {c: results[c][start : start + chunk] for c in RESULT_COLUMNS}
+        with store.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                _copy_upsert(conn, part, run)
+            else:
+                _sqlite_replace(conn, part, run)
+        if progress:
+            progress(len(part["event_id"]))
     return n
 
 
-def _copy_upsert(conn, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """PostgreSQL: ``rows`` by COPY into a temporary table (emptied at commit), then one upsert
-    from it: the bulk path of the driver, not a statement per row."""
-    names = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "event_id")
+def _values(column: np.ndarray | list) -> list:
+    """A column as the driver's values: NULL for -1 in an id column; a float NaN is bound as
+    NULL by SQLite itself."""
+    if isinstance(column, np.ndarray) and column.dtype.kind == "i":
+        return [None if v < 0 else v for v in column.tolist()]
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
+def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> None:
+    names = (*RESULT_COLUMNS, *RUN_COLUMNS)
+    sql = f"INSERT OR REPLACE INTO recalc_results ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    n = len(part["event_id"])
+    # the time as SQLAlchemy stores it in SQLite, formatted once rather than by the driver per row
+    shared = dict(run, computed_at=run["computed_at"].strftime("%Y-%m-%d %H:%M:%S.%f"))
+    with _gc_paused():
+        columns = [_values(part[c]) for c in RESULT_COLUMNS] + [itertools.repeat(shared[c], n) for c in RUN_COLUMNS]
+        conn.exec_driver_sql(sql, list(zip(*columns)))  # the driver's executemany over plain tuples
+
+
+def _arrow(column: np.ndarray | list) -> pa.Array:
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return pa.array(column, mask=np.isnan(column))
+    if isinstance(column, np.ndarray) and column.dtype.kind == "i":
+        return pa.array(column, mask=column < 0)
+    return pa.array(column, type=pa.string())
+
+
+def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> None:
+    """PostgreSQL: the chunk's columns by COPY (CSV written by pyarrow) into a temporary table
+    (emptied at commit), then one upsert from it: the bulk path of the server, not a statement
+    per row."""
+    names = ", ".join(RESULT_COLUMNS)
+    every = ", ".join((*RESULT_COLUMNS, *RUN_COLUMNS))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*RESULT_COLUMNS, *RUN_COLUMNS) if c != "event_id")
+    table = pa.table({c: _arrow(part[c]) for c in RESULT_COLUMNS})
+    csv = io.BytesIO()
+    pacsv.write_csv(table, csv, pacsv.WriteOptions(include_header=False))  # NULL: empty, unquoted
     raw = conn.connection.driver_connection  # psycopg, in this transaction
     with raw.cursor() as cur:
         cur.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS recalc_results_in "
-            "(LIKE recalc_results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "CREATE TEMPORARY TABLE IF NOT EXISTS recalc_results_in ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM recalc_results WITH NO DATA"
         )
-        with cur.copy(f"COPY recalc_results_in ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with cur.copy(f"COPY recalc_results_in ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(csv.getbuffer())
         # rows locked in event order: two writers upserting overlapping events (two listeners
         # recalculating one unit's day) wait for each other rather than deadlock
         cur.execute(
-            f"INSERT INTO recalc_results ({names}) SELECT {names} FROM recalc_results_in ORDER BY event_id "
-            f"ON CONFLICT (event_id) DO UPDATE SET {updates}"
+            f"INSERT INTO recalc_results ({every}) "
+            f"SELECT {names}, %(factor_set)s, %(factor_set_id)s, %(params_hash)s, %(computed_at)s "
+            f"FROM recalc_results_in ORDER BY event_id ON CONFLICT (event_id) DO UPDATE SET {updates}",
+            dict(run),
         )
 
 
