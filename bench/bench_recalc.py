@@ -280,7 +280,7 @@ def bench_end_to_end(n_events: int, url: str | None, keep: str | None) -> None:
 
     t_force, text = timed(["recalc", "--all"])
     t_again, _ = timed(["recalc"])
-    measured = next((line for line in text.splitlines() if "method measured" in line), "").strip(" │")
+    measured = next((line for line in text.splitlines() if "method measured" in line), "").replace("│", " ")
     rate, target = summary.events / t_force, TARGETS[engine]
     print(
         f"srdose recalc --all (end to end, new process, {engine}; replaces every stored result): "

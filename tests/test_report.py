@@ -18,6 +18,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from srdose.config import Settings, load, parse_band, parse_survey_numbers
+from srdose.report import common as C
 from srdose.report import stats
 from srdose.report.drl import DRLSettings, build_drl, drl_values, room_statistics
 from srdose.report.render import Column, Table, html_table
@@ -79,6 +80,28 @@ def test_room_statistics_exclusions_and_minimum():
     d = drl_values(rs)  # medians 2.5 and 3.0
     assert d.local_drl == pytest.approx(2.75)
     assert d.national_style_drl == pytest.approx(2.875)
+
+
+def test_room_statistics_of_given_rooms_in_their_order():
+    """Rooms named in their own order, one without events; events of a room not named are left out."""
+    room = np.array([1, 3, 2, 1, 3, 1, 3])
+    dose = np.array([1.0, 3.0, 7.0, 2.0, 6.0, 4.0, 3.0])
+    ones = np.ones(7, bool)
+    rs = room_statistics(room, dose, ones, ~ones, ~ones, min_events=3, rooms=np.array([3, 9, 1]))
+    assert rs.rooms.tolist() == [3, 9, 1]
+    assert rs.in_set.tolist() == [3, 0, 3] and rs.used.tolist() == [3, 0, 3]
+    assert rs.median[[0, 2]].tolist() == [3.0, 2.0] and np.isnan(rs.median[1])
+    assert rs.p25[0] == 3.0 and rs.p75[0] == 4.5 and rs.mean[2] == pytest.approx(7 / 3)
+    assert rs.qualifies.tolist() == [True, False, True]
+
+
+def test_text_tests_per_distinct_value():
+    flags = np.array([None, "kvp_outside;INFEASIBLE:thickness", "", "infeasible:force", "kvp_outside"], dtype=object)
+    assert C.contains(flags, "infeasible:").tolist() == [False, True, False, True, False]
+    assert C.infeasible({"flags": flags}).tolist() == [False, True, False, True, False]
+    views = np.array(["CC", None, "MLO", "ML", "CC"], dtype=object)
+    assert C.per_text(views, lambda v: v in ("CC", "MLO")).tolist() == [True, False, True, False, True]
+    assert C.contains(np.array([], dtype=object), "x").tolist() == []
 
 
 def test_small_statistics():

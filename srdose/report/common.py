@@ -33,15 +33,21 @@ def period_tag(since: str, until: str) -> str:
 VIEW_ORDER = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO", "CV", "AT")
 
 
+def per_text(texts: np.ndarray, test: Callable[[str | None], bool]) -> np.ndarray:
+    """Elementwise ``test`` of a text column (str or None), called once per distinct value.
+
+    The column's equal texts are mostly one object (report_events builds them from its
+    categories), so a set of them is cheap; converting the column to a numpy string array
+    instead cost 4 bytes per character of its longest value for every event (gigabytes for ten
+    million events' flags) and sorting them all."""
+    values = np.asarray(texts, dtype=object).tolist()
+    verdict = {t: bool(test(t)) for t in set(values)}
+    return np.fromiter(map(verdict.__getitem__, values), dtype=bool, count=len(values))
+
+
 def contains(texts: np.ndarray, needle: str) -> np.ndarray:
-    """Elementwise: ``needle`` occurs in the (lower-cased) text; None is False. Computed once per
-    distinct value, so cheap on columns with few distinct texts."""
-    texts = np.asarray(texts, dtype=object)
-    if texts.size == 0:
-        return np.zeros(0, dtype=bool)
-    uniq, inv = np.unique(np.where(texts == None, "", texts).astype(str), return_inverse=True)  # noqa: E711
-    hit = np.array([needle in u.lower() for u in uniq], dtype=bool)
-    return hit[inv]
+    """Elementwise: ``needle`` occurs in the (lower-cased) text; None is False."""
+    return per_text(texts, lambda t: isinstance(t, str) and needle in t.lower())
 
 
 def infeasible(cols: dict) -> np.ndarray:

@@ -124,18 +124,23 @@ def boxplot_groups(
     groups = np.asarray(groups).astype(str)
     ok = np.isfinite(values)
     names = list(order) if order is not None else sorted(set(groups[ok].tolist()))
-    data, labels = [], []
-    for name in names:
-        v = values[ok & (groups == str(name))]
-        if v.size >= min_n:
-            data.append(v)
-            # group names come from the data; their own line breaks (target/filter over modality) stay
-            labels.append("\n".join(mpl_text(part) for part in str(name).split("\n")) + f"\nn={v.size:,}")
-    if not data:
+    data = [values[ok & (groups == str(name))] for name in names]
+    keep = [k for k, v in enumerate(data) if v.size >= min_n]
+    boxplot_values(ax, [data[k] for k in keep], [names[k] for k in keep], ylabel=ylabel, xlabel=xlabel)
+
+
+def boxplot_values(ax, data: Sequence[np.ndarray], names: Sequence, ylabel: str = "", xlabel: str = "") -> None:
+    """Box plot per group of ``data`` (the values of each group, NaN left out), named ``names``:
+    whiskers 1.5 IQR, no outlier markers, n under each label."""
+    data = [v[np.isfinite(v)] for v in data]
+    keep = [k for k, v in enumerate(data) if v.size]
+    if not keep:
         no_data(ax)
         return
+    # group names come from the data; their own line breaks (target/filter over modality) stay
+    labels = ["\n".join(mpl_text(part) for part in str(names[k]).split("\n")) + f"\nn={data[k].size:,}" for k in keep]
     ax.boxplot(
-        data,
+        [data[k] for k in keep],
         showfliers=False,
         widths=0.6,
         medianprops={"color": PALETTE[1], "linewidth": 1.5},

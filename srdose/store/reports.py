@@ -14,9 +14,12 @@ governance) reaches every report as the boolean column
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from sqlalchemy import false, func, null, select
 
 from srdose.store import models as M
@@ -135,6 +138,59 @@ def raw_chunks(conn, query, chunk: int):
         cursor.close()
 
 
+#: PostgreSQL: CSV of the report's rows parsed this many bytes at a time (memory stays bounded).
+COPY_PIECE_BYTES = 8 << 20
+
+
+def _copy_pieces(conn, query, names: list[str]) -> Iterator[pa.Table]:
+    """PostgreSQL: the rows of ``query`` (columns ``names`` of :func:`report_events`) as Arrow
+    tables of about :data:`COPY_PIECE_BYTES` of CSV each, in order: COPY streams them, pyarrow
+    parses them in C, instead of a Python tuple per row and an object per value."""
+    types = {name: pa.string() for name in names}
+    types.update({n: pa.int64() for n in ("id", "study_id", "device_id")})
+    types.update({n: pa.float64() for n in NUMERIC})
+    types["not_patient"] = pa.bool_()
+    options = pacsv.ConvertOptions(
+        column_types=types,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,  # COPY writes NULL unquoted and empty, an empty text quoted
+        true_values=["t"],
+        false_values=["f"],
+    )
+    read = pacsv.ReadOptions(column_names=names)
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
+    buf = io.BytesIO()
+
+    def parsed() -> pa.Table:
+        table = pacsv.read_csv(io.BytesIO(buf.getvalue()), read_options=read, convert_options=options)
+        buf.seek(0)
+        buf.truncate()
+        return table
+
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
+            for block in copy:  # whole rows
+                buf.write(block)
+                if buf.tell() >= COPY_PIECE_BYTES:
+                    yield parsed()
+    if buf.tell():
+        yield parsed()
+
+
+def _coded(column: pa.ChunkedArray, lookup: dict, none: bool = False) -> np.ndarray:
+    """A text column as codes into ``lookup`` (value -> code, extended in order of first
+    appearance): -1 for NULL, or with ``none`` NULL coded as the value None."""
+    encoded = column.combine_chunks().dictionary_encode()
+    codes = np.array([lookup.setdefault(v, len(lookup)) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
+    if none:
+        codes = np.append(codes, lookup.setdefault(None, len(lookup)))
+    index = encoded.indices.fill_null(codes.size - 1 if none else -1).to_numpy(zero_copy_only=False)
+    if not none:
+        return np.where(index < 0, -1, codes[np.maximum(index, 0)] if codes.size else -1)
+    return codes[index]
+
+
 def report_events(
     store,
     since: str | None = None,
@@ -143,8 +199,10 @@ def report_events(
     chunk: int = 20000,
     times: bool = True,
     skip: Iterable[str] = (),
+    ordered: bool = True,
 ) -> dict:
-    """Live events of the period as columns, ordered by unit, study and start time.
+    """Live events of the period as columns, ordered by unit, study and start time (in no
+    particular order without ``ordered``: the database then need not sort them all).
 
     Returns
     -------
@@ -158,6 +216,7 @@ def report_events(
         number of events. Columns named in ``skip`` are not read: all NaN /
         None, as read-only views that take no memory (ten million events'
         unused columns would take gigabytes); faster on large periods.
+        ``patient_pseudonym`` skipped makes ``woman`` -1 throughout.
     """
     E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
     cols = [
@@ -199,13 +258,9 @@ def report_events(
         skip.add("datetime_started")
     names = ["id", "study_id", "device_id", "patient_pseudonym", "datetime_started", "not_patient", *NUMERIC, *TEXT]
     cols = [null().label(name) if name in skip else c for name, c in zip(names, cols)]
-    q = (
-        select(*cols)
-        .join(S, E.source_object_id == S.id)
-        .join(St, E.study_id == St.id)
-        .outerjoin(R, R.event_id == E.id)
-        .order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id)
-    )
+    q = select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id).outerjoin(R, R.event_id == E.id)
+    if ordered:
+        q = q.order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id)
     q = _patient_study(q)
     if since:
         q = q.where(St.study_date >= _day(since))
@@ -223,33 +278,51 @@ def report_events(
     lookups: list[dict] = [{} for _ in TEXT]
     wlookup: dict = {}
     with store.engine.connect() as conn:
-        for part in raw_chunks(conn, q, chunk):
-            c = list(zip(*part))
-            for k in range(3):
-                ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
-            women.append(
-                np.fromiter(
-                    (-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
-                    dtype=np.int64,
-                    count=len(part),
+        if conn.dialect.name == "postgresql":
+            for piece in _copy_pieces(conn, q, names):
+                for k in range(3):
+                    ints[k].append(piece.column(k).fill_null(-1).to_numpy())
+                women.append(_coded(piece.column(3), wlookup))
+                starts.append(
+                    np.fromiter(map(dt_seconds, piece.column(4).to_pylist()), dtype=float, count=piece.num_rows)
+                    if times
+                    else np.full(piece.num_rows, np.nan)
                 )
-            )
-            starts.append(
-                np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part))
-                if times
-                else np.full(len(part), np.nan)
-            )
-            notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
-            for k in range(n_num):
-                if NUMERIC[k] not in skip:
-                    nums[k].append(np.array(c[6 + k], dtype=float))
-            for k in range(len(TEXT)):
-                if TEXT[k] in skip:
-                    continue
-                look, column = lookups[k], c[6 + n_num + k]
-                for value in set(column).difference(look):  # new categories, at C speed
-                    look[value] = len(look)
-                texts[k].append(np.fromiter(map(look.__getitem__, column), dtype=np.int32, count=len(part)))
+                notp.append(piece.column(5).fill_null(False).to_numpy(zero_copy_only=False))
+                for k in range(n_num):
+                    if NUMERIC[k] not in skip:
+                        nums[k].append(piece.column(6 + k).to_numpy(zero_copy_only=False))
+                for k in range(len(TEXT)):
+                    if TEXT[k] not in skip:
+                        texts[k].append(_coded(piece.column(6 + n_num + k), lookups[k], none=True).astype(np.int32))
+        else:
+            for part in raw_chunks(conn, q, chunk):
+                c = list(zip(*part))
+                for k in range(3):
+                    ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
+                women.append(
+                    np.fromiter(
+                        (-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
+                        dtype=np.int64,
+                        count=len(part),
+                    )
+                )
+                starts.append(
+                    np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part))
+                    if times
+                    else np.full(len(part), np.nan)
+                )
+                notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
+                for k in range(n_num):
+                    if NUMERIC[k] not in skip:
+                        nums[k].append(np.array(c[6 + k], dtype=float))
+                for k in range(len(TEXT)):
+                    if TEXT[k] in skip:
+                        continue
+                    look, column = lookups[k], c[6 + n_num + k]
+                    for value in set(column).difference(look):  # new categories, at C speed
+                        look[value] = len(look)
+                    texts[k].append(np.fromiter(map(look.__getitem__, column), dtype=np.int32, count=len(part)))
     del wlookup  # the pseudonyms go no further
 
     def cat(parts, dtype):

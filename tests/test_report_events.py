@@ -1,0 +1,107 @@
+"""report_events, the columns every report reads (SQLite: the driver's rows in chunks;
+PostgreSQL: COPY parsed by pyarrow, in pieces), against the same rows read one by one through
+SQLAlchemy: every value, NULL apart from an empty text, text that CSV must quote, the not-patient
+marker, and women numbered in order of first appearance."""
+
+import math
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from srdose.parse import read_bytes
+from srdose.physics.factors import load_bundled
+from srdose.recalc import Params, run
+from srdose.report.drl import DRL_SKIP
+from srdose.store import models as M
+from srdose.store import reports
+from srdose.store.database import DoseStore, dt_seconds
+from tests.conftest import SAMPLE_DATA
+
+VENDORS = ("hologic", "ge", "siemens", "fujifilm", "giotto")
+ODD = 'MLO, "tomo"\nsecond line \\N'
+
+
+@pytest.fixture
+def store(db_url, pseudonymiser):
+    st = DoseStore(db_url, pseudonymiser)
+    for path in sorted(p for v in VENDORS for p in (SAMPLE_DATA / v).glob("*.dcm")):
+        with st.begin() as conn:
+            st.add(conn, read_bytes(path.read_bytes()), "0" * 64, "test")
+    E, St = M.Event, M.Study
+    with st.begin() as conn:
+        first, second, third = conn.execute(select(E.id).order_by(E.id).limit(3)).scalars()
+        conn.execute(update(E).where(E.id == first).values(protocol=ODD, label=""))
+        conn.execute(update(E).where(E.id == second).values(protocol="", label=None))
+        conn.execute(update(E).where(E.id == third).values(protocol=None, flags="infeasible:thickness;x"))
+        study = conn.execute(select(E.study_id).where(E.id == first)).scalar_one()
+        conn.execute(update(St).where(St.id == study).values(not_patient=True))
+    run(st, load_bundled(), Params())  # results to read too: MGD, method and their flags
+    yield st
+    st.close()
+
+
+def _one_by_one(store) -> dict[int, dict]:
+    E, St, R = M.Event, M.Study, M.RecalcResult
+    q = (
+        select(
+            *(c for c in E.__table__.columns if c.name != "study_date"),
+            St.patient_pseudonym,
+            St.not_patient,
+            St.age_years,
+            St.study_date,
+            R.mgd_recalc_mgy,
+            R.ratio_recalc_to_reported,
+            R.mgd_u_mgy,
+            R.method,
+            R.flags.label("recalc_flags"),
+        )
+        .join(St, E.study_id == St.id)
+        .outerjoin(R, R.event_id == E.id)
+    )
+    with store.engine.connect() as conn:
+        return {r.id: dict(r._mapping) for r in conn.execute(q)}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and math.isnan(a):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    return a == b
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["one piece", "many pieces"])
+def test_columns_are_the_rows(store, monkeypatch, small):
+    if small:  # pieces of a few rows (PostgreSQL), chunks of seven (SQLite)
+        monkeypatch.setattr(reports, "COPY_PIECE_BYTES", 300)
+    cols = reports.report_events(store, chunk=7 if small else 20000)
+    rows = _one_by_one(store)
+    n = cols["n"]
+    assert n == len(rows) > 40
+    assert cols["protocol"].tolist().count(ODD) == 1 and "" in cols["label"].tolist()
+    assert np.isfinite(cols["mgd_recalc_mgy"]).sum() > 40 and None in cols["recalc_flags"].tolist()
+    pseudonyms = []
+    for i in range(n):
+        row = rows[int(cols["event_id"][i])]
+        assert cols["study_id"][i] == row["study_id"] and cols["device_id"][i] == row["device_id"]
+        assert bool(cols["not_patient"][i]) == bool(row["not_patient"])
+        assert _same(float(cols["t_start"][i]), dt_seconds(row["datetime_started"]))
+        for name in reports.NUMERIC:
+            assert _same(float(cols[name][i]), row[name]), name
+        for name in reports.TEXT:
+            assert cols[name][i] == row[name], name
+        pseudonyms.append(row["patient_pseudonym"])
+    # women: one code per pseudonym, numbered in order of first appearance
+    first_seen = list(dict.fromkeys(pseudonyms))
+    assert cols["woman"].tolist() == [first_seen.index(p) for p in pseudonyms]
+
+
+def test_skipped_columns_are_left_unread(store):
+    cols = reports.report_events(store, times=False, skip=DRL_SKIP)
+    full = reports.report_events(store)
+    assert cols["woman"].tolist() == [-1] * cols["n"]
+    assert np.isnan(cols["t_start"]).all() and np.isnan(cols["kvp"]).all()
+    assert set(cols["protocol"].tolist()) == {None}
+    for name in ("agd_mgy", "compressed_thickness_mm"):
+        assert np.array_equal(cols[name], full[name], equal_nan=True)
+    for name in ("view", "acquisition", "flags"):
+        assert cols[name].tolist() == full[name].tolist()
