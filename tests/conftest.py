@@ -55,6 +55,19 @@ def srdose_env(tmp_path, monkeypatch):
     return data
 
 
+#: The vendor folders of sample_data/: every flavour (2D, DBT with projections, combos).
+SAMPLE_VENDORS = ("hologic", "ge", "siemens", "fujifilm", "giotto")
+
+
+def add_sample_rdsrs(store) -> None:
+    """Store every RDSR of the vendor folders of sample_data/."""
+    from srdose.parse import read_bytes
+
+    for path in sorted(p for v in SAMPLE_VENDORS for p in (SAMPLE_DATA / v).glob("*.dcm")):
+        with store.begin() as conn:
+            store.add(conn, read_bytes(path.read_bytes()), "0" * 64, "test")
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """URL of a PostgreSQL server's maintenance database."""

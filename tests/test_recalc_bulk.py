@@ -7,16 +7,13 @@ import math
 import pytest
 from sqlalchemy import select, update
 
-from srdose.parse import read_bytes
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.recalc.physicsfile import parse
 from srdose.store import models as M
 from srdose.store import recalc as db
 from srdose.store.database import DoseStore
-from tests.conftest import SAMPLE_DATA
-
-VENDORS = ("hologic", "ge", "siemens", "fujifilm", "giotto")
+from tests.conftest import SAMPLE_DATA, add_sample_rdsrs
 
 
 @pytest.fixture
@@ -24,9 +21,7 @@ def store(db_url, pseudonymiser):
     """Every vendor flavour of sample_data/ (2D, DBT with its projections, combos), and the
     example physics data of its Hologic unit (the measured method; the others the rdsr method)."""
     st = DoseStore(db_url, pseudonymiser)
-    for path in sorted(p for v in VENDORS for p in (SAMPLE_DATA / v).glob("*.dcm")):
-        with st.begin() as conn:
-            st.add(conn, read_bytes(path.read_bytes()), "0" * 64, "test")
+    add_sample_rdsrs(st)
     db.add_physics_set(st, parse(SAMPLE_DATA / "physics" / "example_synthetic_hologic_unit0.csv"))
     yield st
     st.close()

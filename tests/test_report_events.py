@@ -9,25 +9,21 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from srdose.parse import read_bytes
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.report.drl import DRL_SKIP
+from srdose.store import bulk, reports
 from srdose.store import models as M
-from srdose.store import reports
 from srdose.store.database import DoseStore, dt_seconds
-from tests.conftest import SAMPLE_DATA
+from tests.conftest import add_sample_rdsrs
 
-VENDORS = ("hologic", "ge", "siemens", "fujifilm", "giotto")
 ODD = 'MLO, "tomo"\nsecond line \\N'
 
 
 @pytest.fixture
 def store(db_url, pseudonymiser):
     st = DoseStore(db_url, pseudonymiser)
-    for path in sorted(p for v in VENDORS for p in (SAMPLE_DATA / v).glob("*.dcm")):
-        with st.begin() as conn:
-            st.add(conn, read_bytes(path.read_bytes()), "0" * 64, "test")
+    add_sample_rdsrs(st)
     E, St = M.Event, M.Study
     with st.begin() as conn:
         first, second, third = conn.execute(select(E.id).order_by(E.id).limit(3)).scalars()
@@ -72,7 +68,7 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize("small", [False, True], ids=["one piece", "many pieces"])
 def test_columns_are_the_rows(store, monkeypatch, small):
     if small:  # pieces of a few rows (PostgreSQL), chunks of seven (SQLite)
-        monkeypatch.setattr(reports, "COPY_PIECE_BYTES", 300)
+        monkeypatch.setattr(bulk, "PIECE_BYTES", 300)
     cols = reports.report_events(store, chunk=7 if small else 20000)
     rows = _one_by_one(store)
     n = cols["n"]

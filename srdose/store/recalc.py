@@ -8,18 +8,17 @@ recalculation inputs as numpy arrays, and writing the results.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import io
 import itertools
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import ColumnElement, and_, delete, func, insert, select
 
+from srdose.store import bulk
 from srdose.store import models as M
 from srdose.vocab import Acquisition
 
@@ -346,46 +345,7 @@ def _ids(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), -1, values).astype(np.int64)
 
 
-# --- bulk reads and writes: columns, not row objects ------------------------------------------
-# A million events through the driver one Python object per value cost more than everything
-# else a recalculation does (the numpy core runs at a million events a second). So numbers are
-# read straight into one float array (PostgreSQL: COPY, parsed by pyarrow), text as columns, and
-# results written from column arrays with the Python garbage collector paused: it otherwise
-# walks the millions of new row tuples over and over (reading 1 M text rows: 1.2 s, paused 0.4 s).
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-def _copy_out(conn, query, types: list) -> pa.Table:
-    """PostgreSQL: the rows of ``query`` as an Arrow table (COPY ... TO STDOUT in CSV, parsed in
-    C by pyarrow), columns named c0, c1, ... of the Arrow ``types``."""
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
-    buf = io.BytesIO()
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
-            for block in copy:
-                buf.write(block)
-    names = [f"c{k}" for k in range(len(types))]
-    if not buf.tell():  # no rows: pyarrow reads no CSV without a line
-        return pa.table({n: pa.array([], type=t) for n, t in zip(names, types)})
-    return pacsv.read_csv(
-        io.BytesIO(buf.getvalue()),
-        read_options=pacsv.ReadOptions(column_names=names),
-        # COPY writes NULL unquoted and empty, an empty string quoted
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(zip(names, types)), strings_can_be_null=True, quoted_strings_can_be_null=False
-        ),
-    )
+# --- bulk reads and writes: columns, not row objects (see srdose.store.bulk) -------------------
 
 
 def read_columns(conn, build, numeric: list, text: list) -> tuple[np.ndarray, list[list]]:
@@ -397,12 +357,12 @@ def read_columns(conn, build, numeric: list, text: list) -> tuple[np.ndarray, li
     """
     nnum = len(numeric)
     if conn.dialect.name == "postgresql":
-        table = _copy_out(conn, build(*numeric, *text), [pa.float64()] * nnum + [pa.string()] * len(text))
+        table = bulk.copy_table(conn, build(*numeric, *text), [pa.float64()] * nnum + [pa.string()] * len(text))
         values = np.empty((table.num_rows, nnum))
         for k in range(nnum):
             values[:, k] = table.column(k).to_numpy(zero_copy_only=False)  # NULL: NaN
         return values, [table.column(nnum + k).to_pylist() for k in range(len(text))]
-    with _gc_paused():
+    with bulk.gc_paused():
         rows = conn.execute(build(*numeric)).cursor.fetchall()
         values = np.array(rows, dtype=float).reshape(len(rows), nnum)  # None: NaN, in C
         del rows
@@ -530,7 +490,7 @@ def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -
     n = len(part["event_id"])
     # the time as SQLAlchemy stores it in SQLite, formatted once rather than by the driver per row
     shared = dict(run, computed_at=run["computed_at"].strftime("%Y-%m-%d %H:%M:%S.%f"))
-    with _gc_paused():
+    with bulk.gc_paused():
         columns = [_values(part[c]) for c in RESULT_COLUMNS] + [itertools.repeat(shared[c], n) for c in RUN_COLUMNS]
         conn.exec_driver_sql(sql, list(zip(*columns)))  # the driver's executemany over plain tuples
 

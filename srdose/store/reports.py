@@ -14,14 +14,13 @@ governance) reaches every report as the boolean column
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from sqlalchemy import false, func, null, select
 
+from srdose.store import bulk
 from srdose.store import models as M
 from srdose.store.database import dt_seconds
 
@@ -138,44 +137,10 @@ def raw_chunks(conn, query, chunk: int):
         cursor.close()
 
 
-#: PostgreSQL: CSV of the report's rows parsed this many bytes at a time (memory stays bounded).
-COPY_PIECE_BYTES = 8 << 20
-
-
-def _copy_pieces(conn, query, names: list[str]) -> Iterator[pa.Table]:
-    """PostgreSQL: the rows of ``query`` (columns ``names`` of :func:`report_events`) as Arrow
-    tables of about :data:`COPY_PIECE_BYTES` of CSV each, in order: COPY streams them, pyarrow
-    parses them in C, instead of a Python tuple per row and an object per value."""
-    types = {name: pa.string() for name in names}
-    types.update({n: pa.int64() for n in ("id", "study_id", "device_id")})
-    types.update({n: pa.float64() for n in NUMERIC})
-    types["not_patient"] = pa.bool_()
-    options = pacsv.ConvertOptions(
-        column_types=types,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,  # COPY writes NULL unquoted and empty, an empty text quoted
-        true_values=["t"],
-        false_values=["f"],
-    )
-    read = pacsv.ReadOptions(column_names=names)
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
-    buf = io.BytesIO()
-
-    def parsed() -> pa.Table:
-        table = pacsv.read_csv(io.BytesIO(buf.getvalue()), read_options=read, convert_options=options)
-        buf.seek(0)
-        buf.truncate()
-        return table
-
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
-            for block in copy:  # whole rows
-                buf.write(block)
-                if buf.tell() >= COPY_PIECE_BYTES:
-                    yield parsed()
-    if buf.tell():
-        yield parsed()
+def _types(names: list[str]) -> list[pa.DataType]:
+    """The Arrow types of :func:`report_events`' columns ``names``."""
+    known = {"id": pa.int64(), "study_id": pa.int64(), "device_id": pa.int64(), "not_patient": pa.bool_()}
+    return [known.get(n, pa.float64() if n in NUMERIC else pa.string()) for n in names]
 
 
 def _coded(column: pa.ChunkedArray, lookup: dict, none: bool = False) -> np.ndarray:
@@ -279,7 +244,7 @@ def report_events(
     wlookup: dict = {}
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            for piece in _copy_pieces(conn, q, names):
+            for piece in bulk.copy_out(conn, q, _types(names)):  # C, a piece at a time
                 for k in range(3):
                     ints[k].append(piece.column(k).fill_null(-1).to_numpy())
                 women.append(_coded(piece.column(3), wlookup))
