@@ -181,7 +181,8 @@ def report_events(
         number of events. Columns named in ``skip`` are not read: all NaN /
         None, as read-only views that take no memory (ten million events'
         unused columns would take gigabytes); faster on large periods.
-        ``patient_pseudonym`` skipped makes ``woman`` -1 throughout.
+        ``patient_pseudonym`` skipped makes ``woman`` -1 throughout, and
+        ``times=False`` ``t_start`` NaN, both as such views.
     """
     E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
     cols = [
@@ -242,17 +243,18 @@ def report_events(
     texts: list[list[np.ndarray]] = [[] for _ in TEXT]
     lookups: list[dict] = [{} for _ in TEXT]
     wlookup: dict = {}
+    read_women = "patient_pseudonym" not in skip
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             for piece in bulk.copy_out(conn, q, _types(names)):  # C, a piece at a time
                 for k in range(3):
                     ints[k].append(piece.column(k).fill_null(-1).to_numpy())
-                women.append(_coded(piece.column(3), wlookup))
-                starts.append(
-                    np.fromiter(map(dt_seconds, piece.column(4).to_pylist()), dtype=float, count=piece.num_rows)
-                    if times
-                    else np.full(piece.num_rows, np.nan)
-                )
+                if read_women:
+                    women.append(_coded(piece.column(3), wlookup))
+                if times:
+                    starts.append(
+                        np.fromiter(map(dt_seconds, piece.column(4).to_pylist()), dtype=float, count=piece.num_rows)
+                    )
                 notp.append(piece.column(5).fill_null(False).to_numpy(zero_copy_only=False))
                 for k in range(n_num):
                     if NUMERIC[k] not in skip:
@@ -265,18 +267,16 @@ def report_events(
                 c = list(zip(*part))
                 for k in range(3):
                     ints[k].append(np.array([-1 if v is None else v for v in c[k]], dtype=np.int64))
-                women.append(
-                    np.fromiter(
-                        (-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
-                        dtype=np.int64,
-                        count=len(part),
+                if read_women:
+                    women.append(
+                        np.fromiter(
+                            (-1 if v is None else wlookup.setdefault(v, len(wlookup)) for v in c[3]),
+                            dtype=np.int64,
+                            count=len(part),
+                        )
                     )
-                )
-                starts.append(
-                    np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part))
-                    if times
-                    else np.full(len(part), np.nan)
-                )
+                if times:
+                    starts.append(np.fromiter((dt_seconds(v) for v in c[4]), dtype=float, count=len(part)))
                 notp.append(np.array([bool(v) for v in c[5]], dtype=bool))
                 for k in range(n_num):
                     if NUMERIC[k] not in skip:
@@ -290,17 +290,19 @@ def report_events(
                     texts[k].append(np.fromiter(map(look.__getitem__, column), dtype=np.int32, count=len(part)))
     del wlookup  # the pseudonyms go no further
 
-    def cat(parts, dtype):
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    def cat(parts: list, dtype) -> np.ndarray:
+        # the pieces let go as soon as they are joined: ten million events' columns are not held twice
+        joined = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        parts.clear()
+        return joined
 
-    out: dict = {
-        "event_id": cat(ints[0], np.int64),
-        "study_id": cat(ints[1], np.int64),
-        "device_id": cat(ints[2], np.int64),
-        "woman": cat(women, np.int64),
-        "t_start": cat(starts, float),
-        "not_patient": cat(notp, bool),
-    }
+    out: dict = {"event_id": cat(ints[0], np.int64), "study_id": cat(ints[1], np.int64)}
+    out["device_id"] = cat(ints[2], np.int64)
+    n = out["event_id"].size
+    # what was not read takes no memory: read-only views
+    out["woman"] = np.broadcast_to(np.int64(-1), n) if "patient_pseudonym" in skip else cat(women, np.int64)
+    out["t_start"] = cat(starts, float) if times else np.broadcast_to(np.nan, n)
+    out["not_patient"] = cat(notp, bool)
     n = out["event_id"].size
     for k, name in enumerate(NUMERIC):
         out[name] = np.broadcast_to(np.nan, n) if name in skip else cat(nums[k], float)
