@@ -70,10 +70,10 @@ def run(
     its study date (new physics data), or other settings; ``force``
     recomputes all selected events.
 
-    The events are taken ``chunk_ids`` at a time (ranges of ids): read, computed, written (on PostgreSQL, the
-    last range's results are written while the next is read and computed). ``on_plan(n)`` is
-    told how many events will be looked at (first an upper bound, at the end the exact count),
-    ``progress(n)`` each range's count once it is written.
+    The events are taken ``chunk_ids`` at a time (ranges of ids): read, computed, written (on
+    PostgreSQL, the last range's results are written while the next is read and computed).
+    ``on_plan(n)`` is told how many events will be looked at (first an upper bound, at the end
+    the exact count), ``progress(n)`` each range's count once it is written.
     """
     fs_id = db.register_factor_set(store, factor_set)
     sets = db.physics_sets(store)

@@ -452,15 +452,13 @@ def write_recalc_results(
     factor_set_id: int,
     params_hash: str,
     chunk: int = 100_000,
-    progress=None,
 ) -> int:
     """Write the results of one run, each replacing the event's earlier result if it has one.
 
     ``results``: a column per :data:`RESULT_COLUMNS` name, one value per event: float arrays
     (NaN: none), integer arrays (``physics_set_id``: -1 none), or lists of str or None. Written
     in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed over the chunk's
-    rows; PostgreSQL: COPY and one upsert); ``progress(n)`` is called after each. Returns how
-    many.
+    rows; PostgreSQL: COPY and one upsert). Returns how many.
     """
     n = len(results["event_id"])
     run = {"factor_set": factor_set, "factor_set_id": factor_set_id, "params_hash": params_hash, "computed_at": _now()}
@@ -471,8 +469,6 @@ def write_recalc_results(
                 _copy_upsert(conn, part, run)
             else:
                 _sqlite_replace(conn, part, run)
-        if progress:
-            progress(len(part["event_id"]))
     return n
 
 
