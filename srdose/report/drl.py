@@ -188,6 +188,7 @@ class DRLData:
     cols: dict
     dose: np.ndarray
     in_set: np.ndarray
+    infeasible: np.ndarray  # events with an infeasible: flag (tested once: ten million flag texts)
     rooms: RoomStats
     values: stats.DRL
     units: dict  # device id -> unit
@@ -195,7 +196,7 @@ class DRLData:
 
     def used(self) -> np.ndarray:
         """Events that enter the statistics (see :func:`room_statistics`)."""
-        return self.in_set & ~self.cols["not_patient"] & ~C.infeasible(self.cols) & np.isfinite(self.dose)
+        return self.in_set & ~self.cols["not_patient"] & ~self.infeasible & np.isfinite(self.dose)
 
 
 #: The columns the DRL report does not use, left unread (see report_events): it needs the unit,
@@ -280,12 +281,13 @@ def build_drl(
 def drl_data(cols: dict, units: list[dict], s: DRLSettings) -> DRLData:
     dose = dose_column(cols, s)
     in_set = standard_set(cols, s)
+    infeasible = C.infeasible(cols)
     rs = room_statistics(
         cols["device_id"],
         dose,
         in_set,
         cols["not_patient"],
-        C.infeasible(cols),
+        infeasible,
         s.min_events,
         rooms=np.array([u["id"] for u in units]),
     )
@@ -293,6 +295,7 @@ def drl_data(cols: dict, units: list[dict], s: DRLSettings) -> DRLData:
         cols,
         dose,
         in_set,
+        infeasible,
         rs,
         drl_values(rs),
         {u["id"]: u for u in units},

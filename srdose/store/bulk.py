@@ -2,17 +2,19 @@
 
 A million events through the driver one object per value cost more than anything a report or a
 recalculation does with them. PostgreSQL streams a query's rows with COPY in CSV, which pyarrow
-parses in C a piece at a time; SQLite's driver has no such path, and its readers build their
-arrays from the driver's tuples with the garbage collector paused.
+parses in C a piece at a time, and takes columns back the same way; SQLite's driver has no such
+path, and its readers and writers go through the driver's tuples with the garbage collector
+paused.
 """
 
 from __future__ import annotations
 
 import gc
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -73,3 +75,24 @@ def copy_table(conn, query, types: list[pa.DataType]) -> pa.Table:
     if not pieces:
         return pa.table({f"c{k}": pa.array([], type=t) for k, t in enumerate(types)})
     return pa.concat_tables(pieces)
+
+
+def _arrow(column: np.ndarray | list) -> pa.Array:
+    """A column as Arrow: NULL for NaN in a float array and for -1 in an integer (id) array."""
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return pa.array(column, mask=np.isnan(column))
+    if isinstance(column, np.ndarray) and column.dtype.kind == "i":
+        return pa.array(column, mask=column < 0)
+    return pa.array(column, type=pa.string())
+
+
+def copy_in(conn, table: str, columns: Mapping[str, np.ndarray | list]) -> None:
+    """PostgreSQL: ``columns`` (name -> a value per row: float arrays, NaN NULL; integer id
+    arrays, -1 NULL; lists of str or None) into ``table`` by one COPY of CSV written by pyarrow."""
+    csv = io.BytesIO()
+    data = pa.table({name: _arrow(values) for name, values in columns.items()})
+    pacsv.write_csv(data, csv, pacsv.WriteOptions(include_header=False))  # NULL: empty, unquoted
+    raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(csv.getbuffer())

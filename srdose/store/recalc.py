@@ -8,14 +8,12 @@ recalculation inputs as numpy arrays, and writing the results.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import itertools
 import json
 from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from sqlalchemy import ColumnElement, and_, delete, func, insert, select
 
 from srdose.store import bulk
@@ -491,32 +489,20 @@ def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -
         conn.exec_driver_sql(sql, list(zip(*columns)))  # the driver's executemany over plain tuples
 
 
-def _arrow(column: np.ndarray | list) -> pa.Array:
-    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
-        return pa.array(column, mask=np.isnan(column))
-    if isinstance(column, np.ndarray) and column.dtype.kind == "i":
-        return pa.array(column, mask=column < 0)
-    return pa.array(column, type=pa.string())
-
-
 def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> None:
-    """PostgreSQL: the chunk's columns by COPY (CSV written by pyarrow) into a temporary table
-    (emptied at commit), then one upsert from it: the bulk path of the server, not a statement
-    per row."""
+    """PostgreSQL: the chunk's columns by COPY (:func:`srdose.store.bulk.copy_in`) into a
+    temporary table (emptied at commit), then one upsert from it: the bulk path of the server,
+    not a statement per row."""
     names = ", ".join(RESULT_COLUMNS)
     every = ", ".join((*RESULT_COLUMNS, *RUN_COLUMNS))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*RESULT_COLUMNS, *RUN_COLUMNS) if c != "event_id")
-    table = pa.table({c: _arrow(part[c]) for c in RESULT_COLUMNS})
-    csv = io.BytesIO()
-    pacsv.write_csv(table, csv, pacsv.WriteOptions(include_header=False))  # NULL: empty, unquoted
     raw = conn.connection.driver_connection  # psycopg, in this transaction
     with raw.cursor() as cur:
         cur.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS recalc_results_in ON COMMIT DELETE ROWS AS "
             f"SELECT {names} FROM recalc_results WITH NO DATA"
         )
-        with cur.copy(f"COPY recalc_results_in ({names}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(csv.getbuffer())
+        bulk.copy_in(conn, "recalc_results_in", {c: part[c] for c in RESULT_COLUMNS})
         # rows locked in event order: two writers upserting overlapping events (two listeners
         # recalculating one unit's day) wait for each other rather than deadlock
         cur.execute(

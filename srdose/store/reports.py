@@ -147,13 +147,10 @@ def _coded(column: pa.ChunkedArray, lookup: dict, none: bool = False) -> np.ndar
     """A text column as codes into ``lookup`` (value -> code, extended in order of first
     appearance): -1 for NULL, or with ``none`` NULL coded as the value None."""
     encoded = column.combine_chunks().dictionary_encode()
-    codes = np.array([lookup.setdefault(v, len(lookup)) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
-    if none:
-        codes = np.append(codes, lookup.setdefault(None, len(lookup)))
-    index = encoded.indices.fill_null(codes.size - 1 if none else -1).to_numpy(zero_copy_only=False)
-    if not none:
-        return np.where(index < 0, -1, codes[np.maximum(index, 0)] if codes.size else -1)
-    return codes[index]
+    codes = [lookup.setdefault(v, len(lookup)) for v in encoded.dictionary.to_pylist()]
+    codes.append(lookup.setdefault(None, len(lookup)) if none else -1)  # NULL: the slot after the values
+    index = encoded.indices.fill_null(len(codes) - 1).to_numpy(zero_copy_only=False)
+    return np.array(codes, dtype=np.int64)[index]
 
 
 def report_events(
