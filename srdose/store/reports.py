@@ -22,7 +22,8 @@ from sqlalchemy import false, func, null, select
 
 from srdose.store import bulk
 from srdose.store import models as M
-from srdose.store.database import dt_seconds
+from srdose.store.bulk import raw_chunks
+from srdose.store.database import REPORT_WORK_MEM, dt_seconds
 
 #: Float columns of :func:`report_events` (NaN = missing).
 NUMERIC = (
@@ -111,30 +112,6 @@ def period_units(store, since: str | None = None, until: str | None = None, seri
 def known_serials(store) -> list[str]:
     with store.engine.connect() as conn:
         return sorted(set(conn.execute(select(M.Device.serial)).scalars()))
-
-
-def raw_chunks(conn, query, chunk: int):
-    """Rows of ``query`` as plain DB-API tuples, ``chunk`` at a time.
-
-    For 400,000 events SQLAlchemy's Row objects cost about a second; the
-    columns read here need no type processing (numbers, text, booleans as
-    0/1), so the driver's own cursor is used.
-    """
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    if compiled.positiontup is not None:
-        params = tuple(compiled.params[name] for name in compiled.positiontup)
-    else:
-        params = compiled.params
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(str(compiled), params)
-        while True:
-            rows = cursor.fetchmany(chunk)
-            if not rows:
-                break
-            yield rows
-    finally:
-        cursor.close()
 
 
 def _types(names: list[str]) -> list[pa.DataType]:
@@ -243,7 +220,8 @@ def report_events(
     read_women = "patient_pseudonym" not in skip
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            for piece in bulk.copy_out(conn, q, _types(names)):  # C, a piece at a time
+            # C, a piece at a time; the sort and the joins in memory where they fit
+            for piece in bulk.copy_out(conn, q, _types(names), work_mem=REPORT_WORK_MEM):
                 for k in range(3):
                     ints[k].append(piece.column(k).fill_null(-1).to_numpy())
                 if read_women:

@@ -30,8 +30,8 @@ from sqlalchemy import Select, false, func, select
 from srdose import reference
 from srdose.physics.dance import fit_kv
 from srdose.store import models as M
+from srdose.store.bulk import raw_chunks
 from srdose.store.recalc import physics_sets
-from srdose.store.reports import raw_chunks
 
 #: Points per scatter chart at most: enough to show the cloud, small enough to draw at once.
 MAX_POINTS = 2000
