@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 
 from srdose.config import Settings, load, parse_band, parse_survey_numbers
 from srdose.report import common as C
-from srdose.report import stats
+from srdose.report import stats, survey
 from srdose.report.drl import DRLSettings, build_drl, drl_values, room_statistics
 from srdose.report.render import Column, Table, html_table
 from srdose.report.survey import (
@@ -515,3 +515,29 @@ def test_not_patient_studies_are_excluded_and_counted(store, ingestor, tmp_path)
     assert rows[0]["not a patient study"] == "1" and rows[0]["used"] == "1"
     values = {r["quantity"]: r["value"] for r in csv.DictReader(open(next((tmp_path / "d").rglob("*_values.csv"))))}
     assert float(values["local DRL (median of room medians)"]) == pytest.approx(1.0)
+
+
+def test_survey_units_read_in_batches_write_what_one_read_writes(store, ingestor, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = []
+    for k, serial in enumerate(["SN-1", "SN-2", "SN-3"]):
+        events = [_ev(CC, RIGHT, start=_t(1)), _ev(MLO, LEFT, start=_t(2)), _ev(CC, RIGHT, start=_t(3))]
+        paths.append(_write(src, f"s{k}", events, serial=serial, station=f"ROOM{k}"))
+    ingestor.ingest_paths(paths)
+    conf = settings(survey_numbers=["SN-1=10", "SN-2=20", "SN-3=30"])
+    build_survey(store, conf, "2025-01-01", "2025-01-31", tmp_path / "one")
+    monkeypatch.setattr(survey, "BATCH_EVENTS", 4)  # three exposures a unit: a unit a batch
+    assert [len(b) for b in survey.unit_batches([{"events": 3}] * 3, survey.BATCH_EVENTS)] == [1, 1, 1]
+    build_survey(store, conf, "2025-01-01", "2025-01-31", tmp_path / "each")
+    one, each = _survey_files(tmp_path / "one"), _survey_files(tmp_path / "each")
+    assert sorted(one) == sorted(each) == ["survey_SN-1_2D_10.csv", "survey_SN-2_2D_20.csv", "survey_SN-3_2D_30.csv"]
+    for name in one:
+        assert one[name].read_bytes() == each[name].read_bytes()
+        assert [r[2] for r in _read(one[name])] == ["RCC", "LOB", "RCC2"]
+
+
+def test_unit_batches_keep_order_and_limit():
+    units = [{"id": k, "events": n} for k, n in enumerate([5, 3, 9, 1, 1, 12])]
+    batches = list(survey.unit_batches(units, 10))
+    assert [[u["id"] for u in b] for b in batches] == [[0, 1], [2, 3], [4], [5]]

@@ -101,3 +101,10 @@ def test_skipped_columns_are_left_unread(store):
         assert np.array_equal(cols[name], full[name], equal_nan=True)
     for name in ("view", "acquisition", "flags"):
         assert cols[name].tolist() == full[name].tolist()
+    # a subset keeps what was not read as views that take no memory, and picks the rows of the rest
+    some = np.flatnonzero(full["event_id"] % 2 == 0)
+    part = reports.subset(cols, np.isin(cols["event_id"], full["event_id"][some]))
+    assert part["n"] == some.size > 0
+    assert part["kvp"].strides == (0,) and part["protocol"].strides == (0,) and part["kvp"].size == some.size
+    assert sorted(part["event_id"].tolist()) == sorted(full["event_id"][some].tolist())
+    assert set(part["view"].tolist()) <= set(full["view"].tolist())

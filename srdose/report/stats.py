@@ -165,11 +165,12 @@ def bland_altman(a, b) -> dict:
 def occurrence_number(group, key) -> np.ndarray:
     """1 for the first row of each (group, key) pair, 2 for the second, ... in row order."""
     group = np.asarray(group)
-    key = np.asarray(key).astype(str)
+    key = np.asarray(key)
     n = group.size
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    _, kcode = np.unique(key, return_inverse=True)
+    # integer keys are their own codes; others are coded by their text
+    kcode = key if key.dtype.kind in "iu" else np.unique(key.astype(str), return_inverse=True)[1].reshape(-1)
     order = np.lexsort((np.arange(n), kcode, group))
     g, k = group[order], kcode[order]
     new = np.ones(n, dtype=bool)

@@ -29,7 +29,6 @@ flag; events that are neither 2D nor DBT.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import re
@@ -41,8 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from srdose.files import private_dir
+from srdose.files import decimal_text, private_dir, write_csv_tables
 from srdose.reference import eu_levels, survey_reference
 from srdose.report import common as C
 from srdose.report import plots as P
@@ -55,7 +56,6 @@ from srdose.report.render import (
     render_html,
     safe_name,
     text_columns,
-    write_csv,
     write_tables,
 )
 from srdose.store.reports import period_units, report_events, subset
@@ -167,15 +167,6 @@ def classify(cols: dict) -> np.ndarray:
     return reason
 
 
-def _num(value: float, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    text = f"{value:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
 def _auto(protocol: str | None, label: str | None) -> tuple[str, str]:
     """(auto/man, auto mode) where the report's texts say so."""
     for text in (label, protocol):
@@ -190,68 +181,71 @@ def _auto(protocol: str | None, label: str | None) -> tuple[str, str]:
     return "", ""
 
 
-def _formatter(digits: int):
-    cache: dict = {}
-
-    def f(value) -> str:
-        text = cache.get(value)
-        if text is None:
-            text = cache[value] = _num(value, digits)
-        return text
-
-    return f
+def _text(values) -> pa.Array:
+    return pa.array(np.asarray(values, dtype=object), pa.string())
 
 
-def survey_rows(cols: dict, survey_number: int) -> list[list]:
-    """The survey rows of ``cols`` (already the included events of one unit and modality, in order)."""
+def _coded(values) -> pa.DictionaryArray:
+    return pc.dictionary_encode(_text(values))
+
+
+def _values(coded: pa.DictionaryArray) -> list:
+    return coded.dictionary.to_pylist()
+
+
+def _codes(coded: pa.DictionaryArray) -> np.ndarray:
+    """The code of each value; NULL as one more code, after the values'."""
+    return coded.indices.fill_null(len(coded.dictionary)).to_numpy().astype(np.int64)
+
+
+def survey_table(cols: dict, survey_number: int) -> pa.Table:
+    """The survey rows of ``cols`` (already the included events of one unit and modality, in
+    order) as columns of text, :data:`SURVEY_COLUMNS`: numbers to their digits without trailing
+    zeros, empty where unknown."""
     n = cols["n"]
-    if n == 0:
-        return []
-    patient = stats.sequence_number(cols["study_id"]).tolist()
-    lat = cols["laterality"].astype(str)
-    code = np.array([VIEW_CODES[v] for v in cols["view"]], dtype=object)
-    views = np.char.add(lat.astype("U1"), code.astype(str))
-    occ = stats.occurrence_number(cols["study_id"], views).tolist()
-    views = views.tolist()
-    kv, mm, mas = _formatter(2), _formatter(1), _formatter(2)
-    auto_cache: dict = {}
-    ages = [("" if not math.isfinite(a) else str(int(math.floor(a)))) for a in cols["age_years"].tolist()]
-    rows = []
-    for i, (v, k, t, m, anode, filt, prot, label) in enumerate(
-        zip(
-            views,
-            cols["kvp"].tolist(),
-            cols["compressed_thickness_mm"].tolist(),
-            cols["mas"].tolist(),
-            cols["anode"],
-            cols["filter_material"],
-            cols["protocol"],
-            cols["label"],
-        )
-    ):
-        am = auto_cache.get((prot, label))
-        if am is None:
-            am = auto_cache[(prot, label)] = _auto(prot, label)
-        rows.append(
-            [
-                survey_number,
-                patient[i],
-                f"{v}{occ[i]}" if occ[i] > 1 else v,
-                kv(k),
-                anode,
-                filt,
-                mm(t),
-                mas(m),
-                "",
-                am[0],
-                am[1],
-                "",
-                ages[i],
-                prot or "",
-                "",
-            ]
-        )
-    return rows
+    # each text column's distinct values, coded: the view code, the occurrence of each view and the
+    # auto/man mode are worked out per distinct value, not per exposure
+    lat, view = _coded(cols["laterality"]), _coded(cols["view"])
+    texts = [
+        ("None" if la is None else la)[:1] + VIEW_CODES.get(v, "")
+        for la in _values(lat) + [None]
+        for v in _values(view) + [None]
+    ]
+    distinct = {t: k for k, t in enumerate(dict.fromkeys(texts))}  # R + MLO and Right + MLO are both ROB
+    combo = _codes(lat) * (len(view.dictionary) + 1) + _codes(view)
+    view_key = np.array([distinct[t] for t in texts], dtype=np.int64)[combo]
+    occ = stats.occurrence_number(cols["study_id"], view_key)
+    views = pc.take(pa.array(list(distinct), pa.string()), pa.array(view_key))
+    view_code = pc.if_else(
+        pa.array(occ > 1), pc.binary_join_element_wise(views, pc.cast(pa.array(occ), pa.string()), ""), views
+    )
+    protocol, label = _coded(cols["protocol"]), _coded(cols["label"])
+    pair_key = _codes(protocol) * (len(label.dictionary) + 1) + _codes(label)
+    pairs, which = np.unique(pair_key, return_inverse=True)
+    names, labels = _values(protocol) + [None], _values(label) + [None]
+    auto = [_auto(names[k // len(labels)], labels[k % len(labels)]) for k in pairs.tolist()]
+    which = pa.array(which.reshape(-1).astype(np.int64))
+    age = np.floor(np.asarray(cols["age_years"], dtype=float))
+    age[~np.isfinite(age)] = np.nan
+    empty = pa.array([""] * n, pa.string())
+    columns = [
+        pa.array(np.full(n, survey_number, dtype=np.int64)),
+        pa.array(stats.sequence_number(cols["study_id"])),
+        view_code,
+        decimal_text(cols["kvp"], 2, short=True),
+        _text(cols["anode"]),
+        _text(cols["filter_material"]),
+        decimal_text(cols["compressed_thickness_mm"], 1, short=True),
+        decimal_text(cols["mas"], 2, short=True),
+        empty,
+        pc.take(pa.array([a[0] for a in auto], pa.string()), which),
+        pc.take(pa.array([a[1] for a in auto], pa.string()), which),
+        empty,
+        decimal_text(age, 0, short=True),
+        pc.fill_null(protocol.dictionary_decode(), ""),
+        empty,
+    ]
+    return pa.table(columns, names=list(SURVEY_COLUMNS))
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -308,20 +302,44 @@ def build_survey(
         return built
     out_dir = private_dir(out_dir / f"survey_{period}")
 
-    # one unit read at a time, handed to a worker while the next is read:
-    # reading (the database) and drawing (matplotlib) overlap on two cores
+    # units read a batch at a time and handed to workers one by one: reading (the database) and
+    # drawing (matplotlib) overlap on two cores. A query per unit would join every study and
+    # result once per unit (four hundred units, four hundred passes over ten million results).
     def jobs() -> Iterator[UnitJob]:
-        for u in units:
+        for batch in unit_batches(units, BATCH_EVENTS):
             if progress:
-                progress(f"survey: unit {u['serial']}")
-            cols = report_events(store, since, until, device_ids=[u["id"]], times=False, skip=SURVEY_SKIP)
-            yield UnitJob(u, cols, configured, out_dir, period, since, until, section.max_listed)
+                progress(f"survey: {len(batch)} unit(s) from {batch[0]['serial']}")
+            cols = report_events(
+                store, since, until, device_ids=[u["id"] for u in batch], times=False, skip=SURVEY_SKIP
+            )
+            for u in batch:
+                part = subset(cols, cols["device_id"] == u["id"])
+                yield UnitJob(u, part, configured, out_dir, period, since, until, section.max_listed)
+            del cols
 
     for files, html, notes in map_units(survey_unit, jobs(), len(units)):
         built.files += files
         built.html.append(html)
         built.notes += notes
     return built
+
+
+#: Events read by one query at most: the units of a batch share its joins; memory stays bounded.
+BATCH_EVENTS = 2_000_000
+
+
+def unit_batches(units: list[dict], limit: int) -> Iterator[list[dict]]:
+    """``units`` in order, in runs of at most ``limit`` events (a unit above it alone)."""
+    batch: list[dict] = []
+    total = 0
+    for u in units:
+        if batch and total + u["events"] > limit:
+            yield batch
+            batch, total = [], 0
+        batch.append(u)
+        total += u["events"]
+    if batch:
+        yield batch
 
 
 def map_units(fn: Callable, jobs: Iterable, n_jobs: int) -> Iterator:
@@ -391,8 +409,9 @@ def write_survey_csvs(
         sel = (reasons == "") & (mod == m)
         if not sel.any():
             continue
-        rows = survey_rows(subset(cols, sel), number)
-        written[m] = write_csv(out_dir / f"survey_{name}_{m}_{number}.csv", SURVEY_COLUMNS, rows, raw=True)
+        path = out_dir / f"survey_{name}_{m}_{number}.csv"
+        write_csv_tables([survey_table(subset(cols, sel), number)], path, SURVEY_COLUMNS)
+        written[m] = path
     return written
 
 

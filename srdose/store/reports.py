@@ -294,7 +294,17 @@ def report_events(
 
 
 def subset(cols: dict, mask: np.ndarray) -> dict:
-    """The rows of :func:`report_events` output selected by a boolean mask or index array."""
-    out = {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
-    out["n"] = int(out["event_id"].size)
+    """The rows of :func:`report_events` output selected by a boolean mask or index array (the
+    columns not read stay views that take no memory)."""
+    n = int(cols["event_id"][mask].size)
+
+    def rows(v):
+        if not isinstance(v, np.ndarray):
+            return v
+        if v.ndim == 1 and v.size and v.strides[0] == 0:
+            return np.broadcast_to(v[:1], n)
+        return v[mask]
+
+    out = {k: rows(v) for k, v in cols.items()}
+    out["n"] = n
     return out
