@@ -130,9 +130,11 @@ def test_export_by_columns_is_the_rows_csv(store, tmp_path):
 
 
 def test_export_in_small_pieces_and_for_several_units(store, tmp_path):
-    types = next(event_export_tables(store)).schema.types
+    first = event_export_tables(store)
+    types = next(first)().schema.types
+    first.close()
     with store.engine.connect() as conn:
-        pieces = list(bulk.read_pieces(conn, event_export_query(), types, rows=7, piece_bytes=300))
+        pieces = [piece() for piece in bulk.read_pieces(conn, event_export_query(), types, rows=7, piece_bytes=300)]
     assert len(pieces) > 3
     body = b"".join(csv_bytes([text_cells(c) for c in p.columns]) for p in pieces)
     assert body.decode() == _by_rows(store).split("\r\n", 1)[1]

@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -410,7 +411,7 @@ def write_survey_csvs(
         if not sel.any():
             continue
         path = out_dir / f"survey_{name}_{m}_{number}.csv"
-        write_csv_tables([survey_table(subset(cols, sel), number)], path, SURVEY_COLUMNS)
+        write_csv_tables([partial(survey_table, subset(cols, sel), number)], path, SURVEY_COLUMNS)
         written[m] = path
     return written
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gc
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -69,31 +70,31 @@ def _arrow_column(values: tuple, kind: pa.DataType) -> pa.Array:
 
 def read_pieces(
     conn, query, types: list[pa.DataType], rows: int = 20_000, piece_bytes: int | None = None, **settings: str
-) -> Iterator[pa.Table]:
+) -> Iterator[Callable[[], pa.Table]]:
     """The rows of ``query`` as Arrow tables (columns c0, c1, ... of the Arrow ``types``), in
-    order, on either engine: PostgreSQL by :func:`copy_out` (``piece_bytes`` of CSV at a time;
-    ``settings``: planner settings for this read, e.g. ``work_mem``), SQLite ``rows`` at a time
-    through the driver."""
+    order, on either engine, each piece as a function that returns its table: PostgreSQL's
+    pieces are parsed when that is called (by another thread, while the next piece is read),
+    ``piece_bytes`` of CSV at a time by :func:`copy_csv` (``settings``: planner settings for this
+    read, e.g. ``work_mem``); SQLite's, ``rows`` at a time, are read through the driver."""
     if conn.dialect.name == "postgresql":
-        yield from copy_out(conn, query, types, piece_bytes, **settings)
+        parse = csv_reader(types)
+        for data in copy_csv(conn, query, piece_bytes, **settings):
+            yield partial(parse, data)
         return
     names = [f"c{k}" for k in range(len(types))]
     for part in raw_chunks(conn, query, rows):
         with gc_paused():
             table = pa.table([_arrow_column(c, t) for c, t in zip(zip(*part), types)], names=names)
-        yield table
+        yield partial(_same, table)
 
 
-def copy_out(
-    conn, query, types: list[pa.DataType], piece_bytes: int | None = None, **settings: str
-) -> Iterator[pa.Table]:
-    """PostgreSQL: the rows of ``query`` as Arrow tables of about ``piece_bytes`` of CSV each
-    (default :data:`PIECE_BYTES`), in order; columns c0, c1, ... of the Arrow ``types``
-    (booleans as PostgreSQL writes them, t and f). No rows: no table.
+def _same(table: pa.Table) -> pa.Table:
+    return table
 
-    Just-in-time compilation is off: compiling a report's query cost up to 1.5 s, more than
-    running it for one unit. ``settings``: planner settings for this transaction (``work_mem``:
-    the default 4 MB makes a sort or a hash join of millions of rows spill to disk)."""
+
+def csv_reader(types: list[pa.DataType]) -> Callable[[bytes], pa.Table]:
+    """A parser of :func:`copy_csv`'s pieces into Arrow tables, columns c0, c1, ... of ``types``
+    (booleans as PostgreSQL writes them, t and f)."""
     names = [f"c{k}" for k in range(len(types))]
     read = pacsv.ReadOptions(column_names=names)
     convert = pacsv.ConvertOptions(
@@ -103,6 +104,20 @@ def copy_out(
         true_values=["t"],
         false_values=["f"],
     )
+
+    def parse(data: bytes) -> pa.Table:
+        return pacsv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert)
+
+    return parse
+
+
+def copy_csv(conn, query, piece_bytes: int | None = None, **settings: str) -> Iterator[bytes]:
+    """PostgreSQL: the rows of ``query`` as CSV, in pieces of whole rows of about ``piece_bytes``
+    (default :data:`PIECE_BYTES`), in order.
+
+    Just-in-time compilation is off: compiling a report's query cost up to 1.5 s, more than
+    running it for one unit. ``settings``: planner settings for this transaction (``work_mem``:
+    the default 4 MB makes a sort or a hash join of millions of rows spill to disk)."""
     limit = PIECE_BYTES if piece_bytes is None else piece_bytes
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     conn.exec_driver_sql("SET LOCAL jit = off")
@@ -110,21 +125,26 @@ def copy_out(
         conn.exec_driver_sql("SELECT set_config(%(name)s, %(value)s, true)", {"name": name, "value": value})
     raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
     buf = io.BytesIO()
-
-    def parsed() -> pa.Table:
-        table = pacsv.read_csv(io.BytesIO(buf.getvalue()), read_options=read, convert_options=convert)
-        buf.seek(0)
-        buf.truncate()
-        return table
-
     with raw.cursor() as cur:
         with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
             for block in copy:  # whole rows
                 buf.write(block)
                 if buf.tell() >= limit:
-                    yield parsed()
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
     if buf.tell():
-        yield parsed()
+        yield buf.getvalue()
+
+
+def copy_out(
+    conn, query, types: list[pa.DataType], piece_bytes: int | None = None, **settings: str
+) -> Iterator[pa.Table]:
+    """PostgreSQL: the rows of ``query`` as Arrow tables of about ``piece_bytes`` of CSV each (see
+    :func:`copy_csv` and :func:`csv_reader`), in order. No rows: no table."""
+    parse = csv_reader(types)
+    for data in copy_csv(conn, query, piece_bytes, **settings):
+        yield parse(data)
 
 
 def copy_table(conn, query, types: list[pa.DataType]) -> pa.Table:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -879,15 +880,19 @@ def _arrow_type(column) -> pa.DataType:
     return pa.float64() if python is float else pa.int64() if python is int else pa.string()
 
 
-def event_export_tables(store: DoseStore, **filters) -> Iterator[pa.Table]:
+def event_export_tables(store: DoseStore, **filters) -> Iterator[Callable[[], pa.Table]]:
     """The events export as Arrow tables of :data:`EVENT_EXPORT_COLUMNS`, in order, a piece at a
-    time: PostgreSQL by COPY (its sort in memory where it fits: the default 4 MB would spill ten
-    million rows to disk), SQLite through the driver."""
+    time, each as a function that returns it (:func:`srdose.store.bulk.read_pieces`): PostgreSQL
+    by COPY (its sort in memory where it fits), SQLite through the driver."""
     q = event_export_query(**filters)
     types = [_arrow_type(c) for c in q.selected_columns]
     with store.engine.connect() as conn:
-        for table in bulk.read_pieces(conn, q, types, work_mem=REPORT_WORK_MEM):
-            yield table.rename_columns(list(EVENT_EXPORT_COLUMNS))
+        for piece in bulk.read_pieces(conn, q, types, work_mem=REPORT_WORK_MEM):
+            yield partial(_named, piece)
+
+
+def _named(piece: Callable[[], pa.Table]) -> pa.Table:
+    return piece().rename_columns(list(EVENT_EXPORT_COLUMNS))
 
 
 def iter_event_rows(store: DoseStore, **filters) -> Iterator[tuple]:
