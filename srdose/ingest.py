@@ -22,10 +22,10 @@ from typing import Protocol
 from srdose import compat
 from srdose.parse import Refused, read_bytes
 from srdose.parse.records import DoseReport
-from srdose.pseudonym import Pseudonymiser
+from srdose.parse.workers import Parsed, parse_files, start_parse_worker
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore, Outcome
-from srdose.store.database import content_digest, is_transient, raced
+from srdose.store.database import is_transient, raced
 from srdose.vocab import RefusalKind
 
 log = logging.getLogger("srdose.ingest")
@@ -265,41 +265,6 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass
-class Parsed:
-    """What a parse worker sends back for one file."""
-
-    sha: str | None  # None: the file could not be read (the writer says so)
-    report: DoseReport | None = None  # None: refused, or the parser failed (the writer quarantines it)
-    digest: str | None = None
-
-
-_worker_settings: tuple[Pseudonymiser | None, int] = (None, 1)
-
-
-def _start_parse_worker(pseudonymiser: Pseudonymiser | None, age_resolution_years: int) -> None:
-    global _worker_settings
-    _worker_settings = (pseudonymiser, age_resolution_years)
-
-
-def _parse_files(paths: list[str]) -> list[Parsed]:
-    out = []
-    for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError:
-            out.append(Parsed(None))
-            continue
-        sha = hashlib.sha256(data).hexdigest()
-        try:
-            report = read_bytes(data, "file")
-        except Exception:  # refused, or a parser bug: the writer parses it again and quarantines it
-            out.append(Parsed(sha))
-            continue
-        out.append(Parsed(sha, report, content_digest(report, *_worker_settings)))
-    return out
-
-
 def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int) -> Generator[Parsed, None, None]:
     """Each file parsed (and its content digest computed) by one of ``jobs`` worker
     processes, yielded in the order of ``files``.
@@ -313,7 +278,7 @@ def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=mp.get_context("spawn"),  # nothing of the writer's (threads, connections) inherited
-        initializer=_start_parse_worker,
+        initializer=start_parse_worker,
         initargs=(store.pseudonymiser, store.age_resolution_years),
     )
     try:
@@ -321,14 +286,14 @@ def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int
         rest = iter(chunks)
         with compat.spawned_without_main_script():  # the workers start with these first chunks
             for chunk in rest:
-                pending.append(pool.submit(_parse_files, chunk))
+                pending.append(pool.submit(parse_files, chunk))
                 if len(pending) * PARSE_CHUNK >= max(ahead, jobs * PARSE_CHUNK):
                     break
         while pending:
             done = pending.popleft().result()
             nxt = next(rest, None)
             if nxt is not None:
-                pending.append(pool.submit(_parse_files, nxt))
+                pending.append(pool.submit(parse_files, nxt))
             yield from done
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -143,6 +143,14 @@ def test_unreachable_database_says_what_to_do(srdose_env):
     assert "cannot open the database" in r.stderr and "secretpw" not in r.stderr
 
 
+def test_parse_workers_load_no_database_code():
+    """A parse worker is a new interpreter: what it imports is its start-up. The database's
+    modules (SQLAlchemy, the store) would more than double it."""
+    code = "import sys, srdose.parse.workers; print([m for m in ('sqlalchemy', 'srdose.store') if m in sys.modules])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_ingest_with_jobs_writes_what_one_process_writes(tmp_path):
     """`srdose ingest --jobs 2` (workers parse, one process writes) leaves the database
     and the quarantine as `--jobs 1` does: same events, same outcomes, same refusals."""

@@ -37,7 +37,7 @@ LAYERS: list[list[list[str]]] = [
             "srdose.physics",
         ]
     ],
-    [["srdose.parse", "srdose.pseudonym", "srdose.spool", "srdose.quarantine"]],
+    [["srdose.parse", "srdose.pseudonym", "srdose.digest", "srdose.spool", "srdose.quarantine"]],
     [["srdose.store"]],
     [["srdose.curation"], ["srdose.governance"]],
     [["srdose.ingest", "srdose.recalc"]],

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import hashlib
-import json
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from srdose.dates import dt_seconds
+from srdose.digest import coarse_age, content_digest
 from srdose.files import private_dir
 from srdose.parse.records import DoseReport, IrradiationEvent
 from srdose.parse.values import uid_problem
@@ -197,41 +194,6 @@ def _event_key(ev) -> str:
 #: An image and an RDSR event with no shared UID are the same exposure when
 #: laterality and view agree and their start times are this close.
 SAME_EXPOSURE_SECONDS = 10.0
-
-
-def coarse_age(age: float | None, step: int) -> int | None:
-    """Completed years, floored to ``step`` years: never finer than a year,
-    which with the study date would give the birth date."""
-    if age is None or not math.isfinite(age):
-        return None
-    return int(math.floor(age / step) * step)
-
-
-def content_digest(report: DoseReport, pseudonymiser: Pseudonymiser | None, age_resolution_years: int = 1) -> str:
-    """SHA-256 of what srdose keeps from ``report`` (identifiers as their
-    keyed pseudonyms, no flags): two encodings of one object agree, an
-    object reusing a SOP instance UID for other content does not. A function
-    of the report and the store's settings only, so that parse workers can
-    compute it beside the parse."""
-    p = pseudonymiser
-    st = report.study
-    doc = {
-        "sop_class": report.sop_class_uid,
-        "source": report.source,
-        "study": [
-            st.study_instance_uid,
-            st.study_date,
-            st.study_time,
-            st.sex,
-            coarse_age(st.age_years, max(1, int(age_resolution_years))),
-            p.patient(st.patient_id) if p else None,
-            p.accession(st.accession) if p else None,
-        ],
-        "device": [report.device.manufacturer, report.device.model, report.device.serial],
-        "events": [{k: v for k, v in dataclasses.asdict(e).items() if k != "flags"} for e in report.events],
-        "accumulated": [dataclasses.asdict(a) for a in report.accumulated],
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 class DoseStore:
