@@ -119,8 +119,8 @@ def csv_text(rows: Iterable[tuple], columns: Sequence[str], rows_per_chunk: int 
 # --- CSV from columns -------------------------------------------------------------------------
 #
 # Ten million rows through csv.writer and a Python call per cell take minutes. These build the same
-# bytes a column at a time in Arrow's C: numbers formatted exactly as Python would, each distinct
-# text made inert and quoted once.
+# bytes a column at a time in Arrow's C: numbers formatted exactly as Python would, and only the
+# rare text that must be made inert or quoted handled in Python.
 
 #: Largest |x|·10^digits formatted in C: integers below it are exact in a double, and a decimal
 #: of at most 15 significant digits round-trips, so its shortest repr is its digits.
@@ -226,7 +226,7 @@ def csv_bytes(cells: Sequence[pa.Array]) -> bytes:
     lines = pc.binary_join_element_wise(*first, pc.binary_join_element_wise(last, pa.scalar(""), "\r\n"), ",")
     _, offsets, data = lines.buffers()
     first, end = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + len(lines)]]
-    return data.to_pybytes()[first:end]
+    return data.slice(int(first), int(end - first)).to_pybytes()
 
 
 def _table_csv(piece: Callable[[], pa.Table]) -> tuple[bytes, int]:

@@ -36,6 +36,12 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def release_unused() -> None:
+    """Hand back to the system what Arrow's allocator keeps of the pieces read and dropped: after
+    ten million events' pieces it held 600 MB that nothing used."""
+    pa.default_memory_pool().release_unused()
+
+
 def raw_chunks(conn, query, chunk: int):
     """Rows of ``query`` as plain DB-API tuples, ``chunk`` at a time.
 

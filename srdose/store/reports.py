@@ -290,6 +290,7 @@ def report_events(
             cats[code] = value
         out[name] = cats[cat(texts[k], np.int32)] if len(cats) else np.empty(0, dtype=object)
     out["n"] = int(out["event_id"].size)
+    bulk.release_unused()  # the pieces' buffers, freed as their columns were joined
     return out
 
 
