@@ -39,8 +39,8 @@ def export_events(store, out: Path, fmt: str | None = None, serials: Sequence[st
         return write_csv_tables(pieces, out, EVENT_EXPORT_COLUMNS)
     rows = iter_event_rows(store, **filters)
     if several:
-        k = EVENT_EXPORT_COLUMNS.index("device_serial")
-        rows = (r for r in rows if r[k] in set(several))
+        k, wanted = EVENT_EXPORT_COLUMNS.index("device_serial"), set(several)
+        rows = (r for r in rows if r[k] in wanted)
     return write_xlsx(rows, out, EVENT_EXPORT_COLUMNS)
 
 
