@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
@@ -108,3 +108,52 @@ def test_skipped_columns_are_left_unread(store):
     assert part["kvp"].strides == (0,) and part["protocol"].strides == (0,) and part["kvp"].size == some.size
     assert sorted(part["event_id"].tolist()) == sorted(full["event_id"][some].tolist())
     assert set(part["view"].tolist()) <= set(full["view"].tolist())
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["one piece", "many pieces"])
+def test_batches_read_once_are_report_events_of_each_batch(store, monkeypatch, tmp_path, small):
+    """report_event_batches reads the period once, unsorted, and sorts each batch itself: each batch
+    is what report_events returns for its units, in its order (a start time NULL last, as the
+    database sorts it), women numbered within the batch (a study without pseudonym: -1)."""
+    if small:
+        monkeypatch.setattr(bulk, "PIECE_BYTES", 300)
+    E, St = M.Event, M.Study
+    with store.begin() as conn:
+        study = (
+            conn.execute(select(E.study_id).group_by(E.study_id).having(func.count() > 2).order_by(E.study_id))
+            .scalars()
+            .first()
+        )
+        late = conn.execute(select(E.id).where(E.study_id == study).order_by(E.id)).scalars().first()
+        conn.execute(update(E).where(E.id == late).values(datetime_started=None))
+        other = conn.execute(select(St.id).where(St.id != study).order_by(St.id)).scalars().first()
+        conn.execute(update(St).where(St.id == other).values(patient_pseudonym=None))
+        devices = sorted(set(conn.execute(select(E.device_id)).scalars()))
+    assert len(devices) > 2
+    batches = [devices[:1], [10**6], devices[1:]]  # a batch of a unit with no events too
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(reports.tempfile, "tempdir", str(scratch))
+    for skip, times in (((), True), (DRL_SKIP, False)):
+        read = list(reports.report_event_batches(store, None, None, batches, times=times, skip=skip))
+        assert list(scratch.iterdir()) == []  # its temporary files are gone
+        assert len(read) == len(batches)
+        for batch, cols in zip(batches, read):
+            want = reports.report_events(store, device_ids=batch, times=times, skip=skip)
+            assert cols["n"] == want["n"]
+            assert cols["event_id"].tolist() == want["event_id"].tolist()
+            for name in ("study_id", "device_id", "not_patient"):
+                assert cols[name].tolist() == want[name].tolist(), name
+            assert np.array_equal(cols["t_start"], want["t_start"], equal_nan=True)
+            for name in reports.NUMERIC:
+                assert np.array_equal(cols[name], want[name], equal_nan=True), name
+            for name in reports.TEXT:
+                assert cols[name].tolist() == want[name].tolist(), name
+            # the same women, numbered 0, 1, ... within the batch
+            pairs = set(zip(cols["woman"].tolist(), want["woman"].tolist()))
+            assert len(pairs) == len(set(want["woman"].tolist()))
+            assert ((cols["woman"] < 0) == (want["woman"] < 0)).all()
+            if cols["n"] and "patient_pseudonym" not in skip:
+                assert sorted(set(cols["woman"].tolist()) - {-1}) == list(
+                    range(len(set(cols["woman"].tolist()) - {-1}))
+                )

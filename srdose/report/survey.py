@@ -59,7 +59,7 @@ from srdose.report.render import (
     text_columns,
     write_tables,
 )
-from srdose.store.reports import period_units, report_events, subset
+from srdose.store.reports import period_units, report_event_batches, subset
 
 SURVEY_COLUMNS = (
     "Survey number",
@@ -303,16 +303,30 @@ def build_survey(
         return built
     out_dir = private_dir(out_dir / f"survey_{period}")
 
-    # units read a batch at a time and handed to workers one by one: reading (the database) and
-    # drawing (matplotlib) overlap on two cores. A query per unit would join every study and
-    # result once per unit (four hundred units, four hundred passes over ten million results).
+    # the events read once, kept a batch of units at a time, and each unit handed to the workers:
+    # the next batch is sorted while they draw. A query per unit (or per batch) would join every
+    # study and result again each time (four hundred units, four hundred passes over ten million
+    # results).
     def jobs() -> Iterator[UnitJob]:
-        for batch in unit_batches(units, BATCH_EVENTS):
+        batches = list(unit_batches(units, BATCH_EVENTS))
+        total = sum(u["events"] for u in units)
+
+        def reading(events: int) -> None:
+            if progress:
+                progress(f"survey: {events:,} of {total:,} events read")
+
+        read = report_event_batches(
+            store,
+            since,
+            until,
+            [[u["id"] for u in batch] for batch in batches],
+            times=False,
+            skip=SURVEY_SKIP,
+            progress=reading,
+        )
+        for batch, cols in zip(batches, read):
             if progress:
                 progress(f"survey: {len(batch)} unit(s) from {batch[0]['serial']}")
-            cols = report_events(
-                store, since, until, device_ids=[u["id"] for u in batch], times=False, skip=SURVEY_SKIP
-            )
             for u in batch:
                 part = subset(cols, cols["device_id"] == u["id"])
                 yield UnitJob(u, part, configured, out_dir, period, since, until, section.max_listed)
@@ -325,7 +339,7 @@ def build_survey(
     return built
 
 
-#: Events read by one query at most: the units of a batch share its joins; memory stays bounded.
+#: Events of the units held in memory at once, at most (a unit above it alone): memory stays bounded.
 BATCH_EVENTS = 2_000_000
 
 

@@ -67,6 +67,8 @@ def raw_chunks(conn, query, chunk: int):
 
 
 def _arrow_column(values: tuple, kind: pa.DataType) -> pa.Array:
+    if kind == pa.bool_():  # SQLite's booleans are 0 and 1
+        return pa.array([None if v is None else bool(v) for v in values], type=kind)
     try:
         return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):

@@ -14,10 +14,13 @@ governance) reaches every report as the boolean column
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import false, func, null, select
 
 from srdose.store import bulk
@@ -130,40 +133,29 @@ def _coded(column: pa.ChunkedArray, lookup: dict, none: bool = False) -> np.ndar
     return np.array(codes, dtype=np.int64)[index]
 
 
-def report_events(
-    store,
-    since: str | None = None,
-    until: str | None = None,
-    device_ids: Iterable[int] | None = None,
-    chunk: int = 20000,
-    times: bool = True,
-    skip: Iterable[str] = (),
-    ordered: bool = True,
-) -> dict:
-    """Live events of the period as columns, ordered by unit, study and start time (in no
-    particular order without ``ordered``: the database then need not sort them all).
+def _order(E, St) -> tuple:
+    """The reports' order of events: by unit, study date and time, study, start time, event (what
+    is unknown last, on either engine)."""
+    return (
+        E.device_id,
+        St.study_date.asc().nulls_last(),
+        St.study_time.asc().nulls_last(),
+        St.id,
+        E.datetime_started.asc().nulls_last(),
+        E.id,
+    )
 
-    Returns
-    -------
-    dict
-        ``event_id``, ``study_id``, ``device_id``, ``woman`` (int64; ``woman``
-        numbers the distinct patient pseudonyms in order of appearance, -1
-        none), ``t_start`` (float seconds, see :func:`srdose.store.database.dt_seconds`; NaN for every
-        event with ``times=False``, which saves parsing them), ``not_patient``
-        (bool), the :data:`NUMERIC` columns (float, NaN
-        missing) and the :data:`TEXT` columns (object arrays). ``n`` is the
-        number of events. Columns named in ``skip`` are not read: all NaN /
-        None, as read-only views that take no memory (ten million events'
-        unused columns would take gigabytes); faster on large periods.
-        ``patient_pseudonym`` skipped makes ``woman`` -1 throughout, and
-        ``times=False`` ``t_start`` NaN, both as such views.
-    """
+
+def _events_query(since, until, device_ids, skip: set[str], ordered: bool = True, extra: tuple = (), woman=None):
+    """The SELECT of :func:`report_events` (the columns in ``skip`` as NULL), with the columns
+    ``extra`` after its own and ``woman`` read in place of the patient pseudonym; returns (query,
+    column names)."""
     E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
     cols = [
         E.id,
         E.study_id,
         E.device_id,
-        St.patient_pseudonym,
+        St.patient_pseudonym if woman is None else woman,
         E.datetime_started,
         _not_patient_expr().label("not_patient"),
         St.age_years,
@@ -193,14 +185,16 @@ def report_events(
         R.method,
         R.flags.label("recalc_flags"),
     ]
-    skip = set(skip)
-    if not times:
-        skip.add("datetime_started")
     names = ["id", "study_id", "device_id", "patient_pseudonym", "datetime_started", "not_patient", *NUMERIC, *TEXT]
     cols = [null().label(name) if name in skip else c for name, c in zip(names, cols)]
-    q = select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id).outerjoin(R, R.event_id == E.id)
+    q = (
+        select(*cols, *extra)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(R, R.event_id == E.id)
+    )
     if ordered:
-        q = q.order_by(E.device_id, St.study_date, St.study_time, St.id, E.datetime_started, E.id)
+        q = q.order_by(*_order(E, St))
     q = _patient_study(q)
     if since:
         q = q.where(St.study_date >= _day(since))
@@ -208,6 +202,41 @@ def report_events(
         q = q.where(St.study_date <= _day(until))
     if device_ids is not None:
         q = q.where(E.device_id.in_(list(device_ids)))
+    return q, [*names, *(c.name for c in extra)]
+
+
+def report_events(
+    store,
+    since: str | None = None,
+    until: str | None = None,
+    device_ids: Iterable[int] | None = None,
+    chunk: int = 20000,
+    times: bool = True,
+    skip: Iterable[str] = (),
+    ordered: bool = True,
+) -> dict:
+    """Live events of the period as columns, ordered by unit, study and start time (in no
+    particular order without ``ordered``: the database then need not sort them all).
+
+    Returns
+    -------
+    dict
+        ``event_id``, ``study_id``, ``device_id``, ``woman`` (int64; ``woman``
+        numbers the distinct patient pseudonyms in order of appearance, -1
+        none), ``t_start`` (float seconds, see :func:`srdose.store.database.dt_seconds`; NaN for every
+        event with ``times=False``, which saves parsing them), ``not_patient``
+        (bool), the :data:`NUMERIC` columns (float, NaN
+        missing) and the :data:`TEXT` columns (object arrays). ``n`` is the
+        number of events. Columns named in ``skip`` are not read: all NaN /
+        None, as read-only views that take no memory (ten million events'
+        unused columns would take gigabytes); faster on large periods.
+        ``patient_pseudonym`` skipped makes ``woman`` -1 throughout, and
+        ``times=False`` ``t_start`` NaN, both as such views.
+    """
+    skip = set(skip)
+    if not times:
+        skip.add("datetime_started")
+    q, names = _events_query(since, until, device_ids, skip, ordered=ordered)
     n_num = len(NUMERIC)
     ints: list[list] = [[], [], []]
     women: list[np.ndarray] = []
@@ -307,5 +336,196 @@ def subset(cols: dict, mask: np.ndarray) -> dict:
         return v[mask]
 
     out = {k: rows(v) for k, v in cols.items()}
+    out["n"] = n
+    return out
+
+
+#: The woman key of an event whose study has no pseudonym, in a batch's temporary file.
+_NO_WOMAN = np.iinfo(np.int64).min
+
+
+def report_event_batches(
+    store,
+    since: str | None,
+    until: str | None,
+    batches: list[list[int]],
+    times: bool = True,
+    skip: Iterable[str] = (),
+    progress=None,
+) -> Iterator[dict]:
+    """The live events of the period of each batch of units (lists of device ids, no unit in two),
+    batch after batch, each as :func:`report_events` returns them in its order.
+
+    The database is read once, without a sort: each piece's rows go as columns (numbers, and texts
+    as codes) to a temporary file of their batch, and each batch is sorted here when it is
+    returned. A query per batch would join every study and recalculation result of the period
+    again for each batch (at ten million events, 15 s a batch), and sorting all the events at
+    once needs them all in memory. ``woman`` numbers the distinct patients within the batch; on
+    PostgreSQL it is read as a 64-bit hash of the pseudonym (two pseudonyms of the same hash, about
+    one chance in 10¹² at a million women, would count as one woman), so that no pseudonym leaves
+    the database and none is kept in memory. The temporary files, in a directory only this
+    user can open, hold no text but start times, and go when the generator ends.
+    ``progress(events)`` is called as the events are read.
+    """
+    skip = set(skip)
+    batch_of = {d: k for k, ids in enumerate(batches) for d in ids}
+    if len(batch_of) < sum(map(len, batches)):
+        raise ValueError("a unit is in more than one batch")
+    if not batch_of:
+        return
+    devices = np.array(sorted(batch_of), dtype=np.int64)
+    which = np.array([batch_of[d] for d in devices.tolist()], dtype=np.int64)
+    pg = store.engine.dialect.name == "postgresql"
+    read_women = "patient_pseudonym" not in skip
+    woman = (
+        func.hashtextextended(M.Study.patient_pseudonym, 0).label("patient_pseudonym") if pg and read_women else None
+    )
+    q, names = _events_query(
+        since,
+        until,
+        devices.tolist(),
+        skip,
+        ordered=False,
+        extra=(M.Study.study_date.label("order_date"), M.Study.study_time.label("order_time")),
+        woman=woman,
+    )
+    types = _types(names)
+    types[3] = pa.int64() if woman is not None else pa.string()
+    lookups: dict[str, dict] = {name: {} for name in (*TEXT, "order_date", "order_time") if name not in skip}
+    wlookup: dict = {}
+    with tempfile.TemporaryDirectory(prefix="srdose-report-") as tmp:
+        paths = [Path(tmp) / f"batch{k}.arrow" for k in range(len(batches))]
+        writers: list = [None] * len(batches)
+        read = 0
+        try:
+            with store.engine.connect() as conn:
+                for make in bulk.read_pieces(conn, q, types, work_mem=REPORT_WORK_MEM):
+                    piece = make()
+                    columns = _spill_columns(piece, names, skip, lookups, wlookup if read_women and not pg else None)
+                    batch = which[np.searchsorted(devices, columns["device_id"])]
+                    for k in np.unique(batch).tolist():
+                        rows = np.flatnonzero(batch == k)
+                        part = pa.record_batch(
+                            [
+                                v.take(pa.array(rows)) if isinstance(v, pa.Array) else pa.array(v[rows])
+                                for v in columns.values()
+                            ],
+                            names=list(columns),
+                        )
+                        if writers[k] is None:
+                            writers[k] = pa.ipc.new_file(str(paths[k]), part.schema)
+                        writers[k].write_batch(part)
+                    read += piece.num_rows
+                    if progress:
+                        progress(read)
+        finally:
+            for w in writers:
+                if w is not None:
+                    w.close()
+        wlookup.clear()  # the pseudonyms go no further
+        bulk.release_unused()
+        for k in range(len(batches)):
+            if writers[k] is None:
+                yield _batch_columns(None, skip, lookups, times)
+                continue
+            with pa.memory_map(str(paths[k])) as source:
+                table = pa.ipc.open_file(source).read_all()
+            yield _batch_columns(table, skip, lookups, times)
+            del table
+            paths[k].unlink()
+
+
+def _spill_columns(piece: pa.Table, names: list[str], skip: set[str], lookups: dict, wlookup: dict | None) -> dict:
+    """One piece of :func:`report_event_batches`' query as the columns written to a batch's file."""
+    col = dict(zip(names, piece.columns))
+    out: dict = {
+        "event_id": col["id"].fill_null(-1).to_numpy(),
+        "study_id": col["study_id"].fill_null(-1).to_numpy(),
+        "device_id": col["device_id"].fill_null(-1).to_numpy(),
+    }
+    if "patient_pseudonym" not in skip:
+        pseudonym = col["patient_pseudonym"]
+        if wlookup is None:  # a hash (PostgreSQL)
+            out["woman"] = pseudonym.fill_null(_NO_WOMAN).to_numpy()
+        else:
+            out["woman"] = _coded(pseudonym, wlookup)
+            out["woman"][out["woman"] < 0] = _NO_WOMAN
+    out["not_patient"] = col["not_patient"].fill_null(False).to_numpy(zero_copy_only=False)
+    out["datetime_started"] = col["datetime_started"].combine_chunks()
+    for name in NUMERIC:
+        if name not in skip:
+            out[name] = col[name].to_numpy(zero_copy_only=False)
+    for name, lookup in lookups.items():
+        out[name] = _coded(col[name], lookup, none=True).astype(np.int32)
+    return out
+
+
+def _ranks(lookup: dict) -> np.ndarray:
+    """For each code of ``lookup`` (value -> code), its value's place in the database's ascending
+    order, NULL (None) last. The values sorted are dates, times and texts of digits, which every
+    collation orders as their characters."""
+    values = sorted(lookup, key=lambda v: (v is None, v or ""))
+    ranks = np.empty(len(lookup), dtype=np.int64)
+    for place, value in enumerate(values):
+        ranks[lookup[value]] = place
+    return ranks
+
+
+def _batch_columns(table: pa.Table | None, skip: set[str], lookups: dict, times: bool) -> dict:
+    """A batch's file as :func:`report_events`' columns, in its order."""
+    if table is None:
+        n = 0
+        get = None
+    else:
+        n = table.num_rows
+        order = pc.sort_indices(
+            pa.table(
+                {
+                    "device": table["device_id"],
+                    "date": _ranks(lookups["order_date"])[table["order_date"].to_numpy()],
+                    "time": _ranks(lookups["order_time"])[table["order_time"].to_numpy()],
+                    "study": table["study_id"],
+                    # NULL last, as the database orders it: the greatest character
+                    "start": table["datetime_started"].fill_null("\U0010ffff"),
+                    "event": table["event_id"],
+                }
+            ),
+            sort_keys=[(k, "ascending") for k in ("device", "date", "time", "study", "start", "event")],
+        )
+        table = table.take(order)
+        get = table.column
+
+    def column(name: str, dtype) -> np.ndarray:
+        return np.zeros(0, dtype=dtype) if get is None else get(name).to_numpy()
+
+    out: dict = {
+        "event_id": column("event_id", np.int64),
+        "study_id": column("study_id", np.int64),
+        "device_id": column("device_id", np.int64),
+    }
+    if "patient_pseudonym" in skip or get is None:
+        out["woman"] = np.broadcast_to(np.int64(-1), n)
+    else:
+        # the distinct patients of this batch numbered 0, 1, ...; none -1
+        key = get("woman").to_numpy()
+        known = key != _NO_WOMAN
+        out["woman"] = np.full(n, -1, dtype=np.int64)
+        out["woman"][known] = np.unique(key[known], return_inverse=True)[1].reshape(-1)
+    if times and "datetime_started" not in skip and get is not None:
+        out["t_start"] = np.fromiter(map(dt_seconds, get("datetime_started").to_pylist()), dtype=float, count=n)
+    else:
+        out["t_start"] = np.broadcast_to(np.nan, n)
+    out["not_patient"] = column("not_patient", bool)
+    for name in NUMERIC:
+        out[name] = np.broadcast_to(np.nan, n) if name in skip else column(name, float)
+    for name in TEXT:
+        if name in skip:
+            out[name] = np.broadcast_to(np.array(None, dtype=object), n)
+            continue
+        lookup = lookups[name]
+        cats = np.empty(len(lookup), dtype=object)
+        for value, code in lookup.items():
+            cats[code] = value
+        out[name] = cats[column(name, np.int32)] if n else np.empty(0, dtype=object)
     out["n"] = n
     return out
