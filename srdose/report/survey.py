@@ -150,13 +150,20 @@ def classify(cols: dict) -> np.ndarray:
     mark((cols["anode"] == None) | (cols["anode"] == ""), "no anode")  # noqa: E711
     mark((cols["filter_material"] == None) | (cols["filter_material"] == ""), "no filter")  # noqa: E711
     # protocol texts: decided once per distinct (protocol, label, view modifiers)
-    cache: dict = {}
-    text_reason = np.empty(n, dtype=object)
-    for i, key in enumerate(zip(cols["protocol"], cols["label"], cols["view_modifiers"])):
-        r = cache.get(key)
-        if r is None:
-            r = cache[key] = _text_reason(*key)
-        text_reason[i] = r
+    texts = [_coded(cols[name]) for name in ("protocol", "label", "view_modifiers")]
+    key = np.zeros(n, dtype=np.int64)
+    for coded in texts:
+        key = key * (len(coded.dictionary) + 1) + _codes(coded)
+    combos, which = np.unique(key, return_inverse=True)
+    values = [_values(coded) + [None] for coded in texts]
+    decided = []
+    for k in combos.tolist():
+        parts = []
+        for vals in reversed(values):
+            k, code = divmod(k, len(vals))
+            parts.append(vals[code])
+        decided.append(_text_reason(*reversed(parts)))
+    text_reason = np.array(decided, dtype=object)[which.reshape(-1)] if n else np.empty(0, dtype=object)
     sel = (reason == "") & (text_reason != "")
     reason[sel] = text_reason[sel]
     inf = C.infeasible(cols)
