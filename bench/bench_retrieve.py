@@ -13,8 +13,9 @@ Orthanc on 127.0.0.1, which knows two C-MOVE destinations:
   requests are the ones srdose sends: IMAGE level, one per series, with its
   SOP Instance UIDs; with ``--level study``, one per study.
 * ``srdose retrieve`` in a subprocess with its own data directory (SQLite):
-  C-FIND (study, series, image), C-MOVE to its own Storage SCP, spool,
-  parse, commit; timed from start until the process exits.
+  C-FIND (study, then series and image as the instances found are
+  retrieved), C-MOVE to its own Storage SCP, spool, parse, commit; timed
+  from start until the process exits.
 
 Orthanc runs with TCP_NODELAY=1 (the peer's best case: with Nagle on,
 Orthanc's C-STOREs wait on storescp's delayed ACKs); ``--pacs-nagle`` runs
@@ -234,10 +235,9 @@ def main() -> None:
                 f"{n / s['total']:7.1f} files/s  ({s['total']:6.2f} s)"
             )
             if s["planned"] is not None:
-                find = s["planned"] - startup
                 print(
-                    f"         C-FIND: plan printed at {s['planned']:.2f} s, so ~{find:.2f} s for {finds} "
-                    f"C-FINDs ({find / finds * 1e3:.1f} ms each)"
+                    f"         C-FIND: studies listed at {s['planned']:.2f} s; their {finds - 2} series and image "
+                    f"C-FINDs run while the instances found are retrieved"
                 )
             if s["store_lines"]:
                 print(

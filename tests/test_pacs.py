@@ -243,3 +243,52 @@ def test_a_find_left_unanswered_is_a_retrieve_error():
     finally:
         release.set()
         ae.shutdown()
+
+
+def test_instances_are_retrieved_while_the_next_studies_are_queried():
+    """Retrieval overlaps the queries: the PACS is asked to move the first study's dose SR while
+    it still answers the queries of the others. Here the last study's series query waits for a
+    C-MOVE: a client that queried every study before retrieving would leave it waiting in vain."""
+    import threading
+
+    from pydicom.dataset import Dataset
+
+    from srdose.receive.retrieve import PacsClient, study_instances
+
+    studies = [f"1.2.826.0.1.3680043.10.1.{i}" for i in range(3)]
+    moved = threading.Event()
+    waited: list[bool] = []
+    moves: list[str] = []
+
+    def on_find(event):
+        ident = event.identifier
+        match = Dataset()
+        match.QueryRetrieveLevel = ident.QueryRetrieveLevel
+        match.StudyInstanceUID = ident.StudyInstanceUID
+        if ident.QueryRetrieveLevel == "SERIES":
+            if ident.StudyInstanceUID == studies[-1]:
+                waited.append(moved.wait(20))
+            match.SeriesInstanceUID = f"{ident.StudyInstanceUID}.1"
+            match.Modality = "SR"
+        else:
+            match.SeriesInstanceUID = ident.SeriesInstanceUID
+            match.SOPInstanceUID = f"{ident.SeriesInstanceUID}.1"
+            match.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR
+        yield 0xFF00, match
+
+    def on_move(event):
+        moves.append(str(event.identifier.SOPInstanceUID))
+        moved.set()
+        yield "127.0.0.1", free_port()  # this PACS cannot send anywhere: each move fails, as reported
+        yield 1
+
+    ae, server = _qr_scp(on_move, on_find)
+    try:
+        client = PacsClient("127.0.0.1", server.server_address[1], "PACS", "SRDOSE", timeout=30, associations=2)
+        failures = client.find_and_retrieve(studies, study_instances, client.move_stream("SRDOSE"))
+    finally:
+        moved.set()
+        ae.shutdown()
+    assert waited == [True]
+    assert sorted(moves) == sorted(f"{s}.1.1" for s in studies)
+    assert len(failures) == 3 and all(f.startswith("C-MOVE status 0x") for f in failures)

@@ -37,7 +37,8 @@ from srdose.receive.retrieve import (
     PacsClient,
     RetrieveError,
     RetrieveSummary,
-    plan,
+    find_studies,
+    study_instances,
     wait_until_ingested,
 )
 from srdose.receive.scp import Listener, ListenerOptions, Receiver
@@ -275,7 +276,7 @@ def status(obj: Context, as_json: bool) -> None:
     type=click.IntRange(1, 16),
     default=4,
     show_default=True,
-    help="Associations to the PACS at once (queries and retrievals are shared among them).",
+    help="Associations to the PACS at once: about half query, the others retrieve (one of each at least).",
 )
 @click.pass_obj
 def retrieve(
@@ -310,51 +311,53 @@ def retrieve(
     held = held_sop_instances(obj.store())
     summary = RetrieveSummary()
     try:
-        dose, images = plan(
-            client,
-            date_from.isoformat(),
-            date_to.isoformat(),
-            modality or None,
-            station,
-            institution,
-            held.__contains__,
-            summary,
+        studies = find_studies(
+            client, date_from.isoformat(), date_to.isoformat(), modality or None, station, institution
         )
     except RetrieveError as exc:
         fail(str(exc), EXIT_FAILED)
-    wanted = dose + images
+    summary.studies = len(studies)
+    console.print(f"{summary.studies} studies; finding their dose SRs and retrieving them as they are found")
+    worker.start()
+    with progress_bar() as bar:
+        task = bar.add_task("retrieving", total=0, rate="")
+
+        def found(n: int) -> None:
+            with summary.lock:
+                summary.requested += n
+                bar.update(task, total=summary.requested)
+
+        def stored(_report: object) -> None:
+            summary.count(received=1)
+            bar.update(task, advance=1)
+
+        receiver = Receiver(
+            listener.spool, listener.quarantine, worker, on_stored=stored, max_bytes=listener.receiver.max_bytes
+        )
+        if use_move:
+            listener.receiver = receiver
+            if not external_listener:
+                listener.start()
+        try:
+            summary.failed_requests = client.find_and_retrieve(
+                studies,
+                lambda find, uid: study_instances(find, uid, held.__contains__, summary),
+                client.move_stream(aet) if use_move else client.get_stream(receiver),
+                on_found=found,
+            )
+        except RetrieveError as exc:
+            worker.stop(drain=True)
+            fail(str(exc), EXIT_FAILED)
+        finally:
+            if use_move and not external_listener:
+                listener.stop()
+        if summary.requested:
+            wait_until_ingested(worker)
     console.print(
         f"{summary.studies} studies; {summary.dose_instances} dose SRs "
-        f"({summary.already_held} already held); {len(images)} image headers from "
+        f"({summary.already_held} already held); {summary.image_instances} image headers from "
         f"{summary.image_studies} studies without a dose SR"
     )
-    summary.requested = len(wanted)
-    worker.start()
-    if wanted:
-        with progress_bar() as bar:
-            task = bar.add_task("retrieving", total=len(wanted), rate="")
-
-            def stored(_report: object) -> None:
-                summary.received += 1
-                bar.update(task, advance=1)
-
-            receiver = Receiver(
-                listener.spool, listener.quarantine, worker, on_stored=stored, max_bytes=listener.receiver.max_bytes
-            )
-            try:
-                if use_move:
-                    listener.receiver = receiver
-                    if not external_listener:
-                        listener.start()
-                    summary.failed_requests = client.move(wanted, aet)
-                    if not external_listener:
-                        listener.stop()
-                else:
-                    summary.failed_requests = client.get(wanted, receiver)
-            except RetrieveError as exc:
-                worker.stop(drain=True)
-                fail(str(exc), EXIT_FAILED)
-            wait_until_ingested(worker)
     worker.stop(drain=True)
     counts = dict(worker.counts)
     out.print(f"retrieved {summary.received} of {summary.requested}; ingest: {counts}")

@@ -1,16 +1,19 @@
 """Retrospective extraction: find dose SRs on a PACS and pull them.
 
 1. C-FIND at STUDY level: date range, modality, optional station/institution.
-2. C-FIND at SERIES level: the SR series of each study (and its MG series).
-3. C-FIND at IMAGE level: the SOP instances of those series, keeping the SR
-   classes that can hold a dose report; instances already held are skipped,
-   so a second run fetches nothing new.
-4. C-MOVE (to our own AE, received by an embedded Storage SCP or a running
+2. For each study, C-FIND at SERIES level (its SR and MG series), then at IMAGE
+   level: the SOP instances of its SR series, keeping the SR classes that can
+   hold a dose report; where there is none, its MG images instead (the
+   listener drops their pixel data). Instances already held are skipped, so
+   a second run fetches nothing new.
+3. C-MOVE (to our own AE, received by an embedded Storage SCP or a running
    ``srdose listen``) or C-GET (on the same association) of just those
-   instances, batched up to :data:`UIDS_PER_REQUEST` per request (one
-   request's UID list must stay under the 64 KB element limit).
-5. Studies with no dose SR: their MG image headers instead (the listener
-   drops the pixel data).
+   instances, one request per series with up to :data:`UIDS_PER_REQUEST` UIDs
+   (one request's UID list must stay under the 64 KB element limit).
+
+Steps 2 and 3 run at once (:meth:`PacsClient.find_and_retrieve`): a study's
+instances are retrieved as soon as they are found, on their own associations,
+while the next studies are queried.
 
 Everything received goes through the same spool and ingest worker as the
 listener's datasets.
@@ -18,10 +21,13 @@ listener's datasets.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
@@ -61,7 +67,15 @@ class RetrieveSummary:
     requested: int = 0
     received: int = 0
     image_studies: int = 0
+    image_instances: int = 0
     failed_requests: list = field(default_factory=list)
+    # the counts are kept by several query threads at once
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, **added: int) -> None:
+        with self.lock:
+            for name, n in added.items():
+                setattr(self, name, getattr(self, name) + n)
 
 
 def _answered(status) -> bool:
@@ -146,17 +160,17 @@ class PacsClient:
     @staticmethod
     def _retrieve(assoc, requests: Iterable[Dataset], send, what: str) -> list[str]:
         """Send each request (``send(assoc, identifier)`` yields its statuses); the failures.
-        A request left unanswered ends the association: the ones after it are failures too."""
+        A request left unanswered ends the association: the ones after it in a list are failures
+        too (a stream's are left for another association)."""
         failures = []
-        pending = list(requests)
-        for i, ident in enumerate(pending):
+        for i, ident in enumerate(requests):
             last = None
             for status, _ in send(assoc, ident):
                 if not _answered(status):
                     break
                 last = status
             if last is None or not assoc.is_established:
-                left = len(pending) - i
+                left = len(requests) - i if isinstance(requests, list) else 1
                 failures.append(f"{what}: no answer (timeout or abort); {left} request(s) not completed")
                 return failures
             if not _ok(last):
@@ -170,29 +184,126 @@ class PacsClient:
 
     def _find(self, identifiers: list[Dataset]) -> list[Dataset]:
         """C-FIND each identifier on one association; all matches."""
+        with self._finder() as find:
+            return [match for ident in identifiers for match in find(ident)]
+
+    @contextmanager
+    def _finder(self) -> Iterator[Callable[[Dataset], list[Dataset]]]:
+        """A query association, as a function that C-FINDs one identifier on it and returns the
+        matches."""
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         assoc = self._associate(ae)
-        out: list[Dataset] = []
+
+        def find(ident: Dataset) -> list[Dataset]:
+            out: list[Dataset] = []
+            for status, match in assoc.send_c_find(ident, StudyRootQueryRetrieveInformationModelFind):
+                if not _answered(status):
+                    raise RetrieveError("the PACS stopped answering a C-FIND (timeout or abort)")
+                if _pending(status) and match is not None:
+                    out.append(match)
+                elif not _ok(status) and not _pending(status):
+                    raise RetrieveError(f"C-FIND failed with status 0x{status.Status:04X}")
+            return out
+
         try:
-            for ident in identifiers:
-                for status, match in assoc.send_c_find(ident, StudyRootQueryRetrieveInformationModelFind):
-                    if not _answered(status):
-                        raise RetrieveError("the PACS stopped answering a C-FIND (timeout or abort)")
-                    if _pending(status) and match is not None:
-                        out.append(match)
-                    elif not _ok(status) and not _pending(status):
-                        raise RetrieveError(f"C-FIND failed with status 0x{status.Status:04X}")
+            yield find
         finally:
             assoc.release()
-        return out
+
+    def find_and_retrieve(
+        self,
+        study_uids: list[str],
+        resolve: Callable[[Callable[[Dataset], list[Dataset]], str], list[tuple[str, str, str]]],
+        retrieve: Callable[[Iterable[Dataset]], list[str]],
+        on_found: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Find what to fetch of each study and fetch it as it is found.
+
+        ``resolve(find, study_uid)`` lists a study's instances to fetch (study, series, SOP UIDs),
+        ``find`` being a C-FIND on a query association; ``retrieve(requests)`` sends the requests
+        of :func:`image_requests` on one retrieval association, as they come, and returns its
+        failures. About half of :attr:`associations` query and the others retrieve (one of each
+        at least): the PACS answers the next study's queries while it sends the last one's
+        instances, instead of one after the other. ``on_found(n)``: n more instances to fetch.
+        Returns the retrieval failures; the first error of a query or an association is raised once
+        every thread has ended.
+        """
+        finders = max(1, (self.associations + 1) // 2)
+        retrievers = max(1, self.associations - finders)
+        work: queue.Queue = queue.Queue()  # requests; None: no more
+        errors: list[BaseException] = []
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def find_share(share: list[str]) -> None:
+            try:
+                with self._finder() as find:
+                    for uid in share:
+                        if stop.is_set():
+                            return
+                        instances = resolve(find, uid)
+                        if instances and on_found:
+                            on_found(len(instances))
+                        for ident in image_requests(instances):
+                            work.put(ident)
+            except BaseException as exc:  # raised in the caller's thread below
+                errors.append(exc)
+                stop.set()
+
+        def requests() -> Iterator[Dataset]:
+            while not stop.is_set():
+                ident = work.get()
+                if ident is None:
+                    work.put(None)  # for the other retrieval threads
+                    return
+                yield ident
+
+        def retrieve_share() -> None:
+            first = next(requests(), None)
+            if first is None:  # nothing to fetch: no association
+                return
+            try:
+                failures.extend(retrieve(itertools.chain([first], requests())))
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+
+        shares = [share for share in (study_uids[i::finders] for i in range(finders)) if share]
+        finding = [
+            threading.Thread(target=find_share, args=(s,), name=f"srdose-find-{i}") for i, s in enumerate(shares)
+        ]
+        fetching = [threading.Thread(target=retrieve_share, name=f"srdose-fetch-{i}") for i in range(retrievers)]
+        for t in finding + fetching:
+            t.start()
+        for t in finding:
+            t.join()
+        work.put(None)
+        for t in fetching:
+            t.join()
+        if errors:
+            raise errors[0]
+        left = 0
+        while work.get_nowait() is not None:  # what no association was left to send (a None follows)
+            left += 1
+        if left:
+            failures.append(f"{left} request(s) not sent: every retrieval association had ended")
+        return failures
+
+    def move_stream(self, destination: str) -> Callable[[Iterable[Dataset]], list[str]]:
+        """A ``retrieve`` of :meth:`find_and_retrieve` by C-MOVE to ``destination``."""
+        return lambda requests: self._move(requests, destination)
+
+    def get_stream(self, receiver: Receiver) -> Callable[[Iterable[Dataset]], list[str]]:
+        """A ``retrieve`` of :meth:`find_and_retrieve` by C-GET into ``receiver``."""
+        return lambda requests: self._get(requests, receiver)
 
     def move(self, instances: list[tuple[str, str, str]], destination: str) -> list[str]:
         """C-MOVE instances (study, series, SOP UIDs) to ``destination``;
         returns the failures."""
         return self._shared(image_requests(instances), lambda share: self._move(share, destination))
 
-    def _move(self, requests: list[Dataset], destination: str) -> list[str]:
+    def _move(self, requests: Iterable[Dataset], destination: str) -> list[str]:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = self._associate(ae)
@@ -210,7 +321,7 @@ class PacsClient:
         """C-GET instances; they arrive as C-STOREs on the same association."""
         return self._shared(image_requests(instances), lambda share: self._get(share, receiver))
 
-    def _get(self, requests: list[Dataset], receiver: Receiver) -> list[str]:
+    def _get(self, requests: Iterable[Dataset], receiver: Receiver) -> list[str]:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         roles = []
@@ -299,62 +410,69 @@ def _instance_query(study_uid: str, series_uid: str) -> Dataset:
     return ds
 
 
-def plan(
+def find_studies(
     client: PacsClient,
     date_from: str,
     date_to: str,
     modality: str | None = "MG",
     station: str | None = None,
     institution: str | None = None,
-    held: Callable[[str], bool] = lambda uid: False,
-    summary: RetrieveSummary | None = None,
-) -> tuple[list, list]:
-    """What to fetch: (dose SR instances, MG image instances of studies with no dose SR)."""
-    summary = summary or RetrieveSummary()
+) -> list[str]:
+    """The UIDs of the studies to look into (STUDY-level C-FINDs)."""
     queries = [study_query(date_from, date_to, modality, station, institution)]
     if modality and modality.upper() != "SR":
         # dose SRs stored in a study of their own (images sent elsewhere)
         queries.append(study_query(date_from, date_to, "SR", station, institution))
     studies = client.find(queries)
-    study_uids = sorted(
+    return sorted(
         {str(s.StudyInstanceUID) for s in studies if s.get("StudyInstanceUID") and _wanted_study(s, modality)}
     )
-    summary.studies = len(study_uids)
-    series = client.find(_series_query(uid) for uid in study_uids)
-    sr_series = [
-        (str(s.StudyInstanceUID), str(s.SeriesInstanceUID))
-        for s in series
-        if str(s.get("Modality", "")).upper() == "SR"
-    ]
-    mg_series = [
-        (str(s.StudyInstanceUID), str(s.SeriesInstanceUID))
-        for s in series
-        if str(s.get("Modality", "")).upper() == "MG"
-    ]
-    dose, with_dose = [], set()
-    for inst in client.find(_instance_query(*s) for s in sr_series):
+
+
+def study_instances(
+    find: Callable[[Dataset], list[Dataset]],
+    study_uid: str,
+    held: Callable[[str], bool] = lambda uid: False,
+    summary: RetrieveSummary | None = None,
+) -> list[tuple[str, str, str]]:
+    """What to fetch of one study (``find``: a C-FIND): its dose SR instances, or where it has
+    none, its MG image instances (their headers); those already held left out."""
+    summary = summary or RetrieveSummary()
+    series = find(_series_query(study_uid))
+    of = {
+        m: [
+            (str(s.StudyInstanceUID), str(s.SeriesInstanceUID))
+            for s in series
+            if str(s.get("Modality", "")).upper() == m
+        ]
+        for m in ("SR", "MG")
+    }
+    dose, any_dose = [], False
+    for inst in (i for s in of["SR"] for i in find(_instance_query(*s))):
         sop_class = str(inst.get("SOPClassUID", "") or "")
         # a PACS that does not return SOPClassUID: take the instance, ingest decides
         if sop_class and sop_class not in C.DOSE_SR_CLASSES:
             continue
-        summary.dose_instances += 1
-        with_dose.add(str(inst.StudyInstanceUID))
+        any_dose = True
+        summary.count(dose_instances=1)
         if held(str(inst.SOPInstanceUID)):
-            summary.already_held += 1
+            summary.count(already_held=1)
             continue
         dose.append((str(inst.StudyInstanceUID), str(inst.SeriesInstanceUID), str(inst.SOPInstanceUID)))
+    if any_dose or not of["MG"]:
+        return dose
+    summary.count(image_studies=1)
     images = []
-    fallback = [s for s in mg_series if s[0] not in with_dose]
-    summary.image_studies = len({s[0] for s in fallback})
-    for inst in client.find(_instance_query(*s) for s in fallback):
+    for inst in (i for s in of["MG"] for i in find(_instance_query(*s))):
         sop_class = str(inst.get("SOPClassUID", "") or "")
         if sop_class and sop_class not in C.MG_IMAGE_CLASSES:
             continue
         if held(str(inst.SOPInstanceUID)):
-            summary.already_held += 1
+            summary.count(already_held=1)
             continue
+        summary.count(image_instances=1)
         images.append((str(inst.StudyInstanceUID), str(inst.SeriesInstanceUID), str(inst.SOPInstanceUID)))
-    return dose, images
+    return images
 
 
 def wait_until_ingested(worker, timeout: float = 600) -> None:
