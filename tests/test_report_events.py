@@ -157,3 +157,23 @@ def test_batches_read_once_are_report_events_of_each_batch(store, monkeypatch, t
                 assert sorted(set(cols["woman"].tolist()) - {-1}) == list(
                     range(len(set(cols["woman"].tolist()) - {-1}))
                 )
+
+
+def test_unit_event_counts_bound_period_units(store):
+    """The survey's batches are planned from the events alone: the units period_units lists, with
+    at least their live events (a superseded dose report's events are counted too)."""
+    keys = ("id", "manufacturer", "model", "serial", "station", "events")
+    live = [{k: u[k] for k in keys} for u in reports.period_units(store, "2000-01-01", "2100-12-31")]
+    assert reports.unit_event_counts(store, "2000-01-01", "2100-12-31") == live
+    S, E = M.SourceObject, M.Event
+    with store.begin() as conn:
+        old, new = conn.execute(select(S.id).order_by(S.id).limit(2)).scalars()
+        conn.execute(update(S).where(S.id == old).values(superseded_by=new))
+        gone = conn.execute(select(func.count()).select_from(E).where(E.source_object_id == old)).scalar_one()
+    assert gone > 0
+    after = {u["id"]: u["events"] for u in reports.period_units(store, "2000-01-01", "2100-12-31")}
+    bound = {u["id"]: u["events"] for u in reports.unit_event_counts(store, "2000-01-01", "2100-12-31")}
+    assert sum(bound.values()) - sum(after.values()) == gone
+    assert all(bound[d] >= n for d, n in after.items())
+    one = live[0]["serial"]
+    assert [u["serial"] for u in reports.unit_event_counts(store, serial=one)] == [one]

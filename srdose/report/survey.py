@@ -59,7 +59,7 @@ from srdose.report.render import (
     text_columns,
     write_tables,
 )
-from srdose.store.reports import period_units, report_event_batches, subset
+from srdose.store.reports import report_event_batches, subset, unit_event_counts
 
 SURVEY_COLUMNS = (
     "Survey number",
@@ -303,7 +303,7 @@ def build_survey(
     configured = section.survey_numbers
     built = Built()
     period = period_tag(since, until)
-    units = period_units(store, since, until, serial)
+    units = unit_event_counts(store, since, until, serial)  # superseded events counted too
     if not units:
         built.partial = True
         built.notes.append(f"no events between {since} and {until}" + (f" for unit {serial}" if serial else ""))
@@ -320,7 +320,7 @@ def build_survey(
 
         def reading(events: int) -> None:
             if progress:
-                progress(f"survey: {events:,} of {total:,} events read")
+                progress(f"survey: {events:,} of about {total:,} events read")
 
         read = report_event_batches(
             store,
@@ -336,6 +336,8 @@ def build_survey(
                 progress(f"survey: {len(batch)} unit(s) from {batch[0]['serial']}")
             for u in batch:
                 part = subset(cols, cols["device_id"] == u["id"])
+                if not part["n"]:  # its events all superseded
+                    continue
                 yield UnitJob(u, part, configured, out_dir, period, since, until, section.max_listed)
             del cols
 
@@ -343,6 +345,9 @@ def build_survey(
         built.files += files
         built.html.append(html)
         built.notes += notes
+    if not built.html:
+        built.partial = True
+        built.notes.append(f"no live events between {since} and {until}: each was superseded by a later dose report")
     return built
 
 

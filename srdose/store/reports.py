@@ -112,6 +112,31 @@ def period_units(store, since: str | None = None, until: str | None = None, seri
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def unit_event_counts(
+    store, since: str | None = None, until: str | None = None, serial: str | None = None
+) -> list[dict]:
+    """Units with events in the period as :func:`period_units` lists them (without first and last
+    dates), ``events`` counting superseded events too: an upper bound, from the events alone (they
+    carry their study's date), without the joins that make period_units' exact count cost seconds
+    at ten million events."""
+    E, D = M.Event, M.Device
+    counts = select(E.device_id, func.count().label("events")).group_by(E.device_id)
+    if since:
+        counts = counts.where(E.study_date >= _day(since))
+    if until:
+        counts = counts.where(E.study_date <= _day(until))
+    c = counts.subquery()
+    q = (
+        select(D.id, D.manufacturer, D.model, D.serial, D.station, c.c.events)
+        .join(c, c.c.device_id == D.id)
+        .order_by(D.manufacturer, D.model, D.serial, D.id)
+    )
+    if serial:
+        q = q.where(D.serial == serial)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
 def known_serials(store) -> list[str]:
     with store.engine.connect() as conn:
         return sorted(set(conn.execute(select(M.Device.serial)).scalars()))
@@ -429,10 +454,10 @@ def report_event_batches(
                 yield _batch_columns(None, skip, lookups, times)
                 continue
             with pa.memory_map(str(paths[k])) as source:
-                table = pa.ipc.open_file(source).read_all()
-            yield _batch_columns(table, skip, lookups, times)
-            del table
-            paths[k].unlink()
+                cols = _batch_columns(pa.ipc.open_file(source).read_all(), skip, lookups, times)
+            paths[k].unlink()  # its pages let go before the batch is used
+            yield cols
+            del cols
 
 
 def _spill_columns(piece: pa.Table, names: list[str], skip: set[str], lookups: dict, wlookup: dict | None) -> dict:
@@ -491,12 +516,15 @@ def _batch_columns(table: pa.Table | None, skip: set[str], lookups: dict, times:
                 }
             ),
             sort_keys=[(k, "ascending") for k in ("device", "date", "time", "study", "start", "event")],
-        )
-        table = table.take(order)
-        get = table.column
+        ).to_numpy()
+        source = table
+
+        # each column put in order on its own (not a sorted copy of the whole table at once)
+        def get(name: str) -> np.ndarray:
+            return source.column(name).to_numpy()[order]
 
     def column(name: str, dtype) -> np.ndarray:
-        return np.zeros(0, dtype=dtype) if get is None else get(name).to_numpy()
+        return np.zeros(0, dtype=dtype) if get is None else get(name)
 
     out: dict = {
         "event_id": column("event_id", np.int64),
@@ -507,12 +535,12 @@ def _batch_columns(table: pa.Table | None, skip: set[str], lookups: dict, times:
         out["woman"] = np.broadcast_to(np.int64(-1), n)
     else:
         # the distinct patients of this batch numbered 0, 1, ...; none -1
-        key = get("woman").to_numpy()
+        key = get("woman")
         known = key != _NO_WOMAN
         out["woman"] = np.full(n, -1, dtype=np.int64)
         out["woman"][known] = np.unique(key[known], return_inverse=True)[1].reshape(-1)
     if times and "datetime_started" not in skip and get is not None:
-        out["t_start"] = np.fromiter(map(dt_seconds, get("datetime_started").to_pylist()), dtype=float, count=n)
+        out["t_start"] = np.fromiter(map(dt_seconds, get("datetime_started")), dtype=float, count=n)
     else:
         out["t_start"] = np.broadcast_to(np.nan, n)
     out["not_patient"] = column("not_patient", bool)
