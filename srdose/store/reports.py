@@ -15,7 +15,10 @@ governance) reaches every report as the boolean column
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -418,19 +421,27 @@ def report_event_batches(
     types[3] = pa.int64() if woman is not None else pa.string()
     lookups: dict[str, dict] = {name: {} for name in (*TEXT, "order_date", "order_time") if name not in skip}
     wlookup: dict = {}
-    with tempfile.TemporaryDirectory(prefix="srdose-report-") as tmp:
-        paths = [Path(tmp) / f"batch{k}.arrow" for k in range(len(batches))]
+    coding = threading.Lock()  # the codes of texts are shared by the parts read at once
+    read = [0]
+    parts = _id_ranges(store, READ_PARTS if pg else 1)
+
+    def spill(lo: int, hi: int, paths: list[Path]) -> None:
+        """The events of ids lo to hi (excluded) into this part's file of each batch."""
+        E = M.Event
         writers: list = [None] * len(batches)
-        read = 0
         try:
             with store.engine.connect() as conn:
-                for make in bulk.read_pieces(conn, q, types, work_mem=REPORT_WORK_MEM):
+                query = q.where(E.id >= lo, E.id < hi) if len(parts) > 1 else q
+                for make in bulk.read_pieces(conn, query, types, work_mem=REPORT_WORK_MEM):
                     piece = make()
-                    columns = _spill_columns(piece, names, skip, lookups, wlookup if read_women and not pg else None)
+                    with coding:
+                        columns = _spill_columns(
+                            piece, names, skip, lookups, wlookup if read_women and not pg else None
+                        )
                     batch = which[np.searchsorted(devices, columns["device_id"])]
                     for k in np.unique(batch).tolist():
                         rows = np.flatnonzero(batch == k)
-                        part = pa.record_batch(
+                        chunk = pa.record_batch(
                             [
                                 v.take(pa.array(rows)) if isinstance(v, pa.Array) else pa.array(v[rows])
                                 for v in columns.values()
@@ -438,26 +449,55 @@ def report_event_batches(
                             names=list(columns),
                         )
                         if writers[k] is None:
-                            writers[k] = pa.ipc.new_file(str(paths[k]), part.schema)
-                        writers[k].write_batch(part)
-                    read += piece.num_rows
-                    if progress:
-                        progress(read)
+                            writers[k] = pa.ipc.new_file(str(paths[k]), chunk.schema)
+                        writers[k].write_batch(chunk)
+                    with coding:
+                        read[0] += piece.num_rows
+                        if progress:
+                            progress(read[0])
         finally:
             for w in writers:
                 if w is not None:
                     w.close()
+
+    with tempfile.TemporaryDirectory(prefix="srdose-report-") as tmp:
+        paths = [[Path(tmp) / f"batch{k}-part{j}.arrow" for k in range(len(batches))] for j in range(len(parts))]
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="srdose-read") as pool:
+            for done in [pool.submit(spill, lo, hi, paths[j]) for j, (lo, hi) in enumerate(parts)]:
+                done.result()  # the first error, once every part has ended
         wlookup.clear()  # the pseudonyms go no further
         bulk.release_unused()
         for k in range(len(batches)):
-            if writers[k] is None:
+            files = [part[k] for part in paths if part[k].exists()]
+            if not files:
                 yield _batch_columns(None, skip, lookups, times)
                 continue
-            with pa.memory_map(str(paths[k])) as source:
-                cols = _batch_columns(pa.ipc.open_file(source).read_all(), skip, lookups, times)
-            paths[k].unlink()  # its pages let go before the batch is used
+            with ExitStack() as stack:
+                tables = [pa.ipc.open_file(stack.enter_context(pa.memory_map(str(f)))).read_all() for f in files]
+                cols = _batch_columns(pa.concat_tables(tables), skip, lookups, times)
+                del tables
+            for f in files:
+                f.unlink()  # its pages let go before the batch is used
             yield cols
             del cols
+
+
+#: Parts of the events read at once (PostgreSQL: a server process and a thread of this one each):
+#: the server's joins and its CSV are most of a report's read, and take one core each.
+READ_PARTS = 2
+
+
+def _id_ranges(store, parts: int) -> list[tuple[int, int]]:
+    """``parts`` ranges [lo, hi) of event ids of about as many events each (ids taken as even)."""
+    if parts <= 1:
+        return [(0, 0)]
+    E = M.Event
+    with store.engine.connect() as conn:
+        lo, hi = conn.execute(select(func.min(E.id), func.max(E.id))).one()
+    if lo is None:
+        return [(0, 0)]
+    edges = np.linspace(lo, hi + 1, parts + 1).astype(np.int64).tolist()
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _spill_columns(piece: pa.Table, names: list[str], skip: set[str], lookups: dict, wlookup: dict | None) -> dict:
