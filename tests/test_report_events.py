@@ -177,3 +177,28 @@ def test_unit_event_counts_bound_period_units(store):
     assert all(bound[d] >= n for d, n in after.items())
     one = live[0]["serial"]
     assert [u["serial"] for u in reports.unit_event_counts(store, serial=one)] == [one]
+
+
+def test_copy_stopped_early_or_failing_leaves_the_connection_usable(store, monkeypatch):
+    """PostgreSQL's COPY read row by row from libpq: a reader that stops after its first piece
+    cancels the rest, and a query the server fails is an error naming the cause; either way the
+    connection goes on serving."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    import psycopg
+    from sqlalchemy import literal_column, text
+
+    monkeypatch.setattr(bulk, "PIECE_BYTES", 300)
+    E = M.Event
+    with store.engine.connect() as conn:
+        pieces = bulk.copy_csv(conn, select(E.id, E.protocol).order_by(E.id))
+        first = next(pieces)
+        assert first.startswith(b"1,")
+        pieces.close()  # the rest cancelled
+        assert conn.execute(text("SELECT 41 + 1")).scalar_one() == 42
+    with store.engine.connect() as conn:
+        failing = select(E.id, (literal_column("1") / (E.id - E.id)).label("boom"))
+        with pytest.raises(psycopg.DatabaseError, match="division by zero"):
+            list(bulk.copy_csv(conn, failing))
+        conn.rollback()
+        assert conn.execute(text("SELECT 41 + 1")).scalar_one() == 42

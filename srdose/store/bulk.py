@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import io
+import select
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
@@ -131,18 +132,83 @@ def copy_csv(conn, query, piece_bytes: int | None = None, **settings: str) -> It
     conn.exec_driver_sql("SET LOCAL jit = off")
     for name, value in settings.items():
         conn.exec_driver_sql("SELECT set_config(%(name)s, %(value)s, true)", {"name": name, "value": value})
+    import psycopg  # PostgreSQL's driver: installed with srdose[postgres]
+
     raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
+    sql = psycopg.ClientCursor(raw).mogrify(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params)
+    yield from _copy_out_rows(raw.pgconn, sql.encode(raw.info.encoding), limit)
+
+
+def _copy_out_rows(pgconn, sql: bytes, limit: int) -> Iterator[bytes]:
+    """Run a COPY ... TO STDOUT on libpq's connection and return its rows, ``limit`` bytes at a
+    time. The server sends a message a row: psycopg's Copy reads each through a Python generator
+    (about 3 µs a row, 30 s of ten million), here a row already received is taken at once."""
+    from psycopg import pq
+
+    pgconn.send_query(sql)
+    while pgconn.flush():
+        _wait(pgconn, write=True)
+    first = _next_result(pgconn)
+    if first is None or first.status != pq.ExecStatus.COPY_OUT:
+        _drain(pgconn)
+        raise _error(first)
     buf = io.BytesIO()
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
-            for block in copy:  # whole rows
-                buf.write(block)
+    ended = False
+    try:
+        while True:
+            nbytes, data = pgconn.get_copy_data(1)
+            if nbytes > 0:
+                buf.write(data)
                 if buf.tell() >= limit:
                     yield buf.getvalue()
                     buf.seek(0)
                     buf.truncate()
+            elif nbytes == 0:  # nothing received yet
+                _wait(pgconn)
+                pgconn.consume_input()
+            else:
+                break
+        ended = True
+        final = _next_result(pgconn)
+        _drain(pgconn)
+        if final is None or final.status != pq.ExecStatus.COMMAND_OK:
+            raise _error(final)
+    finally:
+        if not ended:  # stopped early: the server stops sending, the connection is left usable
+            pgconn.get_cancel().cancel()
+            while pgconn.get_copy_data(0)[0] >= 0:
+                pass
+            _drain(pgconn)
     if buf.tell():
         yield buf.getvalue()
+
+
+def _wait(pgconn, write: bool = False) -> None:
+    if write:
+        select.select([], [pgconn.socket], [])
+    else:
+        select.select([pgconn.socket], [], [])
+
+
+def _next_result(pgconn):
+    """libpq's next result of the query sent (None: no more), waiting for it."""
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        _wait(pgconn)
+        pgconn.consume_input()
+    return pgconn.get_result()
+
+
+def _drain(pgconn) -> None:
+    while _next_result(pgconn) is not None:
+        pass
+
+
+def _error(result) -> Exception:
+    import psycopg
+
+    message = "no answer" if result is None else result.error_message.decode("utf-8", "replace").strip()
+    return psycopg.DatabaseError(f"COPY failed: {message}")
 
 
 def copy_out(
