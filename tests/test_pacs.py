@@ -199,8 +199,9 @@ def test_the_pacs_client_sends_without_nagle_and_acknowledges_at_once():
 
 
 def test_a_move_left_unanswered_is_reported_not_raised():
-    """A PACS that never answers one C-MOVE: the association is aborted by the timeout, and
-    the requests after it are failures to report (and to resume), not an exception."""
+    """A PACS that never answers one C-MOVE: the association is aborted by the timeout, and the
+    requests no association was left to send are failures to report (and to resume), not an
+    exception."""
     import threading
 
     from srdose.receive.retrieve import PacsClient
@@ -214,13 +215,20 @@ def test_a_move_left_unanswered_is_reported_not_raised():
 
     ae, server = _qr_scp(on_move)
     try:
-        client = PacsClient("127.0.0.1", server.server_address[1], "PACS", "SRDOSE", timeout=1)
-        instances = [(f"1.2.3.{i}", f"1.2.3.{i}.1", f"1.2.3.{i}.1.1") for i in range(3)]  # three series
-        failures = client.move(instances, "SRDOSE")
+        # one query and one retrieval association; three studies of one series each
+        client = PacsClient("127.0.0.1", server.server_address[1], "PACS", "SRDOSE", timeout=1, associations=2)
+        failures = client.find_and_retrieve(
+            [f"1.2.3.{i}" for i in range(3)],
+            lambda find, uid: [(uid, f"{uid}.1", f"{uid}.1.1")],
+            client.move_stream("SRDOSE"),
+        )
     finally:
         release.set()
         ae.shutdown()
-    assert failures == ["C-MOVE: no answer (timeout or abort); 3 request(s) not completed"]
+    assert failures == [
+        "C-MOVE: no answer (timeout or abort)",
+        "2 request(s) not sent: every retrieval association had ended",
+    ]
 
 
 def test_a_find_left_unanswered_is_a_retrieve_error():

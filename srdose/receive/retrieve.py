@@ -160,18 +160,17 @@ class PacsClient:
     @staticmethod
     def _retrieve(assoc, requests: Iterable[Dataset], send, what: str) -> list[str]:
         """Send each request (``send(assoc, identifier)`` yields its statuses); the failures.
-        A request left unanswered ends the association: the ones after it in a list are failures
-        too (a stream's are left for another association)."""
+        A request left unanswered ends the association; the ones after it are left to the
+        other retrieval associations (:meth:`find_and_retrieve` reports those none could send)."""
         failures = []
-        for i, ident in enumerate(requests):
+        for ident in requests:
             last = None
             for status, _ in send(assoc, ident):
                 if not _answered(status):
                     break
                 last = status
             if last is None or not assoc.is_established:
-                left = len(requests) - i if isinstance(requests, list) else 1
-                failures.append(f"{what}: no answer (timeout or abort); {left} request(s) not completed")
+                failures.append(f"{what}: no answer (timeout or abort)")
                 return failures
             if not _ok(last):
                 failed = int(last.get("NumberOfFailedSuboperations", 0) or 0)
@@ -298,11 +297,6 @@ class PacsClient:
         """A ``retrieve`` of :meth:`find_and_retrieve` by C-GET into ``receiver``."""
         return lambda requests: self._get(requests, receiver)
 
-    def move(self, instances: list[tuple[str, str, str]], destination: str) -> list[str]:
-        """C-MOVE instances (study, series, SOP UIDs) to ``destination``;
-        returns the failures."""
-        return self._shared(image_requests(instances), lambda share: self._move(share, destination))
-
     def _move(self, requests: Iterable[Dataset], destination: str) -> list[str]:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -316,10 +310,6 @@ class PacsClient:
             )
         finally:
             assoc.release()
-
-    def get(self, instances: list[tuple[str, str, str]], receiver: Receiver) -> list[str]:
-        """C-GET instances; they arrive as C-STOREs on the same association."""
-        return self._shared(image_requests(instances), lambda share: self._get(share, receiver))
 
     def _get(self, requests: Iterable[Dataset], receiver: Receiver) -> list[str]:
         ae = self._ae()
