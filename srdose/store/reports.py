@@ -174,6 +174,17 @@ def _order(E, St) -> tuple:
     )
 
 
+def _decoded(lookup: dict, codes: np.ndarray) -> np.ndarray:
+    """Codes into ``lookup`` (value -> code) as an object array of the values: equal texts are
+    one string object."""
+    if not codes.size:
+        return np.empty(0, dtype=object)
+    values = np.empty(len(lookup), dtype=object)
+    for value, code in lookup.items():
+        values[code] = value
+    return values[codes]
+
+
 def _events_query(since, until, device_ids, skip: set[str], ordered: bool = True, extra: tuple = (), woman=None):
     """The SELECT of :func:`report_events` (the columns in ``skip`` as NULL), with the columns
     ``extra`` after its own and ``woman`` read in place of the patient pseudonym; returns (query,
@@ -342,10 +353,7 @@ def report_events(
         if name in skip:
             out[name] = np.broadcast_to(np.array(None, dtype=object), n)
             continue
-        cats = np.empty(len(lookups[k]), dtype=object)
-        for value, code in lookups[k].items():
-            cats[code] = value
-        out[name] = cats[cat(texts[k], np.int32)] if len(cats) else np.empty(0, dtype=object)
+        out[name] = _decoded(lookups[k], cat(texts[k], np.int32))
     out["n"] = int(out["event_id"].size)
     bulk.release_unused()  # the pieces' buffers, freed as their columns were joined
     return out
@@ -590,10 +598,6 @@ def _batch_columns(table: pa.Table | None, skip: set[str], lookups: dict, times:
         if name in skip:
             out[name] = np.broadcast_to(np.array(None, dtype=object), n)
             continue
-        lookup = lookups[name]
-        cats = np.empty(len(lookup), dtype=object)
-        for value, code in lookup.items():
-            cats[code] = value
-        out[name] = cats[column(name, np.int32)] if n else np.empty(0, dtype=object)
+        out[name] = _decoded(lookups[name], column(name, np.int32))
     out["n"] = n
     return out
