@@ -9,6 +9,7 @@ as a declared stand-in, so the arithmetic can be checked by hand.
 import csv
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from srdose.cli import main
 from srdose.parse import read_bytes
 from srdose.physics.factors import load_csv
 from srdose.recalc import Params, run
+from srdose.recalc.engine import _codes
 from srdose.recalc.physicsfile import PhysicsFileError, parse
 from srdose.store import models as M
 from srdose.store import recalc as db
@@ -227,3 +229,17 @@ def test_cli_physics_recalc_and_export(srdose_env, tmp_path):
             )
     for name in ("physics", "recalc"):
         assert runner.invoke(main, [name, "--help"]).exit_code == 0
+
+
+def test_rows_of_several_columns_are_coded_as_rows():
+    """Equal rows (None, numbers and text alike) share a code, different rows do not, and each
+    code's row is the row itself: what a prepared batch looks its units and beams up by."""
+    anode = ["W", "W", None, "Rh", "W", None, "W"]
+    filt = ["Rh", "Ag", "Al", "Rh", "Rh", "Al", "Ag"]
+    mm = np.array([0.05, 0.05, 0.7, 0.025, 0.05, 0.7, -1.0])
+    codes, rows = _codes(anode, filt, mm)
+    expected = list(zip(anode, filt, mm.tolist()))
+    assert [rows[c] for c in codes.tolist()] == expected
+    assert len(rows) == len(set(expected)) == 5
+    single, values = _codes(anode)
+    assert [values[c] for c in single.tolist()] == anode and len(values) == 3

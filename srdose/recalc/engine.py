@@ -303,7 +303,7 @@ def applicable_sets(sets: list[dict], manufacturer: list, serial: list, study_da
     out = np.full(n, -1, dtype=np.int64)
     if not sets or n == 0:
         return out
-    unit_code, units = _codes(list(zip(manufacturer, serial)))
+    unit_code, units = _codes(manufacturer, serial)
     date_code, date_keys = _codes(study_date)
     dates = np.array([int(d) if d and str(d).isdigit() else -1 for d in date_keys], dtype=np.int64)[date_code]
     order = sorted(range(len(sets)), key=lambda k: (sets[k]["valid_from"], sets[k]["id"]))
@@ -427,10 +427,33 @@ class Batch:
         return Batch(**kw)
 
 
-def _codes(keys: list) -> tuple[np.ndarray, list]:
-    table: dict = {}
-    codes = np.fromiter((table.setdefault(k, len(table)) for k in keys), dtype=np.int64, count=len(keys))
-    return codes, list(table)
+def _column_codes(values) -> tuple[np.ndarray, list]:
+    """A code per value (equal values, equal codes) and the distinct values, by code."""
+    if isinstance(values, np.ndarray):
+        distinct, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), distinct.tolist()
+    # one pass of C-level iteration each, not a Python call per value
+    table = {k: i for i, k in enumerate(dict.fromkeys(values))}
+    return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values)), list(table)
+
+
+def _codes(*columns) -> tuple[np.ndarray, list]:
+    """A code per row of ``columns`` (lists or arrays of equal length; equal rows, equal codes)
+    and the distinct rows by code: their values, or tuples of them for several columns.
+
+    Each column is coded on its own and the codes are combined as numbers, so a million events
+    cost a few dict look-ups each rather than a tuple and a Python call per event."""
+    codes, keys = _column_codes(columns[0])
+    if len(columns) == 1:
+        return codes, keys
+    rows: list[tuple] = [(k,) for k in keys]
+    for column in columns[1:]:
+        more, more_keys = _column_codes(column)
+        # renumbered after each column, so the combined number stays below (events)²
+        distinct, codes = np.unique(codes * len(more_keys) + more, return_inverse=True)
+        codes = codes.astype(np.int64).reshape(-1)
+        rows = [rows[c // len(more_keys)] + (more_keys[c % len(more_keys)],) for c in distinct.tolist()]
+    return codes, rows
 
 
 def _projection_weights(n: int, pulse_event: np.ndarray, pulse_weight: np.ndarray) -> np.ndarray:
@@ -452,19 +475,19 @@ def prepare(inputs: dict, fits: PhysicsFits, params: Params | None = None) -> Ba
     n = len(inputs["event_id"])
     manu = inputs["manufacturer"]
     model = inputs.get("model") or [None] * n
-    manu_code, manu_keys = _codes(list(zip(manu, model)))
+    manu_code, manu_keys = _codes(manu, model)
     acq_code, acq_keys = _codes(inputs["acquisition"])
     is_dbt = np.array([a == Acquisition.DBT for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
     acq_missing = np.array([a is None for a in acq_keys], dtype=bool)[acq_code] if n else np.zeros(0, bool)
     fmm = inputs["filter_thickness_mm"]
-    mm_keys = np.where(np.isnan(fmm), -1.0, np.round(fmm, 4)).tolist()
-    beam_raw, beam_raw_keys = _codes(list(zip(inputs["anode"], inputs["filter_material"], mm_keys)))
+    mm_keys = np.where(np.isnan(fmm), -1.0, np.round(fmm, 4))
+    beam_raw, beam_raw_keys = _codes(inputs["anode"], inputs["filter_material"], mm_keys)
     beam_keys = [(a, f, None if m < 0 else m) for a, f, m in beam_raw_keys]
     beam, beams = beam_raw, beam_keys
     manu_system = [system_key(m) for m, _ in manu_keys]
     sys_of_manu, systems = _codes(manu_system)
     sys_codes = sys_of_manu[manu_code] if n else np.zeros(0, np.int64)
-    rp_codes, rp_keys = _codes(list(zip(inputs["reference_point"], manu_code.tolist())))
+    rp_codes, rp_keys = _codes(inputs["reference_point"], manu_code)
     rp_table = [
         reference_point_height(text, manu_keys[mc][0], manu_keys[mc][1], site_rules=params.reference_point)
         for text, mc in rp_keys
@@ -479,7 +502,7 @@ def prepare(inputs: dict, fits: PhysicsFits, params: Params | None = None) -> Ba
 
     set_index = applicable_sets(fits.sets, manu, inputs["serial"], inputs["study_date"])
     # fit per (set, beam): few distinct pairs
-    pair_codes, pairs = _codes(list(zip(set_index.tolist(), beam.tolist())))
+    pair_codes, pairs = _codes(set_index, beam)
     pair_fit = np.full(len(pairs), -1, dtype=np.int64)
     pair_near = np.zeros(len(pairs), dtype=bool)
     for k, (si, b) in enumerate(pairs):
