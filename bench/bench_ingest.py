@@ -51,9 +51,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=0, help="parse processes (default: one per core)")
     args = ap.parse_args()
 
+    from srdose.compat import cores
     from srdose.config import load
     from srdose.governance.hooks import IngestHooks
-    from srdose.ingest import Ingestor, cores
+    from srdose.ingest import Ingestor
     from srdose.pseudonym import Pseudonymiser
     from srdose.quarantine import QuarantineFolder
     from srdose.store import DoseStore

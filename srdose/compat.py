@@ -7,6 +7,7 @@ below their next major version.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -103,6 +104,14 @@ def responses_to_the_caller(assoc: Any) -> None:
         return original(block)
 
     dimse.get_msg = get_msg
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @contextmanager

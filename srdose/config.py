@@ -352,6 +352,9 @@ class RecalcSettings:
     u_hvl_rdsr_mm: float = _setting(0.03, within=(0, None), below=10)
     # The listener recalculates the events it ingests, so that the database is always current.
     after_ingest: bool = _setting(True)
+    # Processes reading and computing ranges of events while one writes the results
+    # (srdose recalc over many events); 0: one per core.
+    jobs: int = _setting(0, within=(0, 256))
 
 
 @dataclass(frozen=True)

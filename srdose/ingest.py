@@ -257,14 +257,6 @@ PARSE_CHUNK = 16
 PARALLEL_MIN_FILES = 100
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def parsed_in_workers(files: list[Path], jobs: int, store: DoseStore, ahead: int) -> Generator[Parsed, None, None]:
     """Each file parsed (and its content digest computed) by one of ``jobs`` worker
     processes, yielded in the order of ``files``.

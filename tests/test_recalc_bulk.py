@@ -4,12 +4,14 @@ empty text, and text that CSV must quote (PostgreSQL's COPY) read back as it was
 
 import math
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.recalc.physicsfile import parse
+from srdose.store import bulk
 from srdose.store import models as M
 from srdose.store import recalc as db
 from srdose.store.database import DoseStore
@@ -80,3 +82,82 @@ def test_null_stays_null_and_text_reads_back_as_stored(store):
         for name in ("mgd_recalc_mgy", "mgd_u_mgy", "k_mgy", "hvl_used_mm", "g", "c", "s", "t_factor"):
             assert r[name] is None or math.isfinite(r[name])
         assert (r["hvl_source"] is None) == (r["hvl_used_mm"] is None)
+
+
+def test_worker_processes_give_the_results_of_one_process(store):
+    """Ranges read and computed by worker processes while this one writes: every stored result
+    and every count as when one process does it all, replacing results or adding them."""
+    fs = load_bundled()
+    alone = run(store, fs, Params(), chunk_ids=7, jobs=1)
+    expected = _results(store)
+    total, ranges = db.event_id_ranges(store, 7)
+    assert store.shared and len(ranges) > 4  # the workers' path, not the one-process fallback
+
+    ticks: list[int] = []
+    shared = run(store, fs, Params(), force=True, chunk_ids=7, jobs=2, progress=ticks.append)
+    assert (shared.selected, shared.computed, shared.no_mgd) == (alone.selected, alone.computed, alone.no_mgd)
+    assert shared.methods == alone.methods and shared.flags == alone.flags
+    assert _results(store) == expected and sum(ticks) == total
+
+    with store.begin() as conn:  # from no results at all
+        conn.execute(M.RecalcResult.__table__.delete())
+    fresh = run(store, fs, Params(), chunk_ids=7, jobs=2)
+    assert fresh.computed == alone.computed and _results(store) == expected
+    assert run(store, fs, Params(), chunk_ids=7, jobs=2).computed == 0  # nothing changed
+
+
+def test_a_database_in_memory_is_recalculated_in_this_process(pseudonymiser):
+    """Another process cannot see a database in memory: asked for workers, the run does it here."""
+    st = DoseStore("sqlite://", pseudonymiser)
+    add_sample_rdsrs(st)
+    assert not st.shared
+    summary = run(st, load_bundled(), Params(), chunk_ids=7, jobs=2)
+    assert summary.computed == summary.selected == len(_results(st)) > 40
+    st.close()
+
+
+def test_writing_results_counts_the_events_that_had_none(store):
+    """What a write adds, for the planner's statistics: every event the first time, none when
+    the same results are written again (replaced in place), the new ones among replaced ones."""
+    fs = load_bundled()
+    fs_id = db.register_factor_set(store, fs)
+    inputs = db.recalc_inputs(store)
+    n = len(inputs["event_id"])
+    base = {
+        "event_id": inputs["event_id"],
+        "method": ["rdsr"] * n,
+        "physics_set_id": np.full(n, -1, dtype=np.int64),
+        "hvl_source": [None] * n,
+        "flags": ["a,b"] * (n - 1) + [None],
+    }
+    results = base | {c: np.full(n, np.nan) for c in db.RESULT_COLUMNS if c not in base}
+    results["mgd_recalc_mgy"] = np.linspace(0.5, 3.0, n)
+    half = {c: v[: n // 2] for c, v in results.items()}
+    assert db.write_recalc_results(store, half, fs.label, fs_id, "p", chunk=5) == n // 2
+    assert db.write_recalc_results(store, results, fs.label, fs_id, "p", chunk=5) == n - n // 2
+    assert db.write_recalc_results(store, results, fs.label, fs_id, "p", chunk=5) == 0
+    rows = _results(store)
+    assert [r["mgd_recalc_mgy"] for r in rows] == results["mgd_recalc_mgy"].tolist()
+    assert {r["physics_set_id"] for r in rows} == {None} and {r["g"] for r in rows} == {None}
+    assert [r["flags"] for r in rows] == results["flags"] and {r["hvl_source"] for r in rows} == {None}
+
+
+def test_binary_copy_carries_every_bit(store):
+    """PostgreSQL's binary COPY of numpy columns: integers and doubles arrive exactly (NaN, a
+    negative zero, the extremes of a double); a value that does not fit an integer, or a column
+    that is not numbers, is refused before anything is sent."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("binary COPY is PostgreSQL's")
+    ids = np.array([1, -1, 2**31 - 1, -(2**31)], dtype=np.int64)
+    values = np.array([math.pi, float("nan"), -0.0, np.finfo(float).max])
+    with store.begin() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE copied (k integer, v double precision) ON COMMIT DROP")
+        bulk.copy_in(conn, "copied", {"k": ids, "v": values})
+        rows = conn.exec_driver_sql("SELECT k, v FROM copied").all()
+        assert [r.k for r in rows] == ids.tolist()
+        got = np.array([r.v for r in rows])
+        assert got.tobytes() == values.tobytes()  # bit for bit, the NaN and the sign of zero too
+        with pytest.raises(OverflowError, match="integer"):
+            bulk.copy_in(conn, "copied", {"k": np.array([2**31]), "v": np.zeros(1)})
+        with pytest.raises(TypeError, match="integer or float"):
+            bulk.copy_in(conn, "copied", {"k": np.array(["1"]), "v": np.zeros(1)})

@@ -18,8 +18,9 @@ from srdose.cli.context import (
     out,
     progress_bar,
 )
+from srdose.compat import cores
 from srdose.governance.hooks import IngestHooks
-from srdose.ingest import PARALLEL_MIN_FILES, DatabaseUnavailable, Ingestor, Summary, cores, iter_files
+from srdose.ingest import PARALLEL_MIN_FILES, DatabaseUnavailable, Ingestor, Summary, iter_files
 from srdose.quarantine import QuarantineFolder
 from srdose.store import DoseStore
 from srdose.terminal import esc

@@ -24,6 +24,7 @@ from srdose.cli.context import (
     progress_bar,
 )
 from srdose.cli.params import DATE, UNIT, Unit, dicom_day
+from srdose.compat import cores
 from srdose.physics.factors import FactorSetError
 from srdose.recalc.engine import Params, PhysicsFits
 from srdose.recalc.physicsfile import PhysicsFileError, parse
@@ -155,8 +156,18 @@ def physics_show(obj: Context, unit: str) -> None:
     "[recalc] default_factor_set).",
 )
 @click.option("--all", "force", is_flag=True, help="Recompute every selected event, changed or not.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes reading and computing events while one writes the results, over many events "
+    "(default from config: one per core).",
+)
 @click.pass_obj
-def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: str | None, force: bool) -> None:
+def recalc(
+    obj: Context, unit: Unit | None, since: dt.date | None, factor_set: str | None, force: bool, jobs: int | None
+) -> None:
     """Recalculate the mean glandular dose of the selected events (Dance model).
 
     Uses the unit's physics data valid on each study date (method
@@ -193,7 +204,15 @@ def recalc(obj: Context, unit: Unit | None, since: dt.date | None, factor_set: s
 
         try:
             summary = recalculate(
-                store, fs, params, serial=serial, since=day, force=force, on_plan=on_plan, progress=tick
+                store,
+                fs,
+                params,
+                serial=serial,
+                since=day,
+                force=force,
+                on_plan=on_plan,
+                progress=tick,
+                jobs=jobs or section.jobs or cores(),
             )
         except FactorSetError as exc:
             fail(str(exc), EXIT_USAGE)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
+import multiprocessing as mp
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from srdose import compat
 from srdose.physics.factors import FactorSet, FactorSetError, load_bundled, load_csv
 from srdose.recalc.engine import METHODS, Params, PhysicsFits, compute, prepare
 from srdose.store import recalc as db
+from srdose.store.database import DoseStore
 from srdose.vocab import Method
 
 
@@ -46,6 +49,15 @@ class RunSummary:
     factor_set: str = ""
     missing_tables: dict = field(default_factory=dict)
 
+    def add(self, other: RunSummary) -> None:
+        """Count ``other``'s events too (a range computed elsewhere)."""
+        self.selected += other.selected
+        self.up_to_date += other.up_to_date
+        self.computed += other.computed
+        self.methods.update(other.methods)
+        self.flags.update(other.flags)
+        self.no_mgd += other.no_mgd
+
 
 #: Events read, computed and written at a time, so that memory stays bounded at any database size
 #: (on PostgreSQL each range's query scans the studies: ranges of 100,000 took 1.3 times as long)
@@ -62,6 +74,7 @@ def run(
     on_plan: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk_ids: int = CHUNK_IDS,
+    jobs: int = 1,
 ) -> RunSummary:
     """Recalculate the selected events whose inputs changed since their last result.
 
@@ -70,10 +83,13 @@ def run(
     its study date (new physics data), or other settings; ``force``
     recomputes all selected events.
 
-    The events are taken ``chunk_ids`` at a time (ranges of ids): read, computed, written (on
-    PostgreSQL, the last range's results are written while the next is read and computed).
-    ``on_plan(n)`` is told how many events will be looked at (first an upper bound, at the end
-    the exact count), ``progress(n)`` each range's count once it is written.
+    The events are taken ``chunk_ids`` at a time (ranges of ids): read, computed, written. With
+    ``jobs`` above 1 and more than one range, that many worker processes read and compute ranges
+    while this one writes their results; otherwise this process does it all (on PostgreSQL, the
+    last range's results are written while the next is read and computed). A database in memory
+    is only seen by this process, so it is always done here. ``on_plan(n)`` is told how many
+    events will be looked at (first an upper bound, at the end the exact count), ``progress(n)``
+    each range's count once it is written.
     """
     fs_id = db.register_factor_set(store, factor_set)
     sets = db.physics_sets(store)
@@ -84,40 +100,106 @@ def run(
         factor_set_id=fs_id,
         params=params,
         force=force,
+        serial=serial,
+        since=since,
     )
     summary = RunSummary(factor_set=factor_set.label, missing_tables=dict(factor_set.missing))
     total, ranges = db.event_id_ranges(store, chunk_ids, serial=serial, since=since)
     if on_plan:
         on_plan(total)
 
-    def read(ids: tuple[int, int | None]) -> dict:
-        return db.recalc_inputs(store, serial=serial, since=since, ids=ids)
+    added = []  # per range written: how many events had no result before
 
     def write(results: dict | None, checked: int) -> None:
         if results is not None:
-            db.write_recalc_results(store, results, factor_set.label, fs_id, plan.digest)
+            added.append(db.write_recalc_results(store, results, factor_set.label, fs_id, plan.digest))
         if progress:
             progress(checked)
 
-    # PostgreSQL upserts in its own process: a thread waits for it while the next range is read
-    # and computed. SQLite writes in this process, and its driver gives up and takes back the
-    # GIL at every row: in a thread, the whole run took 1.3 times as long as in turn.
-    overlap = store.write_engine.dialect.name == "postgresql"
-    with _steps(1 if overlap else 0) as writer:
-        writing = None
-        for ids in ranges:
-            inputs = read(ids)
-            results = plan.compute(inputs, summary)
+    if jobs > 1 and len(ranges) > 1 and store.shared:
+
+        def first_range() -> None:  # while the workers start
+            inputs = plan.read(store, ranges[0])
+            write(plan.compute(inputs, summary), len(inputs["event_id"]))
+
+        for results, checked, part in _computed_in_workers(store.url, plan, ranges[1:], jobs, first_range):
+            summary.add(part)
+            write(results, checked)
+    else:
+        # PostgreSQL upserts in its own process: a thread waits for it while the next range is
+        # read and computed. SQLite writes in this process, and its driver gives up and takes
+        # back the GIL at every row: in a thread, the whole run took 1.3 times as long as in turn.
+        overlap = store.write_engine.dialect.name == "postgresql"
+        with _steps(1 if overlap else 0) as writer:
+            writing = None
+            for ids in ranges:
+                inputs = plan.read(store, ids)
+                results = plan.compute(inputs, summary)
+                if writing is not None:
+                    writing.result()  # one range's results in flight at most; its error is raised here
+                writing = writer.submit(write, results, len(inputs["event_id"]))
             if writing is not None:
-                writing.result()  # one range's results in flight at most; its error is raised here
-            writing = writer.submit(write, results, len(inputs["event_id"]))
-        if writing is not None:
-            writing.result()
+                writing.result()
     if on_plan:
         on_plan(summary.selected)
-    if summary.computed:
-        store.wrote(summary.computed)  # the planner's statistics follow the results, once they are many
+    if sum(added):
+        # the planner's statistics follow the results once many are new; results replaced in
+        # place leave the tables' shape as it was
+        store.wrote(sum(added))
     return summary
+
+
+def _computed_in_workers(
+    url: str, plan: _Plan, ranges: list[tuple[int, int | None]], jobs: int, meanwhile: Callable[[], None]
+) -> Iterator[tuple[dict | None, int, RunSummary]]:
+    """Each range's results, the number of events it checked and its counts, in range order,
+    read and computed by ``jobs`` worker processes (their own connections, read only), after
+    ``meanwhile()`` has run here while they start (a worker takes about a second to start).
+
+    The workers are spawned: nothing of this process (its connections, a writer's thread) is
+    inherited. At most a range per worker and one more are computed ahead of the writer, so
+    memory stays bounded whatever the database's size.
+    """
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(ranges)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(url, plan),
+    )
+    try:
+        pending: deque[Future] = deque()
+        rest = iter(ranges)
+        with compat.spawned_without_main_script():
+            for ids in rest:
+                pending.append(pool.submit(_compute_range, ids))
+                if len(pending) > jobs:
+                    break
+        meanwhile()
+        while pending:
+            done = pending.popleft().result()
+            nxt = next(rest, None)
+            if nxt is not None:
+                pending.append(pool.submit(_compute_range, nxt))
+            yield done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: A worker process's store and plan (see :func:`_start_worker`).
+_worker: dict = {}
+
+
+def _start_worker(url: str, plan: _Plan) -> None:
+    _worker["store"] = DoseStore(url, migrate=False)
+    _worker["plan"] = plan
+
+
+def _compute_range(ids: tuple[int, int | None]) -> tuple[dict | None, int, RunSummary]:
+    """In a worker: one range's results, how many events it checked, and its counts."""
+    plan: _Plan = _worker["plan"]
+    summary = RunSummary()
+    inputs = plan.read(_worker["store"], ids)
+    return plan.compute(inputs, summary), len(inputs["event_id"]), summary
 
 
 @dataclass
@@ -130,9 +212,15 @@ class _Plan:
     factor_set_id: int
     params: Params
     force: bool
+    serial: str | None = None
+    since: str | None = None
 
     def __post_init__(self) -> None:
         self.digest = self.params.digest()
+
+    def read(self, store, ids: tuple[int, int | None]) -> dict:
+        """The inputs of the range ``ids`` (their stored results too, unless all are recomputed)."""
+        return db.recalc_inputs(store, serial=self.serial, since=self.since, ids=ids, with_results=not self.force)
 
     def compute(self, inputs: dict, summary: RunSummary) -> dict | None:
         """The results of the events of ``inputs`` that need recomputing (None: none), in

@@ -283,6 +283,11 @@ class DoseStore:
             n = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'events'").scalar()
             return int(n) if n is not None and n >= 0 else None
 
+    @property
+    def shared(self) -> bool:
+        """Whether another process can open this database: a server's or a file, not memory."""
+        return not self.url.startswith("sqlite") or _sqlite_file(self.url) is not None
+
     def _has_events(self) -> bool:
         with self.write_engine.connect() as conn:
             return conn.execute(select(M.Event.id).limit(1)).first() is not None

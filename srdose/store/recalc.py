@@ -207,9 +207,12 @@ def recalc_inputs(
     phantom: bool = False,
     protocol_like: str | None = None,
     ids: tuple[int, int | None] | None = None,
+    with_results: bool = True,
 ) -> dict:
     """Every live event's recalculation inputs and its stored result state (of the events whose
-    id is within ``ids``, both ends included, None: no end, if given).
+    id is within ``ids``, both ends included, None: no end, if given). Without ``with_results``
+    (a run that recomputes every event whatever its result) the stored results are not read and
+    each event is given none.
 
     Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
     the :data:`NUMERIC_INPUTS` (float, NaN missing), the
@@ -236,11 +239,11 @@ def recalc_inputs(
         E.positioner_primary_angle_deg,
         E.positioner_primary_end_angle_deg,
         E.source_rp_mm,
-        R.factor_set_id,
-        R.physics_set_id,
-        R.event_id,
     ]
-    text = [E.study_date, E.acquisition, E.anode, E.filter_material, E.reference_point, R.params_hash]
+    text = [E.study_date, E.acquisition, E.anode, E.filter_material, E.reference_point]
+    if with_results:
+        numeric += [R.factor_set_id, R.physics_set_id, R.event_id]
+        text.append(R.params_hash)
     conds = _selected(serial, since, until)
     conds.extend(_within(E.id, ids))
     if phantom:  # phantom QC: not-a-patient studies, or events whose protocol matches
@@ -253,14 +256,10 @@ def recalc_inputs(
     result_of = and_(R.event_id == E.id, *_within(R.event_id, ids))
 
     def events(*cols):
-        return (
-            select(*cols)
-            .join(S, E.source_object_id == S.id)
-            .join(St, E.study_id == St.id)
-            .outerjoin(R, result_of)
-            .where(S.superseded_by.is_(None), *conds)
-            .order_by(E.id)
-        )
+        q = select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
+        if with_results:
+            q = q.outerjoin(R, result_of)
+        return q.where(S.superseded_by.is_(None), *conds).order_by(E.id)
 
     def dbt_pulses(*cols):
         return (
@@ -288,9 +287,14 @@ def recalc_inputs(
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
         out[name] = np.ascontiguousarray(values[:, k])
     base = 2 + len(NUMERIC_INPUTS)
-    out["r_factor_set_id"] = _ids(values[:, base])
-    out["r_physics_set_id"] = _ids(values[:, base + 1])
-    out["has_result"] = ~np.isnan(values[:, base + 2])
+    if with_results:
+        out["r_factor_set_id"] = _ids(values[:, base])
+        out["r_physics_set_id"] = _ids(values[:, base + 1])
+        out["has_result"] = ~np.isnan(values[:, base + 2])
+    else:
+        out["r_factor_set_id"] = out["r_physics_set_id"] = np.full(len(event_id), -1, dtype=np.int64)
+        out["has_result"] = np.zeros(len(event_id), dtype=bool)
+        texts.append([None] * len(event_id))
     # per event, its unit's manufacturer, model and serial
     codes, inverse = np.unique(out["device_id"], return_inverse=True)
     unknown = (None, None, None)
@@ -456,18 +460,20 @@ def write_recalc_results(
     ``results``: a column per :data:`RESULT_COLUMNS` name, one value per event: float arrays
     (NaN: none), integer arrays (``physics_set_id``: -1 none), or lists of str or None. Written
     in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed over the chunk's
-    rows; PostgreSQL: COPY and one upsert). Returns how many.
+    rows; PostgreSQL: COPY, then one UPDATE and one INSERT). Returns how many of the events had
+    no result before (the rows the table gained).
     """
     n = len(results["event_id"])
     run = {"factor_set": factor_set, "factor_set_id": factor_set_id, "params_hash": params_hash, "computed_at": _now()}
+    added = 0
     for start in range(0, n, chunk):
         part = {c: results[c][start : start + chunk] for c in RESULT_COLUMNS}
         with store.begin() as conn:
             if conn.dialect.name == "postgresql":
-                _copy_upsert(conn, part, run)
+                added += _copy_upsert(conn, part, run)
             else:
-                _sqlite_replace(conn, part, run)
-    return n
+                added += _sqlite_replace(conn, part, run)
+    return added
 
 
 def _values(column: np.ndarray | list) -> list:
@@ -478,39 +484,120 @@ def _values(column: np.ndarray | list) -> list:
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
-def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> None:
+def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> int:
+    """SQLite: the chunk's results, each replacing the event's earlier one; returns how many
+    events had none (the count of the chunk's range of ids before and after, in this
+    transaction: nobody else writes in between)."""
     names = (*RESULT_COLUMNS, *RUN_COLUMNS)
     sql = f"INSERT OR REPLACE INTO recalc_results ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     n = len(part["event_id"])
+    if not n:
+        return 0
+    ids = np.asarray(part["event_id"])
+    count = "SELECT count(*) FROM recalc_results WHERE event_id BETWEEN ? AND ?"
+    bounds = (int(ids.min()), int(ids.max()))
+    before = conn.exec_driver_sql(count, bounds).scalar_one()
     # the time as SQLAlchemy stores it in SQLite, formatted once rather than by the driver per row
     shared = dict(run, computed_at=run["computed_at"].strftime("%Y-%m-%d %H:%M:%S.%f"))
     with bulk.gc_paused():
         columns = [_values(part[c]) for c in RESULT_COLUMNS] + [itertools.repeat(shared[c], n) for c in RUN_COLUMNS]
         conn.exec_driver_sql(sql, list(zip(*columns)))  # the driver's executemany over plain tuples
+    return conn.exec_driver_sql(count, bounds).scalar_one() - before
 
 
-def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> None:
-    """PostgreSQL: the chunk's columns by COPY (:func:`srdose.store.bulk.copy_in`) into a
-    temporary table (emptied at commit), then one upsert from it: the bulk path of the server,
-    not a statement per row."""
-    names = ", ".join(RESULT_COLUMNS)
-    every = ", ".join((*RESULT_COLUMNS, *RUN_COLUMNS))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*RESULT_COLUMNS, *RUN_COLUMNS) if c != "event_id")
+#: Result columns that are text (sent to PostgreSQL as codes) and row ids (-1: none).
+TEXT_RESULTS = ("method", "hvl_source", "flags")
+ID_RESULTS = ("event_id", "physics_set_id")
+#: The largest local buffer pool a PostgreSQL session writing results asks for: a chunk of
+#: 100,000 results in the table that carries them is about 16 MB. With the server's default of
+#: 8 MB the table spilled to disk and each COPY took half as long again.
+TEMP_BUFFERS = "64MB"
+
+
+def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> int:
+    """PostgreSQL: the chunk's columns by binary COPY (:func:`srdose.store.bulk.copy_in`) into a
+    temporary table (emptied at commit), then one UPDATE of the events that have a result and
+    one INSERT of those that have none: the bulk path of the server, not a statement per row.
+
+    Text columns travel as codes into their few distinct values (passed once, as arrays), NaN
+    and -1 as themselves: every row has the same width, and is turned into NULL on the server.
+    Updating by a join took a third of the time of an upsert of every row (ON CONFLICT), which
+    probes the key and locks each row one at a time. Returns how many events had no result.
+    """
+    params: dict = dict(run)
+    sent: dict[str, np.ndarray] = {}
+    value: dict[str, str] = {"event_id": "i.event_id"}
+    for c in RESULT_COLUMNS:
+        column = part[c]
+        if c in TEXT_RESULTS:
+            codes, names = _text_codes(column)
+            sent[c], params[f"{c}_names"] = codes, names
+            value[c] = f"(%({c}_names)s::text[])[i.{c}]"  # code 0: before the array's start, NULL
+        elif c in ID_RESULTS:
+            sent[c] = np.asarray(column, dtype=np.int64)
+            value.setdefault(c, f"nullif(i.{c}, -1)")
+        else:
+            sent[c] = np.asarray(column, dtype=np.float64)
+            value[c] = f"nullif(i.{c}, 'NaN'::float8)"  # NaN equals NaN in PostgreSQL
+    ids = sent["event_id"]
+    if not len(ids):
+        return 0
+    params["lo"], params["hi"] = int(ids.min()), int(ids.max())
+    run_values = {c: f"%({c})s" for c in RUN_COLUMNS}
     raw = conn.connection.driver_connection  # psycopg, in this transaction
     with raw.cursor() as cur:
+        cur.execute("SELECT to_regclass('pg_temp.recalc_results_coded') IS NULL")
+        row = cur.fetchone()
+        if row is not None and row[0]:
+            _ask_temp_buffers(raw)
+            kinds = ", ".join(f"{c} {'double precision' if sent[c].dtype.kind == 'f' else 'integer'}" for c in sent)
+            cur.execute(f"CREATE TEMPORARY TABLE recalc_results_coded ({kinds}) ON COMMIT DELETE ROWS")
+        bulk.copy_in(conn, "recalc_results_coded", sent)
+        # Rows are locked in event order whatever the plan (the chunk is in event order, and so
+        # is the key): two writers of overlapping events (two listeners recalculating one unit's
+        # day) wait for each other rather than deadlock.
+        every = {**{c: value[c] for c in RESULT_COLUMNS}, **run_values}
         cur.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS recalc_results_in ON COMMIT DELETE ROWS AS "
-            f"SELECT {names} FROM recalc_results WITH NO DATA"
+            "UPDATE recalc_results AS r SET "
+            + ", ".join(f"{c} = {v}" for c, v in every.items() if c != "event_id")
+            + " FROM recalc_results_coded AS i"
+            " WHERE r.event_id = i.event_id AND r.event_id BETWEEN %(lo)s AND %(hi)s",
+            params,
         )
-        bulk.copy_in(conn, "recalc_results_in", {c: part[c] for c in RESULT_COLUMNS})
-        # rows locked in event order: two writers upserting overlapping events (two listeners
-        # recalculating one unit's day) wait for each other rather than deadlock
+        replaced = cur.rowcount
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in every if c != "event_id")
         cur.execute(
-            f"INSERT INTO recalc_results ({every}) "
-            f"SELECT {names}, %(factor_set)s, %(factor_set_id)s, %(params_hash)s, %(computed_at)s "
-            f"FROM recalc_results_in ORDER BY event_id ON CONFLICT (event_id) DO UPDATE SET {updates}",
-            dict(run),
+            f"INSERT INTO recalc_results ({', '.join(every)}) SELECT {', '.join(every.values())} "
+            "FROM recalc_results_coded AS i WHERE NOT EXISTS (SELECT 1 FROM recalc_results AS r "
+            "WHERE r.event_id = i.event_id AND r.event_id BETWEEN %(lo)s AND %(hi)s) "
+            # written by another writer since the UPDATE: replaced, as the UPDATE would have
+            f"ORDER BY i.event_id ON CONFLICT (event_id) DO UPDATE SET {updates}",
+            params,
         )
+    return len(ids) - replaced
+
+
+def _text_codes(column: np.ndarray | list) -> tuple[np.ndarray, list[str]]:
+    """A code per value of a text column (0: None; k: the k-th of the distinct values returned)."""
+    values = column.tolist() if isinstance(column, np.ndarray) else column
+    table: dict = {None: 0}
+    for name in dict.fromkeys(values):
+        table.setdefault(name, len(table))
+    codes = np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
+    return codes, [name for name in table if name is not None]
+
+
+def _ask_temp_buffers(raw) -> None:
+    """Ask for :data:`TEMP_BUFFERS` of local buffers, before this session's first temporary
+    table. A session that has used one already keeps the size it has (PostgreSQL refuses the
+    change then): the writing is slower, not wrong."""
+    import psycopg
+
+    try:
+        with raw.transaction():  # a savepoint: a refusal leaves the transaction usable
+            raw.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
+    except psycopg.errors.InvalidParameterValue:
+        pass
 
 
 def recalc_summary(store) -> dict:
