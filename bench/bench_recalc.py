@@ -9,7 +9,8 @@
    result) on a database of 1,000,000 events, then the no-op re-run; SQLite unless ``--db``
    names a new or empty database (e.g. PostgreSQL).
 
-    python bench/bench_recalc.py [--events 1000000] [--db-events 1000000] [--db URL] [--keep DIR]
+    python bench/bench_recalc.py [--events 1000000] [--db-events 1000000] [--db URL [--seeded]] [--keep DIR]
+                                 [--jobs N] [--skip-core] [--skip-db]
 
 The events are written by bench/seed_events.py: synthetic RDSRs of all five vendor flavours
 (srdose.synth) ingested once and replicated in bulk (ingesting a million files would measure the
@@ -251,9 +252,10 @@ def bench_core(n: int) -> None:
 TARGETS = {"sqlite": 250_000, "postgresql": 100_000}
 
 
-def bench_end_to_end(n_events: int, url: str | None, keep: str | None) -> None:
+def bench_end_to_end(n_events: int, url: str | None, keep: str | None, seeded: bool = False, jobs: int = 0) -> None:
     """``srdose recalc --all`` and the no-op ``srdose recalc`` on ``url`` (new or empty: filled by
-    bench/seed_events.py), else on a new SQLite file."""
+    bench/seed_events.py; ``seeded``: filled before, used as it is), else on a new SQLite file;
+    with ``jobs`` processes (0: the default, one per core) and with one."""
     from bench.seed_events import seed
 
     workdir = Path(keep or tempfile.mkdtemp(prefix="srdose-bench-"))
@@ -264,8 +266,16 @@ def bench_end_to_end(n_events: int, url: str | None, keep: str | None) -> None:
             p.unlink()
         url = f"sqlite:///{db_path}"
     engine = "postgresql" if url.startswith("postgresql") else "sqlite"
-    summary = seed(url, n_events, progress=lambda line: None)
-    print(f"\nseeded {summary.events:,} events ({engine}) in {summary.seconds:.1f} s")
+    if seeded:
+        from sqlalchemy import create_engine, text
+
+        with create_engine(url).connect() as conn:
+            events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+        print(f"\n{events:,} events seeded before ({engine})")
+    else:
+        summary = seed(url, n_events, progress=lambda line: None)
+        events = summary.events
+        print(f"\nseeded {events:,} events ({engine}) in {summary.seconds:.1f} s")
     env = {**os.environ, "SRDOSE_DATA_DIR": str(workdir / "data")}
     cmd = [sys.executable, "-m", "srdose", "--db", url]
 
@@ -278,16 +288,19 @@ def bench_end_to_end(n_events: int, url: str | None, keep: str | None) -> None:
             raise SystemExit(f"srdose {' '.join(args)} failed ({p.returncode})")
         return dt, p.stdout
 
-    t_force, text = timed(["recalc", "--all"])
-    t_again, _ = timed(["recalc"])
-    measured = next((line for line in text.splitlines() if "method measured" in line), "").replace("│", " ")
-    rate, target = summary.events / t_force, TARGETS[engine]
-    print(
-        f"srdose recalc --all (end to end, new process, {engine}; replaces every stored result): "
-        f"{summary.events:,} events in {t_force:.1f} s = {rate:,.0f} events/s, "
-        f"{rate / target:.2f} of the target {target:,}/s  [{' '.join(measured.split())}]"
-    )
-    print(f"srdose recalc again (nothing changed): {t_again:.1f} s")
+    target = TARGETS[engine]
+    for j in [jobs, 1] if jobs != 1 else [1]:
+        flag = ["--jobs", str(j)] if j else []
+        t_force, out = timed(["recalc", "--all", *flag])
+        t_again, _ = timed(["recalc", *flag])
+        measured = next((line for line in out.splitlines() if "method measured" in line), "").replace("│", " ")
+        rate = events / t_force
+        print(
+            f"srdose recalc --all {' '.join(flag) or '(jobs: one per core)'} (end to end, new process, {engine}; "
+            f"replaces every stored result): {events:,} events in {t_force:.1f} s = {rate:,.0f} events/s, "
+            f"{rate / target:.2f} of the target {target:,}/s  [{' '.join(measured.split())}]"
+        )
+        print(f"  srdose recalc again (nothing changed): {t_again:.1f} s")
     print("  end-to-end rate / numpy-core rate shows the database share of the work")
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -299,12 +312,18 @@ def main() -> None:
     ap.add_argument("--db-events", type=int, default=1_000_000)
     ap.add_argument("--db", metavar="URL", help="A new or empty database to fill and recalculate (default: SQLite)")
     ap.add_argument("--keep", metavar="DIR", help="Keep the benchmark database in DIR.")
+    ap.add_argument("--seeded", action="store_true", help="--db was seeded before: use it as it is")
+    ap.add_argument("--jobs", type=int, default=0, help="srdose recalc --jobs (0: its default)")
+    ap.add_argument("--skip-core", action="store_true")
     ap.add_argument("--skip-db", action="store_true")
     a = ap.parse_args()
+    if a.seeded and not a.db:
+        ap.error("--seeded needs --db")
     print(f"numpy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    bench_core(a.events)
+    if not a.skip_core:
+        bench_core(a.events)
     if not a.skip_db:
-        bench_end_to_end(a.db_events, a.db, a.keep)
+        bench_end_to_end(a.db_events, a.db, a.keep, a.seeded, a.jobs)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,21 @@ def test_binary_copy_carries_every_bit(store):
             bulk.copy_in(conn, "copied", {"k": np.array([2**31]), "v": np.zeros(1)})
         with pytest.raises(TypeError, match="integer or float"):
             bulk.copy_in(conn, "copied", {"k": np.array(["1"]), "v": np.zeros(1)})
+
+
+def test_a_session_that_used_temporary_tables_keeps_writing(store):
+    """PostgreSQL refuses a larger local buffer pool once a session has used a temporary table:
+    the writer then keeps the size it has, and its transaction goes on."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's local buffers")
+    with store.begin() as conn:
+        raw = conn.connection.driver_connection
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE earlier (k integer) ON COMMIT DROP")
+        conn.exec_driver_sql("INSERT INTO earlier VALUES (1)")
+        before = conn.exec_driver_sql("SHOW temp_buffers").scalar_one()
+        db._ask_temp_buffers(raw)
+        assert conn.exec_driver_sql("SHOW temp_buffers").scalar_one() == before != db.TEMP_BUFFERS
+        assert conn.exec_driver_sql("SELECT k FROM earlier").scalar_one() == 1
+    fs = load_bundled()
+    summary = run(store, fs, Params(), chunk_ids=7)
+    assert summary.computed == summary.selected == len(_results(store)) > 40
