@@ -29,10 +29,10 @@ from srdose.store import DoseStore, web_users
 from srdose.store.governance import record_audit
 from srdose.web import alerting, alerts_page, curation_page, manage, pages
 from srdose.web.auth import (
-    DUMMY_HASH,
     LOGIN_CSRF_COOKIE,
     audit,
     csrf_ok,
+    dummy_hash,
     end_session,
     error_page,
     require,
@@ -165,7 +165,7 @@ def login_check(request: Request) -> Response:
             request, f"Too many failed sign-ins: this account is locked for {minutes} more minutes.", next_path, 403
         )
     if user is None or user.disabled:
-        verify_password(DUMMY_HASH, password)  # as long as a real check
+        verify_password(dummy_hash(), password)  # as long as a real check
         audit(request, "web:login-failed", f"web:{name}" if name else "web:-", None, {"why": "unknown or disabled"})
         return _login_form(request, "Wrong user name or password.", next_path, 401)
     if not verify_password(user.password_hash, password):
