@@ -334,16 +334,33 @@ def save_workbook(wb, out: Path) -> Path:
     return Path(out)
 
 
-def write_xlsx(rows: Iterable[tuple], out: Path, columns: Sequence[str], sheet: str = "events") -> int:
-    """Write rows to an XLSX workbook (streaming, so large exports fit in memory)."""
+#: Rows of a worksheet, its header included (Excel's specifications and limits: 1,048,576 rows
+#: by 16,384 columns). A workbook with more rows in a sheet is one Excel refuses to open.
+XLSX_MAX_ROWS = 1_048_576
+
+
+def write_xlsx(
+    rows: Iterable[tuple], out: Path, columns: Sequence[str], sheet: str = "events", max_rows: int = XLSX_MAX_ROWS
+) -> int:
+    """Write rows to an XLSX workbook (streaming, so large exports fit in memory). Rows beyond
+    what a sheet holds (``max_rows``, the header included) go on in sheets named
+    "``sheet`` (2)", "``sheet`` (3)", ..., each with the header. Returns how many rows."""
     from openpyxl import Workbook
 
+    if max_rows < 2:
+        raise ValueError(f"a sheet holds the header and at least one row, not {max_rows} rows")
     wb = Workbook(write_only=True)
+    per_sheet = max_rows - 1
     ws, convert = xlsx_sheet(wb, sheet, list(columns))
-    n = 0
+    n = in_sheet = 0
     for row in rows:
+        if in_sheet == per_sheet:
+            close_sheet(ws, len(columns), in_sheet)
+            ws, convert = xlsx_sheet(wb, f"{sheet[:24]} ({n // per_sheet + 1})", list(columns))
+            in_sheet = 0
         ws.append(convert(row, lambda v: round(v, 6) if isinstance(v, float) else v))
         n += 1
-    close_sheet(ws, len(columns), n)
+        in_sheet += 1
+    close_sheet(ws, len(columns), in_sheet)
     save_workbook(wb, out)
     return n

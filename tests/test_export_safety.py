@@ -203,3 +203,28 @@ def test_database_exports_and_reports_are_private(tmp_path):
     assert len(written) > 5
     for p in written + [tmp_path / "reports", tmp_path / "res"]:
         assert _mode(p) == (0o700 if p.is_dir() else 0o600), p
+
+
+def test_rows_beyond_a_sheet_go_on_in_further_sheets(tmp_path):
+    """A worksheet holds 1,048,576 rows, its header included (Excel's specifications and
+    limits): more rows than that go on in further sheets, each with its header and filters, in
+    order, none lost; a limit that leaves no room for a row is refused."""
+    from openpyxl import load_workbook
+
+    from srdose.files import XLSX_MAX_ROWS, write_xlsx
+
+    assert XLSX_MAX_ROWS == 2**20
+    rows = [(k, f"=row {k}", 0.1 * k) for k in range(7)]
+    out = tmp_path / "events.xlsx"
+    assert write_xlsx(iter(rows), out, ["n", "text", "value"], max_rows=4) == 7
+    wb = load_workbook(out)
+    assert wb.sheetnames == ["events", "events (2)", "events (3)"]
+    got = []
+    for ws in wb.worksheets:
+        values = list(ws.values)
+        assert values[0] == ("n", "text", "value") and ws.freeze_panes == "A2"
+        assert ws.auto_filter.ref == f"A1:C{len(values)}" and len(values) <= 4
+        got += values[1:]
+    assert [r[0] for r in got] == list(range(7)) and got[3] == (3, "'=row 3", 0.3)
+    with pytest.raises(ValueError, match="at least one row"):
+        write_xlsx(iter(rows), out, ["n"], max_rows=1)
