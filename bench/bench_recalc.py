@@ -296,7 +296,7 @@ def bench_end_to_end(n_events: int, url: str | None, keep: str | None, seeded: b
         measured = next((line for line in out.splitlines() if "method measured" in line), "").replace("│", " ")
         rate = events / t_force
         print(
-            f"srdose recalc --all {' '.join(flag) or '(jobs: one per core)'} (end to end, new process, {engine}; "
+            f"srdose recalc --all {' '.join(flag) or '(default jobs)'} (end to end, new process, {engine}; "
             f"replaces every stored result): {events:,} events in {t_force:.1f} s = {rate:,.0f} events/s, "
             f"{rate / target:.2f} of the target {target:,}/s  [{' '.join(measured.split())}]"
         )

@@ -353,7 +353,7 @@ class RecalcSettings:
     # The listener recalculates the events it ingests, so that the database is always current.
     after_ingest: bool = _setting(True)
     # Processes reading and computing ranges of events while one writes the results
-    # (srdose recalc over many events); 0: one per core.
+    # (srdose recalc over many events); 0: one per core on SQLite, none on PostgreSQL.
     jobs: int = _setting(0, within=(0, 256))
 
 

@@ -85,6 +85,7 @@ def units_db(tmp_path_factory):
         ('[governance]\nretention_days = "forever"\n', "[governance] retention_days"),
         ('[recalc]\nafter_ingest = "yes"\n', "[recalc] after_ingest"),
         ("[recalc]\nratio_band = nan\n", "[recalc] ratio_band"),
+        ("[recalc]\njobs = -1\n", "[recalc] jobs"),
         ('[report]\ndrl_views = "MLO"\n', "[report] drl_views"),
         ("database_url = 5\n", "database_url"),
     ],
@@ -152,6 +153,11 @@ def test_a_date_is_yyyy_mm_dd_everywhere(units_db, tmp_path, monkeypatch, args):
     assert r.exit_code == 2, r.output
     assert "expected YYYY-MM-DD" in flat(r.output)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_recalc_jobs_out_of_range_is_a_usage_error(units_db):
+    r = cli("recalc", "--jobs", "0", data_dir=units_db)
+    assert r.exit_code == 2 and "--jobs" in flat(r.output) and "1<=x<=256" in flat(r.output)
 
 
 def test_export_dates_select_what_they_say(units_db, tmp_path):

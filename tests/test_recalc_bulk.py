@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
+from srdose import compat
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.recalc.physicsfile import parse
+from srdose.recalc.run import default_jobs
 from srdose.store import bulk
 from srdose.store import models as M
 from srdose.store import recalc as db
@@ -179,3 +181,26 @@ def test_a_session_that_used_temporary_tables_keeps_writing(store):
     fs = load_bundled()
     summary = run(store, fs, Params(), chunk_ids=7)
     assert summary.computed == summary.selected == len(_results(store)) > 40
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_finds_the_one_result_out_of_date(store, jobs):
+    """Ranges whose results are all current are passed over on what decides them; the one event
+    whose result is missing, in the last range, is found and recomputed, with its old values."""
+    fs = load_bundled()
+    first = run(store, fs, Params(), chunk_ids=7)
+    before = _results(store)
+    last = before[-1]["event_id"]
+    R = M.RecalcResult
+    with store.begin() as conn:
+        conn.execute(R.__table__.delete().where(R.event_id == last))
+    again = run(store, fs, Params(), chunk_ids=7, jobs=jobs)
+    assert (again.computed, again.up_to_date, again.selected) == (1, first.computed - 1, first.computed)
+    assert _results(store) == before
+
+
+def test_workers_by_default_on_sqlite_only(store):
+    """Unless told, a run uses a worker per core on SQLite and none on PostgreSQL, where two
+    workers on two cores made it slower (the server's own processes work there)."""
+    expected = 1 if store.engine.dialect.name == "postgresql" else compat.cores()
+    assert default_jobs(store) == expected

@@ -24,11 +24,10 @@ from srdose.cli.context import (
     progress_bar,
 )
 from srdose.cli.params import DATE, UNIT, Unit, dicom_day
-from srdose.compat import cores
 from srdose.physics.factors import FactorSetError
 from srdose.recalc.engine import Params, PhysicsFits
 from srdose.recalc.physicsfile import PhysicsFileError, parse
-from srdose.recalc.run import resolve_factor_set
+from srdose.recalc.run import default_jobs, resolve_factor_set
 from srdose.recalc.run import run as recalculate
 from srdose.recalc.validate import write as write_dossier
 from srdose.store import recalc as db
@@ -162,7 +161,7 @@ def physics_show(obj: Context, unit: str) -> None:
     type=click.IntRange(1, 256),
     default=None,
     help="Processes reading and computing events while one writes the results, over many events "
-    "(default from config: one per core).",
+    "(default from config: one per core on SQLite, none on PostgreSQL).",
 )
 @click.pass_obj
 def recalc(
@@ -212,7 +211,7 @@ def recalc(
                 force=force,
                 on_plan=on_plan,
                 progress=tick,
-                jobs=jobs or section.jobs or cores(),
+                jobs=jobs or section.jobs or default_jobs(store),
             )
         except FactorSetError as exc:
             fail(str(exc), EXIT_USAGE)
