@@ -281,7 +281,8 @@ def bench_end_to_end(n_events: int, url: str | None, keep: str | None, seeded: b
 
     def timed(args):
         t = time.perf_counter()
-        p = subprocess.run(cmd + args, env=env, capture_output=True, text=True)
+        # from the checkout this script is in: the srdose it measures, not one installed elsewhere
+        p = subprocess.run(cmd + args, env=env, capture_output=True, text=True, cwd=REPO)
         dt = time.perf_counter() - t
         if p.returncode != 0:
             print(p.stdout, p.stderr)

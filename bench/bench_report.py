@@ -162,7 +162,8 @@ print(f"\\nBENCH {p.returncode} {wall:.4f} {resource.getrusage(resource.RUSAGE_C
 def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """Wall seconds and peak RSS (MiB) of one command, run under a fresh wrapper process whose only
     child it is (so ru_maxrss of RUSAGE_CHILDREN is that command's own peak)."""
-    p = subprocess.run([sys.executable, "-c", WRAP, *cmd], env=env, capture_output=True, text=True)
+    # from the checkout this script is in (``-m srdose`` finds it first): the srdose it measures
+    p = subprocess.run([sys.executable, "-c", WRAP, *cmd], env=env, capture_output=True, text=True, cwd=REPO)
     last = p.stderr.strip().splitlines()[-1].split()
     code, wall, kib = int(last[1]), float(last[2]), int(last[3])
     if code not in (0, 1):
@@ -189,8 +190,8 @@ def main() -> None:
     if not db.exists():
         t0 = time.perf_counter()
         serial = build_db(url, a.events)
-        subprocess.run(base + ["physics", "import", str(EXAMPLE)], env=env, check=True, capture_output=True)
-        subprocess.run(base + ["recalc"], env=env, check=True, capture_output=True)
+        subprocess.run(base + ["physics", "import", str(EXAMPLE)], env=env, check=True, capture_output=True, cwd=REPO)
+        subprocess.run(base + ["recalc"], env=env, check=True, capture_output=True, cwd=REPO)
         (work / "busiest").write_text(serial)
         print(f"  built and recalculated in {time.perf_counter() - t0:.0f} s ({db})")
     serial = (work / "busiest").read_text()

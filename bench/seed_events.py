@@ -82,7 +82,9 @@ class _Template:
 
 
 def _cli(db_url: str, data_dir: Path, *args: str) -> None:
-    env = {**os.environ, "SRDOSE_DATA_DIR": str(data_dir)}
+    # the srdose of the checkout this script is in, whatever is installed
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "SRDOSE_DATA_DIR": str(data_dir), "PYTHONPATH": path}
     env.pop("SRDOSE_CONFIG", None)
     env.pop("SRDOSE_DATABASE_URL", None)
     subprocess.run(
