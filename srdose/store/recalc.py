@@ -329,12 +329,12 @@ def recalc_state(
         devices = _devices(conn)
         rows = conn.execute(q).all()
     device, day, has, fs_id, ps_id, params, events = (list(c) for c in zip(*rows)) if rows else ([],) * 7
-    out: dict = {"device_id": np.array([-1 if d is None else d for d in device], dtype=np.int64)}
+    out: dict = {"device_id": _ids(np.array(device, dtype=float))}  # None: NaN, then -1
     out.update(_unit_names(devices, out["device_id"]))
     out["study_date"], out["r_params"] = day, params
     out["has_result"] = np.array(has, dtype=bool)
-    out["r_factor_set_id"] = np.array([-1 if v is None else v for v in fs_id], dtype=np.int64)
-    out["r_physics_set_id"] = np.array([-1 if v is None else v for v in ps_id], dtype=np.int64)
+    out["r_factor_set_id"] = _ids(np.array(fs_id, dtype=float))
+    out["r_physics_set_id"] = _ids(np.array(ps_id, dtype=float))
     out["events"] = np.array(events, dtype=np.int64)
     return out
 
