@@ -243,7 +243,7 @@ class _Plan:
             state = db.recalc_state(store, serial=self.serial, since=self.since, ids=ids)
             n = int(state["events"].sum())
             set_index = applicable_sets(self.fits.sets, state["manufacturer"], state["serial"], state["study_date"])
-            if not self.stale(state, set_index).any():
+            if not self.stale(state, self.physics_set_ids(set_index)).any():
                 summary.selected += n
                 summary.up_to_date += n
                 return None, n
@@ -251,13 +251,16 @@ class _Plan:
         inputs = self.read(store, ids)
         return self.compute(inputs, summary), len(inputs["event_id"])
 
-    def stale(self, state: dict, set_index: np.ndarray) -> np.ndarray:
+    def physics_set_ids(self, set_index: np.ndarray) -> np.ndarray:
+        """The ids of the physics sets at ``set_index`` (by index into the fits' sets; -1: none)."""
+        return self.set_ids[np.where(set_index >= 0, set_index, len(self.fits.sets))]
+
+    def stale(self, state: dict, set_ids: np.ndarray) -> np.ndarray:
         """Which events' (or kinds of events', see :func:`srdose.store.recalc.recalc_state`) stored
-        results are out of date: none, or of another factor set, physics set (``set_index``: the
-        one valid now, by index into the fits' sets) or settings."""
+        results are out of date: none, or of another factor set, physics set (``set_ids``: the
+        one valid now, -1 none) or settings."""
         if self.force:
             return np.ones(len(state["has_result"]), dtype=bool)
-        set_ids = self.set_ids[np.where(set_index >= 0, set_index, len(self.fits.sets))]
         same_params = np.array([p == self.digest for p in state["r_params"]], dtype=bool)
         return (
             ~state["has_result"]
@@ -270,8 +273,8 @@ class _Plan:
         """The results of the events of ``inputs`` that need recomputing (None: none), in
         :data:`srdose.store.recalc.RESULT_COLUMNS`; ``summary`` counts them."""
         batch = prepare(inputs, self.fits, self.params)
-        set_ids = self.set_ids[np.where(batch.set_index >= 0, batch.set_index, len(self.fits.sets))]
-        idx = np.nonzero(self.stale(inputs, batch.set_index))[0]
+        set_ids = self.physics_set_ids(batch.set_index)
+        idx = np.nonzero(self.stale(inputs, set_ids))[0]
         summary.selected += batch.n
         summary.up_to_date += int(batch.n - idx.size)
         if idx.size == 0:
