@@ -30,7 +30,6 @@ flag; events that are neither 2D nor DBT.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import re
 import zlib
 from collections import deque
@@ -44,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from srdose import compat
 from srdose.files import decimal_text, private_dir, write_csv_tables
 from srdose.reference import eu_levels, survey_reference
 from srdose.report import common as C
@@ -376,7 +376,7 @@ def map_units(fn: Callable, jobs: Iterable, n_jobs: int) -> Iterator:
     is most of the time. Workers are forked; they never touch the database
     (and leave through os._exit, so nothing inherited is closed twice).
     """
-    workers = min(n_jobs, os.cpu_count() or 1)
+    workers = min(n_jobs, compat.cores())
     if workers < 2:
         yield from map(fn, jobs)
         return
