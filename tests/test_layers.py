@@ -34,6 +34,7 @@ LAYERS: list[list[list[str]]] = [
             "srdose.config",
             "srdose.units",
             "srdose.codes",
+            "srdose.columns",
             "srdose.physics",
         ]
     ],

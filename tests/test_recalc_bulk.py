@@ -5,10 +5,12 @@ empty text, and text that CSV must quote (PostgreSQL's COPY) read back as it was
 import math
 
 import numpy as np
+import psycopg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import ARRAY, Float, Integer, func, literal, select, update
 
 from srdose import compat
+from srdose.columns import CodedColumn
 from srdose.physics.factors import load_bundled
 from srdose.recalc import Params, run
 from srdose.recalc.physicsfile import parse
@@ -163,6 +165,112 @@ def test_binary_copy_carries_every_bit(store):
             bulk.copy_in(conn, "copied", {"k": np.array([2**31]), "v": np.zeros(1)})
         with pytest.raises(TypeError, match="integer or float"):
             bulk.copy_in(conn, "copied", {"k": np.array(["1"]), "v": np.zeros(1)})
+
+
+def test_binary_copy_reads_every_bit(store):
+    """PostgreSQL's binary COPY into numpy: doubles arrive exactly (NaN, infinities, a negative
+    zero, the extremes and a subnormal), with integers as doubles; a NULL, a column of another
+    type, or a width other than the one asked for is refused, not read as something else."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("binary COPY is PostgreSQL's")
+    values = np.array([math.pi, float("nan"), float("inf"), -float("inf"), -0.0, np.finfo(float).max, 5e-324])
+    numbers = select(
+        func.unnest(literal(values.tolist(), ARRAY(Float(53)))),
+        func.unnest(literal([1, 2, 3, 4, 5, 6, 7], ARRAY(Float(53)))),
+    )
+    with store.reading() as conn:
+        got = bulk.copy_floats(conn, numbers, 2)
+        assert got[:, 0].tobytes() == values.tobytes() and got[:, 1].tolist() == [1, 2, 3, 4, 5, 6, 7]
+        assert bulk.copy_floats(conn, numbers.where(literal(False)), 2).shape == (0, 2)
+        with pytest.raises(psycopg.DatabaseError, match="not 2 numbers"):
+            bulk.copy_floats(conn, select(literal(None, Float(53)), literal(1.0)), 2)
+    with store.reading() as conn, pytest.raises(psycopg.DatabaseError, match="not 2 numbers"):
+        bulk.copy_floats(conn, select(literal(1.0), literal(2, Integer)), 2)  # an integer is 4 bytes
+    with store.reading() as conn, pytest.raises(psycopg.DatabaseError, match="not 2 numbers"):
+        bulk.copy_floats(conn, select(literal(1.0)), 2)
+
+
+def _reference_inputs(store, ids: tuple[int, int] | None = None) -> dict[int, tuple]:
+    """Each live event's texts and numbers as the ORM reads them, one row at a time: the
+    reference the bulk readers are checked against."""
+    E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
+    q = (
+        select(E.id, E.study_date, E.acquisition, E.anode, E.filter_material, E.reference_point, R.params_hash)
+        .add_columns(E.kvp, E.mas, E.compressed_thickness_mm, St.age_years, R.physics_set_id)
+        .join(S, E.source_object_id == S.id)
+        .join(St, E.study_id == St.id)
+        .outerjoin(R, R.event_id == E.id)
+        .where(S.superseded_by.is_(None))
+    )
+    if ids:
+        q = q.where(E.id.between(*ids))
+    with store.engine.connect() as conn:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(q)}
+
+
+def _nan_none(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+@pytest.mark.parametrize("with_results", [True, False])
+def test_inputs_coded_or_listed_are_the_events_as_stored(store, with_results):
+    """A range's inputs, read in bulk as lists or as coded texts (PostgreSQL: numbers by binary
+    COPY, texts by CSV, matched by id), are each live event's values as stored: in event
+    order, a superseded report's events left out, a text with a comma, a quote and a line
+    break, an empty one and a NULL kept apart."""
+    run(store, load_bundled(), Params(), chunk_ids=10**9)  # results to read back
+    E, S = M.Event, M.SourceObject
+    with store.engine.connect() as conn:
+        events = conn.execute(select(E.id, E.source_object_id).order_by(E.id)).all()
+    odd = 'At "surface", 20 mm\nabove; \\N'
+    with store.begin() as conn:
+        conn.execute(update(E).where(E.id == events[3].id).values(reference_point=odd))
+        conn.execute(update(E).where(E.id == events[4].id).values(reference_point=""))
+        conn.execute(update(E).where(E.id == events[5].id).values(reference_point=None, study_date=None))
+        later = events[-1].source_object_id
+        edited = {e.source_object_id for e in events[3:6]}
+        gone = next(e.source_object_id for e in events[6:] if e.source_object_id not in edited | {later})
+        conn.execute(update(S).where(S.id == gone).values(superseded_by=later))
+    ids = (events[2].id, events[-3].id)
+    expected = _reference_inputs(store, ids)
+    assert {e.id for e in events if e.source_object_id == gone} & set(expected) == set()
+
+    listed = db.recalc_inputs(store, ids=ids, with_results=with_results)
+    coded = db.recalc_inputs(store, ids=ids, with_results=with_results, coded=True)
+    assert listed["event_id"].tolist() == sorted(expected) == coded["event_id"].tolist()
+    for name in ("study_date", "acquisition", "anode", "filter_material", "reference_point", "r_params"):
+        assert isinstance(coded[name], CodedColumn) and coded[name].tolist() == listed[name]
+    for name in ("manufacturer", "model", "serial"):
+        assert coded[name].tolist() == listed[name]
+    texts = [(d, a, an, f, rp) for d, a, an, f, rp, *_ in expected.values()]
+    assert (
+        list(zip(*(listed[n] for n in ("study_date", "acquisition", "anode", "filter_material", "reference_point"))))
+        == texts
+    )
+    assert listed["reference_point"].count(odd) == 1 and "" in listed["reference_point"]
+    params = [p for *_, p, _, _, _, _, _ in expected.values()]
+    assert listed["r_params"] == (params if with_results else [None] * len(params))
+    numbers = [tuple(map(_nan_none, v[6:10])) for v in expected.values()]
+    got = zip(*(listed[n].tolist() for n in ("kvp", "mas", "compressed_thickness_mm", "age_years")))
+    assert [tuple(map(_nan_none, g)) for g in got] == numbers
+    sets = [-1 if v[10] is None or not with_results else v[10] for v in expected.values()]
+    assert listed["r_physics_set_id"].tolist() == sets
+    assert listed["has_result"].tolist() == [with_results] * len(expected)
+
+
+def test_coded_column():
+    """A text column as codes: equal texts get one code even when listed twice, NULL is a text
+    of its own, and taking rows, slicing and comparing keep each row's text."""
+    column = CodedColumn(np.array([0, 1, 2, 3, 1, 0]), ["Mo", "Rh", None, "Mo"])
+    assert column.tolist() == ["Mo", "Rh", None, "Mo", "Rh", "Mo"] and len(column) == 6
+    codes, values = column.distinct()
+    assert values == ["Mo", "Rh", None] and codes.tolist() == [0, 1, 2, 0, 1, 0]
+    assert column.equals("Mo").tolist() == [True, False, False, True, False, True]
+    assert column.take(np.array([5, 2])).tolist() == ["Mo", None] and column[1:3].tolist() == ["Rh", None]
+    listed = ["W", None, "", "W"]
+    assert CodedColumn.of(listed).tolist() == listed and CodedColumn.of(listed).values == ["W", None, ""]
+    empty = CodedColumn.of([])
+    assert empty.tolist() == [] and empty.distinct()[1] == [] and empty.equals("W").tolist() == []
 
 
 def test_a_session_that_used_temporary_tables_keeps_writing(store):

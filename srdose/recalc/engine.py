@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from srdose.columns import CodedColumn
 from srdose.config import RecalcSettings
 from srdose.physics import dance
 from srdose.physics.factors import FactorSet, system_key
@@ -196,13 +197,17 @@ class Flags:
 
     def strings(self, index=None) -> list[str | None]:
         """';'-joined flag names per event (None when none)."""
+        return self.coded(index).tolist()
+
+    def coded(self, index=None) -> CodedColumn:
+        """:meth:`strings`, as a code per event into the texts."""
         bits = self.bits if index is None else self.bits[index]
         uniq, inv = np.unique(bits, return_inverse=True)
         text = []
         for b in uniq.tolist():
             names = [n for k, n in enumerate(self.names) if (b >> k) & 1]
             text.append(";".join(names) or None)
-        return [text[i] for i in inv.tolist()]
+        return CodedColumn(inv.reshape(-1).astype(np.int64), text)
 
     def counts(self) -> dict[str, int]:
         return {n: int(self.has(n).sum()) for n in self.names}
@@ -429,6 +434,8 @@ class Batch:
 
 def _column_codes(values) -> tuple[np.ndarray, list]:
     """A code per value (equal values, equal codes) and the distinct values, by code."""
+    if isinstance(values, CodedColumn):
+        return values.distinct()
     if isinstance(values, np.ndarray):
         distinct, codes = np.unique(values, return_inverse=True)
         return codes.astype(np.int64).reshape(-1), distinct.tolist()

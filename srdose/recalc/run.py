@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from srdose import compat
+from srdose.columns import CodedColumn
 from srdose.physics.factors import FactorSet, FactorSetError, load_bundled, load_csv
 from srdose.recalc.engine import METHODS, Params, PhysicsFits, applicable_sets, compute, prepare
 from srdose.store import recalc as db
@@ -118,10 +119,12 @@ def run(
 
     added = []  # per range written: how many events had no result before
 
-    def write(results: dict | None, checked: int) -> None:
+    def write(results: dict | None, checked: int, parts: _Countdown | None = None) -> None:
+        """Write ``results`` (or a part of them: the range's ``checked`` events are told once
+        its last part is written)."""
         if results is not None:
             added.append(db.write_recalc_results(store, results, factor_set.label, fs_id, plan.digest))
-        if progress:
+        if progress and (parts is None or parts.done()):
             progress(checked)
 
     if jobs > 1 and len(ranges) > 1 and store.shared:
@@ -136,16 +139,18 @@ def run(
         # PostgreSQL writes in its own process: a thread waits for it while the next range is
         # read and computed. SQLite writes in this process, and its driver gives up and takes
         # back the GIL at every row: in a thread, the whole run took 1.3 times as long as in turn.
-        overlap = store.write_engine.dialect.name == "postgresql"
-        with _steps(1 if overlap else 0) as writer:
-            writing = None
+        writers = WRITERS if store.write_engine.dialect.name == "postgresql" else 0
+        with _steps(writers) as writer:
+            writing: list[Future] = []
             for ids in ranges:
                 results, checked = plan.work(store, ids, summary)
-                if writing is not None:
-                    writing.result()  # one range's results in flight at most; its error is raised here
-                writing = writer.submit(write, results, checked)
-            if writing is not None:
-                writing.result()
+                for done in writing:
+                    done.result()  # one range's results in flight at most; its error is raised here
+                parts = _parts(results, max(writers, 1))
+                countdown = _Countdown(len(parts))
+                writing = [writer.submit(write, part, checked, countdown) for part in parts]
+            for done in writing:
+                done.result()
     if on_plan:
         on_plan(summary.selected)
     if sum(added):
@@ -153,6 +158,32 @@ def run(
         # place leave the tables' shape as it was
         store.wrote(sum(added))
     return summary
+
+
+#: Connections that write a range's results on PostgreSQL, each a part of them, at once.
+WRITERS = 2
+
+
+def _parts(results: dict | None, n: int) -> list[dict | None]:
+    """``results`` as ``n`` parts of consecutive events (rows are locked in event order)."""
+    if results is None or n == 1:
+        return [results]
+    size = len(results["event_id"])
+    cuts = [size * k // n for k in range(n + 1)]
+    return [{c: v[a:b] for c, v in results.items()} for a, b in zip(cuts, cuts[1:])]
+
+
+class _Countdown:
+    """Parts of a range written by several threads: :meth:`done` is true for the last one."""
+
+    def __init__(self, parts: int):
+        self.left = parts
+        self.lock = threading.Lock()
+
+    def done(self) -> bool:
+        with self.lock:
+            self.left -= 1
+            return self.left == 0
 
 
 def _computed_in_workers(
@@ -227,7 +258,9 @@ class _Plan:
 
     def read(self, store, ids: tuple[int, int | None]) -> dict:
         """The inputs of the range ``ids`` (their stored results too, unless all are recomputed)."""
-        return db.recalc_inputs(store, serial=self.serial, since=self.since, ids=ids, with_results=not self.force)
+        return db.recalc_inputs(
+            store, serial=self.serial, since=self.since, ids=ids, with_results=not self.force, coded=True
+        )
 
     def work(self, store, ids: tuple[int, int | None], summary: RunSummary) -> tuple[dict | None, int]:
         """The results of the range ``ids`` (None: every event's is current) and how many events
@@ -261,7 +294,11 @@ class _Plan:
         one valid now, -1 none) or settings."""
         if self.force:
             return np.ones(len(state["has_result"]), dtype=bool)
-        same_params = np.array([p == self.digest for p in state["r_params"]], dtype=bool)
+        params = state["r_params"]
+        if isinstance(params, CodedColumn):
+            same_params = params.equals(self.digest)
+        else:
+            same_params = np.array([p == self.digest for p in params], dtype=bool)
         return (
             ~state["has_result"]
             | (state["r_factor_set_id"] != self.factor_set_id)
@@ -284,23 +321,24 @@ class _Plan:
         summary.methods.update({METHODS[m]: int(c) for m, c in zip(*np.unique(res.method, return_counts=True))})
         summary.flags.update(res.flags.counts())
         summary.no_mgd += int(np.isnan(res.mgd).sum())
+        # the source of the HVL used (none when there is no HVL)
         measured = res.method == METHODS.index(Method.MEASURED.value)
-        source = np.where(measured, "measured_fit", "rdsr").tolist()  # of the HVL used (NaN: none)
+        source = np.where(np.isnan(res.hvl), 0, np.where(measured, 1, 2))
         return {
             "event_id": inputs["event_id"][idx],
-            "method": np.array(METHODS, dtype=object)[res.method].tolist(),
+            "method": CodedColumn(np.asarray(res.method, dtype=np.int64), list(METHODS)),
             "mgd_recalc_mgy": res.mgd,
             "mgd_u_mgy": res.mgd_u,
             "k_mgy": res.k,
             "hvl_used_mm": res.hvl,
-            "hvl_source": [None if math.isnan(h) else m for h, m in zip(res.hvl.tolist(), source)],
+            "hvl_source": CodedColumn(source, [None, "measured_fit", "rdsr"]),
             "g": res.g,
             "c": res.c,
             "s": res.s,
             "t_factor": res.t,
             "physics_set_id": set_ids[idx],
             "ratio_recalc_to_reported": res.ratio,
-            "flags": res.flags.strings(),
+            "flags": res.flags.coded(),
         }
 
 

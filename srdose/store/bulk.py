@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from srdose.columns import CodedColumn
+
 #: CSV parsed at a time (memory stays bounded whatever the number of rows).
 PIECE_BYTES = 8 << 20
 
@@ -128,6 +130,12 @@ def copy_csv(conn, query, piece_bytes: int | None = None, **settings: str) -> It
     running it for one unit. ``settings``: planner settings for this transaction (``work_mem``:
     the default 4 MB makes a sort or a hash join of millions of rows spill to disk)."""
     limit = PIECE_BYTES if piece_bytes is None else piece_bytes
+    yield from _copy_query(conn, query, "csv", limit, settings)
+
+
+def _copy_query(conn, query, form: str, limit: int, settings: Mapping[str, str]) -> Iterator[bytes]:
+    """``COPY (query) TO STDOUT`` in ``form`` (csv or binary), ``limit`` bytes at a time, with JIT
+    off and the planner ``settings`` for this transaction."""
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     conn.exec_driver_sql("SET LOCAL jit = off")
     for name, value in settings.items():
@@ -135,8 +143,49 @@ def copy_csv(conn, query, piece_bytes: int | None = None, **settings: str) -> It
     import psycopg  # PostgreSQL's driver: installed with srdose[postgres]
 
     raw = conn.connection.driver_connection  # psycopg, in this connection's transaction
-    sql = psycopg.ClientCursor(raw).mogrify(f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)", compiled.params)
+    sql = psycopg.ClientCursor(raw).mogrify(f"COPY ({compiled.string}) TO STDOUT (FORMAT {form})", compiled.params)
     yield from _copy_out_rows(raw.pgconn, sql.encode(raw.info.encoding), limit)
+
+
+def copy_floats(conn, query, width: int) -> np.ndarray:
+    """PostgreSQL: the rows of ``query``, whose ``width`` columns are all ``double precision``
+    and never NULL (a NaN where there is none), as an (n, width) float array.
+
+    One binary COPY: every row has the same width, so the rows are one numpy record array and
+    no value is formatted as text by the server or parsed by this process (a quarter of a
+    million events' 18 numbers: 0.9 s of the server's time in CSV, 0.55 s in binary).
+
+    Raises
+    ------
+    psycopg.DatabaseError
+        When the rows are not what was asked for (a NULL, a column of another type).
+    """
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for k in range(width):
+        fields += [(f"size{k}", ">i4"), (f"value{k}", ">f8")]
+    row = np.dtype(fields)
+    body = b"".join(_copy_query(conn, query, "binary", PIECE_BYTES, {}))
+    start = len(_COPY_HEADER)
+    if body[: start - 4] != _COPY_HEADER[:-4]:
+        raise _bad_copy("no binary COPY signature")
+    start += int.from_bytes(body[start - 4 : start], "big")  # past the header's extension, if any
+    end = len(body) - len(_COPY_TRAILER)
+    unlike = f"rows are not {width} numbers each (a NULL, or a column of another type)"
+    if body[end:] != _COPY_TRAILER or (end - start) % row.itemsize:
+        raise _bad_copy(unlike)
+    rows = np.frombuffer(body, dtype=row, offset=start, count=(end - start) // row.itemsize)
+    if (rows["count"] != width).any() or any((rows[f"size{k}"] != 8).any() for k in range(width)):
+        raise _bad_copy(unlike)
+    out = np.empty((len(rows), width))
+    for k in range(width):
+        out[:, k] = rows[f"value{k}"]
+    return out
+
+
+def _bad_copy(what: str) -> Exception:
+    import psycopg
+
+    return psycopg.DatabaseError(f"binary COPY: {what}")
 
 
 def _copy_out_rows(pgconn, sql: bytes, limit: int) -> Iterator[bytes]:
@@ -219,6 +268,18 @@ def copy_out(
     parse = csv_reader(types)
     for data in copy_csv(conn, query, piece_bytes, **settings):
         yield parse(data)
+
+
+def coded(column: pa.ChunkedArray) -> CodedColumn:
+    """A column read as ``pa.dictionary(pa.int32(), pa.string())`` (each piece coded by pyarrow
+    as it parsed it) as one code per row into its texts, NULL the text None."""
+    chunks = column.unify_dictionaries().chunks
+    if not chunks:
+        return CodedColumn(np.zeros(0, dtype=np.int64), [])
+    dictionary = chunks[0].dictionary
+    none = len(dictionary)
+    codes = [chunk.indices.fill_null(none).to_numpy().astype(np.int64) for chunk in chunks]
+    return CodedColumn(np.concatenate(codes), [*dictionary.to_pylist(), None])
 
 
 def copy_table(conn, query, types: list[pa.DataType]) -> pa.Table:

@@ -11,11 +11,23 @@ import datetime as dt
 import itertools
 import json
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+)
 
+from srdose.columns import CodedColumn
 from srdose.store import bulk
 from srdose.store import models as M
 from srdose.vocab import Acquisition
@@ -208,16 +220,18 @@ def recalc_inputs(
     protocol_like: str | None = None,
     ids: tuple[int, int | None] | None = None,
     with_results: bool = True,
+    coded: bool = False,
 ) -> dict:
     """Every live event's recalculation inputs and its stored result state (of the events whose
     id is within ``ids``, both ends included, None: no end, if given). Without ``with_results``
     (a run that recomputes every event whatever its result) the stored results are not read and
     each event is given none.
 
-    Returns a dict of arrays: ``event_id``, ``device_id`` (int; -1 none),
+    Returns a dict of arrays, in event order: ``event_id``, ``device_id`` (int; -1 none),
     the :data:`NUMERIC_INPUTS` (float, NaN missing), the
-    :data:`TEXT_INPUTS` (lists of str or None), and ``r_factor_set_id``,
-    ``r_physics_set_id`` (int; -1 none), ``r_params`` (list) of the stored
+    :data:`TEXT_INPUTS` (lists of str or None; with ``coded``, each a
+    :class:`srdose.columns.CodedColumn`), and ``r_factor_set_id``,
+    ``r_physics_set_id`` (int; -1 none), ``r_params`` (a text column too) of the stored
     result, ``has_result`` (bool).
     """
     E, S, St, R = M.Event, M.SourceObject, M.Study, M.RecalcResult
@@ -255,11 +269,20 @@ def recalc_inputs(
     # the result's join bounded too: PostgreSQL then reads a range of its key, not all of it
     result_of = and_(R.event_id == E.id, *_within(R.event_id, ids))
 
-    def events(*cols):
+    def events(*cols, ordered: bool = True):
         q = select(*cols).join(S, E.source_object_id == S.id).join(St, E.study_id == St.id)
         if with_results:
             q = q.outerjoin(R, result_of)
-        return q.where(S.superseded_by.is_(None), *conds).order_by(E.id)
+        q = q.where(S.superseded_by.is_(None), *conds)
+        return q.order_by(E.id) if ordered else q
+
+    def event_texts(*cols):
+        """Columns of the events (and their results) alone, without the joins to their objects
+        and studies: ``conds`` are the events' own but for phantom QC's."""
+        q = select(*cols)
+        if with_results:
+            q = q.outerjoin(R, result_of)
+        return q.where(*conds)
 
     def dbt_pulses(*cols):
         return (
@@ -272,13 +295,24 @@ def recalc_inputs(
 
     # a DBT event's projections: the pulse's mAs, else its mA x pulse width (NULL: unknown)
     weight = func.coalesce(M.Pulse.exposure_mas, M.Pulse.tube_current_ma * M.Pulse.pulse_width_ms / 1000.0)
+    pulse_columns = [M.Pulse.event_id, M.Pulse.pulse_index, weight]
     with store.reading() as conn:
-        if conn.dialect.name == "postgresql":
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            # the numbers and the texts are two statements: they must see the same events
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             # compiling each query to machine code cost 80-100 ms, more than running a range's
             conn.exec_driver_sql("SET LOCAL jit = off")
         devices = _devices(conn)
-        values, texts = read_columns(conn, events, numeric, text)
-        pulses, _ = read_columns(conn, dbt_pulses, [M.Pulse.event_id, M.Pulse.pulse_index, weight], [])
+        texts: list  # of lists, or of CodedColumn
+        if postgres and not phantom:
+            values, columns = _postgres_columns(conn, partial(events, ordered=False), numeric, event_texts, text)
+            texts = columns if coded else [c.tolist() for c in columns]
+            pulses = bulk.copy_floats(conn, dbt_pulses(*map(_as_float, pulse_columns)), len(pulse_columns))
+        else:
+            values, lists = read_columns(conn, events, numeric, text)
+            texts = [CodedColumn.of(t) for t in lists] if coded else lists
+            pulses, _ = read_columns(conn, dbt_pulses, pulse_columns, [])
     event_id = values[:, 0].astype(np.int64)
     out: dict = {"event_id": event_id, "device_id": _ids(values[:, 1])}
     for k, name in enumerate(NUMERIC_INPUTS, start=2):
@@ -291,14 +325,44 @@ def recalc_inputs(
     else:
         out["r_factor_set_id"] = out["r_physics_set_id"] = np.full(len(event_id), -1, dtype=np.int64)
         out["has_result"] = np.zeros(len(event_id), dtype=bool)
-        texts.append([None] * len(event_id))
-    out.update(_unit_names(devices, out["device_id"]))
+        none = CodedColumn(np.zeros(len(event_id), dtype=np.int64), [None])
+        texts = [*texts, none if coded else none.tolist()]
+    out.update(_unit_names(devices, out["device_id"], coded))
     for name, column in zip((*TEXT_INPUTS[3:], "r_params"), texts):
         out[name] = column
     out["pulse_event"], out["pulse_weight"] = _dbt_pulse_weights(event_id, pulses)
     if phantom:
         out.update(_event_labels(store, out["event_id"]))
     return out
+
+
+def _as_float(column) -> ColumnElement:
+    """A column as ``double precision``, NaN for NULL (see :func:`srdose.store.bulk.copy_floats`)."""
+    return func.coalesce(cast(column, Float(53)), literal_column("'NaN'::float8"))
+
+
+def _postgres_columns(conn, events, numeric: list, event_texts, text: list) -> tuple[np.ndarray, list[CodedColumn]]:
+    """PostgreSQL: :func:`read_columns`'s numbers, in event order, and texts, coded.
+
+    The numbers come by one binary COPY of ``events(*numeric)`` (the joins), unsorted: sorting
+    a range's wide rows cost the server as much as joining them, sorting their ids here costs
+    little. The texts come by a CSV COPY of ``event_texts(*text)`` (the events alone, a walk
+    of their key, in the same snapshot), each coded by pyarrow as it parses, and are matched
+    to the numbers by id. (Coding the texts on the server, by their distinct values, cost it
+    more than it saved here.)
+    """
+    E = M.Event
+    values = bulk.copy_floats(conn, events(*map(_as_float, numeric)), len(numeric))
+    values = values[np.argsort(values[:, 0], kind="stable")]
+    ids = values[:, 0].astype(np.int64)
+    types = [pa.int64()] + [pa.dictionary(pa.int32(), pa.string())] * len(text)
+    table = bulk.copy_table(conn, event_texts(E.id, *text), types)
+    text_ids = table.column(0).to_numpy()
+    order = np.argsort(text_ids, kind="stable")
+    at = order[np.searchsorted(text_ids, ids, sorter=order)] if len(text_ids) else np.zeros(0, np.int64)
+    if len(ids) and (len(text_ids) == 0 or not np.array_equal(text_ids[at], ids)):
+        raise RuntimeError("an event's texts were not read with its numbers")  # one snapshot: never
+    return values, [bulk.coded(table.column(k + 1)).take(at) for k in range(len(text))]
 
 
 def recalc_state(
@@ -345,15 +409,17 @@ def _devices(conn) -> dict[int, tuple]:
     return {d.id: (d.manufacturer, d.model, d.serial) for d in rows}
 
 
-def _unit_names(devices: dict[int, tuple], device_id: np.ndarray) -> dict[str, list]:
-    """Per event, its unit's ``manufacturer``, ``model`` and ``serial`` (None: no unit)."""
+def _unit_names(devices: dict[int, tuple], device_id: np.ndarray, coded: bool = False) -> dict:
+    """Per event, its unit's ``manufacturer``, ``model`` and ``serial`` (None: no unit), as
+    lists or (``coded``) :class:`srdose.columns.CodedColumn`."""
     codes, inverse = np.unique(device_id, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
     unknown = (None, None, None)
     names = [devices.get(d, unknown) for d in codes.tolist()]
-    out = {}
+    out: dict = {}
     for k, name in enumerate(("manufacturer", "model", "serial")):
-        per_unit = [n[k] for n in names]
-        out[name] = [per_unit[i] for i in inverse.reshape(-1).tolist()]
+        column = CodedColumn(inverse, [n[k] for n in names])
+        out[name] = column if coded else column.tolist()
     return out
 
 
@@ -496,7 +562,7 @@ RUN_COLUMNS = ("factor_set", "factor_set_id", "params_hash", "computed_at")
 
 def write_recalc_results(
     store,
-    results: Mapping[str, np.ndarray | list],
+    results: Mapping[str, np.ndarray | list | CodedColumn],
     factor_set: str,
     factor_set_id: int,
     params_hash: str,
@@ -505,7 +571,8 @@ def write_recalc_results(
     """Write the results of one run, each replacing the event's earlier result if it has one.
 
     ``results``: a column per :data:`RESULT_COLUMNS` name, one value per event: float arrays
-    (NaN: none), integer arrays (``physics_set_id``: -1 none), or lists of str or None. Written
+    (NaN: none), integer arrays (``physics_set_id``: -1 none), or texts: lists of str or None,
+    or :class:`srdose.columns.CodedColumn`. Written
     in chunks of one transaction each (SQLite: one INSERT OR REPLACE executed over the chunk's
     rows; PostgreSQL: COPY, then one UPDATE and one INSERT). Returns how many of the events had
     no result before (the rows the table gained).
@@ -523,15 +590,17 @@ def write_recalc_results(
     return added
 
 
-def _values(column: np.ndarray | list) -> list:
+def _values(column: np.ndarray | list | CodedColumn) -> list:
     """A column as the driver's values: NULL for -1 in an id column; a float NaN is bound as
     NULL by SQLite itself."""
+    if isinstance(column, CodedColumn):
+        return column.tolist()
     if isinstance(column, np.ndarray) and column.dtype.kind == "i":
         return [None if v < 0 else v for v in column.tolist()]
     return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
-def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> int:
+def _sqlite_replace(conn, part: Mapping[str, np.ndarray | list | CodedColumn], run: Mapping) -> int:
     """SQLite: the chunk's results, each replacing the event's earlier one; returns how many
     events had none (the count of the chunk's range of ids before and after, in this
     transaction: nobody else writes in between)."""
@@ -561,7 +630,7 @@ ID_RESULTS = ("event_id", "physics_set_id")
 TEMP_BUFFERS = "64MB"
 
 
-def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> int:
+def _copy_upsert(conn, part: Mapping[str, np.ndarray | list | CodedColumn], run: Mapping) -> int:
     """PostgreSQL: the chunk's columns by binary COPY (:func:`srdose.store.bulk.copy_in`) into a
     temporary table (emptied at commit), then one UPDATE of the events that have a result and
     one INSERT of those that have none: the bulk path of the server, not a statement per row.
@@ -612,6 +681,9 @@ def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> i
             params,
         )
         replaced = cur.rowcount
+        if replaced == len(ids):
+            # every event had a result: none to add (searching for them took 0.1 s per 100,000)
+            return 0
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in every if c != "event_id")
         cur.execute(
             f"INSERT INTO recalc_results ({', '.join(every)}) SELECT {', '.join(every.values())} "
@@ -624,8 +696,14 @@ def _copy_upsert(conn, part: Mapping[str, np.ndarray | list], run: Mapping) -> i
     return len(ids) - replaced
 
 
-def _text_codes(column: np.ndarray | list) -> tuple[np.ndarray, list[str]]:
+def _text_codes(column: np.ndarray | list | CodedColumn) -> tuple[np.ndarray, list[str]]:
     """A code per value of a text column (0: None; k: the k-th of the distinct values returned)."""
+    if isinstance(column, CodedColumn):
+        codes, distinct = column.distinct()
+        names = [v for v in distinct if v is not None]
+        code_of = {v: k for k, v in enumerate(names, start=1)}
+        renumber = np.array([code_of.get(v, 0) for v in distinct], dtype=np.int64)
+        return (renumber[codes] if len(distinct) else codes), names
     values = column.tolist() if isinstance(column, np.ndarray) else column
     table: dict = {None: 0}
     for name in dict.fromkeys(values):
