@@ -479,6 +479,44 @@ def test_status_says_when_the_listener_is_down(tmp_path):
 # --- 18. the database is current after reception --------------------------------------
 
 
+def test_recalculation_after_ingest_waits_for_a_pause_in_a_stream(tmp_path, caplog):
+    """One sender's datasets arrive one at a time, the queue empty after each commit: the MGD is
+    recalculated at most once per interval while they stream, and for all of them once they
+    pause, not after each one (that took more of the machine than receiving them)."""
+    import logging
+
+    from srdose.config import RecalcSettings
+    from srdose.ingest import Ingestor
+    from srdose.pseudonym import Pseudonymiser
+    from srdose.quarantine import QuarantineFolder
+    from srdose.receive.worker import AfterIngestRecalc, IngestWorker, Received
+    from srdose.spool import Spool
+    from srdose.store import DoseStore
+
+    store = DoseStore(f"sqlite:///{tmp_path / 'db.sqlite'}", Pseudonymiser(b"0" * 64))
+    spool = Spool(tmp_path / "spool")
+    recalc = AfterIngestRecalc(store, RecalcSettings(), interval=600)
+    worker = IngestWorker(Ingestor(store, QuarantineFolder(tmp_path / "quarantine")), spool, recalc=recalc)
+    files = synth.generate("hologic", 8, tmp_path / "syn", seed=32)
+    caplog.set_level(logging.INFO, logger="srdose.listen")
+    worker.start()
+    try:
+        for f in files:
+            worker.submit(Received(spool.put(f.read_bytes(), "MAMMO1"), "dicom:MAMMO1", None, ""))
+            wait_until(worker.idle, 30, 0.005, "committed")
+            time.sleep(0.02)  # the next dataset's round trip: the queue is empty meanwhile
+        runs = [r for r in caplog.records if r.getMessage().startswith("recalculated the MGD")]
+        assert len(runs) == 1  # the first commit's: the interval has not passed since
+        wait_until(lambda: not recalc.wanted, 30, 0.05, "recalculated after the pause")
+    finally:
+        worker.stop(drain=False)
+    with store.engine.connect() as conn:
+        events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+        results = conn.execute(text("SELECT count(*) FROM recalc_results")).scalar_one()
+    store.close()
+    assert events == results > len(files)
+
+
 def test_mgd_is_recalculated_after_ingest(tmp_path):
     lst = ListenerProcess(tmp_path / "data", free_port()).start()
     try:

@@ -299,7 +299,10 @@ class IngestWorker:
             self.stalled.clear()
             backoff = 0.5
             self._finish(list(zip(batch, results)))
-            self._after_commit(idle=self.queue.empty())
+            # not idle because the queue is empty now: one sender's next dataset is on its way
+            # (a round trip), and recalculating after each of its datasets took more of the
+            # machine than receiving them; idle is a pause in the arrivals (see _take_batch)
+            self._after_commit(idle=False)
             self._maybe_write_status()
 
     def _finish(self, done: list) -> None:
