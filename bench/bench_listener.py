@@ -15,13 +15,16 @@ The same synthetic RDSRs are sent by DCMTK's storescu over one association
 
 Then storescp and srdose again with ``--senders`` concurrent storescu
 processes. Prints files/s and the ratios against storescp (targets: 1.0
-with one sender, 1.5 with four).
+with one sender, 1.5 with four), and the CPU each side spent per file (the
+senders' from their own usage, the receiver's as the machine's busy time less
+the senders': run it on an otherwise idle machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -89,6 +92,33 @@ ae.start_server(("127.0.0.1", int(sys.argv[1])), block=True, evt_handlers=handle
 """
 
 
+class CpuClock:
+    """CPU seconds spent during a phase: by the senders (storescu, this script's children, reaped
+    when they finish) and by everything else on the machine (the receiver, its database; the
+    benchmark runs on an otherwise idle machine). A sender waits for each answer, so with one
+    sender the rate is bound by the senders' and the receiver's CPU per file in turn; with
+    several, by their sum over the cores."""
+
+    def __init__(self) -> None:
+        self.busy0, self.children0 = machine_busy(), children_cpu()
+
+    def stop(self) -> tuple[float, float]:
+        senders = children_cpu() - self.children0
+        return senders, machine_busy() - self.busy0 - senders
+
+
+def machine_busy() -> float:
+    """CPU seconds the machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_bare_pynetdicom(files: list[Path]) -> float:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BARE_SCP, str(port)], stderr=subprocess.DEVNULL)
@@ -102,29 +132,37 @@ def time_bare_pynetdicom(files: list[Path]) -> float:
         proc.wait(30)
 
 
-def time_srdose(work: Path, files: list[Path], senders: int) -> float:
+def time_srdose(work: Path, files: list[Path], senders: int, cpu: list | None = None) -> float:
     port = free_port()
     lst = ListenerProcess(work / f"srdose-{senders}", port).start()
     try:
+        clock = CpuClock()
         t = time.perf_counter()
         send(port, files, senders, env=NODELAY)
         deadline = time.monotonic() + 3600
         while committed(lst.data_dir / "srdose.sqlite") < len(files) and time.monotonic() < deadline:
             time.sleep(0.02)
-        return time.perf_counter() - t
+        took = time.perf_counter() - t
+        if cpu is not None:
+            cpu.extend(clock.stop())
+        return took
     finally:
         lst.stop()
 
 
-def time_storescp(work: Path, files: list[Path], no_nagle: bool, senders: int = 1) -> float:
+def time_storescp(work: Path, files: list[Path], no_nagle: bool, senders: int = 1, cpu: list | None = None) -> float:
     """storescp writing files; with ``no_nagle`` both DCMTK ends run with
     TCP_NODELAY=1 (DCMTK 3.6.7's switch to disable Nagle's algorithm; NO_TCPDELAY in older releases), its best case."""
     env = NODELAY if no_nagle else None
     port = free_port()
     with storescp(work / f"storescp-{no_nagle}-{senders}", port, env=env):
+        clock = CpuClock()
         t = time.perf_counter()
         send(port, files, senders, env=env)
-        return time.perf_counter() - t
+        took = time.perf_counter() - t
+        if cpu is not None:
+            cpu.extend(clock.stop())
+        return took
 
 
 def main() -> None:
@@ -141,11 +179,15 @@ def main() -> None:
             f.read_bytes()
         n = len(files)
         peer_default = time_storescp(work, files, no_nagle=False)
-        peer_best = time_storescp(work, files, no_nagle=True)
+        peer_cpu: list[float] = []
+        ours_cpu: list[float] = []
+        peer_best = time_storescp(work, files, no_nagle=True, cpu=peer_cpu)
         bare = time_bare_pynetdicom(files)
-        ours = time_srdose(work, files, 1)
-        peer_many = time_storescp(work, files, no_nagle=True, senders=args.senders)
-        many = time_srdose(work, files, args.senders)
+        ours = time_srdose(work, files, 1, cpu=ours_cpu)
+        peer_many_cpu: list[float] = []
+        many_cpu: list[float] = []
+        peer_many = time_storescp(work, files, no_nagle=True, senders=args.senders, cpu=peer_many_cpu)
+        many = time_srdose(work, files, args.senders, cpu=many_cpu)
         k = args.senders
         print(f"files: {n} synthetic RDSRs, {size:.1f} KiB mean, sent by DCMTK storescu")
         print(f"peer   storescp, DCMTK defaults (Nagle on)        : {n / peer_default:7.1f} files/s")
@@ -154,9 +196,21 @@ def main() -> None:
         print(f"srdose listen (check+spool+parse+commit), 1 sender : {n / ours:7.1f} files/s")
         print(f"ratio srdose / storescp, 1 sender                  : {peer_best / ours:7.2f}   (target >= 1.0)")
         print(f"ratio srdose / storescp with DCMTK defaults        : {peer_default / ours:7.2f}")
+        ms = 1000 / n
+        print(
+            f"CPU per file, 1 sender: storescu {peer_cpu[0] * ms:.1f} ms + storescp {peer_cpu[1] * ms:.1f} ms; "
+            f"storescu {ours_cpu[0] * ms:.1f} ms + srdose {ours_cpu[1] * ms:.1f} ms (the machine's busy time "
+            "less the senders')"
+        )
         print(f"peer   storescp, {k} concurrent senders             : {n / peer_many:7.1f} files/s")
         print(f"srdose listen, {k} concurrent senders               : {n / many:7.1f} files/s")
         print(f"ratio srdose / storescp, {k} senders                : {peer_many / many:7.2f}   (target >= 1.5)")
+        cores = os.cpu_count() or 1
+        print(
+            f"CPU per file, {k} senders: storescu {peer_many_cpu[0] * ms:.1f} ms + storescp {peer_many_cpu[1] * ms:.1f} ms; "
+            f"storescu {many_cpu[0] * ms:.1f} ms + srdose {many_cpu[1] * ms:.1f} ms; at 1.5 x storescp's rate "
+            f"{cores} cores give {cores * peer_many / n / 1.5 * 1000:.1f} ms per file to senders and receiver together"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
