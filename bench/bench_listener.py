@@ -207,7 +207,8 @@ def main() -> None:
         print(f"ratio srdose / storescp, {k} senders                : {peer_many / many:7.2f}   (target >= 1.5)")
         cores = os.cpu_count() or 1
         print(
-            f"CPU per file, {k} senders: storescu {peer_many_cpu[0] * ms:.1f} ms + storescp {peer_many_cpu[1] * ms:.1f} ms; "
+            f"CPU per file, {k} senders: storescu {peer_many_cpu[0] * ms:.1f} ms "
+            f"+ storescp {peer_many_cpu[1] * ms:.1f} ms; "
             f"storescu {many_cpu[0] * ms:.1f} ms + srdose {many_cpu[1] * ms:.1f} ms; at 1.5 x storescp's rate "
             f"{cores} cores give {cores * peer_many / n / 1.5 * 1000:.1f} ms per file to senders and receiver together"
         )
