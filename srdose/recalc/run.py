@@ -95,7 +95,8 @@ def run(
     The events are taken ``chunk_ids`` at a time (ranges of ids): read, computed, written. With
     ``jobs`` above 1 and more than one range, that many worker processes read and compute ranges
     while this one writes their results; otherwise this process does it all (on PostgreSQL, the
-    last range's results are written while the next is read and computed). A database in memory
+    last range's results are written, in :data:`WRITERS` parts at once, while the next is read
+    and computed). A database in memory
     is only seen by this process, so it is always done here. ``on_plan(n)`` is told how many
     events will be looked at (first an upper bound, at the end the exact count), ``progress(n)``
     each range's count once it is written.
@@ -136,9 +137,10 @@ def run(
             summary.add(part)
             write(results, checked)
     else:
-        # PostgreSQL writes in its own process: a thread waits for it while the next range is
-        # read and computed. SQLite writes in this process, and its driver gives up and takes
-        # back the GIL at every row: in a thread, the whole run took 1.3 times as long as in turn.
+        # PostgreSQL writes in its own processes: two threads wait for them, each writing half of
+        # a range's results on its own connection, while the next range is read and computed.
+        # SQLite writes in this process, and its driver gives up and takes back the GIL at every
+        # row: in a thread, the whole run took 1.3 times as long as in turn.
         writers = WRITERS if store.write_engine.dialect.name == "postgresql" else 0
         with _steps(writers) as writer:
             writing: list[Future] = []
