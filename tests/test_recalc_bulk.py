@@ -201,6 +201,7 @@ def _reference_inputs(store, ids: tuple[int, int] | None = None) -> dict[int, tu
         .join(St, E.study_id == St.id)
         .outerjoin(R, R.event_id == E.id)
         .where(S.superseded_by.is_(None))
+        .order_by(E.id)
     )
     if ids:
         q = q.where(E.id.between(*ids))
