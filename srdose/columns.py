@@ -22,7 +22,7 @@ class CodedColumn:
 
     @classmethod
     def of(cls, texts: list) -> CodedColumn:
-        """A list of texts, coded."""
+        """A list of texts (or of other values that can be dict keys), coded."""
         table = {text: k for k, text in enumerate(dict.fromkeys(texts))}
         return cls(np.fromiter(map(table.__getitem__, texts), dtype=np.int64, count=len(texts)), list(table))
 

@@ -434,14 +434,10 @@ class Batch:
 
 def _column_codes(values) -> tuple[np.ndarray, list]:
     """A code per value (equal values, equal codes) and the distinct values, by code."""
-    if isinstance(values, CodedColumn):
-        return values.distinct()
     if isinstance(values, np.ndarray):
         distinct, codes = np.unique(values, return_inverse=True)
         return codes.astype(np.int64).reshape(-1), distinct.tolist()
-    # one pass of C-level iteration each, not a Python call per value
-    table = {k: i for i, k in enumerate(dict.fromkeys(values))}
-    return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values)), list(table)
+    return (values if isinstance(values, CodedColumn) else CodedColumn.of(values)).distinct()
 
 
 def _codes(*columns) -> tuple[np.ndarray, list]:

@@ -698,18 +698,13 @@ def _copy_upsert(conn, part: Mapping[str, np.ndarray | list | CodedColumn], run:
 
 def _text_codes(column: np.ndarray | list | CodedColumn) -> tuple[np.ndarray, list[str]]:
     """A code per value of a text column (0: None; k: the k-th of the distinct values returned)."""
-    if isinstance(column, CodedColumn):
-        codes, distinct = column.distinct()
-        names = [v for v in distinct if v is not None]
-        code_of = {v: k for k, v in enumerate(names, start=1)}
-        renumber = np.array([code_of.get(v, 0) for v in distinct], dtype=np.int64)
-        return (renumber[codes] if len(distinct) else codes), names
-    values = column.tolist() if isinstance(column, np.ndarray) else column
-    table: dict = {None: 0}
-    for name in dict.fromkeys(values):
-        table.setdefault(name, len(table))
-    codes = np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
-    return codes, [name for name in table if name is not None]
+    if not isinstance(column, CodedColumn):
+        column = CodedColumn.of(column.tolist() if isinstance(column, np.ndarray) else column)
+    codes, distinct = column.distinct()
+    names = [v for v in distinct if v is not None]
+    code_of = {v: k for k, v in enumerate(names, start=1)}
+    renumber = np.array([code_of.get(v, 0) for v in distinct], dtype=np.int64)
+    return (renumber[codes] if len(distinct) else codes), names
 
 
 def _ask_temp_buffers(raw) -> None:
