@@ -29,15 +29,13 @@ class CodedColumn:
     def __len__(self) -> int:
         return len(self.codes)
 
-    def __getitem__(self, rows: slice) -> CodedColumn:
+    def __getitem__(self, rows: slice | np.ndarray) -> CodedColumn:
+        """The rows of a slice, or at an array of positions."""
         return CodedColumn(self.codes[rows], self.values)
 
     def tolist(self) -> list:
         values = self.values
         return [values[c] for c in self.codes.tolist()]
-
-    def take(self, index: np.ndarray) -> CodedColumn:
-        return CodedColumn(self.codes[index], self.values)
 
     def distinct(self) -> tuple[np.ndarray, list]:
         """A code per row into the distinct texts (equal texts, equal codes), and those texts."""

@@ -267,7 +267,7 @@ def test_coded_column():
     codes, values = column.distinct()
     assert values == ["Mo", "Rh", None] and codes.tolist() == [0, 1, 2, 0, 1, 0]
     assert column.equals("Mo").tolist() == [True, False, False, True, False, True]
-    assert column.take(np.array([5, 2])).tolist() == ["Mo", None] and column[1:3].tolist() == ["Rh", None]
+    assert column[np.array([5, 2])].tolist() == ["Mo", None] and column[1:3].tolist() == ["Rh", None]
     listed = ["W", None, "", "W"]
     assert CodedColumn.of(listed).tolist() == listed and CodedColumn.of(listed).values == ["W", None, ""]
     empty = CodedColumn.of([])

@@ -362,7 +362,7 @@ def _postgres_columns(conn, events, numeric: list, event_texts, text: list) -> t
     at = order[np.searchsorted(text_ids, ids, sorter=order)] if len(text_ids) else np.zeros(0, np.int64)
     if len(ids) and (len(text_ids) == 0 or not np.array_equal(text_ids[at], ids)):
         raise RuntimeError("an event's texts were not read with its numbers")  # one snapshot: never
-    return values, [bulk.coded(table.column(k + 1)).take(at) for k in range(len(text))]
+    return values, [bulk.coded(table.column(k + 1))[at] for k in range(len(text))]
 
 
 def recalc_state(
