@@ -296,11 +296,8 @@ class _Plan:
         one valid now, -1 none) or settings."""
         if self.force:
             return np.ones(len(state["has_result"]), dtype=bool)
-        params = state["r_params"]
-        if isinstance(params, CodedColumn):
-            same_params = params.equals(self.digest)
-        else:
-            same_params = np.array([p == self.digest for p in params], dtype=bool)
+        params = state["r_params"]  # coded from the inputs, a list from the counts of recalc_state
+        same_params = (params if isinstance(params, CodedColumn) else CodedColumn.of(params)).equals(self.digest)
         return (
             ~state["has_result"]
             | (state["r_factor_set_id"] != self.factor_set_id)
